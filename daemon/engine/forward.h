@@ -1,0 +1,78 @@
+/*
+ * forward.h — the Llama forward pass, one layer per call, over a KV cache.
+ *
+ * A batch of n tokens (the prompt at prefill, one token at decode) goes
+ * through forward_begin (embed), forward_layer(l) for l = 0, 1, ... in order,
+ * then forward_finish. Between layers the caller may ask forward_lens for the
+ * logit-lens distribution of the last position (final norm + LM head on the
+ * current residual stream) — what AdaInfer's stopping rule needs. Layers that
+ * are never run are never computed: forward_finish fills their KV entries
+ * from the exit layer's hidden state, so later tokens attend to valid keys.
+ *
+ *   h_0 = embd(tokens)
+ *   h_l = h' + W_down · (silu(W_gate · norm(h')) * (W_up · norm(h'))),
+ *         h' = h_{l-1} + W_o · attn(rope(W_q · norm(h_{l-1})), KV_l)
+ *   logits = W_out · norm_out(h_L)
+ *
+ * Prefill is matrix-matrix work (cblas_sgemm for F32 weights); decode is
+ * matrix-vector. Both give the same logits. No libuv, msgpack or YAML here.
+ */
+#ifndef ADAINFER_FORWARD_H
+#define ADAINFER_FORWARD_H
+
+#include <stdint.h>
+
+#include "model.h"
+
+/** AdaInfer features of one layer's logit-lens distribution (softmax over the whole vocabulary). */
+struct lens {
+	int32_t top1;   /* argmax id (lowest id on ties) */
+	int32_t top2;   /* second id */
+	float top_prob; /* p(top1) */
+	float gap;      /* p(top1) - p(top2) */
+};
+
+struct ctx; /* opaque: KV cache, scratch buffers, thread pool; one sequence */
+
+/**
+ * Allocates a context for m with room for n_ctx positions (0 = the model's
+ * context length) and n_threads compute threads (0 = all cores). m must
+ * outlive the context. Returns 0, -EINVAL or -ENOMEM (never aborts).
+ */
+int ctx_new(struct ctx **out, const struct model *m, uint32_t n_ctx, int n_threads, struct diag *d);
+void ctx_free(struct ctx *c);
+/** Forgets the sequence: n_past = 0. */
+void ctx_reset(struct ctx *c);
+/** Positions held in the KV cache. */
+uint32_t ctx_n_past(const struct ctx *c);
+uint32_t ctx_n_ctx(const struct ctx *c);
+const struct model *ctx_model(const struct ctx *c);
+
+/**
+ * Starts a batch of n tokens at positions n_past .. n_past+n-1 and embeds
+ * them. Returns 0, -EINVAL (an id out of range, n == 0) or -ENOSPC (the
+ * batch does not fit in the context).
+ */
+int forward_begin(struct ctx *c, const int32_t *tokens, uint32_t n);
+/** Runs block l (0-based; must be the next layer in order) for the batch, writing KV_l. */
+int forward_layer(struct ctx *c, uint32_t l);
+/**
+ * Logit lens at the last position of the batch on the current residual
+ * stream. Fills *out; when logits != NULL also writes the n_vocab logits.
+ */
+int forward_lens(struct ctx *c, struct lens *out, float *logits);
+/**
+ * Logits of every batch position on the current residual stream
+ * (out: n x n_vocab, row-major). For tests and full traces.
+ */
+int forward_logits_all(struct ctx *c, float *out);
+/** The current residual stream, n x n_embd row-major; borrowed until the next call. */
+const float *forward_hidden(const struct ctx *c);
+/**
+ * Ends the batch after n_run layers: when n_run < n_layers, fills KV of
+ * layers n_run .. n_layers-1 for every batch position from the current
+ * hidden state; then n_past += n.
+ */
+int forward_finish(struct ctx *c, uint32_t n_run);
+
+#endif

@@ -1,0 +1,40 @@
+#!/bin/sh
+# Sets up, builds and runs the whole test suite twice: a release build and an
+# ASan+UBSan build (warnings are errors in both). Ends with one line
+# "N passed, N failed" counted from meson's testlog.json of both builds.
+set -u
+cd "$(dirname "$0")/.."
+./scripts/setup.sh || exit 1
+
+rc=0
+build() { # dir, extra meson options...
+	dir=$1; shift
+	if [ -d "$dir" ]; then
+		meson setup --reconfigure "$dir" --werror "$@" >/dev/null || return 1
+	else
+		meson setup "$dir" --werror "$@" >/dev/null || return 1
+	fi
+	ninja -C "$dir" || return 1
+}
+
+build build-release --buildtype=release || rc=1
+[ $rc -eq 0 ] && { meson test -C build-release --print-errorlogs --num-processes 2 || rc=1; }
+
+build build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false || rc=1
+# The slow suite (full calibration, benchmarks) runs in the release build only.
+[ -d build-asan ] && { meson test -C build-asan --print-errorlogs --num-processes 2 --no-suite slow || rc=1; }
+
+/usr/bin/python3 - build-release/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY'
+import json, sys, os
+p = f = s = 0
+for path in sys.argv[1:]:
+    if not os.path.exists(path):
+        continue
+    for line in open(path):
+        r = json.loads(line)["result"]
+        if r in ("OK", "EXPECTEDFAIL"): p += 1
+        elif r == "SKIP": s += 1
+        else: f += 1
+print(f"{p} passed, {f} failed" + (f", {s} skipped" if s else ""))
+PY
+exit $rc
