@@ -1,0 +1,749 @@
+/*
+ * calib.c — fitting AdaInfer's stopping classifiers and measuring them, from
+ * a per-prompt x per-layer feature matrix: labels, the linear SVM (through
+ * Debian's liblinear, classes balanced with weights), the 2-state CRF
+ * (hand-written L-BFGS on the L2-regularised log-likelihood; 10 parameters),
+ * the threshold sweep on a held-out fold, and the evaluation numbers.
+ *
+ * Pure maths: never prints, never touches files or the model, and never
+ * aborts on the data (a matrix is whatever a trace or a JSONL file said).
+ * liblinear's chatter is silenced. Must not include model.h: liblinear
+ * defines its own `struct model`.
+ */
+#include "calib.h"
+
+#include <errno.h>
+#include <linear.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AT(cd, i, l) ((size_t)(i) * (cd)->n_layers + (size_t)(l)-1) /* l is 1-based */
+
+int
+calib_data_init(struct calib_data *cd, uint32_t n, uint32_t n_layers)
+{
+	size_t cells;
+
+	memset(cd, 0, sizeof(*cd));
+	if (n_layers == 0 || size_mul(&cells, n, n_layers) < 0)
+		return -EINVAL;
+	cd->top1 = calloc(cells ? cells : 1, sizeof(*cd->top1));
+	cd->top_prob = calloc(cells ? cells : 1, sizeof(*cd->top_prob));
+	cd->gap = calloc(cells ? cells : 1, sizeof(*cd->gap));
+	cd->answer_id = malloc((n ? n : 1) * sizeof(*cd->answer_id));
+	if (!cd->top1 || !cd->top_prob || !cd->gap || !cd->answer_id) {
+		calib_data_deinit(cd);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		cd->answer_id[i] = -1;
+	cd->n = n;
+	cd->n_layers = n_layers;
+	return 0;
+}
+
+void
+calib_data_deinit(struct calib_data *cd)
+{
+	free(cd->top1);
+	free(cd->top_prob);
+	free(cd->gap);
+	free(cd->answer_id);
+	memset(cd, 0, sizeof(*cd));
+}
+
+int
+calib_data_subset(const struct calib_data *src, const uint32_t *idx, uint32_t k,
+		  struct calib_data *out)
+{
+	int rc;
+	size_t L = src->n_layers;
+
+	if ((rc = calib_data_init(out, k, src->n_layers)) < 0)
+		return rc;
+	for (uint32_t j = 0; j < k; j++) {
+		if (idx[j] >= src->n) {
+			calib_data_deinit(out);
+			return -EINVAL;
+		}
+		memcpy(out->top1 + j * L, src->top1 + idx[j] * L, L * sizeof(*out->top1));
+		memcpy(out->top_prob + j * L, src->top_prob + idx[j] * L, L * sizeof(float));
+		memcpy(out->gap + j * L, src->gap + idx[j] * L, L * sizeof(float));
+		out->answer_id[j] = src->answer_id[idx[j]];
+	}
+	return 0;
+}
+
+void
+calib_opts_default(struct calib_opts *o, enum exitclf_kind kind)
+{
+	memset(o, 0, sizeof(*o));
+	o->kind = kind;
+	o->label = CALIB_LABEL_FINAL;
+	o->min_layer = 0;
+	o->stride = 1;
+	o->target_agreement = 0.99;
+	o->svm_c = 1.0;
+	o->crf_l2 = 0.01;
+	o->folds = 5;
+}
+
+bool
+calib_label_of(const struct calib_data *cd, uint32_t i, uint32_t layer, enum calib_label mode)
+{
+	int32_t t = cd->top1[AT(cd, i, layer)];
+
+	int32_t fin = cd->top1[AT(cd, i, cd->n_layers)];
+
+	if (mode == CALIB_LABEL_GOLD)
+		return t == cd->answer_id[i];
+	if (mode == CALIB_LABEL_STABLE)
+		return layer >= calib_oracle_exit(cd, i);
+	return t == fin;
+}
+
+static struct exitclf_feat
+feat_at(const struct calib_data *cd, uint32_t i, uint32_t layer)
+{
+	struct exitclf_feat f = {cd->gap[AT(cd, i, layer)], cd->top_prob[AT(cd, i, layer)]};
+
+	return f;
+}
+
+/* Checked layers of the schedule, 1-based, into out (capacity n_layers). */
+static uint32_t
+checked_layers(const struct calib_data *cd, uint32_t min_layer, uint32_t stride, uint32_t *out)
+{
+	uint32_t k = 0;
+
+	for (uint32_t l = 1; l <= cd->n_layers; l++)
+		if (exitclf_layer_checked(l, min_layer, stride, cd->n_layers))
+			out[k++] = l;
+	return k;
+}
+
+/* ---- SVM ---------------------------------------------------------------- */
+
+static void
+liblinear_quiet(const char *s)
+{
+	(void)s;
+}
+
+static int
+fit_svm(const struct calib_data *cd, const struct calib_opts *o, const uint32_t *lay, uint32_t k,
+	struct exitclf *c, struct diag *d)
+{
+	struct problem prob = {0};
+	struct parameter param = {0};
+	struct model *m = NULL;
+	struct feature_node *nodes = NULL;
+	const char *err;
+	size_t rows;
+	int rc = 0, labels[2] = {0, 0}, weight_label[2] = {+1, -1};
+	double weight[2], n_pos = 0, n_neg = 0;
+
+	if (size_mul(&rows, cd->n, k) < 0 || rows == 0 || rows > INT32_MAX)
+		return diag_set(d, -EINVAL, "calibration: no checked layer to fit on");
+	prob.l = (int)rows;
+	prob.n = 3; /* gap, top_prob, bias */
+	prob.bias = 1.0;
+	prob.y = malloc(rows * sizeof(*prob.y));
+	prob.x = malloc(rows * sizeof(*prob.x));
+	nodes = malloc(rows * 4 * sizeof(*nodes));
+	if (!prob.y || !prob.x || !nodes) {
+		rc = diag_set(d, -ENOMEM, "calibration: out of memory");
+		goto out;
+	}
+	for (uint32_t i = 0, r = 0; i < cd->n; i++) {
+		for (uint32_t j = 0; j < k; j++, r++) {
+			struct feature_node *x = nodes + (size_t)r * 4;
+			struct exitclf_feat f = feat_at(cd, i, lay[j]);
+
+			x[0] = (struct feature_node){1, isfinite(f.gap) ? f.gap : 0};
+			x[1] = (struct feature_node){2, isfinite(f.top_prob) ? f.top_prob : 0};
+			x[2] = (struct feature_node){3, prob.bias};
+			x[3] = (struct feature_node){-1, 0};
+			prob.x[r] = x;
+			prob.y[r] = calib_label_of(cd, i, lay[j], o->label) ? +1 : -1;
+			if (prob.y[r] > 0)
+				n_pos++;
+			else
+				n_neg++;
+		}
+	}
+	memset(c->svm_w, 0, sizeof(c->svm_w));
+	if (n_pos == 0 || n_neg == 0) { /* one class: a constant decision */
+		c->svm_b = n_pos > 0 ? 1.0 : -1.0;
+		goto out;
+	}
+	/* Balanced class weights: each class carries half the total loss. */
+	weight[0] = (double)rows / (2 * n_pos);
+	weight[1] = (double)rows / (2 * n_neg);
+	param.solver_type = L2R_L2LOSS_SVC_DUAL;
+	param.eps = 0.01;
+	param.C = o->svm_c > 0 ? o->svm_c : 1.0;
+	param.nr_weight = 2;
+	param.weight_label = weight_label;
+	param.weight = weight;
+	param.p = 0.1;
+	set_print_string_function(liblinear_quiet);
+	if ((err = check_parameter(&prob, &param)) != NULL) {
+		rc = diag_set(d, -EINVAL, "calibration: liblinear: %s", err);
+		goto out;
+	}
+	if ((m = train(&prob, &param)) == NULL) {
+		rc = diag_set(d, -ENOMEM, "calibration: liblinear train failed");
+		goto out;
+	}
+	/* The decision value is oriented towards labels[0]; we want "+1 = stop". */
+	get_labels(m, labels);
+	{
+		double sign = labels[0] == +1 ? 1.0 : -1.0;
+
+		c->svm_w[0] = sign * get_decfun_coef(m, 1, 0);
+		c->svm_w[1] = sign * get_decfun_coef(m, 2, 0);
+		c->svm_b = sign * get_decfun_bias(m, 0); /* = bias * w[bias node] */
+	}
+out:
+	if (m != NULL)
+		free_and_destroy_model(&m);
+	free(prob.y);
+	free(prob.x);
+	free(nodes);
+	return rc;
+}
+
+/* ---- CRF ---------------------------------------------------------------- */
+
+#define CRF_NP 10 /* emit[2][3] then trans[2][2] */
+
+static void
+crf_unpack(const double *th, struct exitclf *c)
+{
+	memcpy(c->crf_emit, th, 6 * sizeof(double));
+	memcpy(c->crf_trans, th + 6, 4 * sizeof(double));
+}
+
+static double
+lse2(double a, double b)
+{
+	double m = a > b ? a : b;
+
+	return m + log(exp(a - m) + exp(b - m));
+}
+
+/*
+ * Negative mean log-likelihood plus λ/2 |θ|², and its gradient, over every
+ * prompt's sequence of checked layers (forward-backward in log space).
+ * phi: n x k x 3, y: n x k.
+ */
+static double
+crf_objective(const double *th, const double *phi, const unsigned char *y, uint32_t n, uint32_t k,
+	      double l2, double *grad, double *work)
+{
+	double *la = work, *lb = work + 2 * k, *em = work + 4 * k;
+	double nll = 0;
+
+	memset(grad, 0, CRF_NP * sizeof(double));
+	for (uint32_t i = 0; i < n; i++) {
+		const double *ph = phi + (size_t)i * k * 3;
+		const unsigned char *yi = y + (size_t)i * k;
+		const double *A = th + 6;
+		double logz, sc = 0;
+
+		for (uint32_t t = 0; t < k; t++)
+			for (int s = 0; s < 2; s++)
+				em[2 * t + s] = th[3 * s] * ph[3 * t] +
+						th[3 * s + 1] * ph[3 * t + 1] +
+						th[3 * s + 2] * ph[3 * t + 2];
+		for (int s = 0; s < 2; s++)
+			la[s] = em[s];
+		for (uint32_t t = 1; t < k; t++)
+			for (int s = 0; s < 2; s++)
+				la[2 * t + s] =
+				    em[2 * t + s] + lse2(la[2 * (t - 1)] + A[0 * 2 + s],
+							 la[2 * (t - 1) + 1] + A[1 * 2 + s]);
+		lb[2 * (k - 1)] = lb[2 * (k - 1) + 1] = 0;
+		for (uint32_t t = k - 1; t > 0; t--)
+			for (int s = 0; s < 2; s++)
+				lb[2 * (t - 1) + s] =
+				    lse2(A[s * 2 + 0] + em[2 * t] + lb[2 * t],
+					 A[s * 2 + 1] + em[2 * t + 1] + lb[2 * t + 1]);
+		logz = lse2(la[2 * (k - 1)], la[2 * (k - 1) + 1]);
+		for (uint32_t t = 0; t < k; t++) {
+			sc += em[2 * t + yi[t]];
+			if (t > 0)
+				sc += A[yi[t - 1] * 2 + yi[t]];
+			for (int s = 0; s < 2; s++) {
+				double p = exp(la[2 * t + s] + lb[2 * t + s] - logz);
+				double delta = (yi[t] == s) - p;
+
+				for (int f = 0; f < 3; f++)
+					grad[3 * s + f] -= delta * ph[3 * t + f];
+			}
+			if (t == 0)
+				continue;
+			for (int a = 0; a < 2; a++)
+				for (int b = 0; b < 2; b++) {
+					double p = exp(la[2 * (t - 1) + a] + A[a * 2 + b] +
+						       em[2 * t + b] + lb[2 * t + b] - logz);
+
+					grad[6 + a * 2 + b] -= (yi[t - 1] == a && yi[t] == b) - p;
+				}
+		}
+		nll -= sc - logz;
+	}
+	nll /= n;
+	for (int j = 0; j < CRF_NP; j++) {
+		grad[j] = grad[j] / n + l2 * th[j];
+		nll += 0.5 * l2 * th[j] * th[j];
+	}
+	return nll;
+}
+
+static double
+dot(const double *a, const double *b, int n)
+{
+	double s = 0;
+
+	for (int i = 0; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
+#define LBFGS_M 6
+
+/* Minimises crf_objective from th with L-BFGS and a backtracking (Armijo) line search. */
+static void
+crf_lbfgs(double *th, const double *phi, const unsigned char *y, uint32_t n, uint32_t k, double l2,
+	  double *work)
+{
+	double s[LBFGS_M][CRF_NP], yv[LBFGS_M][CRF_NP], rho[LBFGS_M], alpha[LBFGS_M];
+	double g[CRF_NP], gn[CRF_NP], dir[CRF_NP], tn[CRF_NP], f, fn;
+	int hist = 0, head = 0;
+
+	f = crf_objective(th, phi, y, n, k, l2, g, work);
+	for (int it = 0; it < 300; it++) {
+		double gmax = 0, step = 1, gd;
+
+		for (int j = 0; j < CRF_NP; j++)
+			gmax = fmax(gmax, fabs(g[j]));
+		if (gmax < 1e-7)
+			break;
+		/* two-loop recursion: dir = -H g */
+		for (int j = 0; j < CRF_NP; j++)
+			dir[j] = -g[j];
+		for (int h = 0; h < hist; h++) {
+			int i = (head - 1 - h + LBFGS_M) % LBFGS_M;
+
+			alpha[i] = rho[i] * dot(s[i], dir, CRF_NP);
+			for (int j = 0; j < CRF_NP; j++)
+				dir[j] -= alpha[i] * yv[i][j];
+		}
+		if (hist > 0) {
+			int i = (head - 1 + LBFGS_M) % LBFGS_M;
+			double gamma = dot(s[i], yv[i], CRF_NP) / dot(yv[i], yv[i], CRF_NP);
+
+			for (int j = 0; j < CRF_NP; j++)
+				dir[j] *= gamma;
+		}
+		for (int h = hist - 1; h >= 0; h--) {
+			int i = (head - 1 - h + LBFGS_M) % LBFGS_M;
+			double b = rho[i] * dot(yv[i], dir, CRF_NP);
+
+			for (int j = 0; j < CRF_NP; j++)
+				dir[j] += s[i][j] * (alpha[i] - b);
+		}
+		gd = dot(g, dir, CRF_NP);
+		if (gd >= 0) { /* not a descent direction: restart from steepest descent */
+			for (int j = 0; j < CRF_NP; j++)
+				dir[j] = -g[j];
+			gd = dot(g, dir, CRF_NP);
+			hist = 0;
+		}
+		for (;;) {
+			for (int j = 0; j < CRF_NP; j++)
+				tn[j] = th[j] + step * dir[j];
+			fn = crf_objective(tn, phi, y, n, k, l2, gn, work);
+			if (fn <= f + 1e-4 * step * gd || step < 1e-10)
+				break;
+			step *= 0.5;
+		}
+		if (step < 1e-10)
+			break;
+		for (int j = 0; j < CRF_NP; j++) {
+			s[head][j] = tn[j] - th[j];
+			yv[head][j] = gn[j] - g[j];
+		}
+		{
+			double sy = dot(s[head], yv[head], CRF_NP);
+
+			if (sy > 1e-12) {
+				rho[head] = 1 / sy;
+				head = (head + 1) % LBFGS_M;
+				hist = hist < LBFGS_M ? hist + 1 : LBFGS_M;
+			}
+		}
+		memcpy(th, tn, sizeof(tn));
+		memcpy(g, gn, sizeof(gn));
+		if (f - fn < 1e-10 * (1 + fabs(f))) {
+			f = fn;
+			break;
+		}
+		f = fn;
+	}
+}
+
+static int
+fit_crf(const struct calib_data *cd, const struct calib_opts *o, const uint32_t *lay, uint32_t k,
+	struct exitclf *c, struct diag *d)
+{
+	double th[CRF_NP] = {0}, *phi = NULL, *work = NULL;
+	unsigned char *y = NULL;
+	size_t cells;
+	int rc = 0;
+
+	if (cd->n == 0 || k == 0 || size_mul(&cells, cd->n, k) < 0)
+		return diag_set(d, -EINVAL, "calibration: no checked layer to fit on");
+	phi = malloc(cells * 3 * sizeof(*phi));
+	y = malloc(cells);
+	work = malloc((size_t)k * 6 * sizeof(*work));
+	if (!phi || !y || !work) {
+		rc = diag_set(d, -ENOMEM, "calibration: out of memory");
+		goto out;
+	}
+	for (uint32_t i = 0; i < cd->n; i++)
+		for (uint32_t t = 0; t < k; t++) {
+			struct exitclf_feat f = feat_at(cd, i, lay[t]);
+
+			exitclf_crf_phi(&f, phi + ((size_t)i * k + t) * 3);
+			y[(size_t)i * k + t] = calib_label_of(cd, i, lay[t], o->label);
+		}
+	crf_lbfgs(th, phi, y, cd->n, k, o->crf_l2 > 0 ? o->crf_l2 : 1e-6, work);
+	crf_unpack(th, c);
+out:
+	free(phi);
+	free(y);
+	free(work);
+	return rc;
+}
+
+int
+calib_fit(const struct calib_data *cd, const struct calib_opts *o, struct exitclf *c,
+	  struct diag *d)
+{
+	uint32_t lay[256], k;
+
+	if (cd->n_layers == 0 || cd->n_layers > 256)
+		return diag_set(d, -EINVAL, "calibration: %u layers not supported", cd->n_layers);
+	k = checked_layers(cd, o->min_layer, o->stride, lay);
+	if (k == 0)
+		return diag_set(d, -EINVAL, "calibration: min_layer %u checks no layer of %u",
+				o->min_layer, cd->n_layers);
+	c->kind = o->kind;
+	switch (o->kind) {
+	case EXITCLF_GAP:
+		return 0;
+	case EXITCLF_SVM:
+		return fit_svm(cd, o, lay, k, c, d);
+	case EXITCLF_CRF:
+		return fit_crf(cd, o, lay, k, c, d);
+	}
+	return diag_set(d, -EINVAL, "calibration: unknown classifier kind %d", (int)o->kind);
+}
+
+/* ---- threshold and evaluation ------------------------------------------- */
+
+/* Scores of prompt i under c at its checked layers into row (n_layers), NAN elsewhere. */
+static void
+score_row(const struct calib_data *cd, const struct exitclf *c, uint32_t i, uint32_t min_layer,
+	  uint32_t stride, double *row)
+{
+	struct exitclf_run r;
+
+	exitclf_run_init(&r);
+	for (uint32_t l = 1; l <= cd->n_layers; l++) {
+		struct exitclf_feat f = feat_at(cd, i, l);
+
+		row[l - 1] = exitclf_layer_checked(l, min_layer, stride, cd->n_layers)
+				 ? exitclf_score(c, &r, &f)
+				 : NAN;
+	}
+}
+
+static int
+all_scores(const struct calib_data *cd, const struct exitclf *c, uint32_t min_layer,
+	   uint32_t stride, double **out)
+{
+	size_t cells;
+	double *sc;
+
+	if (size_mul(&cells, cd->n, cd->n_layers) < 0)
+		return -EINVAL;
+	if ((sc = malloc((cells ? cells : 1) * sizeof(*sc))) == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < cd->n; i++)
+		score_row(cd, c, i, min_layer, stride, sc + AT(cd, i, 1));
+	*out = sc;
+	return 0;
+}
+
+static uint32_t
+exit_of(const struct calib_data *cd, const double *sc, uint32_t i, double thr)
+{
+	for (uint32_t l = 1; l < cd->n_layers; l++) {
+		double s = sc[AT(cd, i, l)];
+
+		if (!isnan(s) && s >= thr)
+			return l;
+	}
+	return cd->n_layers;
+}
+
+static int
+cmp_desc(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x < y) - (x > y);
+}
+
+/*
+ * Threshold sweep over a score matrix: every distinct score, from the
+ * highest down; keeps the largest pruning with agreement >= target.
+ */
+static int
+sweep(const struct calib_data *cd, const double *sc, double target, struct calib_result *res)
+{
+	size_t nc = 0, cells = (size_t)cd->n * cd->n_layers;
+	double *cand;
+
+	res->threshold = INFINITY;
+	res->pruning = 0;
+	res->agreement = 1;
+	if ((cand = malloc((cells ? cells : 1) * sizeof(*cand))) == NULL)
+		return -ENOMEM;
+	for (size_t j = 0; j < cells; j++)
+		if (isfinite(sc[j]))
+			cand[nc++] = sc[j];
+	qsort(cand, nc, sizeof(*cand), cmp_desc);
+	for (size_t j = 0; j < nc; j++) {
+		uint32_t agree = 0;
+		double pruning = 0;
+
+		if (j > 0 && cand[j] == cand[j - 1])
+			continue;
+		for (uint32_t i = 0; i < cd->n; i++) {
+			uint32_t e = exit_of(cd, sc, i, cand[j]);
+
+			agree += cd->top1[AT(cd, i, e)] == cd->top1[AT(cd, i, cd->n_layers)];
+			pruning += (double)(cd->n_layers - e) / cd->n_layers;
+		}
+		pruning /= cd->n;
+		if ((double)agree / cd->n >= target && pruning > res->pruning) {
+			res->pruning = pruning;
+			res->agreement = (double)agree / cd->n;
+			res->threshold = cand[j];
+		}
+	}
+	free(cand);
+	return 0;
+}
+
+int
+calib_choose_threshold(const struct calib_data *cd, const struct calib_opts *o, struct exitclf *c,
+		       struct diag *d)
+{
+	struct calib_result res;
+	double *sc = NULL;
+	int rc;
+
+	if (cd->n == 0)
+		return diag_set(d, -EINVAL, "calibration: no prompts to choose a threshold on");
+	if ((rc = all_scores(cd, c, o->min_layer, o->stride, &sc)) < 0 ||
+	    (rc = sweep(cd, sc, o->target_agreement, &res)) < 0) {
+		free(sc);
+		return diag_set(d, rc, "calibration: out of memory");
+	}
+	c->threshold = res.threshold;
+	free(sc);
+	return 0;
+}
+
+/* Held-out scores of every prompt by cross-fitting over `folds` folds (see calib_run). */
+static int
+crossfit_scores(const struct calib_data *cd, const struct calib_opts *o, double *sc, struct diag *d)
+{
+	uint32_t *idx = NULL, k;
+	int rc = 0;
+
+	if (o->folds <= 1) { /* no held-out data: fit and score in-sample */
+		struct exitclf c = {0};
+
+		if ((rc = calib_fit(cd, o, &c, d)) < 0)
+			return rc;
+		for (uint32_t i = 0; i < cd->n; i++)
+			score_row(cd, &c, i, o->min_layer, o->stride, sc + AT(cd, i, 1));
+		return 0;
+	}
+	if ((idx = malloc(cd->n * sizeof(*idx))) == NULL)
+		return diag_set(d, -ENOMEM, "calibration: out of memory");
+	for (uint32_t f = 0; f < o->folds && rc == 0; f++) {
+		struct calib_data fit = {0};
+		struct exitclf c = {0};
+
+		k = 0;
+		for (uint32_t i = 0; i < cd->n; i++)
+			if (i % o->folds != f)
+				idx[k++] = i;
+		if (k == 0 || k == cd->n) {
+			rc =
+			    diag_set(d, -EINVAL, "calibration: %u prompts are too few for %u folds",
+				     cd->n, o->folds);
+			break;
+		}
+		if ((rc = calib_data_subset(cd, idx, k, &fit)) < 0) {
+			diag_set(d, rc, "calibration: out of memory");
+			break;
+		}
+		rc = calib_fit(&fit, o, &c, d);
+		calib_data_deinit(&fit);
+		for (uint32_t i = f; rc == 0 && i < cd->n; i += o->folds)
+			score_row(cd, &c, i, o->min_layer, o->stride, sc + AT(cd, i, 1));
+	}
+	free(idx);
+	return rc;
+}
+
+int
+calib_run(const struct calib_data *cd, const struct calib_opts *o, struct exitclf *c,
+	  struct calib_result *res, struct diag *d)
+{
+	struct calib_opts oo = *o;
+	struct calib_result best = {0}, cur;
+	uint32_t m_lo = o->min_layer, m_hi = o->min_layer;
+	double *sc = NULL;
+	size_t cells;
+	int rc = 0;
+
+	if (cd->n == 0 || cd->n_layers < 2 || size_mul(&cells, cd->n, cd->n_layers) < 0)
+		return diag_set(d, -EINVAL, "calibration: need prompts and at least 2 layers");
+	if (oo.stride == 0)
+		oo.stride = 1;
+	if (o->min_layer == 0) {
+		m_lo = 1;
+		m_hi = cd->n_layers - 1;
+	}
+	if (m_lo >= cd->n_layers)
+		return diag_set(d, -EINVAL, "calibration: min_layer %u checks no layer of %u", m_lo,
+				cd->n_layers);
+	if ((sc = malloc(cells * sizeof(*sc))) == NULL)
+		return diag_set(d, -ENOMEM, "calibration: out of memory");
+	best.min_layer = m_lo;
+	best.threshold = INFINITY;
+	best.agreement = 1;
+	for (uint32_t m = m_lo; m <= m_hi; m++) {
+		oo.min_layer = m;
+		if ((rc = crossfit_scores(cd, &oo, sc, d)) < 0)
+			goto out;
+		if ((rc = sweep(cd, sc, oo.target_agreement, &cur)) < 0) {
+			diag_set(d, rc, "calibration: out of memory");
+			goto out;
+		}
+		if (cur.pruning >= best.pruning && cur.pruning > 0) {
+			best = cur;
+			best.min_layer = m;
+		}
+	}
+	best.stride = oo.stride;
+	oo.min_layer = best.min_layer;
+	if ((rc = calib_fit(cd, &oo, c, d)) < 0)
+		goto out;
+	c->threshold = best.threshold;
+	*res = best;
+out:
+	free(sc);
+	return rc;
+}
+
+uint32_t
+calib_oracle_exit(const struct calib_data *cd, uint32_t i)
+{
+	int32_t fin = cd->top1[AT(cd, i, cd->n_layers)];
+	uint32_t e = cd->n_layers;
+
+	while (e > 1 && cd->top1[AT(cd, i, e - 1)] == fin)
+		e--;
+	return e;
+}
+
+void
+calib_eval_free(struct calib_eval *ev)
+{
+	free(ev->layers);
+	free(ev->exit_layer);
+	memset(ev, 0, sizeof(*ev));
+}
+
+int
+calib_evaluate(const struct calib_data *cd, const struct exitclf *c, uint32_t min_layer,
+	       uint32_t stride, struct calib_eval *ev)
+{
+	double *sc = NULL;
+	uint32_t L = cd->n_layers, n_agree = 0, n_acc_full = 0, n_acc = 0;
+	int rc;
+
+	memset(ev, 0, sizeof(*ev));
+	if (cd->n == 0 || L == 0)
+		return -EINVAL;
+	ev->layers = calloc(L, sizeof(*ev->layers));
+	ev->exit_layer = calloc(cd->n, sizeof(*ev->exit_layer));
+	if (!ev->layers || !ev->exit_layer) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = all_scores(cd, c, min_layer, stride, &sc)) < 0)
+		goto out;
+	ev->n = cd->n;
+	ev->n_layers = L;
+	ev->has_gold = true;
+	for (uint32_t i = 0; i < cd->n; i++)
+		ev->has_gold &= cd->answer_id[i] >= 0;
+	for (uint32_t i = 0; i < cd->n; i++) {
+		uint32_t e = exit_of(cd, sc, i, c->threshold), o = calib_oracle_exit(cd, i);
+		int32_t fin = cd->top1[AT(cd, i, L)];
+
+		ev->exit_layer[i] = e;
+		n_agree += cd->top1[AT(cd, i, e)] == fin;
+		n_acc += cd->top1[AT(cd, i, e)] == cd->answer_id[i];
+		n_acc_full += fin == cd->answer_id[i];
+		ev->pruning += (double)(L - e) / L;
+		ev->oracle_pruning += (double)(L - o) / L;
+		ev->mean_exit += e;
+		ev->layers[e - 1].stop_share += 1;
+		ev->layers[o - 1].oracle_share += 1;
+		for (uint32_t l = 1; l <= L; l++) {
+			ev->layers[l - 1].agree += cd->top1[AT(cd, i, l)] == fin;
+			ev->layers[l - 1].acc += cd->top1[AT(cd, i, l)] == cd->answer_id[i];
+		}
+	}
+	ev->agreement = (double)n_agree / cd->n;
+	ev->pruning /= cd->n;
+	ev->oracle_pruning /= cd->n;
+	ev->mean_exit /= cd->n;
+	ev->acc_full = ev->has_gold ? (double)n_acc_full / cd->n : NAN;
+	ev->acc_adaptive = ev->has_gold ? (double)n_acc / cd->n : NAN;
+	for (uint32_t l = 0; l < L; l++) {
+		ev->layers[l].agree /= cd->n;
+		ev->layers[l].stop_share /= cd->n;
+		ev->layers[l].oracle_share /= cd->n;
+		ev->layers[l].acc = ev->has_gold ? ev->layers[l].acc / cd->n : NAN;
+	}
+out:
+	free(sc);
+	if (rc < 0)
+		calib_eval_free(ev);
+	return rc;
+}

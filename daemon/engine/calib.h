@@ -1,0 +1,152 @@
+/*
+ * calib.h — AdaInfer calibration and evaluation maths over a feature matrix.
+ *
+ * Input: for each of n prompts and each of the model's n_layers layers, the
+ * logit-lens top-1 id, top_prob and gap at the last position (what
+ * runner_trace records), plus the gold answer id when known. From it:
+ *   - labels: layer l is positive when its top-1 equals the final top-1
+ *     (CALIB_LABEL_FINAL) or the gold answer id (CALIB_LABEL_GOLD);
+ *   - fitting: linear SVM on [gap, top_prob] with liblinear, classes balanced
+ *     by weights; the 2-state CRF by L2-regularised maximum likelihood
+ *     (L-BFGS); the gap baseline has nothing to fit;
+ *   - the threshold: on a held-out fold, the one that skips the most layers
+ *     while agreement with full depth stays >= the target;
+ *   - evaluation: per-layer table, accuracy full/adaptive, agreement, pruning
+ *     ratio and the oracle's.
+ * Layers are numbered 1..n_layers in everything this header returns.
+ * Printing lives in calib_report.c; nothing here does I/O.
+ */
+#ifndef ADAINFER_CALIB_H
+#define ADAINFER_CALIB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "exitclf.h"
+#include "util.h"
+
+/** Per-prompt x per-layer features; row-major n x n_layers, index 0 = layer 1. */
+struct calib_data {
+	uint32_t n;
+	uint32_t n_layers;
+	int32_t *top1;      /* owned, n x n_layers */
+	float *top_prob;    /* owned, n x n_layers */
+	float *gap;         /* owned, n x n_layers */
+	int32_t *answer_id; /* owned, n; -1 when the gold answer is unknown */
+};
+
+/** Allocates an n x n_layers matrix (zeroed, answer ids -1). Returns 0, -EINVAL (n_layers 0) or
+ * -ENOMEM. */
+int calib_data_init(struct calib_data *cd, uint32_t n, uint32_t n_layers);
+/** Frees what calib_data_init allocated; safe on a zeroed struct. */
+void calib_data_deinit(struct calib_data *cd);
+/** out = the rows idx[0..k) of src (copied; free with calib_data_deinit). Returns 0, -EINVAL,
+ * -ENOMEM. */
+int calib_data_subset(const struct calib_data *src, const uint32_t *idx, uint32_t k,
+		      struct calib_data *out);
+
+enum calib_label {
+	CALIB_LABEL_FINAL = 0, /* layer top-1 == final top-1 */
+	CALIB_LABEL_GOLD,      /* layer top-1 == gold answer id */
+	CALIB_LABEL_STABLE,    /* layer top-1 == final top-1 at this and every later layer */
+};
+
+struct calib_opts {
+	enum exitclf_kind kind;
+	enum calib_label label;
+	uint32_t min_layer; /* first checked layer (1-based); 0 = search 1..n_layers-1 (default) */
+	uint32_t stride;    /* default 1 */
+	double target_agreement; /* default 0.99 */
+	double svm_c;            /* liblinear C, default 1 */
+	double crf_l2;  /* L2 strength λ (objective mean log p - λ/2 |θ|²), default 0.01 */
+	uint32_t folds; /* cross-fitting folds for held-out scores (prompt i in fold i % folds);
+			   default 5 */
+};
+
+/** Fills o with the defaults above for kind. */
+void calib_opts_default(struct calib_opts *o, enum exitclf_kind kind);
+
+/** The label of (prompt i, layer l 1-based) under mode. */
+bool calib_label_of(const struct calib_data *cd, uint32_t i, uint32_t layer, enum calib_label mode);
+
+/**
+ * Fits c's parameters (not its threshold) on every checked layer of cd
+ * under o->min_layer (>= 1) and o->stride; c->kind = o->kind. Returns 0,
+ * -EINVAL (no checked layer, no data) or -ENOMEM, with d->msg.
+ */
+int calib_fit(const struct calib_data *cd, const struct calib_opts *o, struct exitclf *c,
+	      struct diag *d);
+
+/**
+ * Chooses c->threshold on cd (in-sample): the largest pruning ratio among
+ * thresholds whose agreement with full depth is >= o->target_agreement (the
+ * most conservative such threshold on ties; +inf, i.e. never stop, when
+ * none). o->min_layer must be >= 1. Returns 0, -EINVAL or -ENOMEM.
+ */
+int calib_choose_threshold(const struct calib_data *cd, const struct calib_opts *o,
+			   struct exitclf *c, struct diag *d);
+
+/** What calib_run chose and measured on held-out scores. */
+struct calib_result {
+	uint32_t min_layer; /* chosen (or given) first checked layer */
+	uint32_t stride;
+	double threshold; /* also in c->threshold */
+	double agreement; /* held-out agreement with full depth at that threshold */
+	double pruning;   /* held-out pruning ratio */
+};
+
+/**
+ * The whole calibration. Held-out scores by cross-fitting: the prompts are
+ * split into o->folds folds; each fold is scored by a classifier fitted on
+ * the other folds, so every score used to choose the threshold comes from a
+ * classifier that never saw that prompt. The threshold is chosen on those
+ * held-out scores; the returned classifier is then fitted on all of cd.
+ * With o->min_layer == 0 every first layer 1..n_layers-1 is tried and the one
+ * with the largest held-out pruning at the target wins (the later one on
+ * ties: fewer feature evaluations). Returns 0 or a negative errno with d->msg.
+ */
+int calib_run(const struct calib_data *cd, const struct calib_opts *o, struct exitclf *c,
+	      struct calib_result *res, struct diag *d);
+
+/** One row of the per-layer table (layer = index + 1). */
+struct calib_layer_row {
+	double agree;      /* share of prompts whose layer-l top-1 equals the final one */
+	double stop_share; /* share of prompts the rule stops at layer l (layer n_layers: ran to the
+			      end) */
+	double acc;        /* share whose layer-l top-1 is the gold answer (NAN without gold) */
+	double oracle_share; /* share whose oracle exit layer is l */
+};
+
+struct calib_eval {
+	uint32_t n, n_layers;
+	bool has_gold;                  /* every prompt has answer_id >= 0 */
+	double acc_full;                /* NAN without gold */
+	double acc_adaptive;            /* NAN without gold */
+	double agreement;               /* exit-layer top-1 == final top-1 */
+	double pruning;                 /* mean (n_layers - exit) / n_layers */
+	double oracle_pruning;          /* same with the oracle's exit */
+	double mean_exit;               /* mean exit layer */
+	struct calib_layer_row *layers; /* owned, n_layers rows */
+	uint32_t *exit_layer;           /* owned, n: 1-based exit layer of each prompt */
+};
+
+/**
+ * Applies c (with its threshold) to every prompt of cd under min_layer/stride
+ * and fills ev. Returns 0, -EINVAL or -ENOMEM. Free with calib_eval_free.
+ */
+int calib_evaluate(const struct calib_data *cd, const struct exitclf *c, uint32_t min_layer,
+		   uint32_t stride, struct calib_eval *ev);
+/** Oracle exit of prompt i: earliest layer from which top-1 stays equal to the final one. */
+uint32_t calib_oracle_exit(const struct calib_data *cd, uint32_t i);
+/** Frees ev's arrays; safe on a zeroed struct. */
+void calib_eval_free(struct calib_eval *ev);
+
+/* calib_report.c: human-readable output for the CLI. */
+
+/** Prints the per-layer table of ev to f (layer, agree, acc, oracle, stop share). */
+void calib_print_layers(FILE *f, const struct calib_eval *ev);
+/** Prints ev's summary (n, accuracies, agreement, pruning vs oracle) under title. */
+void calib_print_summary(FILE *f, const char *title, const struct calib_eval *ev);
+
+#endif

@@ -1,0 +1,157 @@
+/*
+ * exitclf.c — AdaInfer's stopping decision: from the logit-lens features of
+ * the layers checked so far, a score to compare against the profile's
+ * threshold. Three classifiers (gap threshold, linear SVM, linear-chain CRF
+ * filtered online with the forward algorithm); see exitclf.h for the maths.
+ *
+ * Pure arithmetic on a handful of doubles: no allocation, no I/O, and it must
+ * never fail or abort on any feature value (a NaN from a broken model is
+ * treated as 0, so the worst outcome is "continue").
+ */
+#include "exitclf.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+static const char *const kind_names[] = {
+    [EXITCLF_GAP] = "gap",
+    [EXITCLF_SVM] = "svm",
+    [EXITCLF_CRF] = "crf",
+};
+
+const char *
+exitclf_kind_name(enum exitclf_kind k)
+{
+	if ((unsigned)k >= sizeof(kind_names) / sizeof(kind_names[0]))
+		return NULL;
+	return kind_names[k];
+}
+
+int
+exitclf_kind_parse(const char *name, enum exitclf_kind *out)
+{
+	for (unsigned i = 0; i < sizeof(kind_names) / sizeof(kind_names[0]); i++) {
+		if (strcmp(name, kind_names[i]) == 0) {
+			*out = (enum exitclf_kind)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+bool
+exitclf_layer_checked(uint32_t layer, uint32_t min_layer, uint32_t stride, uint32_t n_layers)
+{
+	if (min_layer < 1)
+		min_layer = 1;
+	if (stride < 1)
+		stride = 1;
+	if (layer < min_layer || layer >= n_layers)
+		return false;
+	return (layer - min_layer) % stride == 0;
+}
+
+void
+exitclf_run_init(struct exitclf_run *r)
+{
+	r->log_alpha[0] = r->log_alpha[1] = 0;
+	r->n_seen = 0;
+}
+
+static double
+finite_or_zero(float v)
+{
+	return isfinite(v) ? (double)v : 0.0;
+}
+
+void
+exitclf_crf_phi(const struct exitclf_feat *f, double phi[EXITCLF_N_FEAT])
+{
+	phi[EXITCLF_F_GAP] = finite_or_zero(f->gap);
+	phi[EXITCLF_F_TOP_PROB] = finite_or_zero(f->top_prob);
+	phi[EXITCLF_F_BIAS] = 1.0;
+}
+
+/* log(exp(a) + exp(b)) without overflow. */
+static double
+logadd(double a, double b)
+{
+	double m = a > b ? a : b;
+
+	if (m == -INFINITY)
+		return m;
+	return m + log(exp(a - m) + exp(b - m));
+}
+
+/*
+ * One forward step in log space, normalised so that log_alpha holds
+ * log P(y_t = s | x_1..t):
+ *   α_1(s) ∝ exp(θ_s·φ_1)
+ *   α_t(s) ∝ Σ_s' α_{t-1}(s') exp(A[s'][s]) · exp(θ_s·φ_t)
+ */
+static void
+crf_step(const struct exitclf *c, struct exitclf_run *r, const struct exitclf_feat *f)
+{
+	double phi[EXITCLF_N_FEAT], la[2], z;
+
+	exitclf_crf_phi(f, phi);
+	for (int s = 0; s < 2; s++) {
+		double e = 0;
+
+		for (int k = 0; k < EXITCLF_N_FEAT; k++)
+			e += c->crf_emit[s][k] * phi[k];
+		if (r->n_seen == 0)
+			la[s] = e;
+		else
+			la[s] = e + logadd(r->log_alpha[0] + c->crf_trans[0][s],
+					   r->log_alpha[1] + c->crf_trans[1][s]);
+	}
+	z = logadd(la[0], la[1]);
+	for (int s = 0; s < 2; s++) {
+		r->log_alpha[s] = la[s] - z;
+		if (!isfinite(r->log_alpha[s])) /* weights overflowing: fall back to "continue" */
+			r->log_alpha[s] = s == EXITCLF_CONTINUE ? 0.0 : -INFINITY;
+	}
+	r->n_seen++;
+}
+
+double
+exitclf_score(const struct exitclf *c, struct exitclf_run *r, const struct exitclf_feat *f)
+{
+	double s;
+
+	switch (c->kind) {
+	case EXITCLF_GAP:
+		r->n_seen++;
+		return finite_or_zero(f->gap);
+	case EXITCLF_SVM:
+		r->n_seen++;
+		s = c->svm_w[0] * finite_or_zero(f->gap) +
+		    c->svm_w[1] * finite_or_zero(f->top_prob) + c->svm_b;
+		return isfinite(s) ? s : -INFINITY;
+	case EXITCLF_CRF:
+		crf_step(c, r, f);
+		return exp(r->log_alpha[EXITCLF_STOP]);
+	}
+	return -INFINITY; /* unknown kind: never stop */
+}
+
+bool
+exitclf_decide(const struct exitclf *c, struct exitclf_run *r, const struct exitclf_feat *f)
+{
+	return exitclf_score(c, r, f) >= c->threshold;
+}
+
+void
+exitclf_crf_filter(const struct exitclf *c, const struct exitclf_feat *x, uint32_t n,
+		   double *p_stop)
+{
+	struct exitclf_run r;
+
+	exitclf_run_init(&r);
+	for (uint32_t t = 0; t < n; t++) {
+		crf_step(c, &r, &x[t]);
+		p_stop[t] = exp(r.log_alpha[EXITCLF_STOP]);
+	}
+}
