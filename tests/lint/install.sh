@@ -6,7 +6,13 @@
 #  2. starts the installed adainferd on the installed example config (model,
 #     profile dir and socket relocated into the temporary tree, since the
 #     config names the final install paths) and has the installed
-#     adainfer-client answer requests; then stops it with SIGTERM.
+#     adainfer-client answer requests; then stops it with SIGTERM;
+#  3. the unit contract (unitrun.py): in a private mount namespace with the
+#     DESTDIR tree bound over the prefix, so every path in the installed units
+#     and config is the real one, runs the installed adainferd.service's
+#     ExecStart= socket-activated with a NOTIFY_SOCKET, its ExecReload= lines,
+#     and SIGTERM. Skipped (with a message) where mount namespaces are not
+#     available or the prefix is /usr.
 # usage: install.sh BUILD_ROOT SOURCE_ROOT PREFIX BINDIR SBINDIR LIBDIR INCLUDEDIR
 #                   SYSCONFDIR DATADIR MANDIR UNITDIR SYSUSERSDIR   (absolute paths)
 set -u
@@ -149,4 +155,22 @@ if [ $fails -ne 0 ]; then
 	cat "$tmp/daemon.log"
 	exit 1
 fi
+
+# --- 3. the unit contract, with the installed tree at its real paths --------
+here=$(cd "$(dirname "$0")" && pwd)
+case $sysconfdir/ in "$prefix"/*) etc_in_prefix=1 ;; *) etc_in_prefix=0 ;; esac
+if [ "$prefix" = /usr ] || [ "$prefix" = / ] || [ $etc_in_prefix -eq 0 ] || [ ! -d "$prefix" ]; then
+	echo "SKIPPED unit contract: prefix $prefix cannot be overlaid safely"
+elif ! unshare -m true 2>/dev/null; then
+	echo "SKIPPED unit contract: no mount namespaces here (unshare -m)"
+else
+	mkdir -p "$tmp/run"
+	LD_LIBRARY_PATH="$libdir" unshare -m sh -c \
+	    'mount --bind "$1" "$2" && shift 2 && exec /usr/bin/python3 "$@"' sh \
+	    "$d$prefix" "$prefix" "$here/unitrun.py" "$unitdir/adainferd.service" \
+	    "$unitdir/adainferd.socket" "$bindir/adainfer-client" "$tmp/run" ||
+		fail "unit contract (see above; daemon log below)"
+	[ -f "$tmp/run/unit-daemon.log" ] && [ $fails -ne 0 ] && cat "$tmp/run/unit-daemon.log"
+fi
+[ $fails -ne 0 ] && exit 1
 echo "install test passed"
