@@ -1,0 +1,691 @@
+/*
+ * profile.c — stopping profiles: YAML (libyaml document API) to struct
+ * profile and back, profile directories keyed by task, and the check that a
+ * profile belongs to the loaded model. The schema is in profile.h.
+ *
+ * Profiles come from files and requests, so nothing here trusts them: every
+ * key is known, typed and range-checked, every error names file:line:column,
+ * and nothing aborts on bad input. Must never touch the model or the engine's
+ * numeric state: it only fills struct profile.
+ */
+#include "profile.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+
+struct pctx {
+	yaml_document_t *doc;
+	const char *file;
+	struct diag *d;
+};
+
+static int perr(const struct pctx *c, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+perr(const struct pctx *c, const yaml_node_t *n, const char *fmt, ...)
+{
+	char msg[200];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return diag_set(c->d, -EINVAL, "%s:%zu:%zu: %s", c->file, n->start_mark.line + 1,
+			n->start_mark.column + 1, msg);
+}
+
+static const char *
+scalar(const yaml_node_t *n)
+{
+	return n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static int
+get_double(const struct pctx *c, const yaml_node_t *n, const char *key, double lo, double hi,
+	   double *out)
+{
+	const char *s = scalar(n);
+	char *end;
+	double v;
+
+	if (s == NULL || *s == '\0')
+		return perr(c, n, "'%s' must be a number", key);
+	errno = 0;
+	v = strtod(s, &end);
+	if (*end != '\0' || errno == ERANGE || !isfinite(v))
+		return perr(c, n, "'%s' must be a finite number, not '%s'", key, s);
+	if (v < lo || v > hi)
+		return perr(c, n, "'%s' = %g is out of range [%g, %g]", key, v, lo, hi);
+	*out = v;
+	return 0;
+}
+
+static int
+get_u32(const struct pctx *c, const yaml_node_t *n, const char *key, uint32_t lo, uint32_t hi,
+	uint32_t *out)
+{
+	const char *s = scalar(n);
+	char *end;
+	unsigned long long v;
+
+	if (s == NULL || !isdigit((unsigned char)*s))
+		return perr(c, n, "'%s' must be a non-negative integer", key);
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end != '\0' || errno == ERANGE)
+		return perr(c, n, "'%s' must be a non-negative integer, not '%s'", key, s);
+	if (v < lo || v > hi)
+		return perr(c, n, "'%s' = %llu is out of range [%u, %u]", key, v, lo, hi);
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int
+get_str(const struct pctx *c, const yaml_node_t *n, const char *key, char *buf, size_t cap)
+{
+	const char *s = scalar(n);
+
+	if (s == NULL)
+		return perr(c, n, "'%s' must be a string", key);
+	if (strlen(s) >= cap)
+		return perr(c, n, "'%s' is longer than %zu bytes", key, cap - 1);
+	strlcpy_(buf, s, cap);
+	return 0;
+}
+
+/*
+ * Walks a mapping: for each pair, finds the key in names[] (n_names), rejects
+ * unknown and duplicate keys, and calls fn(c, value, index, ud).
+ */
+typedef int (*pair_fn)(const struct pctx *c, yaml_node_t *v, int idx, void *ud);
+
+static int
+walk(const struct pctx *c, yaml_node_t *map, const char *what, const char *const *names,
+     int n_names, pair_fn fn, void *ud, unsigned *seen_out)
+{
+	unsigned seen = 0;
+	int rc;
+
+	if (map == NULL || map->type != YAML_MAPPING_NODE)
+		return map ? perr(c, map, "%s must be a mapping", what)
+			   : diag_set(c->d, -EINVAL, "%s: %s is missing", c->file, what);
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
+		yaml_node_t *v = yaml_document_get_node(c->doc, p->value);
+		const char *ks = k ? scalar(k) : NULL;
+		int i;
+
+		if (ks == NULL || v == NULL)
+			return perr(c, k ? k : map, "keys of %s must be strings", what);
+		for (i = 0; i < n_names; i++)
+			if (strcmp(ks, names[i]) == 0)
+				break;
+		if (i == n_names)
+			return perr(c, k, "unknown key '%s' in %s", ks, what);
+		if (seen & (1u << i))
+			return perr(c, k, "duplicate key '%s' in %s", ks, what);
+		seen |= 1u << i;
+		if ((rc = fn(c, v, i, ud)) < 0)
+			return rc;
+	}
+	if (seen_out != NULL)
+		*seen_out = seen;
+	return 0;
+}
+
+/* ---- classifier parameters ---------------------------------------------- */
+
+static const char *const svm_keys[] = {"w_gap", "w_top_prob", "bias"};
+
+static int
+svm_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
+{
+	struct exitclf *clf = ud;
+	double *dst[] = {&clf->svm_w[0], &clf->svm_w[1], &clf->svm_b};
+
+	return get_double(c, v, svm_keys[idx], -1e6, 1e6, dst[idx]);
+}
+
+static const char *const emit_keys[] = {"gap", "top_prob", "bias"};
+
+static int
+emit_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
+{
+	double *w = ud; /* [gap, top_prob, bias] = EXITCLF_F_* order */
+
+	return get_double(c, v, emit_keys[idx], -1e6, 1e6, &w[idx]);
+}
+
+static const char *const state_keys[] = {"continue", "stop"};
+
+static int
+trans_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
+{
+	struct exitclf *clf = ud;
+	yaml_node_item_t *it;
+
+	if (v->type != YAML_SEQUENCE_NODE ||
+	    v->data.sequence.items.top - v->data.sequence.items.start != 2)
+		return perr(c, v,
+			    "transitions.%s must be a list of 2 numbers [to continue, to stop]",
+			    state_keys[idx]);
+	it = v->data.sequence.items.start;
+	for (int j = 0; j < 2; j++) {
+		int rc = get_double(c, yaml_document_get_node(c->doc, it[j]), "transition", -1e6,
+				    1e6, &clf->crf_trans[idx][j]);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+struct crf_ud {
+	struct exitclf *clf;
+	unsigned emit_seen[2];
+};
+
+static const char *const crf_keys[] = {"continue", "stop", "transitions"};
+
+static int
+crf_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
+{
+	struct crf_ud *u = ud;
+	unsigned seen = 0;
+
+	if (idx == 2) {
+		int rc = walk(c, v, "'crf.transitions'", state_keys, 2, trans_pair, u->clf, &seen);
+
+		if (rc == 0 && seen != 3)
+			rc = perr(c, v, "crf.transitions needs both 'continue' and 'stop'");
+		return rc;
+	}
+	return walk(c, v, idx == 0 ? "'crf.continue'" : "'crf.stop'", emit_keys, 3, emit_pair,
+		    u->clf->crf_emit[idx], &u->emit_seen[idx]);
+}
+
+/* ---- the profile mapping ------------------------------------------------ */
+
+enum {
+	K_CLASSIFIER,
+	K_THRESHOLD,
+	K_MIN_LAYER,
+	K_STRIDE,
+	K_FEATURES,
+	K_GENERATION,
+	K_TASK,
+	K_SVM,
+	K_CRF,
+	K_PROVENANCE,
+	K_N
+};
+static const char *const top_keys[K_N] = {
+    "classifier", "threshold", "min_layer", "stride", "features",
+    "generation", "task",      "svm",       "crf",    "provenance",
+};
+
+struct top_ud {
+	struct profile *p;
+	yaml_node_t *node[K_N];
+};
+
+static const char *const prov_keys[] = {"model", "model_sha256", "n_layers", "calibration_data",
+					"date",  "agreement",    "pruning"};
+
+static int
+prov_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
+{
+	struct profile_provenance *pv = ud;
+
+	switch (idx) {
+	case 0:
+		return get_str(c, v, "model", pv->model, sizeof(pv->model));
+	case 1: {
+		const char *s = scalar(v);
+
+		if (s == NULL || strlen(s) != 64 || strspn(s, "0123456789abcdefABCDEF") != 64)
+			return perr(c, v, "'model_sha256' must be 64 hex digits");
+		for (int i = 0; i < 64; i++)
+			pv->model_sha256[i] = (char)tolower((unsigned char)s[i]);
+		pv->model_sha256[64] = '\0';
+		return 0;
+	}
+	case 2:
+		return get_u32(c, v, "n_layers", 1, 4096, &pv->n_layers);
+	case 3:
+		return get_str(c, v, "calibration_data", pv->calibration_data,
+			       sizeof(pv->calibration_data));
+	case 4:
+		return get_str(c, v, "date", pv->date, sizeof(pv->date));
+	case 5:
+		return get_double(c, v, "agreement", 0, 1, &pv->agreement);
+	default:
+		return get_double(c, v, "pruning", 0, 1, &pv->pruning);
+	}
+}
+
+static int
+top_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
+{
+	struct top_ud *u = ud;
+
+	(void)c;
+	u->node[idx] = v; /* classifier-dependent keys are parsed once the kind is known */
+	return 0;
+}
+
+static int
+parse_features(const struct pctx *c, yaml_node_t *v, unsigned *out)
+{
+	unsigned f = 0;
+
+	if (v->type != YAML_SEQUENCE_NODE)
+		return perr(c, v, "'features' must be a list of gap, top_prob");
+	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+	     it++) {
+		yaml_node_t *n = yaml_document_get_node(c->doc, *it);
+		const char *s = n ? scalar(n) : NULL;
+		unsigned bit;
+
+		if (s != NULL && strcmp(s, "gap") == 0)
+			bit = PROFILE_FEAT_GAP;
+		else if (s != NULL && strcmp(s, "top_prob") == 0)
+			bit = PROFILE_FEAT_TOP_PROB;
+		else
+			return perr(c, n ? n : v, "unknown feature '%s' (gap, top_prob)",
+				    s ? s : "?");
+		if (f & bit)
+			return perr(c, n, "feature '%s' listed twice", s);
+		f |= bit;
+	}
+	if (f == 0)
+		return perr(c, v, "'features' is empty");
+	*out = f;
+	return 0;
+}
+
+static int
+check_unused_weight(const struct pctx *c, yaml_node_t *where, unsigned features, unsigned seen,
+		    unsigned gap_bit, unsigned tp_bit, const char *section)
+{
+	if (!(features & PROFILE_FEAT_GAP) && (seen & gap_bit))
+		return perr(c, where, "%s has a gap weight but 'features' does not list gap",
+			    section);
+	if (!(features & PROFILE_FEAT_TOP_PROB) && (seen & tp_bit))
+		return perr(c, where,
+			    "%s has a top_prob weight but 'features' does not list top_prob",
+			    section);
+	return 0;
+}
+
+int
+profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, const char *file,
+		  struct diag *d)
+{
+	struct pctx c = {doc, file ? file : "<profile>", d};
+	struct top_ud u = {.p = p};
+	const char *s;
+	int rc;
+
+	strlcpy_(p->source, c.file, sizeof(p->source));
+	if ((rc = walk(&c, node, "the profile", top_keys, K_N, top_pair, &u, NULL)) < 0)
+		return rc;
+	if (u.node[K_CLASSIFIER] == NULL)
+		return perr(&c, node, "'classifier' is required (gap, svm or crf)");
+	s = scalar(u.node[K_CLASSIFIER]);
+	if (s == NULL || exitclf_kind_parse(s, &p->clf.kind) < 0)
+		return perr(&c, u.node[K_CLASSIFIER], "'classifier' must be gap, svm or crf");
+	if (u.node[K_THRESHOLD] == NULL)
+		return perr(&c, node, "'threshold' is required");
+	if (p->clf.kind == EXITCLF_SVM)
+		rc = get_double(&c, u.node[K_THRESHOLD], "threshold", -1e6, 1e6, &p->clf.threshold);
+	else
+		rc = get_double(&c, u.node[K_THRESHOLD], "threshold", 0, 2, &p->clf.threshold);
+	if (rc < 0)
+		return rc;
+	if (u.node[K_MIN_LAYER] &&
+	    (rc = get_u32(&c, u.node[K_MIN_LAYER], "min_layer", 1, 4096, &p->min_layer)) < 0)
+		return rc;
+	if (u.node[K_STRIDE] &&
+	    (rc = get_u32(&c, u.node[K_STRIDE], "stride", 1, 4096, &p->stride)) < 0)
+		return rc;
+	p->features = p->clf.kind == EXITCLF_GAP ? PROFILE_FEAT_GAP
+						 : PROFILE_FEAT_GAP | PROFILE_FEAT_TOP_PROB;
+	if (u.node[K_FEATURES] && (rc = parse_features(&c, u.node[K_FEATURES], &p->features)) < 0)
+		return rc;
+	if (p->clf.kind == EXITCLF_GAP && p->features != PROFILE_FEAT_GAP)
+		return perr(&c, u.node[K_FEATURES], "classifier gap uses exactly [gap]");
+	if (u.node[K_GENERATION]) {
+		s = scalar(u.node[K_GENERATION]);
+		if (s != NULL && strcmp(s, "per_token") == 0)
+			p->generation = PROFILE_GEN_PER_TOKEN;
+		else if (s != NULL && strcmp(s, "full_after_first") == 0)
+			p->generation = PROFILE_GEN_FULL_AFTER_FIRST;
+		else
+			return perr(&c, u.node[K_GENERATION],
+				    "'generation' must be per_token or full_after_first");
+	}
+	if (u.node[K_TASK]) {
+		if ((rc = get_str(&c, u.node[K_TASK], "task", p->task, sizeof(p->task))) < 0)
+			return rc;
+		if (p->task[0] == '\0')
+			return perr(&c, u.node[K_TASK], "'task' is empty");
+	}
+	if (u.node[K_SVM] && p->clf.kind != EXITCLF_SVM)
+		return perr(&c, u.node[K_SVM], "'svm' parameters given for classifier %s",
+			    exitclf_kind_name(p->clf.kind));
+	if (u.node[K_CRF] && p->clf.kind != EXITCLF_CRF)
+		return perr(&c, u.node[K_CRF], "'crf' parameters given for classifier %s",
+			    exitclf_kind_name(p->clf.kind));
+	if (p->clf.kind == EXITCLF_SVM) {
+		unsigned seen = 0;
+
+		if (u.node[K_SVM] == NULL)
+			return perr(&c, node, "classifier svm needs an 'svm' section");
+		if ((rc = walk(&c, u.node[K_SVM], "'svm'", svm_keys, 3, svm_pair, &p->clf, &seen)) <
+			0 ||
+		    (rc = check_unused_weight(&c, u.node[K_SVM], p->features, seen, 1, 2,
+					      "'svm'")) < 0)
+			return rc;
+		if (!(seen & 4))
+			return perr(&c, u.node[K_SVM], "'svm' needs a 'bias'");
+	}
+	if (p->clf.kind == EXITCLF_CRF) {
+		struct crf_ud cu = {.clf = &p->clf};
+		unsigned seen = 0;
+
+		if (u.node[K_CRF] == NULL)
+			return perr(&c, node, "classifier crf needs a 'crf' section");
+		if ((rc = walk(&c, u.node[K_CRF], "'crf'", crf_keys, 3, crf_pair, &cu, &seen)) < 0)
+			return rc;
+		if (seen != 7)
+			return perr(&c, u.node[K_CRF],
+				    "'crf' needs continue, stop and transitions");
+		for (int st = 0; st < 2; st++)
+			if ((rc = check_unused_weight(&c, u.node[K_CRF], p->features,
+						      cu.emit_seen[st], 1, 2, "'crf'")) < 0)
+				return rc;
+	}
+	if (u.node[K_PROVENANCE]) {
+		p->prov.present = true;
+		if ((rc = walk(&c, u.node[K_PROVENANCE], "'provenance'", prov_keys, 7, prov_pair,
+			       &p->prov, NULL)) < 0)
+			return rc;
+		if (p->prov.n_layers && p->min_layer >= p->prov.n_layers)
+			return perr(&c, u.node[K_MIN_LAYER] ? u.node[K_MIN_LAYER] : node,
+				    "min_layer %u must be below the model's %u layers",
+				    p->min_layer, p->prov.n_layers);
+	}
+	return 0;
+}
+
+/* ---- documents and files ------------------------------------------------ */
+
+static int
+parse_doc(struct profile *p, yaml_parser_t *ps, const char *name, struct diag *d)
+{
+	yaml_document_t doc;
+	yaml_node_t *root;
+	int rc;
+
+	if (!yaml_parser_load(ps, &doc))
+		return diag_set(d, -EINVAL, "%s:%zu:%zu: %s%s%s", name, ps->problem_mark.line + 1,
+				ps->problem_mark.column + 1, ps->problem ? ps->problem : "bad YAML",
+				ps->context ? " " : "", ps->context ? ps->context : "");
+	root = yaml_document_get_root_node(&doc);
+	if (root == NULL)
+		rc = diag_set(d, -EINVAL, "%s:1:1: empty profile", name);
+	else
+		rc = profile_from_node(p, &doc, root, name, d);
+	yaml_document_delete(&doc);
+	return rc;
+}
+
+int
+profile_parse_buffer(struct profile *p, const char *buf, size_t len, const char *name,
+		     struct diag *d)
+{
+	yaml_parser_t ps;
+	int rc;
+
+	if (len > PROFILE_MAX_FILE_BYTES)
+		return diag_set(d, -EFBIG, "%s: profile larger than %u bytes", name,
+				PROFILE_MAX_FILE_BYTES);
+	if (!yaml_parser_initialize(&ps))
+		return diag_set(d, -ENOMEM, "%s: out of memory", name);
+	yaml_parser_set_input_string(&ps, (const unsigned char *)buf, len);
+	rc = parse_doc(p, &ps, name, d);
+	yaml_parser_delete(&ps);
+	return rc;
+}
+
+/* Base name of path without a .yaml/.yml suffix into task. */
+static void
+task_from_path(const char *path, char *task, size_t cap)
+{
+	const char *b = strrchr(path, '/');
+	size_t n;
+
+	b = b ? b + 1 : path;
+	n = strlen(b);
+	if (n > 5 && strcmp(b + n - 5, ".yaml") == 0)
+		n -= 5;
+	else if (n > 4 && strcmp(b + n - 4, ".yml") == 0)
+		n -= 4;
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(task, b, n);
+	task[n] = '\0';
+}
+
+int
+profile_load_file(struct profile *p, const char *path, struct diag *d)
+{
+	FILE *f;
+	char *buf = NULL;
+	size_t n;
+	int rc;
+
+	profile_init(p);
+	if ((f = fopen(path, "rb")) == NULL)
+		return diag_set(d, -errno, "%s: %s", path, strerror(errno));
+	buf = malloc(PROFILE_MAX_FILE_BYTES + 1);
+	if (buf == NULL) {
+		fclose(f);
+		return diag_set(d, -ENOMEM, "%s: out of memory", path);
+	}
+	n = fread(buf, 1, PROFILE_MAX_FILE_BYTES + 1, f);
+	if (ferror(f))
+		rc = diag_set(d, -EIO, "%s: read error", path);
+	else {
+		task_from_path(path, p->task, sizeof(p->task));
+		rc = profile_parse_buffer(p, buf, n, path, d);
+	}
+	fclose(f);
+	free(buf);
+	return rc;
+}
+
+int
+profile_check_model(const struct profile *p, const char *model_sha256, uint32_t n_layers,
+		    struct diag *d)
+{
+	const struct profile_provenance *v = &p->prov;
+
+	if (v->model_sha256[0] != '\0' && model_sha256 != NULL &&
+	    strcasecmp(v->model_sha256, model_sha256) != 0)
+		return diag_set(d, -EINVAL,
+				"%s: profile '%s' was calibrated for model %s (sha256 %.12s…), not "
+				"the loaded model (sha256 %.12s…); recalibrate it for this model",
+				p->source, p->task, v->model[0] ? v->model : "?", v->model_sha256,
+				model_sha256);
+	if (v->n_layers != 0 && v->n_layers != n_layers)
+		return diag_set(d, -EINVAL,
+				"%s: profile '%s' was calibrated for a %u-layer model, the loaded "
+				"model has %u layers",
+				p->source, p->task, v->n_layers, n_layers);
+	if (p->min_layer >= n_layers)
+		return diag_set(d, -EINVAL,
+				"%s: profile '%s' min_layer %u is not below the model's %u layers",
+				p->source, p->task, p->min_layer, n_layers);
+	return 0;
+}
+
+/* ---- lifetime and sets -------------------------------------------------- */
+
+void
+profile_init(struct profile *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->clf.kind = EXITCLF_GAP;
+	p->clf.threshold = 1.0;
+	p->min_layer = 1;
+	p->stride = 1;
+	p->features = PROFILE_FEAT_GAP;
+	p->generation = PROFILE_GEN_PER_TOKEN;
+	p->prov.agreement = NAN;
+	p->prov.pruning = NAN;
+}
+
+struct profile *
+profile_new(void)
+{
+	struct profile *p = xmalloc(sizeof(*p));
+
+	profile_init(p);
+	return p;
+}
+
+void
+profile_free(struct profile *p)
+{
+	free(p);
+}
+
+struct profile_set *
+profile_set_new(void)
+{
+	return xcalloc(1, sizeof(struct profile_set));
+}
+
+void
+profile_set_free(struct profile_set *s)
+{
+	if (s == NULL)
+		return;
+	free(s->v);
+	free(s);
+}
+
+int
+profile_set_add(struct profile_set *s, const struct profile *p, struct diag *d)
+{
+	struct profile *v;
+	size_t i;
+
+	for (i = 0; i < s->n; i++) {
+		int c = strcmp(s->v[i].task, p->task);
+
+		if (c == 0)
+			return diag_set(d, -EEXIST,
+					"%s: a profile for task '%s' is already loaded from %s",
+					p->source, p->task, s->v[i].source);
+		if (c > 0)
+			break;
+	}
+	if ((v = realloc(s->v, (s->n + 1) * sizeof(*v))) == NULL)
+		return diag_set(d, -ENOMEM, "out of memory");
+	s->v = v;
+	memmove(&v[i + 1], &v[i], (s->n - i) * sizeof(*v));
+	v[i] = *p;
+	s->n++;
+	return 0;
+}
+
+const struct profile *
+profile_set_find(const struct profile_set *s, const char *task)
+{
+	const struct profile *def = NULL;
+
+	if (s == NULL)
+		return NULL;
+	for (size_t i = 0; i < s->n; i++) {
+		if (task != NULL && strcmp(s->v[i].task, task) == 0)
+			return &s->v[i];
+		if (strcmp(s->v[i].task, "default") == 0)
+			def = &s->v[i];
+	}
+	return def;
+}
+
+int
+profile_set_check_model(const struct profile_set *s, const char *model_sha256, uint32_t n_layers,
+			struct diag *d)
+{
+	for (size_t i = 0; s != NULL && i < s->n; i++) {
+		int rc = profile_check_model(&s->v[i], model_sha256, n_layers, d);
+
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int
+yaml_name(const struct dirent *e)
+{
+	size_t n = strlen(e->d_name);
+
+	if (e->d_name[0] == '.')
+		return 0;
+	return (n > 5 && strcmp(e->d_name + n - 5, ".yaml") == 0) ||
+	       (n > 4 && strcmp(e->d_name + n - 4, ".yml") == 0);
+}
+
+int
+profile_set_load_dir(struct profile_set **out, const char *dir, struct diag *d)
+{
+	struct dirent **names = NULL;
+	struct profile_set *s = NULL;
+	struct profile *p = NULL;
+	int n, rc = 0;
+
+	*out = NULL;
+	if ((n = scandir(dir, &names, yaml_name, alphasort)) < 0)
+		return diag_set(d, -errno, "%s: %s", dir, strerror(errno));
+	s = profile_set_new();
+	p = profile_new();
+	for (int i = 0; i < n && rc == 0; i++) {
+		char path[4096];
+		struct stat st;
+
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, names[i]->d_name) >=
+		    sizeof(path)) {
+			rc = diag_set(d, -ENAMETOOLONG, "%s/%s: path too long", dir,
+				      names[i]->d_name);
+			break;
+		}
+		if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+			continue;
+		if ((rc = profile_load_file(p, path, d)) == 0)
+			rc = profile_set_add(s, p, d);
+	}
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	profile_free(p);
+	if (rc < 0)
+		profile_set_free(s);
+	else
+		*out = s;
+	return rc;
+}

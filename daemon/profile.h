@@ -1,0 +1,152 @@
+/*
+ * profile.h — per-task AdaInfer stopping profiles: the classifier and its
+ * threshold, where to start checking, and where the numbers came from. One
+ * YAML document per profile (libyaml); a directory holds one file per task
+ * (DIR/<task>.yaml); the daemon config and a request may hold the same
+ * mapping inline.
+ *
+ *   classifier: svm            # gap | svm | crf                   (required)
+ *   threshold: 1.66            # stop when score >= threshold      (required)
+ *                              #   gap and crf: in [0, 2] (above 1: never stops)
+ *   min_layer: 5               # first checked layer, 1-based      (default 1)
+ *   stride: 1                  # check every stride layers         (default 1)
+ *   features: [gap, top_prob]  # default: [gap] for gap, both otherwise
+ *   generation: per_token      # per_token | full_after_first      (default per_token)
+ *   task: sst2                 # optional; a file's name gives it otherwise
+ *   svm:                       # classifier svm only: score = w·x + b
+ *     w_gap: 9.1
+ *     w_top_prob: 0.3
+ *     bias: -4.4
+ *   crf:                       # classifier crf only (see exitclf.h)
+ *     continue: {gap: -4.3, top_prob: 0.1, bias: 1.5}   # emission weights
+ *     stop: {gap: 4.3, top_prob: -0.1, bias: -1.5}
+ *     transitions: {continue: [1.4, 1.0], stop: [-2.7, 0.3]}  # from -> [to continue, to stop]
+ *   provenance:                # optional as a whole; checked against the model when present
+ *     model: tiny-tasks
+ *     model_sha256: 64 hex digits
+ *     n_layers: 12
+ *     calibration_data: data/sst2/calib.jsonl
+ *     date: "2026-11-29T04:00:00Z"
+ *     agreement: 0.99          # measured on held-out calibration prompts
+ *     pruning: 0.58
+ *
+ * Weights of a feature not in `features` must be absent (they are 0). Every
+ * error (bad YAML, unknown or duplicate key, wrong type, out-of-range value,
+ * missing file, a model mismatch) is reported as "file:line:column: reason".
+ */
+#ifndef ADAINFER_PROFILE_H
+#define ADAINFER_PROFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <yaml.h>
+
+#include "engine/calib.h"
+#include "engine/exitclf.h"
+#include "util.h"
+
+#define PROFILE_TASK_MAX       64
+#define PROFILE_MAX_FILE_BYTES (1u << 20) /* a profile is a few hundred bytes */
+
+enum profile_feature { PROFILE_FEAT_GAP = 1u << 0, PROFILE_FEAT_TOP_PROB = 1u << 1 };
+
+enum profile_gen {
+	PROFILE_GEN_PER_TOKEN = 0,    /* every generated token may exit early */
+	PROFILE_GEN_FULL_AFTER_FIRST, /* the first token exits early, the rest run full depth */
+};
+
+struct profile_provenance {
+	bool present;
+	char model[128];
+	char model_sha256[65]; /* lower-case hex, "" when absent */
+	uint32_t n_layers;     /* 0 when absent */
+	char calibration_data[1024];
+	char date[64];
+	double agreement; /* NAN when absent */
+	double pruning;   /* NAN when absent */
+};
+
+struct profile {
+	char task[PROFILE_TASK_MAX];
+	struct exitclf clf; /* kind, parameters, threshold */
+	uint32_t min_layer; /* >= 1 */
+	uint32_t stride;    /* >= 1 */
+	unsigned features;  /* enum profile_feature bits */
+	enum profile_gen generation;
+	struct profile_provenance prov;
+	char source[1024]; /* file (or "<inline>") it was read from, for messages */
+};
+
+/** Fills p with the defaults (gap, threshold 1, min_layer 1, stride 1, no provenance). */
+void profile_init(struct profile *p);
+/** A heap profile with the defaults; caller frees with profile_free(). Aborts on OOM (fixed size).
+ */
+struct profile *profile_new(void);
+/** Frees a profile from profile_new(); NULL is fine. */
+void profile_free(struct profile *p);
+
+/**
+ * Parses the mapping node of doc into p (profile_init first). file names the
+ * source in messages. The task is left as it was unless the mapping has a
+ * `task` key. Returns 0 or -EINVAL with d->msg "file:line:column: reason".
+ */
+int profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, const char *file,
+		      struct diag *d);
+/** Parses YAML text buf[0..len) (one document). Returns 0 or -EINVAL with d->msg. */
+int profile_parse_buffer(struct profile *p, const char *buf, size_t len, const char *name,
+			 struct diag *d);
+/**
+ * Reads a profile file; the task defaults to the file's base name without
+ * .yaml/.yml. Returns 0, -ENOENT/-EACCES (named), -EFBIG or -EINVAL with d->msg.
+ */
+int profile_load_file(struct profile *p, const char *path, struct diag *d);
+
+/**
+ * Refuses a profile calibrated for another model: provenance sha256 or
+ * n_layers different from the loaded model's, or min_layer beyond its
+ * layers. Returns 0 or -EINVAL with a message naming both models.
+ */
+int profile_check_model(const struct profile *p, const char *model_sha256, uint32_t n_layers,
+			struct diag *d);
+
+/** Writes p as a YAML document to f. Returns 0 or -EIO. */
+int profile_write(const struct profile *p, FILE *f);
+/** Writes p to path atomically (path.tmp, then rename). Returns 0 or a negative errno with d->msg.
+ */
+int profile_save(const struct profile *p, const char *path, struct diag *d);
+
+/**
+ * Builds a calibrated profile: classifier c, min_layer/stride and the held-out
+ * numbers from res, provenance from the model and data named. date is filled
+ * with the current UTC time.
+ */
+void profile_from_calib(struct profile *p, const char *task, const struct exitclf *c,
+			const struct calib_result *res, const char *model_name,
+			const char *model_sha256, uint32_t n_layers, const char *calibration_data);
+
+/** Profiles keyed by task name. */
+struct profile_set {
+	struct profile *v; /* owned, n entries, sorted by task */
+	size_t n;
+};
+
+/** An empty set; caller frees with profile_set_free(). Aborts on OOM (fixed size). */
+struct profile_set *profile_set_new(void);
+/** Frees s and its profiles; NULL is fine. */
+void profile_set_free(struct profile_set *s);
+/** Copies p into s. Returns 0, -EEXIST (task already there, named) or -ENOMEM. */
+int profile_set_add(struct profile_set *s, const struct profile *p, struct diag *d);
+/**
+ * Loads every *.yaml / *.yml file of dir into a new set (*out); all or
+ * nothing. Returns 0 or a negative errno with d->msg naming the file.
+ */
+int profile_set_load_dir(struct profile_set **out, const char *dir, struct diag *d);
+/** The profile for task, else the `default` profile, else NULL. Borrowed from s. */
+const struct profile *profile_set_find(const struct profile_set *s, const char *task);
+/** profile_check_model on every profile. Returns 0 or the first error. */
+int profile_set_check_model(const struct profile_set *s, const char *model_sha256,
+			    uint32_t n_layers, struct diag *d);
+
+#endif

@@ -1,0 +1,259 @@
+/*
+ * profile_write.c — struct profile back to YAML (libyaml emitter), in the
+ * schema profile.c reads, and the profile a calibration produces. Numbers are
+ * written with 17 significant digits so a saved profile reloads bit for bit.
+ * Writes only to the FILE or path it is given; a failed save leaves any old
+ * file in place (write path.tmp, then rename).
+ */
+#include "profile.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct em {
+	yaml_emitter_t e;
+	int ok;
+};
+
+static void
+ev_scalar(struct em *m, const char *s)
+{
+	yaml_event_t ev;
+
+	if (!m->ok)
+		return;
+	yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)strlen(s), 1, 1,
+				     YAML_ANY_SCALAR_STYLE);
+	m->ok = yaml_emitter_emit(&m->e, &ev);
+}
+
+static void
+ev_map(struct em *m, bool start, bool flow)
+{
+	yaml_event_t ev;
+
+	if (!m->ok)
+		return;
+	if (start)
+		yaml_mapping_start_event_initialize(
+		    &ev, NULL, NULL, 1, flow ? YAML_FLOW_MAPPING_STYLE : YAML_BLOCK_MAPPING_STYLE);
+	else
+		yaml_mapping_end_event_initialize(&ev);
+	m->ok = yaml_emitter_emit(&m->e, &ev);
+}
+
+static void
+ev_seq(struct em *m, bool start)
+{
+	yaml_event_t ev;
+
+	if (!m->ok)
+		return;
+	if (start)
+		yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_SEQUENCE_STYLE);
+	else
+		yaml_sequence_end_event_initialize(&ev);
+	m->ok = yaml_emitter_emit(&m->e, &ev);
+}
+
+static void
+ev_num(struct em *m, double v)
+{
+	char b[64];
+
+	snprintf(b, sizeof(b), "%.17g", v);
+	ev_scalar(m, b);
+}
+
+static void
+kv_str(struct em *m, const char *k, const char *v)
+{
+	ev_scalar(m, k);
+	ev_scalar(m, v);
+}
+
+static void
+kv_num(struct em *m, const char *k, double v)
+{
+	ev_scalar(m, k);
+	ev_num(m, v);
+}
+
+static void
+kv_u32(struct em *m, const char *k, uint32_t v)
+{
+	char b[16];
+
+	snprintf(b, sizeof(b), "%u", v);
+	kv_str(m, k, b);
+}
+
+static int
+write_handler(void *ud, unsigned char *buf, size_t n)
+{
+	return fwrite(buf, 1, n, ud) == n;
+}
+
+static void
+emit_weights(struct em *m, const char *k, const double *w, unsigned features)
+{
+	ev_scalar(m, k);
+	ev_map(m, true, true);
+	if (features & PROFILE_FEAT_GAP)
+		kv_num(m, "gap", w[EXITCLF_F_GAP]);
+	if (features & PROFILE_FEAT_TOP_PROB)
+		kv_num(m, "top_prob", w[EXITCLF_F_TOP_PROB]);
+	kv_num(m, "bias", w[EXITCLF_F_BIAS]);
+	ev_map(m, false, true);
+}
+
+int
+profile_write(const struct profile *p, FILE *f)
+{
+	struct em m = {.ok = 1};
+	yaml_event_t ev;
+	const struct exitclf *c = &p->clf;
+
+	if (!yaml_emitter_initialize(&m.e))
+		return -ENOMEM;
+	yaml_emitter_set_output(&m.e, write_handler, f);
+	yaml_emitter_set_unicode(&m.e, 1);
+	yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING);
+	m.ok = yaml_emitter_emit(&m.e, &ev);
+	if (m.ok) {
+		yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1);
+		m.ok = yaml_emitter_emit(&m.e, &ev);
+	}
+	ev_map(&m, true, false);
+	if (p->task[0])
+		kv_str(&m, "task", p->task);
+	kv_str(&m, "classifier", exitclf_kind_name(c->kind));
+	kv_num(&m, "threshold", c->threshold);
+	kv_u32(&m, "min_layer", p->min_layer);
+	kv_u32(&m, "stride", p->stride);
+	ev_scalar(&m, "features");
+	ev_seq(&m, true);
+	if (p->features & PROFILE_FEAT_GAP)
+		ev_scalar(&m, "gap");
+	if (p->features & PROFILE_FEAT_TOP_PROB)
+		ev_scalar(&m, "top_prob");
+	ev_seq(&m, false);
+	kv_str(&m, "generation",
+	       p->generation == PROFILE_GEN_PER_TOKEN ? "per_token" : "full_after_first");
+	if (c->kind == EXITCLF_SVM) {
+		ev_scalar(&m, "svm");
+		ev_map(&m, true, false);
+		if (p->features & PROFILE_FEAT_GAP)
+			kv_num(&m, "w_gap", c->svm_w[0]);
+		if (p->features & PROFILE_FEAT_TOP_PROB)
+			kv_num(&m, "w_top_prob", c->svm_w[1]);
+		kv_num(&m, "bias", c->svm_b);
+		ev_map(&m, false, false);
+	} else if (c->kind == EXITCLF_CRF) {
+		ev_scalar(&m, "crf");
+		ev_map(&m, true, false);
+		emit_weights(&m, "continue", c->crf_emit[EXITCLF_CONTINUE], p->features);
+		emit_weights(&m, "stop", c->crf_emit[EXITCLF_STOP], p->features);
+		ev_scalar(&m, "transitions");
+		ev_map(&m, true, true);
+		for (int s = 0; s < 2; s++) {
+			ev_scalar(&m, s == EXITCLF_CONTINUE ? "continue" : "stop");
+			ev_seq(&m, true);
+			ev_num(&m, c->crf_trans[s][0]);
+			ev_num(&m, c->crf_trans[s][1]);
+			ev_seq(&m, false);
+		}
+		ev_map(&m, false, true);
+		ev_map(&m, false, false);
+	}
+	if (p->prov.present) {
+		const struct profile_provenance *v = &p->prov;
+
+		ev_scalar(&m, "provenance");
+		ev_map(&m, true, false);
+		if (v->model[0])
+			kv_str(&m, "model", v->model);
+		if (v->model_sha256[0])
+			kv_str(&m, "model_sha256", v->model_sha256);
+		if (v->n_layers)
+			kv_u32(&m, "n_layers", v->n_layers);
+		if (v->calibration_data[0])
+			kv_str(&m, "calibration_data", v->calibration_data);
+		if (v->date[0])
+			kv_str(&m, "date", v->date);
+		if (!isnan(v->agreement))
+			kv_num(&m, "agreement", v->agreement);
+		if (!isnan(v->pruning))
+			kv_num(&m, "pruning", v->pruning);
+		ev_map(&m, false, false);
+	}
+	ev_map(&m, false, false);
+	if (m.ok) {
+		yaml_document_end_event_initialize(&ev, 1);
+		m.ok = yaml_emitter_emit(&m.e, &ev);
+	}
+	if (m.ok) {
+		yaml_stream_end_event_initialize(&ev);
+		m.ok = yaml_emitter_emit(&m.e, &ev);
+	}
+	if (m.ok)
+		m.ok = yaml_emitter_flush(&m.e);
+	yaml_emitter_delete(&m.e);
+	return m.ok && !ferror(f) ? 0 : -EIO;
+}
+
+int
+profile_save(const struct profile *p, const char *path, struct diag *d)
+{
+	char tmp[4096];
+	FILE *f;
+	int rc;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+		return diag_set(d, -ENAMETOOLONG, "%s: path too long", path);
+	if ((f = fopen(tmp, "w")) == NULL)
+		return diag_set(d, -errno, "%s: %s", tmp, strerror(errno));
+	rc = profile_write(p, f);
+	if (fclose(f) != 0 && rc == 0)
+		rc = -EIO;
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlink(tmp);
+		return diag_set(d, rc, "%s: cannot write profile: %s", path, strerror(-rc));
+	}
+	return 0;
+}
+
+void
+profile_from_calib(struct profile *p, const char *task, const struct exitclf *c,
+		   const struct calib_result *res, const char *model_name, const char *model_sha256,
+		   uint32_t n_layers, const char *calibration_data)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	profile_init(p);
+	strlcpy_(p->task, task ? task : "", sizeof(p->task));
+	p->clf = *c;
+	if (!isfinite(p->clf.threshold)) /* calibration found no safe threshold: never stop */
+		p->clf.threshold = c->kind == EXITCLF_SVM ? 1e6 : 2.0;
+	p->min_layer = res->min_layer ? res->min_layer : 1;
+	p->stride = res->stride ? res->stride : 1;
+	p->features =
+	    c->kind == EXITCLF_GAP ? PROFILE_FEAT_GAP : PROFILE_FEAT_GAP | PROFILE_FEAT_TOP_PROB;
+	p->prov.present = true;
+	strlcpy_(p->prov.model, model_name ? model_name : "", sizeof(p->prov.model));
+	strlcpy_(p->prov.model_sha256, model_sha256 ? model_sha256 : "",
+		 sizeof(p->prov.model_sha256));
+	p->prov.n_layers = n_layers;
+	strlcpy_(p->prov.calibration_data, calibration_data ? calibration_data : "",
+		 sizeof(p->prov.calibration_data));
+	if (gmtime_r(&now, &tm) != NULL)
+		strftime(p->prov.date, sizeof(p->prov.date), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	p->prov.agreement = res->agreement;
+	p->prov.pruning = res->pruning;
+}
