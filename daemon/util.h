@@ -52,7 +52,12 @@ _Noreturn void util_require_fail(const char *file, int line, const char *expr);
 void util_check_fail(const char *file, int line, const char *expr);
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define MIN(a, b)    ((a) < (b) ? (a) : (b))
-#define MAX(a, b)    ((a) > (b) ? (a) : (b))
+/* <sys/param.h> (pulled in by uv.h) defines the same two. */
+#ifndef MIN
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
+#ifndef MAX
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#endif
 
 #endif

@@ -1,0 +1,498 @@
+/*
+ * conf.c — reads adainferd.yaml with libyaml's document API into a struct
+ * conf and validates every key: unknown keys, wrong types, out-of-range
+ * values and missing files are errors naming file:line:column. Used at
+ * start, by --check-config and on reload; it must never exit, log a config
+ * error itself (the caller decides where errors go) or leave a half-built
+ * conf behind that the caller could mistake for a valid one.
+ */
+#include "conf.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "config.h"
+#include "proto/proto.h"
+
+struct parse {
+	const char *file;
+	char dir[4096]; /* directory of file, for relative paths */
+	yaml_document_t *doc;
+	struct conf *c;
+	struct diag *d;
+};
+
+__attribute__((format(printf, 3, 4))) static int
+perr(struct parse *p, const yaml_node_t *n, const char *fmt, ...)
+{
+	char msg[200];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return diag_set(p->d, -EINVAL, "%s:%zu:%zu: %s", p->file, n->start_mark.line + 1,
+			n->start_mark.column + 1, msg);
+}
+
+static const char *
+node_kind(const yaml_node_t *n)
+{
+	switch (n->type) {
+	case YAML_SCALAR_NODE:
+		return "a scalar";
+	case YAML_SEQUENCE_NODE:
+		return "a list";
+	case YAML_MAPPING_NODE:
+		return "a mapping";
+	default:
+		return "nothing";
+	}
+}
+
+static int
+want_scalar(struct parse *p, const yaml_node_t *n, const char *key, const char **s)
+{
+	if (n->type != YAML_SCALAR_NODE)
+		return perr(p, n, "'%s' must be a scalar, got %s", key, node_kind(n));
+	*s = (const char *)n->data.scalar.value;
+	return 0;
+}
+
+static int
+get_uint(struct parse *p, const yaml_node_t *n, const char *key, uint64_t min, uint64_t max,
+	 uint32_t *out, int base)
+{
+	const char *s = NULL;
+	char *end;
+	unsigned long long v;
+	int rc;
+
+	if ((rc = want_scalar(p, n, key, &s)) < 0)
+		return rc;
+	if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE && base == 10)
+		return perr(p, n, "'%s' must be an integer, got a quoted string", key);
+	errno = 0;
+	if (*s == '\0' || *s == '-' || *s == '+')
+		return perr(p, n, "'%s' must be a non-negative integer, got '%s'", key, s);
+	v = strtoull(s, &end, base);
+	if (*end != '\0')
+		return perr(p, n, "'%s' must be an integer, got '%s'", key, s);
+	if (errno == ERANGE || v < min || v > max)
+		return perr(p, n, "'%s' must be in %llu..%llu, got %s", key,
+			    (unsigned long long)min, (unsigned long long)max, s);
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int
+get_path(struct parse *p, const yaml_node_t *n, const char *key, char *out, size_t cap)
+{
+	const char *s = NULL;
+	int rc, w;
+
+	if ((rc = want_scalar(p, n, key, &s)) < 0)
+		return rc;
+	if (*s == '\0')
+		return perr(p, n, "'%s' must not be empty", key);
+	if (s[0] == '/' || p->dir[0] == '\0')
+		w = snprintf(out, cap, "%s", s);
+	else
+		w = snprintf(out, cap, "%s/%s", p->dir, s);
+	if (w < 0 || (size_t)w >= cap)
+		return perr(p, n, "'%s' is too long (at most %zu bytes)", key, cap - 1);
+	return 0;
+}
+
+static int
+get_ids(struct parse *p, const yaml_node_t *n, const char *key, bool groups)
+{
+	struct conf *c = p->c;
+
+	if (n->type != YAML_SEQUENCE_NODE)
+		return perr(p, n, "'%s' must be a list, got %s", key, node_kind(n));
+	for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+	     it++) {
+		yaml_node_t *e = yaml_document_get_node(p->doc, *it);
+		const char *s = NULL;
+		char *end;
+		unsigned long v;
+		int rc;
+
+		if ((rc = want_scalar(p, e, key, &s)) < 0)
+			return rc;
+		if ((groups ? c->n_allow_gids : c->n_allow_uids) >= CONF_MAX_IDS)
+			return perr(p, e, "'%s' has more than %d entries", key, CONF_MAX_IDS);
+		errno = 0;
+		v = strtoul(s, &end, 10);
+		if (*s >= '0' && *s <= '9' && *end == '\0') {
+			if (errno == ERANGE || v >= (unsigned long)UINT32_MAX)
+				return perr(p, e, "'%s': id %s out of range", key, s);
+		} else if (groups) {
+			struct group *g = getgrnam(s);
+
+			if (g == NULL)
+				return perr(p, e, "'%s': no such group '%s'", key, s);
+			v = g->gr_gid;
+		} else {
+			struct passwd *pw = getpwnam(s);
+
+			if (pw == NULL)
+				return perr(p, e, "'%s': no such user '%s'", key, s);
+			v = pw->pw_uid;
+		}
+		if (groups)
+			c->allow_gids[c->n_allow_gids++] = (gid_t)v;
+		else
+			c->allow_uids[c->n_allow_uids++] = (uid_t)v;
+	}
+	return 0;
+}
+
+/* One level of a mapping: each key dispatched through a table; unknown keys are errors. */
+struct key_handler {
+	const char *key;
+	int (*fn)(struct parse *p, const yaml_node_t *v, const char *key);
+};
+
+static int
+walk(struct parse *p, const yaml_node_t *map, const char *where, const struct key_handler *t)
+{
+	if (map->type != YAML_MAPPING_NODE)
+		return perr(p, map, "%s must be a mapping, got %s", where, node_kind(map));
+	for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
+	     pr++) {
+		yaml_node_t *k = yaml_document_get_node(p->doc, pr->key);
+		yaml_node_t *v = yaml_document_get_node(p->doc, pr->value);
+		const struct key_handler *h;
+		const char *ks;
+		int rc;
+
+		if (k->type != YAML_SCALAR_NODE)
+			return perr(p, k, "keys of %s must be scalars", where);
+		ks = (const char *)k->data.scalar.value;
+		for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < pr; q++) {
+			yaml_node_t *k2 = yaml_document_get_node(p->doc, q->key);
+
+			if (k2->type == YAML_SCALAR_NODE &&
+			    strcmp((const char *)k2->data.scalar.value, ks) == 0)
+				return perr(p, k, "duplicate key '%s' in %s", ks, where);
+		}
+		for (h = t; h->key != NULL; h++)
+			if (strcmp(h->key, ks) == 0)
+				break;
+		if (h->key == NULL)
+			return perr(p, k, "unknown key '%s' in %s", ks, where);
+		if ((rc = h->fn(p, v, ks)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int
+k_model(struct parse *p, const yaml_node_t *v, const char *key)
+{
+	int rc = get_path(p, v, key, p->c->model, sizeof(p->c->model));
+
+	if (rc == 0 && access(p->c->model, R_OK) != 0)
+		return perr(p, v, "model '%s': %s", p->c->model, strerror(errno));
+	return rc;
+}
+
+static int
+k_threads(struct parse *p, const yaml_node_t *v, const char *key)
+{
+	uint32_t x = 0;
+	int rc = get_uint(p, v, key, 0, 256, &x, 10);
+
+	p->c->threads = (int)x;
+	return rc;
+}
+
+static int
+k_workers(struct parse *p, const yaml_node_t *v, const char *key)
+{
+	uint32_t x = 0;
+	int rc = get_uint(p, v, key, 1, 16, &x, 10);
+
+	p->c->workers = (int)x;
+	return rc;
+}
+
+static int
+k_context(struct parse *p, const yaml_node_t *v, const char *key)
+{
+	return get_uint(p, v, key, 0, 1u << 20, &p->c->context, 10);
+}
+
+static int
+k_sock_path(struct parse *p, const yaml_node_t *v, const char *key)
+{
+	return get_path(p, v, key, p->c->socket_path, sizeof(p->c->socket_path));
+}
+
+static int
+k_sock_mode(struct parse *p, const yaml_node_t *v, const char *key)
+{
+	/* YAML 1.1 reads 0660 as octal only sometimes; we always read the digits as octal. */
+	return get_uint(p, v, key, 0, 0777, &p->c->socket_mode, 8);
+}
+
+static int
+k_socket(struct parse *p, const yaml_node_t *v, const char *key)
+{
+	static const struct key_handler t[] = {
+	    {"path", k_sock_path}, {"mode", k_sock_mode}, {NULL, NULL}};
+
+	(void)key;
+	return walk(p, v, "'socket'", t);
+}
+
+static int
+k_uids(struct parse *p, const yaml_node_t *v, const char *key)
+{
+	return get_ids(p, v, key, false);
+}
+
+static int
+k_gids(struct parse *p, const yaml_node_t *v, const char *key)
+{
+	return get_ids(p, v, key, true);
+}
+
+static int
+k_access(struct parse *p, const yaml_node_t *v, const char *key)
+{
+	static const struct key_handler t[] = {
+	    {"allow_uids", k_uids}, {"allow_gids", k_gids}, {NULL, NULL}};
+
+	(void)key;
+	return walk(p, v, "'access'", t);
+}
+
+#define LIMIT(name, lo, hi)                                                                        \
+	static int k_##name(struct parse *p, const yaml_node_t *v, const char *key)                \
+	{                                                                                          \
+		return get_uint(p, v, key, lo, hi, &p->c->limits.name, 10);                        \
+	}
+LIMIT(max_message_bytes, PROTO_MAX_MSG_MIN, PROTO_MAX_MSG_LIMIT)
+LIMIT(max_prompt_tokens, 1, 1u << 20)
+LIMIT(max_tokens, 1, 1u << 20)
+LIMIT(max_connections, 1, 65536)
+LIMIT(max_queued, 1, 65536)
+LIMIT(idle_timeout_ms, 0, 86400000)
+LIMIT(request_deadline_ms, 0, 86400000)
+LIMIT(shutdown_grace_ms, 0, 3600000)
+LIMIT(max_write_queue_bytes, 65536, 1u << 30)
+#undef LIMIT
+
+static int
+k_limits(struct parse *p, const yaml_node_t *v, const char *key)
+{
+	static const struct key_handler t[] = {{"max_message_bytes", k_max_message_bytes},
+					       {"max_prompt_tokens", k_max_prompt_tokens},
+					       {"max_tokens", k_max_tokens},
+					       {"max_connections", k_max_connections},
+					       {"max_queued", k_max_queued},
+					       {"idle_timeout_ms", k_idle_timeout_ms},
+					       {"request_deadline_ms", k_request_deadline_ms},
+					       {"shutdown_grace_ms", k_shutdown_grace_ms},
+					       {"max_write_queue_bytes", k_max_write_queue_bytes},
+					       {NULL, NULL}};
+
+	(void)key;
+	return walk(p, v, "'limits'", t);
+}
+
+static int
+k_level(struct parse *p, const yaml_node_t *v, const char *key)
+{
+	const char *s = NULL;
+	int rc;
+
+	if ((rc = want_scalar(p, v, key, &s)) < 0)
+		return rc;
+	if (log_parse_level(s, &p->c->log_level) < 0)
+		return perr(p, v, "'%s' must be error, warning, info or debug, got '%s'", key, s);
+	return 0;
+}
+
+static int
+k_log(struct parse *p, const yaml_node_t *v, const char *key)
+{
+	static const struct key_handler t[] = {{"level", k_level}, {NULL, NULL}};
+
+	(void)key;
+	return walk(p, v, "'log'", t);
+}
+
+static int
+k_pdir(struct parse *p, const yaml_node_t *v, const char *key)
+{
+	struct stat st;
+	int rc = get_path(p, v, key, p->c->profile_dir, sizeof(p->c->profile_dir));
+
+	if (rc < 0)
+		return rc;
+	if (stat(p->c->profile_dir, &st) != 0)
+		return perr(p, v, "profile directory '%s': %s", p->c->profile_dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return perr(p, v, "'%s' is not a directory", p->c->profile_dir);
+	return 0;
+}
+
+static int
+k_profiles(struct parse *p, const yaml_node_t *v, const char *key)
+{
+	static const struct key_handler t[] = {{"dir", k_pdir}, {NULL, NULL}};
+
+	(void)key;
+	return walk(p, v, "'profiles'", t);
+}
+
+static const struct key_handler top_keys[] = {{"model", k_model},       {"threads", k_threads},
+					      {"workers", k_workers},   {"context", k_context},
+					      {"socket", k_socket},     {"access", k_access},
+					      {"limits", k_limits},     {"log", k_log},
+					      {"profiles", k_profiles}, {NULL, NULL}};
+
+void
+conf_defaults(struct conf *c)
+{
+	const char *rd = getenv("RUNTIME_DIRECTORY");
+	char first[4096];
+
+	memset(c, 0, sizeof(*c));
+	c->socket_mode = 0660;
+	c->threads = 0;
+	c->workers = 1;
+	c->log_level = LOG_LEVEL_INFO;
+	c->limits.max_message_bytes = 1u << 20;
+	c->limits.max_prompt_tokens = 4096;
+	c->limits.max_tokens = 256;
+	c->limits.max_connections = 64;
+	c->limits.max_queued = 64;
+	c->limits.idle_timeout_ms = 0;
+	c->limits.request_deadline_ms = 60000;
+	c->limits.shutdown_grace_ms = 5000;
+	c->limits.max_write_queue_bytes = 4u << 20;
+	/* RuntimeDirectory= may list several directories separated by ':'; use the first. */
+	if (rd != NULL && *rd != '\0') {
+		strlcpy_(first, rd, sizeof(first));
+		first[strcspn(first, ":")] = '\0';
+		if ((size_t)snprintf(c->socket_path, sizeof(c->socket_path), "%s/adainferd.sock",
+				     first) < sizeof(c->socket_path))
+			return;
+	}
+	strlcpy_(c->socket_path, ADAINFERD_SOCK, sizeof(c->socket_path));
+}
+
+static int
+load_file(struct conf *c, const char *path, struct diag *d)
+{
+	struct parse p = {.file = path, .c = c, .d = d};
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	yaml_node_t *root;
+	FILE *f;
+	char *slash;
+	int rc;
+
+	if ((f = fopen(path, "r")) == NULL)
+		return diag_set(d, -errno, "%s: %s", path, strerror(errno));
+	strlcpy_(c->file, path, sizeof(c->file));
+	strlcpy_(p.dir, path, sizeof(p.dir));
+	if ((slash = strrchr(p.dir, '/')) != NULL)
+		*(slash == p.dir ? slash + 1 : slash) = '\0';
+	else
+		p.dir[0] = '\0';
+	if (!yaml_parser_initialize(&parser)) {
+		fclose(f);
+		return diag_set(d, -ENOMEM, "%s: out of memory", path);
+	}
+	yaml_parser_set_input_file(&parser, f);
+	if (!yaml_parser_load(&parser, &doc)) {
+		rc = diag_set(d, -EINVAL, "%s:%zu:%zu: %s", path, parser.problem_mark.line + 1,
+			      parser.problem_mark.column + 1,
+			      parser.problem ? parser.problem : "YAML syntax error");
+		yaml_parser_delete(&parser);
+		fclose(f);
+		return rc;
+	}
+	p.doc = &doc;
+	root = yaml_document_get_root_node(&doc);
+	if (root == NULL) /* an empty file: defaults only */
+		rc = 0;
+	else if (root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0)
+		rc = 0;
+	else
+		rc = walk(&p, root, "the top level", top_keys);
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	fclose(f);
+	return rc;
+}
+
+int
+conf_load(struct conf *c, const char *path, const struct conf_overrides *o, struct diag *d)
+{
+	int rc;
+
+	conf_defaults(c);
+	if (path != NULL && (rc = load_file(c, path, d)) < 0)
+		return rc;
+	if (o != NULL) {
+		if (o->model != NULL) {
+			if (strlcpy_(c->model, o->model, sizeof(c->model)) >= sizeof(c->model))
+				return diag_set(d, -EINVAL, "--model: path too long");
+			if (access(c->model, R_OK) != 0)
+				return diag_set(d, -ENOENT, "--model %s: %s", c->model,
+						strerror(errno));
+		}
+		if (o->socket != NULL && strlcpy_(c->socket_path, o->socket,
+						  sizeof(c->socket_path)) >= sizeof(c->socket_path))
+			return diag_set(d, -EINVAL, "--socket: path longer than %zu bytes",
+					sizeof(c->socket_path) - 1);
+		if (o->profile_dir != NULL) {
+			struct stat st;
+
+			if (stat(o->profile_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+				return diag_set(d, -ENOENT, "--profile-dir %s: not a directory",
+						o->profile_dir);
+			strlcpy_(c->profile_dir, o->profile_dir, sizeof(c->profile_dir));
+		}
+		if (o->log_level != NULL && log_parse_level(o->log_level, &c->log_level) < 0)
+			return diag_set(d, -EINVAL, "--log-level: unknown level '%s'",
+					o->log_level);
+		if (o->threads >= 0)
+			c->threads = o->threads;
+	}
+	if (c->model[0] == '\0')
+		return diag_set(d, -EINVAL, "%s%sno model configured (set 'model' or use --model)",
+				c->file, c->file[0] ? ": " : "");
+	return 0;
+}
+
+bool
+conf_peer_allowed(const struct conf *c, uid_t uid, gid_t gid)
+{
+	if (c->n_allow_uids == 0 && c->n_allow_gids == 0)
+		return true;
+	if (uid == 0 || uid == getuid())
+		return true;
+	for (int i = 0; i < c->n_allow_uids; i++)
+		if (c->allow_uids[i] == uid)
+			return true;
+	for (int i = 0; i < c->n_allow_gids; i++)
+		if (c->allow_gids[i] == gid)
+			return true;
+	return false;
+}

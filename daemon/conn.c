@@ -1,0 +1,360 @@
+/*
+ * conn.c — one client on the loop thread: accept with peer-credential and
+ * connection-limit checks, reading into the bounded proto reader, handing
+ * whole messages to dispatch, bounded writes, and an orderly close that
+ * cancels the client's requests. It must never block, never let a peer
+ * size an allocation beyond the message limit, and never free a conn
+ * whose handles or requests are still alive.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "dispatch.h"
+#include "log.h"
+#include "server.h"
+
+struct wreq {
+	uv_write_t w;
+	char *data;
+};
+
+static void
+conn_free(struct conn *c)
+{
+	struct daemon *dm = c->dm;
+
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else if (dm->conns == c)
+		dm->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	dm->n_conns--;
+	msgpack_unpacked_destroy(&c->msg);
+	proto_reader_deinit(&c->rd);
+	log_debug("connection %llu freed", (unsigned long long)c->id);
+	free(c);
+}
+
+void
+conn_ref(struct conn *c)
+{
+	c->refs++;
+}
+
+void
+conn_unref(struct conn *c)
+{
+	if (--c->refs == 0)
+		conn_free(c);
+}
+
+static void
+on_handle_closed(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+
+	if (--c->open_handles == 0)
+		conn_unref(c);
+}
+
+void
+conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	for (struct req *r = c->reqs; r != NULL; r = r->cnext)
+		atomic_store(&r->cancel, true);
+	uv_close((uv_handle_t *)&c->pipe, on_handle_closed);
+	uv_close((uv_handle_t *)&c->idle, on_handle_closed);
+}
+
+static void
+on_shutdown(uv_shutdown_t *s, int status)
+{
+	struct conn *c = s->data;
+
+	(void)status;
+	conn_close(c);
+	conn_unref(c);
+}
+
+void
+conn_close_after_writes(struct conn *c)
+{
+	if (c->closing || c->shutting)
+		return;
+	c->shutting = true;
+	uv_read_stop((uv_stream_t *)&c->pipe);
+	c->shut.data = c;
+	conn_ref(c);
+	if (uv_shutdown(&c->shut, (uv_stream_t *)&c->pipe, on_shutdown) < 0) {
+		conn_close(c);
+		conn_unref(c);
+	}
+}
+
+static void
+on_written(uv_write_t *w, int status)
+{
+	struct wreq *wr = (struct wreq *)w;
+	struct conn *c = w->data;
+
+	free(wr->data);
+	free(wr);
+	if (status < 0 && status != UV_ECANCELED && !c->closing) {
+		log_debug("connection %llu: write failed: %s", (unsigned long long)c->id,
+			  uv_strerror(status));
+		conn_close(c);
+	}
+	conn_unref(c);
+}
+
+void
+conn_write(struct conn *c, char *data, size_t len)
+{
+	struct wreq *wr;
+	uv_buf_t b;
+	int rc;
+
+	if (c->closing || data == NULL) {
+		free(data);
+		return;
+	}
+	wr = xmalloc(sizeof(*wr));
+	wr->data = data;
+	wr->w.data = c;
+	b = uv_buf_init(data, (unsigned int)len);
+	conn_ref(c);
+	if ((rc = uv_write(&wr->w, (uv_stream_t *)&c->pipe, &b, 1, on_written)) < 0) {
+		free(data);
+		free(wr);
+		conn_unref(c);
+		conn_close(c);
+		return;
+	}
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) >
+	    c->dm->snap->conf.limits.max_write_queue_bytes) {
+		log_warnx("connection %llu (pid %ld): not reading its replies, closing",
+			  (unsigned long long)c->id, (long)c->pid);
+		conn_close(c);
+	}
+}
+
+static void
+send_packed(struct conn *c, int rc, msgpack_sbuffer *sb)
+{
+	size_t len = sb->size;
+
+	if (rc < 0) {
+		msgpack_sbuffer_destroy(sb);
+		return;
+	}
+	conn_write(c, msgpack_sbuffer_release(sb), len);
+}
+
+void
+conn_send_error(struct conn *c, uint32_t msgid, enum proto_err code, const char *msg)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	send_packed(c, proto_pack_error(&pk, msgid, code, msg), &sb);
+}
+
+void
+conn_fail(struct conn *c, enum proto_err code, const char *msg)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	log_info("connection %llu (pid %ld): %s: %s", (unsigned long long)c->id, (long)c->pid,
+		 proto_err_name(code), msg);
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	send_packed(c, proto_pack_error_notification(&pk, code, msg), &sb);
+	conn_close_after_writes(c);
+}
+
+void
+conn_add_req(struct conn *c, struct req *r)
+{
+	r->conn = c;
+	r->client = &c->sc;
+	r->cprev = NULL;
+	r->cnext = c->reqs;
+	if (c->reqs != NULL)
+		c->reqs->cprev = r;
+	c->reqs = r;
+	c->n_reqs++;
+	conn_ref(c);
+}
+
+void
+conn_del_req(struct conn *c, struct req *r)
+{
+	if (r->cprev != NULL)
+		r->cprev->cnext = r->cnext;
+	else
+		c->reqs = r->cnext;
+	if (r->cnext != NULL)
+		r->cnext->cprev = r->cprev;
+	r->cprev = r->cnext = NULL;
+	c->n_reqs--;
+	conn_unref(c);
+}
+
+struct req *
+conn_find_req(struct conn *c, uint32_t msgid)
+{
+	for (struct req *r = c->reqs; r != NULL; r = r->cnext)
+		if (r->msgid == msgid)
+			return r;
+	return NULL;
+}
+
+static void
+on_idle(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+
+	if (c->n_reqs > 0) {
+		conn_touch(c);
+		return;
+	}
+	log_info("connection %llu: idle, closing", (unsigned long long)c->id);
+	conn_close(c);
+}
+
+void
+conn_touch(struct conn *c)
+{
+	uint32_t ms = c->dm->snap->conf.limits.idle_timeout_ms;
+
+	if (ms > 0 && !c->closing)
+		uv_timer_start(&c->idle, on_idle, ms, 0);
+}
+
+static void
+on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct conn *c = h->data;
+	char *p;
+	size_t n;
+
+	(void)suggested;
+	if (proto_reader_reserve(&c->rd, &p, &n) < 0) {
+		*buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
+		return;
+	}
+	*buf = uv_buf_init(p, (unsigned int)MIN(n, (size_t)UINT32_MAX));
+}
+
+static void
+on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *c = s->data;
+	struct diag d = {{0}};
+	int rc;
+
+	(void)buf;
+	if (nread == UV_ENOBUFS) {
+		conn_fail(c, PROTO_ERR_TOO_LARGE, "message too large");
+		return;
+	}
+	if (nread < 0) {
+		if (nread != UV_EOF)
+			log_debug("connection %llu: %s", (unsigned long long)c->id,
+				  uv_strerror((int)nread));
+		conn_close(c);
+		return;
+	}
+	if (nread == 0)
+		return;
+	proto_reader_commit(&c->rd, (size_t)nread);
+	conn_touch(c);
+	conn_ref(c); /* dispatch may close c */
+	while (!c->closing && !c->shutting && (rc = proto_reader_next(&c->rd, &c->msg, &d)) != 0) {
+		if (rc < 0) {
+			conn_fail(c, rc == -EMSGSIZE ? PROTO_ERR_TOO_LARGE : PROTO_ERR_BAD_REQUEST,
+				  d.msg);
+			break;
+		}
+		dispatch_message(c, &c->msg.data);
+	}
+	conn_unref(c);
+}
+
+int
+conn_accept(struct daemon *dm)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+	const struct conf *cf = &dm->snap->conf;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	uv_os_fd_t fd;
+	int rc;
+
+	c->dm = dm;
+	c->id = ++dm->n_conns_total;
+	c->refs = 1;
+	msgpack_unpacked_init(&c->msg);
+	if ((rc = uv_pipe_init(dm->loop, &c->pipe, 0)) < 0) {
+		free(c);
+		return rc;
+	}
+	c->pipe.data = c;
+	uv_timer_init(dm->loop, &c->idle);
+	c->idle.data = c;
+	c->open_handles = 2;
+	c->next = dm->conns;
+	if (dm->conns != NULL)
+		dm->conns->prev = c;
+	dm->conns = c;
+	dm->n_conns++;
+	if ((rc = uv_accept((uv_stream_t *)&dm->listener, (uv_stream_t *)&c->pipe)) < 0) {
+		conn_close(c);
+		return rc;
+	}
+	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 &&
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		c->uid = cred.uid;
+		c->gid = cred.gid;
+		c->pid = cred.pid;
+	} else {
+		log_warn("connection %llu: SO_PEERCRED", (unsigned long long)c->id);
+		conn_close(c);
+		return -EPERM;
+	}
+	proto_reader_init(&c->rd, cf->limits.max_message_bytes);
+	if (!conf_peer_allowed(cf, c->uid, c->gid)) {
+		log_warnx(
+		    "connection %llu: refused uid %ld gid %ld (pid %ld): not in the access lists",
+		    (unsigned long long)c->id, (long)c->uid, (long)c->gid, (long)c->pid);
+		conn_fail(c, PROTO_ERR_DENIED, "access denied");
+		return 0;
+	}
+	if (dm->n_conns > cf->limits.max_connections) {
+		conn_fail(c, PROTO_ERR_LIMIT, "too many connections");
+		return 0;
+	}
+	if (dm->stopping) {
+		conn_fail(c, PROTO_ERR_SHUTTING_DOWN, "the daemon is stopping");
+		return 0;
+	}
+	log_debug("connection %llu: uid %ld pid %ld", (unsigned long long)c->id, (long)c->uid,
+		  (long)c->pid);
+	conn_touch(c);
+	if ((rc = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read)) < 0) {
+		conn_close(c);
+		return rc;
+	}
+	return 0;
+}

@@ -1,0 +1,71 @@
+/*
+ * conn.h — one client connection: its pipe, bounded reader, write queue
+ * bound, in-flight requests, idle timer and reference count.
+ *
+ * References: the open connection holds one (dropped when both handles have
+ * closed), every in-flight request holds one. The struct is freed when the
+ * last goes, never before the libuv close callbacks have run.
+ */
+#ifndef ADAINFER_CONN_H
+#define ADAINFER_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "proto/proto.h"
+#include "scheduler.h"
+
+struct daemon;
+
+struct conn {
+	uv_pipe_t pipe; /* handles first: freed only after their close callbacks */
+	uv_timer_t idle;
+	uv_shutdown_t shut;
+	struct daemon *dm;
+	int refs;
+	int open_handles;
+	bool closing;
+	bool shutting; /* uv_shutdown issued: close after the writes drain */
+	uint64_t id;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	struct proto_reader rd;
+	msgpack_unpacked msg;
+	struct sched_client sc;
+	struct req *reqs; /* in flight: queued or running */
+	uint32_t n_reqs;
+	struct conn *prev, *next; /* dm->conns */
+};
+
+/** Accepts one pending connection from dm's listener. Returns 0 or a negative errno. */
+int conn_accept(struct daemon *dm);
+void conn_ref(struct conn *c);
+/** Drops a reference; frees on the last one. */
+void conn_unref(struct conn *c);
+/**
+ * Queues data (takes ownership of a malloc'd buffer) for writing. Dropped
+ * silently when the connection is closing. A client whose unwritten bytes
+ * pass limits.max_write_queue_bytes (it stopped reading) is closed.
+ */
+void conn_write(struct conn *c, char *data, size_t len);
+/** Packs and writes an error response. */
+void conn_send_error(struct conn *c, uint32_t msgid, enum proto_err code, const char *msg);
+/** Sends an "error" notification, then closes after it is written. */
+void conn_fail(struct conn *c, enum proto_err code, const char *msg);
+/** Closes now: cancels its requests, closes its handles. Idempotent. */
+void conn_close(struct conn *c);
+/** Closes once the pending writes are flushed (graceful stop). */
+void conn_close_after_writes(struct conn *c);
+/** Links r into c's in-flight list (takes a conn reference). */
+void conn_add_req(struct conn *c, struct req *r);
+/** Unlinks r (drops the reference r held). */
+void conn_del_req(struct conn *c, struct req *r);
+/** The in-flight request with msgid, or NULL. */
+struct req *conn_find_req(struct conn *c, uint32_t msgid);
+/** Re-arms the idle timer (after activity). */
+void conn_touch(struct conn *c);
+
+#endif

@@ -1,0 +1,641 @@
+/*
+ * exec.c — the worker's half of a request: tokenize the prompt, check it
+ * against the limits and the context, run the engine (runner_run /
+ * runner_trace), stream token notifications, watch stop strings and pack
+ * the response. Runs on a worker thread only: it must never touch libuv or
+ * a connection, and every buffer sized by the client or the model is a
+ * checked malloc that fails the request, never the daemon.
+ */
+#include "exec.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/forward.h"
+#include "engine/runner.h"
+#include "engine/tokenizer.h"
+#include "log.h"
+
+struct out {
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+};
+
+static void
+out_init(struct out *o)
+{
+	msgpack_sbuffer_init(&o->sb);
+	msgpack_packer_init(&o->pk, &o->sb, msgpack_sbuffer_write);
+}
+
+/* Hands the packed bytes to emit; on a packing failure sends an internal error instead. */
+static void
+out_emit(struct out *o, int rc, struct req *r, bool final, exec_emit_fn emit, void *ud)
+{
+	if (rc < 0) {
+		msgpack_sbuffer_destroy(&o->sb);
+		if (final)
+			exec_fail(r, PROTO_ERR_INTERNAL, "out of memory packing the reply", emit,
+				  ud);
+		return;
+	}
+	emit(ud, r, msgpack_sbuffer_release(&o->sb), o->sb.size, final);
+	msgpack_sbuffer_destroy(&o->sb);
+}
+
+void
+exec_fail(struct req *r, enum proto_err err, const char *msg, exec_emit_fn emit, void *ud)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	size_t len;
+
+	r->err = err;
+	r->t_done = util_now();
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	if (proto_pack_error(&pk, r->msgid, err, msg) < 0) {
+		msgpack_sbuffer_destroy(&sb);
+		emit(ud, r, NULL, 0, true); /* the loop answers from r->err */
+		return;
+	}
+	len = sb.size;
+	emit(ud, r, msgpack_sbuffer_release(&sb), len, true);
+}
+
+void
+exec_init(struct exec *e, int n_threads)
+{
+	memset(e, 0, sizeof(*e));
+	e->n_threads = n_threads;
+}
+
+void
+exec_deinit(struct exec *e)
+{
+	ctx_free(e->ctx);
+	smodel_unref(e->model);
+	memset(e, 0, sizeof(*e));
+}
+
+/* Makes e->ctx serve r's model and context size. */
+static int
+exec_ctx(struct exec *e, struct req *r, struct diag *d)
+{
+	struct smodel *sm = r->snap->model;
+	int rc;
+
+	if (e->ctx != NULL && e->model == sm && e->n_ctx == r->snap->n_ctx)
+		return 0;
+	ctx_free(e->ctx);
+	e->ctx = NULL;
+	smodel_unref(e->model);
+	e->model = NULL;
+	if ((rc = ctx_new(&e->ctx, &sm->m, r->snap->n_ctx, e->n_threads, d)) < 0)
+		return rc;
+	smodel_ref(sm);
+	e->model = sm;
+	e->n_ctx = r->snap->n_ctx;
+	return 0;
+}
+
+/* The prompt as ids: r->tokens as given, or r->text tokenized (BOS per add_bos). */
+static int
+exec_prompt(struct req *r, const struct vocab *v, enum proto_err *err, char *msg, size_t msgcap)
+{
+	long n;
+
+	if (!r->has_text) {
+		for (uint32_t i = 0; i < r->n_tokens; i++)
+			if (r->tokens[i] < 0 || (uint32_t)r->tokens[i] >= v->n_tokens) {
+				*err = PROTO_ERR_BAD_REQUEST;
+				snprintf(
+				    msg, msgcap,
+				    "token id %d at index %u is outside the vocabulary (0..%u)",
+				    r->tokens[i], i, v->n_tokens - 1);
+				return -EINVAL;
+			}
+		return 0;
+	}
+	n = tokenizer_encode(v, r->text, r->text_len, r->add_bos, NULL, 0);
+	if (n >= 0) {
+		size_t bytes;
+
+		free(r->tokens);
+		r->tokens = NULL;
+		if (size_mul(&bytes, (size_t)n + 1, sizeof(int32_t)) < 0 ||
+		    (r->tokens = malloc(bytes)) == NULL)
+			n = -ENOMEM;
+		else
+			n = tokenizer_encode(v, r->text, r->text_len, r->add_bos, r->tokens,
+					     (size_t)n + 1);
+	}
+	if (n < 0) {
+		*err = n == -ENOMEM ? PROTO_ERR_INTERNAL : PROTO_ERR_BAD_REQUEST;
+		snprintf(msg, msgcap, "cannot tokenize: %s", strerror((int)-n));
+		return (int)n;
+	}
+	r->n_tokens = (uint32_t)n;
+	return 0;
+}
+
+/* Checks prompt size against the limits and the context. */
+static int
+exec_check_prompt(struct req *r, uint32_t n_ctx, enum proto_err *err, char *msg, size_t msgcap)
+{
+	if (r->n_tokens > r->snap->conf.limits.max_prompt_tokens) {
+		*err = PROTO_ERR_TOO_LARGE;
+		snprintf(msg, msgcap, "prompt has %u tokens, limit is %u", r->n_tokens,
+			 r->snap->conf.limits.max_prompt_tokens);
+		return -E2BIG;
+	}
+	if (r->n_tokens == 0) {
+		*err = PROTO_ERR_BAD_REQUEST;
+		snprintf(msg, msgcap, "empty prompt");
+		return -EINVAL;
+	}
+	if (r->n_tokens >= n_ctx && r->kind == REQ_COMPLETE) {
+		*err = PROTO_ERR_CONTEXT;
+		snprintf(msg, msgcap,
+			 "prompt of %u tokens leaves no room in the %u-position context",
+			 r->n_tokens, n_ctx);
+		return -ENOSPC;
+	}
+	if (r->n_tokens > n_ctx) {
+		*err = PROTO_ERR_CONTEXT;
+		snprintf(msg, msgcap, "prompt of %u tokens exceeds the %u-position context",
+			 r->n_tokens, n_ctx);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+/* A token's piece into a small buffer, or a heap one for long pieces. */
+static int
+pack_piece(msgpack_packer *pk, const struct vocab *v, int32_t id)
+{
+	char buf[256];
+	long n = tokenizer_piece(v, id, false, buf, sizeof(buf));
+
+	if (n < 0)
+		return proto_pack_text(pk, "", 0);
+	if ((size_t)n <= sizeof(buf))
+		return proto_pack_text(pk, buf, (size_t)n);
+	{
+		char *big = malloc((size_t)n);
+		int rc;
+
+		if (big == NULL)
+			return -ENOMEM;
+		tokenizer_piece(v, id, false, big, (size_t)n);
+		rc = proto_pack_text(pk, big, (size_t)n);
+		free(big);
+		return rc;
+	}
+}
+
+#define PACK(x)                                                                                    \
+	do {                                                                                       \
+		if ((x) < 0)                                                                       \
+			return -ENOMEM;                                                            \
+	} while (0)
+
+static int
+pack_tokens(msgpack_packer *pk, const int32_t *ids, uint32_t n)
+{
+	PACK(msgpack_pack_array(pk, n));
+	for (uint32_t i = 0; i < n; i++)
+		PACK(msgpack_pack_int32(pk, ids[i]));
+	return 0;
+}
+
+struct top_item {
+	int32_t id;
+	float logit;
+};
+
+/* The trace map: tokens, n_layers, layers[], top[]. */
+static int
+pack_trace(msgpack_packer *pk, const struct req *r, const struct vocab *v, uint32_t n_layers,
+	   const struct lens *layers, const float *logits, uint32_t top_k)
+{
+	struct top_item top[PROTO_MAX_TOP_K];
+	uint32_t n_top = 0;
+	double maxl = -INFINITY, z = 0;
+
+	for (uint32_t i = 0; i < v->n_tokens; i++) {
+		uint32_t j;
+
+		if (logits[i] > maxl)
+			maxl = logits[i];
+		if (n_top == top_k && !(logits[i] > top[n_top - 1].logit))
+			continue;
+		j = n_top < top_k ? n_top++ : n_top - 1;
+		while (j > 0 && logits[i] > top[j - 1].logit) { /* ties keep the lower id first */
+			top[j] = top[j - 1];
+			j--;
+		}
+		top[j].id = (int32_t)i;
+		top[j].logit = logits[i];
+	}
+	for (uint32_t i = 0; i < v->n_tokens; i++)
+		z += exp((double)logits[i] - maxl);
+
+	PACK(msgpack_pack_map(pk, 4));
+	PACK(proto_pack_cstr(pk, PROTO_K_TOKENS));
+	PACK(pack_tokens(pk, r->tokens, r->n_tokens));
+	PACK(proto_pack_cstr(pk, PROTO_K_N_LAYERS));
+	PACK(msgpack_pack_uint32(pk, n_layers));
+	PACK(proto_pack_cstr(pk, PROTO_K_LAYERS));
+	PACK(msgpack_pack_array(pk, n_layers));
+	for (uint32_t l = 0; l < n_layers; l++) {
+		PACK(msgpack_pack_map(pk, 5));
+		PACK(proto_pack_cstr(pk, PROTO_K_LAYER));
+		PACK(msgpack_pack_uint32(pk, l + 1));
+		PACK(proto_pack_cstr(pk, PROTO_K_TOP1));
+		PACK(msgpack_pack_int32(pk, layers[l].top1));
+		PACK(proto_pack_cstr(pk, PROTO_K_TOP1_TEXT));
+		PACK(pack_piece(pk, v, layers[l].top1));
+		PACK(proto_pack_cstr(pk, PROTO_K_TOP_PROB));
+		PACK(msgpack_pack_double(pk, layers[l].top_prob));
+		PACK(proto_pack_cstr(pk, PROTO_K_GAP));
+		PACK(msgpack_pack_double(pk, layers[l].gap));
+	}
+	PACK(proto_pack_cstr(pk, PROTO_K_TOP));
+	PACK(msgpack_pack_array(pk, n_top));
+	for (uint32_t i = 0; i < n_top; i++) {
+		PACK(msgpack_pack_map(pk, 4));
+		PACK(proto_pack_cstr(pk, PROTO_K_ID));
+		PACK(msgpack_pack_int32(pk, top[i].id));
+		PACK(proto_pack_cstr(pk, PROTO_K_TEXT));
+		PACK(pack_piece(pk, v, top[i].id));
+		PACK(proto_pack_cstr(pk, PROTO_K_LOGIT));
+		PACK(msgpack_pack_double(pk, top[i].logit));
+		PACK(proto_pack_cstr(pk, PROTO_K_PROB));
+		PACK(msgpack_pack_double(pk, exp((double)top[i].logit - maxl) / z));
+	}
+	return 0;
+}
+
+/* Runs the full-depth trace of r's prompt into freshly allocated layers/logits. */
+static int
+run_trace(struct exec *e, struct req *r, struct lens **layers, float **logits)
+{
+	const struct model *m = &r->snap->model->m;
+
+	*layers = calloc(m->hp.n_layers, sizeof(**layers));
+	*logits = calloc(m->hp.n_vocab, sizeof(**logits));
+	if (*layers == NULL || *logits == NULL)
+		return -ENOMEM;
+	return runner_trace(e->ctx, r->tokens, r->n_tokens, &r->cancel, *layers, *logits);
+}
+
+static void
+exec_trace(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
+{
+	const struct model *m = &r->snap->model->m;
+	struct lens *layers = NULL;
+	float *logits = NULL;
+	struct out o;
+	int rc;
+
+	rc = run_trace(e, r, &layers, &logits);
+	if (rc < 0 || atomic_load(&r->cancel)) {
+		if (atomic_load(&r->cancel))
+			exec_fail(r, PROTO_ERR_CANCELLED, "cancelled", emit, ud);
+		else
+			exec_fail(r, PROTO_ERR_INTERNAL, strerror(-rc), emit, ud);
+		goto out;
+	}
+	r->tokens_in = r->n_tokens;
+	r->layers_run = (uint64_t)m->hp.n_layers;
+	out_init(&o);
+	rc = proto_pack_result(&o.pk, r->msgid);
+	if (rc == 0)
+		rc = pack_trace(&o.pk, r, &m->vocab, m->hp.n_layers, layers, logits, r->top_k);
+	r->t_done = util_now();
+	out_emit(&o, rc, r, true, emit, ud);
+out:
+	free(layers);
+	free(logits);
+}
+
+static void
+exec_tokenize(struct req *r, exec_emit_fn emit, void *ud)
+{
+	struct out o;
+	int rc;
+
+	r->tokens_in = r->n_tokens;
+	out_init(&o);
+	rc = proto_pack_result(&o.pk, r->msgid);
+	if (rc == 0 &&
+	    (msgpack_pack_map(&o.pk, 1) < 0 || proto_pack_cstr(&o.pk, PROTO_K_TOKENS) < 0 ||
+	     pack_tokens(&o.pk, r->tokens, r->n_tokens) < 0))
+		rc = -ENOMEM;
+	r->t_done = util_now();
+	out_emit(&o, rc, r, true, emit, ud);
+}
+
+static void
+exec_detokenize(struct req *r, exec_emit_fn emit, void *ud)
+{
+	const struct vocab *v = &r->snap->model->m.vocab;
+	char *buf = NULL;
+	long n;
+	struct out o;
+	int rc;
+
+	n = tokenizer_decode(v, r->tokens, r->n_tokens, true, NULL, 0);
+	if (n >= 0 && (buf = malloc((size_t)n + 1)) != NULL)
+		n = tokenizer_decode(v, r->tokens, r->n_tokens, true, buf, (size_t)n + 1);
+	else if (n >= 0)
+		n = -ENOMEM;
+	if (n < 0) {
+		exec_fail(r, n == -ENOMEM ? PROTO_ERR_INTERNAL : PROTO_ERR_BAD_REQUEST,
+			  "cannot detokenize", emit, ud);
+		goto out;
+	}
+	out_init(&o);
+	rc = proto_pack_result(&o.pk, r->msgid);
+	if (rc == 0 &&
+	    (msgpack_pack_map(&o.pk, 1) < 0 || proto_pack_cstr(&o.pk, PROTO_K_TEXT) < 0 ||
+	     proto_pack_text(&o.pk, buf, (size_t)n) < 0))
+		rc = -ENOMEM;
+	r->t_done = util_now();
+	out_emit(&o, rc, r, true, emit, ud);
+out:
+	free(buf);
+}
+
+/* on_token state of one complete request. */
+struct gen {
+	struct req *r;
+	const struct vocab *v;
+	exec_emit_fn emit;
+	void *ud;
+	char *text; /* generated bytes so far */
+	size_t len, cap;
+	uint32_t index;
+	bool stopped; /* a stop string matched */
+	bool oom;
+};
+
+static int
+gen_append(struct gen *g, const char *s, size_t n)
+{
+	if (g->cap - g->len < n) {
+		size_t cap = g->cap ? g->cap : 256;
+		char *nt;
+
+		while (cap - g->len < n) {
+			if (size_mul(&cap, cap, 2) < 0)
+				return -ENOMEM;
+		}
+		if ((nt = realloc(g->text, cap)) == NULL)
+			return -ENOMEM;
+		g->text = nt;
+		g->cap = cap;
+	}
+	memcpy(g->text + g->len, s, n);
+	g->len += n;
+	return 0;
+}
+
+/* True when a stop string ends within the last `added` bytes of the text. */
+static bool
+gen_stop_hit(const struct gen *g, size_t added)
+{
+	for (int i = 0; i < g->r->n_stop; i++) {
+		size_t sl = g->r->stop_len[i], from;
+
+		if (sl == 0 || sl > g->len)
+			continue;
+		from = g->len - added >= sl - 1 ? g->len - added - (sl - 1) : 0;
+		for (size_t p = from; p + sl <= g->len; p++)
+			if (memcmp(g->text + p, g->r->stop[i], sl) == 0)
+				return true;
+	}
+	return false;
+}
+
+static int
+on_token(void *ud, int32_t id, uint32_t exit_layer)
+{
+	struct gen *g = ud;
+	char buf[256];
+	long n = tokenizer_piece(g->v, id, false, buf, sizeof(buf));
+	size_t before = g->len;
+
+	if (n < 0)
+		n = 0;
+	if ((size_t)n > sizeof(buf)) /* never for this vocabulary's pieces; keep what fits */
+		n = sizeof(buf);
+	if (gen_append(g, buf, (size_t)n) < 0) {
+		g->oom = true;
+		return 1;
+	}
+	if (g->r->stream) {
+		struct out o;
+		int rc;
+
+		out_init(&o);
+		rc = proto_pack_notification(&o.pk, PROTO_N_TOKEN);
+		if (rc == 0 &&
+		    (msgpack_pack_array(&o.pk, 1) < 0 || msgpack_pack_map(&o.pk, 5) < 0 ||
+		     proto_pack_cstr(&o.pk, PROTO_K_MSGID) < 0 ||
+		     msgpack_pack_uint32(&o.pk, g->r->msgid) < 0 ||
+		     proto_pack_cstr(&o.pk, PROTO_K_INDEX) < 0 ||
+		     msgpack_pack_uint32(&o.pk, g->index) < 0 ||
+		     proto_pack_cstr(&o.pk, PROTO_K_ID) < 0 || msgpack_pack_int32(&o.pk, id) < 0 ||
+		     proto_pack_cstr(&o.pk, PROTO_K_TEXT) < 0 ||
+		     proto_pack_text(&o.pk, buf, (size_t)n) < 0 ||
+		     proto_pack_cstr(&o.pk, PROTO_K_EXIT_LAYER) < 0 ||
+		     msgpack_pack_uint32(&o.pk, exit_layer) < 0))
+			rc = -ENOMEM;
+		out_emit(&o, rc, g->r, false, g->emit, g->ud);
+	}
+	g->index++;
+	if (gen_stop_hit(g, g->len - before)) {
+		g->stopped = true;
+		return 1;
+	}
+	return atomic_load(&g->r->cancel) ? 1 : 0;
+}
+
+static const char *
+stop_name(enum run_stop s, bool stopped)
+{
+	if (stopped)
+		return "stop";
+	switch (s) {
+	case RUN_STOP_LENGTH:
+		return "length";
+	case RUN_STOP_EOS:
+		return "eos";
+	case RUN_STOP_CONTEXT:
+		return "context";
+	case RUN_STOP_CALLBACK:
+		return "stop";
+	case RUN_STOP_CANCELLED:
+		return "cancelled";
+	case RUN_STOP_DEADLINE:
+		return "deadline";
+	}
+	return "unknown";
+}
+
+static int
+pack_complete(msgpack_packer *pk, struct req *r, const struct gen *g, const struct run_result *res,
+	      uint32_t n_layers, const struct lens *layers, const float *logits)
+{
+	const struct vocab *v = g->v;
+
+	PACK(msgpack_pack_map(pk, 11 + (layers != NULL)));
+	PACK(proto_pack_cstr(pk, PROTO_K_TEXT));
+	PACK(proto_pack_text(pk, g->text ? g->text : "", g->len));
+	PACK(proto_pack_cstr(pk, PROTO_K_TOKENS));
+	PACK(pack_tokens(pk, res->tokens, res->n_tokens));
+	PACK(proto_pack_cstr(pk, PROTO_K_EXIT_LAYERS));
+	PACK(msgpack_pack_array(pk, res->n_tokens));
+	for (uint32_t i = 0; i < res->n_tokens; i++)
+		PACK(msgpack_pack_uint32(pk, res->exit_layers[i]));
+	PACK(proto_pack_cstr(pk, PROTO_K_N_PROMPT));
+	PACK(msgpack_pack_uint32(pk, r->n_tokens));
+	PACK(proto_pack_cstr(pk, PROTO_K_N_LAYERS));
+	PACK(msgpack_pack_uint32(pk, n_layers));
+	PACK(proto_pack_cstr(pk, PROTO_K_LAYERS_RUN));
+	PACK(msgpack_pack_uint64(pk, res->layers_run));
+	PACK(proto_pack_cstr(pk, PROTO_K_LAYERS_SKIPPED));
+	PACK(msgpack_pack_uint64(pk, res->layers_skipped));
+	PACK(proto_pack_cstr(pk, PROTO_K_STOP_REASON));
+	PACK(proto_pack_cstr(pk, stop_name(res->stop, g->stopped)));
+	PACK(proto_pack_cstr(pk, PROTO_K_TASK));
+	PACK(proto_pack_cstr(pk, r->task));
+	PACK(proto_pack_cstr(pk, "n_checks"));
+	PACK(msgpack_pack_uint32(pk, res->n_checks));
+	PACK(proto_pack_cstr(pk, PROTO_K_TIMINGS));
+	PACK(msgpack_pack_map(pk, 5));
+	PACK(proto_pack_cstr(pk, "queue_s"));
+	PACK(msgpack_pack_double(pk, r->t_start - r->t_submit));
+	PACK(proto_pack_cstr(pk, "prefill_s"));
+	PACK(msgpack_pack_double(pk, res->t_prefill_s));
+	PACK(proto_pack_cstr(pk, "decode_s"));
+	PACK(msgpack_pack_double(pk, res->t_decode_s));
+	PACK(proto_pack_cstr(pk, "features_s"));
+	PACK(msgpack_pack_double(pk, res->t_features_s));
+	PACK(proto_pack_cstr(pk, "total_s"));
+	PACK(msgpack_pack_double(pk, util_now() - r->t_submit));
+	if (layers != NULL) {
+		PACK(proto_pack_cstr(pk, PROTO_K_TRACE));
+		PACK(pack_trace(pk, r, v, n_layers, layers, logits, r->top_k));
+	}
+	return 0;
+}
+
+static void
+exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
+{
+	const struct model *m = &r->snap->model->m;
+	struct gen g = {.r = r, .v = &m->vocab, .emit = emit, .ud = ud};
+	struct run_params p = {0};
+	struct run_result res = {0};
+	struct lens *layers = NULL;
+	float *logits = NULL;
+	struct out o;
+	int rc;
+
+	if (r->trace && (rc = run_trace(e, r, &layers, &logits)) < 0) {
+		exec_fail(r, rc == -ENOMEM ? PROTO_ERR_INTERNAL : PROTO_ERR_BAD_REQUEST,
+			  strerror(-rc), emit, ud);
+		goto out;
+	}
+	p.prompt = r->tokens;
+	p.n_prompt = r->n_tokens;
+	p.max_tokens = r->max_tokens;
+	p.temperature = (float)r->temperature;
+	p.top_p = (float)r->top_p;
+	p.seed = r->seed;
+	p.stop_at_eos = r->eos;
+	p.profile = r->full_depth ? NULL : r->profile;
+	p.full_depth = r->full_depth || r->profile == NULL;
+	p.cancel = &r->cancel;
+	p.deadline = r->deadline;
+	p.on_token = on_token;
+	p.ud = &g;
+	rc = runner_run(e->ctx, &p, &res);
+	r->tokens_in = r->n_tokens;
+	r->tokens_out = res.n_tokens;
+	r->layers_run = res.layers_run;
+	r->layers_skipped = res.layers_skipped;
+	if (rc == -ENOSPC) {
+		exec_fail(r, PROTO_ERR_CONTEXT, "prompt does not fit the context", emit, ud);
+		goto out;
+	}
+	if (rc < 0 || g.oom) {
+		exec_fail(r, rc == -EINVAL ? PROTO_ERR_BAD_REQUEST : PROTO_ERR_INTERNAL,
+			  rc < 0 ? strerror(-rc) : "out of memory", emit, ud);
+		goto out;
+	}
+	if (atomic_load(&r->cancel) || res.stop == RUN_STOP_CANCELLED) {
+		exec_fail(r, PROTO_ERR_CANCELLED, "cancelled", emit, ud);
+		goto out;
+	}
+	if (res.stop == RUN_STOP_DEADLINE) {
+		exec_fail(r, PROTO_ERR_TIMEOUT, "deadline passed", emit, ud);
+		goto out;
+	}
+	out_init(&o);
+	rc = proto_pack_result(&o.pk, r->msgid);
+	if (rc == 0)
+		rc = pack_complete(&o.pk, r, &g, &res, m->hp.n_layers, layers, logits);
+	r->t_done = util_now();
+	out_emit(&o, rc, r, true, emit, ud);
+out:
+	free(g.text);
+	free(layers);
+	free(logits);
+	runner_result_free(&res);
+}
+
+void
+exec_run(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
+{
+	const struct model *m = &r->snap->model->m;
+	enum proto_err err = PROTO_ERR_NONE;
+	char msg[256];
+	struct diag d = {{0}};
+
+	r->t_start = util_now();
+	if (exec_prompt(r, &m->vocab, &err, msg, sizeof(msg)) < 0) {
+		exec_fail(r, err, msg, emit, ud);
+		return;
+	}
+	switch (r->kind) {
+	case REQ_TOKENIZE:
+		exec_tokenize(r, emit, ud);
+		return;
+	case REQ_DETOKENIZE:
+		exec_detokenize(r, emit, ud);
+		return;
+	case REQ_TRACE:
+	case REQ_COMPLETE:
+		break;
+	}
+	if (exec_ctx(e, r, &d) < 0) {
+		log_warnx("cannot create an inference context: %s", d.msg);
+		exec_fail(r, PROTO_ERR_INTERNAL, "cannot create an inference context", emit, ud);
+		return;
+	}
+	if (exec_check_prompt(r, ctx_n_ctx(e->ctx), &err, msg, sizeof(msg)) < 0) {
+		exec_fail(r, err, msg, emit, ud);
+		return;
+	}
+	if (r->kind == REQ_TRACE)
+		exec_trace(e, r, emit, ud);
+	else
+		exec_complete(e, r, emit, ud);
+}

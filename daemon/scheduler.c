@@ -1,0 +1,342 @@
+/*
+ * scheduler.c — the bounded request queue, the inference worker threads and
+ * the uv_async hand-back to the loop (see scheduler.h), plus the refcounted
+ * model and snapshot objects requests run on. The loop thread only queues
+ * and drains; it must never wait here for a worker to compute. Workers must
+ * never touch libuv objects or connections: a request's conn pointer is
+ * opaque to them.
+ */
+#include "scheduler.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exec.h"
+#include "log.h"
+#include "tasks.h"
+
+struct worker {
+	pthread_t thread;
+	struct sched *s;
+	struct exec ex;
+	bool started;
+};
+
+/* ---- models and snapshots -------------------------------------------------- */
+
+int
+smodel_load(struct smodel **out, const char *path, struct diag *d)
+{
+	struct smodel *sm = calloc(1, sizeof(*sm));
+	int rc;
+
+	*out = NULL;
+	if (sm == NULL)
+		return diag_set(d, -ENOMEM, "out of memory");
+	if ((rc = model_load(&sm->m, path, d)) < 0) {
+		free(sm);
+		return rc;
+	}
+	atomic_init(&sm->refs, 1);
+	*out = sm;
+	return 0;
+}
+
+void
+smodel_ref(struct smodel *sm)
+{
+	atomic_fetch_add(&sm->refs, 1);
+}
+
+void
+smodel_unref(struct smodel *sm)
+{
+	if (sm == NULL || atomic_fetch_sub(&sm->refs, 1) != 1)
+		return;
+	log_debug("unmapping model %s", sm->m.path);
+	model_free(&sm->m);
+	free(sm);
+}
+
+void
+snap_ref(struct snap *s)
+{
+	atomic_fetch_add(&s->refs, 1);
+}
+
+void
+snap_unref(struct snap *s)
+{
+	if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1)
+		return;
+	tasks_free(s->profiles);
+	smodel_unref(s->model);
+	free(s);
+}
+
+/* ---- requests -------------------------------------------------------------- */
+
+struct req *
+req_new(void)
+{
+	struct req *r = calloc(1, sizeof(*r));
+
+	if (r != NULL)
+		atomic_init(&r->cancel, false);
+	return r;
+}
+
+void
+req_free(struct req *r)
+{
+	if (r == NULL)
+		return;
+	free(r->text);
+	free(r->tokens);
+	for (int i = 0; i < r->n_stop; i++)
+		free(r->stop[i]);
+	tasks_free_profile(r->inline_profile);
+	snap_unref(r->snap);
+	free(r);
+}
+
+void
+sched_out_free(struct sched_out *o)
+{
+	if (o == NULL)
+		return;
+	free(o->data);
+	free(o);
+}
+
+/* ---- worker side ------------------------------------------------------------ */
+
+/* Called with the lock held. The next request in round-robin client order, or NULL. */
+static struct req *
+take(struct sched *s)
+{
+	struct sched_client *c = s->ring_head;
+	struct req *r;
+
+	if (c == NULL)
+		return NULL;
+	s->ring_head = c->ring_next;
+	if (s->ring_head == NULL)
+		s->ring_tail = NULL;
+	c->ring_next = NULL;
+	c->in_ring = false;
+	r = c->head;
+	c->head = r->qnext;
+	if (c->head == NULL)
+		c->tail = NULL;
+	r->qnext = NULL;
+	if (c->head != NULL) { /* back of the line for this client's next one */
+		c->in_ring = true;
+		if (s->ring_tail != NULL)
+			s->ring_tail->ring_next = c;
+		else
+			s->ring_head = c;
+		s->ring_tail = c;
+	}
+	s->queued--;
+	return r;
+}
+
+/* Any thread: hands one output to the loop. */
+static void
+emit(void *ud, struct req *r, char *data, size_t len, bool final)
+{
+	struct sched *s = ud;
+	struct sched_out *o = xmalloc(sizeof(*o)); /* fixed-size bookkeeping */
+
+	o->req = r;
+	o->data = data;
+	o->len = len;
+	o->final = final;
+	o->next = NULL;
+	pthread_mutex_lock(&s->lock);
+	if (s->done_tail != NULL)
+		s->done_tail->next = o;
+	else
+		s->done_head = o;
+	s->done_tail = o;
+	pthread_mutex_unlock(&s->lock);
+	uv_async_send(&s->async);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct sched *s = w->s;
+
+	for (;;) {
+		struct req *r;
+
+		pthread_mutex_lock(&s->lock);
+		while ((r = take(s)) == NULL && !s->stopping)
+			pthread_cond_wait(&s->cond, &s->lock);
+		if (r == NULL) {
+			pthread_mutex_unlock(&s->lock);
+			break;
+		}
+		s->running++;
+		pthread_mutex_unlock(&s->lock);
+
+		if (atomic_load(&r->cancel))
+			exec_fail(r, PROTO_ERR_CANCELLED, "cancelled before it ran", emit, s);
+		else if (r->deadline > 0 && util_now() >= r->deadline)
+			exec_fail(r, PROTO_ERR_TIMEOUT, "deadline passed while queued", emit, s);
+		else
+			exec_run(&w->ex, r, emit, s);
+
+		pthread_mutex_lock(&s->lock);
+		s->running--;
+		pthread_mutex_unlock(&s->lock);
+	}
+	return NULL;
+}
+
+/* ---- loop side --------------------------------------------------------------- */
+
+static void
+on_async(uv_async_t *h)
+{
+	struct sched *s = h->data;
+	struct sched_out *o, *next;
+
+	pthread_mutex_lock(&s->lock);
+	o = s->done_head;
+	s->done_head = s->done_tail = NULL;
+	pthread_mutex_unlock(&s->lock);
+	for (; o != NULL; o = next) {
+		next = o->next;
+		o->next = NULL;
+		s->on_out(o, s->ud);
+	}
+}
+
+int
+sched_init(struct sched *s, uv_loop_t *loop, int n_workers, int n_threads, uint32_t max_queued,
+	   void (*on_out)(struct sched_out *o, void *ud), void *ud)
+{
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	s->max_queued = max_queued;
+	s->on_out = on_out;
+	s->ud = ud;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	if ((rc = uv_async_init(loop, &s->async, on_async)) < 0)
+		return rc;
+	s->async.data = s;
+	s->workers = xcalloc((size_t)n_workers, sizeof(*s->workers));
+	for (int i = 0; i < n_workers; i++) {
+		struct worker *w = &s->workers[i];
+
+		w->s = s;
+		exec_init(&w->ex, n_threads);
+		if ((rc = pthread_create(&w->thread, NULL, worker_main, w)) != 0) {
+			log_warnx("cannot start worker %d: %s", i, strerror(rc));
+			exec_deinit(&w->ex);
+			if (i == 0)
+				return -rc;
+			break;
+		}
+		w->started = true;
+		s->n_workers++;
+	}
+	return 0;
+}
+
+int
+sched_submit(struct sched *s, struct req *r)
+{
+	struct sched_client *c = r->client;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->queued >= s->max_queued || s->stopping) {
+		pthread_mutex_unlock(&s->lock);
+		return -EBUSY;
+	}
+	r->qnext = NULL;
+	if (c->tail != NULL)
+		c->tail->qnext = r;
+	else
+		c->head = r;
+	c->tail = r;
+	if (!c->in_ring) {
+		c->in_ring = true;
+		c->ring_next = NULL;
+		if (s->ring_tail != NULL)
+			s->ring_tail->ring_next = c;
+		else
+			s->ring_head = c;
+		s->ring_tail = c;
+	}
+	s->queued++;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+void
+sched_set_max_queued(struct sched *s, uint32_t max_queued)
+{
+	pthread_mutex_lock(&s->lock);
+	s->max_queued = max_queued;
+	pthread_mutex_unlock(&s->lock);
+}
+
+uint32_t
+sched_queued(struct sched *s)
+{
+	uint32_t n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->queued;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+uint32_t
+sched_running(struct sched *s)
+{
+	uint32_t n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->running;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+void
+sched_deinit(struct sched *s, uv_close_cb cb)
+{
+	struct req *r;
+
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	/* Whatever is still queued is answered, never dropped. */
+	while ((r = take(s)) != NULL) {
+		pthread_mutex_unlock(&s->lock);
+		exec_fail(r, PROTO_ERR_SHUTTING_DOWN, "the daemon is stopping", emit, s);
+		pthread_mutex_lock(&s->lock);
+	}
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	for (int i = 0; i < s->n_workers; i++) {
+		if (!s->workers[i].started)
+			continue;
+		pthread_join(s->workers[i].thread, NULL);
+		exec_deinit(&s->workers[i].ex);
+	}
+	free(s->workers);
+	s->workers = NULL;
+	on_async(&s->async); /* deliver what the workers produced last */
+	uv_close((uv_handle_t *)&s->async, cb);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+}
