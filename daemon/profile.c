@@ -10,6 +10,8 @@
  */
 #include "profile.h"
 
+#include <yaml.h>
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>

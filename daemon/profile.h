@@ -41,7 +41,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <yaml.h>
 
 #include "engine/calib.h"
 #include "engine/exitclf.h"
@@ -49,6 +48,12 @@
 
 #define PROFILE_TASK_MAX       64
 #define PROFILE_MAX_FILE_BYTES (1u << 20) /* a profile is a few hundred bytes */
+
+/* libyaml's document and node (yaml.h typedefs them as yaml_document_t and
+ * yaml_node_t); declared here so that the engine's runner can read struct
+ * profile without seeing YAML. */
+struct yaml_document_s;
+struct yaml_node_s;
 
 enum profile_feature { PROFILE_FEAT_GAP = 1u << 0, PROFILE_FEAT_TOP_PROB = 1u << 1 };
 
@@ -92,8 +97,8 @@ void profile_free(struct profile *p);
  * source in messages. The task is left as it was unless the mapping has a
  * `task` key. Returns 0 or -EINVAL with d->msg "file:line:column: reason".
  */
-int profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, const char *file,
-		      struct diag *d);
+int profile_from_node(struct profile *p, struct yaml_document_s *doc, struct yaml_node_s *node,
+		      const char *file, struct diag *d);
 /** Parses YAML text buf[0..len) (one document). Returns 0 or -EINVAL with d->msg. */
 int profile_parse_buffer(struct profile *p, const char *buf, size_t len, const char *name,
 			 struct diag *d);

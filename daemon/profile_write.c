@@ -7,6 +7,8 @@
  */
 #include "profile.h"
 
+#include <yaml.h>
+
 #include <errno.h>
 #include <math.h>
 #include <string.h>

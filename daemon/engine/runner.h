@@ -29,9 +29,9 @@ enum run_stop {
 struct run_params {
 	const int32_t *prompt; /* token ids, BOS included when wanted */
 	uint32_t n_prompt;
-	uint32_t max_tokens;   /* tokens to generate (>= 1) */
-	float temperature;     /* 0 = greedy (argmax, lowest id on ties) */
-	float top_p;           /* 1 = off */
+	uint32_t max_tokens; /* tokens to generate (>= 1) */
+	float temperature;   /* 0 = greedy (argmax, lowest id on ties) */
+	float top_p;         /* 1 = off */
 	uint64_t seed;
 	bool stop_at_eos;
 	const struct profile *profile; /* NULL or full_depth: run every layer */
@@ -47,9 +47,9 @@ struct run_result {
 	int32_t *tokens;       /* owned (runner_result_free): generated ids */
 	uint32_t *exit_layers; /* owned: 1-based layer each token was taken from */
 	uint32_t n_tokens;
-	uint64_t layers_run;     /* summed over prompt batch and generated tokens */
+	uint64_t layers_run; /* summed over prompt batch and generated tokens */
 	uint64_t layers_skipped;
-	uint32_t n_checks;       /* logit-lens evaluations made for the stopping rule */
+	uint32_t n_checks; /* logit-lens evaluations made for the stopping rule */
 	double t_prefill_s, t_decode_s, t_features_s;
 	enum run_stop stop;
 };
