@@ -1,0 +1,57 @@
+/*
+ * ops.h — the element-wise and matrix operations of the Llama forward pass,
+ * each written to round the way ggml's CPU backend rounds (sums of squares
+ * and softmax denominators in double, RoPE angles by repeated multiplication,
+ * activations converted to the weight's vec_dot_type before a product).
+ */
+#ifndef ADAINFER_OPS_H
+#define ADAINFER_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "pool.h"
+
+/** out[i] = (x[i] / sqrt(mean(x^2) + eps)) * w[i], n elements; out may equal x. */
+void ops_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps);
+
+/**
+ * RoPE angles for position pos ("normal" mode): cs[2i] = cos(theta_i),
+ * cs[2i+1] = sin(theta_i), theta_i = pos * base^(-2i/rope_dim) for
+ * i < rope_dim/2. cs holds rope_dim floats.
+ */
+void ops_rope_angles(float *cs, uint32_t rope_dim, uint32_t pos, float base);
+
+/**
+ * Rotates adjacent pairs (x[2i], x[2i+1]) of each of n_heads heads of
+ * head_dim floats by the angles cs (first rope_dim dims; the rest unchanged).
+ */
+void ops_rope_apply(float *x, uint32_t n_heads, uint32_t head_dim, uint32_t rope_dim,
+		    const float *cs);
+
+/** In place: x = exp(x - max) / sum, sum in double. n >= 1. */
+void ops_softmax(float *x, size_t n);
+
+/** In place: g[i] = silu(g[i]) * u[i], silu(v) = v / (1 + exp(-v)). */
+void ops_swiglu(float *g, const float *u, size_t n);
+
+/**
+ * Bytes of activation scratch ops_matmul needs for n_tok rows against w
+ * (0 for F32 weights). Returns 0, -EINVAL (unsupported type) or -EOVERFLOW.
+ */
+int ops_matmul_scratch(const struct tensor *w, size_t n_tok, size_t *out);
+
+/**
+ * y = x W^T: y[t*rows + r] = dot(row r of w, x[t*cols .. +cols]) for
+ * t < n_tok, r < rows = w->ne[1], cols = w->ne[0].
+ * F32 weights: cblas_sgemm when n_tok > 1, cblas_sgemv when n_tok == 1.
+ * Other types: the n_tok activation rows are converted once into act
+ * (ops_matmul_scratch bytes), then the rows of w are split over the pool's
+ * threads and each row is dotted with every token — the same arithmetic
+ * for any n_tok, so prefill and decode agree exactly. p may be NULL.
+ */
+void ops_matmul(struct pool *p, const struct tensor *w, const float *x, size_t n_tok, float *y,
+		void *act);
+
+#endif

@@ -1,0 +1,619 @@
+/*
+ * quant.c — scalar reference kernels for ggml's weight formats: half/bfloat
+ * conversions, dequantization, activation conversion to the vec_dot_type and
+ * the per-block dot products, plus the run-time choice of the SIMD variants
+ * in quant_x86.c. The scalar code restates the block formula in the plainest
+ * form; it is what the SIMD kernels are tested against.
+ *
+ * It must never trust alignment of weight bytes (they come from a file) and
+ * never allocate: every buffer is the caller's.
+ */
+#include "quant.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util.h"
+#include "quant_impl.h"
+
+/* ---- half precision ---------------------------------------------------- */
+
+static inline uint32_t
+f32_bits(float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, sizeof(u));
+	return u;
+}
+
+static inline float
+f32_from_bits(uint32_t u)
+{
+	float f;
+
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+float
+quant_fp16_to_fp32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+	uint32_t exp = (h >> 10) & 0x1f;
+	uint32_t mant = h & 0x3ff;
+
+	if (exp == 0x1f) /* inf, nan */
+		return f32_from_bits(sign | 0x7f800000u | (mant << 13));
+	if (exp == 0) {
+		/* zero or subnormal: mant * 2^-24, exact in float */
+		float v = (float)mant * 0x1p-24f;
+		return sign ? -v : v;
+	}
+	return f32_from_bits(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+uint16_t
+quant_fp32_to_fp16(float f)
+{
+	uint32_t x = f32_bits(f);
+	uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+	uint32_t ax = x & 0x7fffffffu;
+
+	if (ax > 0x7f800000u) /* nan: quiet, top mantissa bits kept (as F16C) */
+		return sign | 0x7e00 | (uint16_t)((ax & 0x7fffff) >> 13);
+	if (ax >= 0x477ff000u) /* >= 65520 rounds to inf */
+		return sign | 0x7c00;
+	if (ax < 0x38800000u) {
+		/* result is subnormal or zero: count units of 2^-24 */
+		if (ax <= 0x33000000u) /* <= 2^-25: ties to even gives 0 */
+			return sign;
+		uint32_t e = ax >> 23;
+		uint32_t mant = (ax & 0x7fffff) | 0x800000;
+		uint32_t shift = 126 - e; /* 14 .. 24 */
+		uint32_t q = mant >> shift;
+		uint32_t rem = mant & ((1u << shift) - 1);
+		uint32_t half = 1u << (shift - 1);
+
+		if (rem > half || (rem == half && (q & 1)))
+			q++;
+		return sign | (uint16_t)q;
+	}
+	uint32_t h = ((ax >> 23) - 112) << 10 | ((ax & 0x7fffff) >> 13);
+	uint32_t rem = ax & 0x1fff;
+
+	if (rem > 0x1000 || (rem == 0x1000 && (h & 1)))
+		h++; /* may carry into the exponent: still correct */
+	return sign | (uint16_t)h;
+}
+
+float
+quant_bf16_to_fp32(uint16_t h)
+{
+	return f32_from_bits((uint32_t)h << 16);
+}
+
+uint16_t
+quant_fp32_to_bf16(float f)
+{
+	uint32_t u = f32_bits(f);
+
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((u >> 16) | 64);
+	return (uint16_t)((u + (0x7fffu + ((u >> 16) & 1))) >> 16);
+}
+
+/* ---- small helpers shared with quant_x86.c ------------------------------- */
+
+void
+quant_q4k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
+{
+	if (j < 4) {
+		*sc = q[j] & 63;
+		*m = q[j + 4] & 63;
+	} else {
+		*sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+		*m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+	}
+}
+
+/* ---- type table ---------------------------------------------------------- */
+
+bool
+quant_supported(enum ggml_type t)
+{
+	switch (t) {
+	case GGML_TYPE_F32:
+	case GGML_TYPE_F16:
+	case GGML_TYPE_BF16:
+	case GGML_TYPE_Q8_0:
+	case GGML_TYPE_Q4_0:
+	case GGML_TYPE_Q4_K:
+	case GGML_TYPE_Q6_K:
+		return true;
+	default:
+		return false;
+	}
+}
+
+enum ggml_type
+quant_act_type(enum ggml_type wt)
+{
+	switch (wt) {
+	case GGML_TYPE_F16:
+		return GGML_TYPE_F16;
+	case GGML_TYPE_BF16:
+		return GGML_TYPE_BF16;
+	case GGML_TYPE_Q8_0:
+	case GGML_TYPE_Q4_0:
+		return GGML_TYPE_Q8_0;
+	case GGML_TYPE_Q4_K:
+	case GGML_TYPE_Q6_K:
+		return GGML_TYPE_Q8_K;
+	default:
+		return GGML_TYPE_F32;
+	}
+}
+
+int
+quant_act_row_size(enum ggml_type wt, size_t n, size_t *out)
+{
+	if (!quant_supported(wt))
+		return -EINVAL;
+	return type_row_size(quant_act_type(wt), n, out);
+}
+
+/* ---- dequantization (scalar reference) ---------------------------------- */
+
+static void
+dequant_q8_0(const uint8_t *b, float *y, size_t nb)
+{
+	for (size_t i = 0; i < nb; i++, b += 34, y += 32) {
+		float d = quant_fp16_to_fp32(quant_ld16(b));
+		const int8_t *qs = (const int8_t *)(b + 2);
+
+		for (int l = 0; l < 32; l++)
+			y[l] = d * (float)qs[l];
+	}
+}
+
+static void
+dequant_q4_0(const uint8_t *b, float *y, size_t nb)
+{
+	for (size_t i = 0; i < nb; i++, b += 18, y += 32) {
+		float d = quant_fp16_to_fp32(quant_ld16(b));
+		const uint8_t *qs = b + 2;
+
+		for (int l = 0; l < 16; l++) {
+			y[l] = d * (float)((qs[l] & 0xF) - 8);
+			y[l + 16] = d * (float)((qs[l] >> 4) - 8);
+		}
+	}
+}
+
+static void
+dequant_q4_k(const uint8_t *b, float *y, size_t nb)
+{
+	for (size_t i = 0; i < nb; i++, b += 144) {
+		float d = quant_fp16_to_fp32(quant_ld16(b));
+		float dmin = quant_fp16_to_fp32(quant_ld16(b + 2));
+		const uint8_t *scales = b + 4;
+		const uint8_t *qs = b + 16;
+
+		for (int c = 0; c < 4; c++, qs += 32) {
+			uint8_t sc0, m0, sc1, m1;
+
+			quant_q4k_scale_min(2 * c, scales, &sc0, &m0);
+			quant_q4k_scale_min(2 * c + 1, scales, &sc1, &m1);
+			float d0 = d * sc0, mm0 = dmin * m0;
+			float d1 = d * sc1, mm1 = dmin * m1;
+
+			for (int l = 0; l < 32; l++)
+				*y++ = d0 * (float)(qs[l] & 0xF) - mm0;
+			for (int l = 0; l < 32; l++)
+				*y++ = d1 * (float)(qs[l] >> 4) - mm1;
+		}
+	}
+}
+
+/* The 6-bit value of element e (0..255) of a Q6_K block, 0..63. */
+static inline int
+q6k_value(const uint8_t *ql, const uint8_t *qh, int e)
+{
+	int half = e / 128, r = e % 128, quad = r / 32, l = r % 32;
+	const uint8_t *L = ql + 64 * half, *H = qh + 32 * half;
+	int lo = (quad & 1) ? L[l + 32] : L[l];
+
+	lo = (quad & 2) ? lo >> 4 : lo & 0xF;
+	return lo | (((H[l] >> (2 * quad)) & 3) << 4);
+}
+
+static void
+dequant_q6_k(const uint8_t *b, float *y, size_t nb)
+{
+	for (size_t i = 0; i < nb; i++, b += 210, y += 256) {
+		const uint8_t *ql = b, *qh = b + 128;
+		const int8_t *sc = (const int8_t *)(b + 192);
+		float d = quant_fp16_to_fp32(quant_ld16(b + 208));
+
+		for (int e = 0; e < 256; e++)
+			y[e] = d * (float)sc[e / 16] * (float)(q6k_value(ql, qh, e) - 32);
+	}
+}
+
+void
+quant_dequantize_row(enum ggml_type t, const void *src, float *dst, size_t n)
+{
+	const uint8_t *b = src;
+
+	switch (t) {
+	case GGML_TYPE_F32:
+		memcpy(dst, src, n * sizeof(float));
+		break;
+	case GGML_TYPE_F16:
+		for (size_t i = 0; i < n; i++)
+			dst[i] = quant_fp16_to_fp32(quant_ld16(b + 2 * i));
+		break;
+	case GGML_TYPE_BF16:
+		for (size_t i = 0; i < n; i++)
+			dst[i] = quant_bf16_to_fp32(quant_ld16(b + 2 * i));
+		break;
+	case GGML_TYPE_Q8_0:
+		dequant_q8_0(b, dst, n / 32);
+		break;
+	case GGML_TYPE_Q4_0:
+		dequant_q4_0(b, dst, n / 32);
+		break;
+	case GGML_TYPE_Q4_K:
+		dequant_q4_k(b, dst, n / 256);
+		break;
+	case GGML_TYPE_Q6_K:
+		dequant_q6_k(b, dst, n / 256);
+		break;
+	default:
+		REQUIRE(!"quant_dequantize_row: unsupported type");
+	}
+}
+
+/* ---- activation conversion ---------------------------------------------- */
+
+/*
+ * Q8_0 as ggml's x86 quantize_row_q8_0 does it: d = amax/127 stored as F16,
+ * q = round-half-even(x * (127/amax)) with the float (not F16) inverse.
+ */
+static void
+act_q8_0(const float *x, uint8_t *b, size_t nb)
+{
+	for (size_t i = 0; i < nb; i++, x += 32, b += 34) {
+		float amax = 0.0f;
+
+		for (int l = 0; l < 32; l++)
+			amax = fmaxf(amax, fabsf(x[l]));
+		float d = amax / 127.f;
+		float id = amax != 0.0f ? 127.f / amax : 0.0f;
+		uint16_t dh = quant_fp32_to_fp16(d);
+
+		memcpy(b, &dh, 2);
+		for (int l = 0; l < 32; l++) /* the clamp only matters for nan/inf */
+			b[2 + l] =
+			    (uint8_t)(int8_t)fminf(fmaxf(nearbyintf(x[l] * id), -127.f), 127.f);
+	}
+}
+
+/*
+ * Q8_K as ggml's quantize_row_q8_K_ref: the element of largest magnitude
+ * (first one on ties) maps to -127, q = min(127, round-half-even(x * iscale)),
+ * d = 1/iscale as float, bsums = sums of 16 consecutive q.
+ */
+static void
+act_q8_k(const float *x, struct quant_block_q8_k *y, size_t nb)
+{
+	for (size_t i = 0; i < nb; i++, x += 256, y++) {
+		float max = 0.0f, amax = 0.0f;
+
+		for (int l = 0; l < 256; l++) {
+			float ax = fabsf(x[l]);
+
+			if (ax > amax) {
+				amax = ax;
+				max = x[l];
+			}
+		}
+		if (amax == 0.0f) {
+			memset(y, 0, sizeof(*y));
+			continue;
+		}
+		float iscale = -127.f / max;
+
+		for (int l = 0; l < 256; l++) {
+			float v = nearbyintf(iscale * x[l]);
+
+			y->qs[l] = (int8_t)fminf(fmaxf(v, -128.f), 127.f);
+		}
+		for (int j = 0; j < 16; j++) {
+			int s = 0;
+
+			for (int l = 0; l < 16; l++)
+				s += y->qs[16 * j + l];
+			y->bsums[j] = (int16_t)s;
+		}
+		y->d = 1.0f / iscale;
+	}
+}
+
+void
+quant_act_from_float(enum ggml_type wt, const float *x, void *act, size_t n)
+{
+	uint16_t *h = act;
+
+	switch (quant_act_type(wt)) {
+	case GGML_TYPE_F16:
+		quant_kern()->f16_from_f32(x, h, n);
+		break;
+	case GGML_TYPE_BF16:
+		for (size_t i = 0; i < n; i++)
+			h[i] = quant_fp32_to_bf16(x[i]);
+		break;
+	case GGML_TYPE_Q8_0:
+		act_q8_0(x, act, n / 32);
+		break;
+	case GGML_TYPE_Q8_K:
+		act_q8_k(x, act, n / 256);
+		break;
+	default:
+		memcpy(act, x, n * sizeof(float));
+		break;
+	}
+}
+
+/* ---- scalar dot products ------------------------------------------------- */
+
+static float
+dot_f32_scalar(const void *vx, const void *vy, size_t n)
+{
+	const float *x = vx, *y = vy;
+	double s = 0.0;
+
+	for (size_t i = 0; i < n; i++)
+		s += (double)(x[i] * y[i]);
+	return (float)s;
+}
+
+static float
+dot_f16_scalar(const void *w, const void *a, size_t n)
+{
+	const uint8_t *x = w;
+	const uint16_t *y = a;
+	double s = 0.0;
+
+	for (size_t i = 0; i < n; i++)
+		s += (double)(quant_fp16_to_fp32(quant_ld16(x + 2 * i)) * quant_fp16_to_fp32(y[i]));
+	return (float)s;
+}
+
+static float
+dot_bf16_scalar(const void *w, const void *a, size_t n)
+{
+	const uint8_t *x = w;
+	const uint16_t *y = a;
+	double s = 0.0;
+
+	for (size_t i = 0; i < n; i++)
+		s += (double)(quant_bf16_to_fp32(quant_ld16(x + 2 * i)) * quant_bf16_to_fp32(y[i]));
+	return (float)s;
+}
+
+static float
+dot_q8_0_scalar(const void *w, const void *a, size_t n)
+{
+	const uint8_t *x = w, *y = a;
+	float sumf = 0.0f;
+
+	for (size_t i = 0; i < n / 32; i++, x += 34, y += 34) {
+		const int8_t *qx = (const int8_t *)(x + 2), *qy = (const int8_t *)(y + 2);
+		int32_t sumi = 0;
+
+		for (int l = 0; l < 32; l++)
+			sumi += qx[l] * qy[l];
+		sumf += (float)sumi *
+			(quant_fp16_to_fp32(quant_ld16(x)) * quant_fp16_to_fp32(quant_ld16(y)));
+	}
+	return sumf;
+}
+
+static float
+dot_q4_0_scalar(const void *w, const void *a, size_t n)
+{
+	const uint8_t *x = w, *y = a;
+	float sumf = 0.0f;
+
+	for (size_t i = 0; i < n / 32; i++, x += 18, y += 34) {
+		const uint8_t *qx = x + 2;
+		const int8_t *qy = (const int8_t *)(y + 2);
+		int32_t sumi = 0;
+
+		for (int l = 0; l < 16; l++)
+			sumi += ((qx[l] & 0xF) - 8) * qy[l] + ((qx[l] >> 4) - 8) * qy[l + 16];
+		sumf += (float)sumi *
+			(quant_fp16_to_fp32(quant_ld16(x)) * quant_fp16_to_fp32(quant_ld16(y)));
+	}
+	return sumf;
+}
+
+static float
+dot_q4_k_scalar(const void *w, const void *a, size_t n)
+{
+	const uint8_t *x = w;
+	const struct quant_block_q8_k *y = a;
+	float sumf = 0.0f;
+
+	for (size_t i = 0; i < n / 256; i++, x += 144, y++) {
+		const uint8_t *scales = x + 4, *qs = x + 16;
+		int32_t sumi = 0, summ = 0;
+
+		for (int j = 0; j < 8; j++) {
+			uint8_t sc, m;
+			const uint8_t *q = qs + 32 * (j / 2);
+			const int8_t *q8 = y->qs + 32 * j;
+			int32_t s = 0;
+
+			quant_q4k_scale_min(j, scales, &sc, &m);
+			for (int l = 0; l < 32; l++)
+				s += ((j & 1) ? q[l] >> 4 : q[l] & 0xF) * q8[l];
+			sumi += sc * s;
+			summ += m * (y->bsums[2 * j] + y->bsums[2 * j + 1]);
+		}
+		float d = quant_fp16_to_fp32(quant_ld16(x)) * y->d;
+		float dmin = quant_fp16_to_fp32(quant_ld16(x + 2)) * y->d;
+
+		sumf += d * (float)sumi - dmin * (float)summ;
+	}
+	return sumf;
+}
+
+static float
+dot_q6_k_scalar(const void *w, const void *a, size_t n)
+{
+	const uint8_t *x = w;
+	const struct quant_block_q8_k *y = a;
+	float sumf = 0.0f;
+
+	for (size_t i = 0; i < n / 256; i++, x += 210, y++) {
+		const int8_t *sc = (const int8_t *)(x + 192);
+		int32_t sumi = 0;
+
+		for (int j = 0; j < 16; j++) {
+			int32_t s = 0;
+
+			for (int l = 0; l < 16; l++) {
+				int e = 16 * j + l;
+
+				s += (q6k_value(x, x + 128, e) - 32) * y->qs[e];
+			}
+			sumi += sc[j] * s;
+		}
+		float d = quant_fp16_to_fp32(quant_ld16(x + 208)) * y->d;
+
+		sumf += d * (float)sumi;
+	}
+	return sumf;
+}
+
+static void
+f16_from_f32_scalar(const float *x, uint16_t *h, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h[i] = quant_fp32_to_fp16(x[i]);
+}
+
+static const struct quant_kernels kern_scalar = {
+    .dot =
+	{
+	    [GGML_TYPE_F32] = dot_f32_scalar,
+	    [GGML_TYPE_F16] = dot_f16_scalar,
+	    [GGML_TYPE_BF16] = dot_bf16_scalar,
+	    [GGML_TYPE_Q8_0] = dot_q8_0_scalar,
+	    [GGML_TYPE_Q4_0] = dot_q4_0_scalar,
+	    [GGML_TYPE_Q4_K] = dot_q4_k_scalar,
+	    [GGML_TYPE_Q6_K] = dot_q6_k_scalar,
+	},
+    .f16_from_f32 = f16_from_f32_scalar,
+};
+
+/* ---- run-time selection -------------------------------------------------- */
+
+static const struct quant_kernels *kern_cur;
+static enum quant_simd level_cur;
+static pthread_once_t kern_once = PTHREAD_ONCE_INIT;
+
+enum quant_simd
+quant_simd_best(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && quant_x86_has_f16c())
+		return QUANT_SIMD_AVX2;
+#endif
+	return QUANT_SIMD_SCALAR;
+}
+
+static const struct quant_kernels *
+kern_for(enum quant_simd level)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	if (level == QUANT_SIMD_AVX2)
+		return &quant_kern_avx2;
+#endif
+	(void)level;
+	return &kern_scalar;
+}
+
+static void
+kern_init(void)
+{
+	const char *no = getenv("ADAINFER_NO_SIMD");
+
+	level_cur = (no != NULL && *no != '\0' && strcmp(no, "0") != 0) ? QUANT_SIMD_SCALAR
+									: quant_simd_best();
+	kern_cur = kern_for(level_cur);
+}
+
+const struct quant_kernels *
+quant_kern(void)
+{
+	pthread_once(&kern_once, kern_init);
+	return kern_cur;
+}
+
+enum quant_simd
+quant_simd_level(void)
+{
+	pthread_once(&kern_once, kern_init);
+	return level_cur;
+}
+
+int
+quant_simd_set(enum quant_simd level)
+{
+	pthread_once(&kern_once, kern_init);
+	if (level > quant_simd_best())
+		return -ENOTSUP;
+	level_cur = level;
+	kern_cur = kern_for(level);
+	return 0;
+}
+
+const char *
+quant_simd_name(enum quant_simd level)
+{
+	return level == QUANT_SIMD_AVX2 ? "avx2" : "scalar";
+}
+
+float
+quant_dot(enum ggml_type wt, const void *w, const void *act, size_t n)
+{
+	return quant_kern()->dot[wt](w, act, n);
+}
+
+quant_dot_fn
+quant_dot_get(enum ggml_type wt)
+{
+	if ((unsigned)wt >= GGML_TYPE_COUNT)
+		return NULL;
+	return quant_kern()->dot[wt];
+}
+
+float
+quant_dot_scalar(enum ggml_type wt, const void *w, const void *act, size_t n)
+{
+	return kern_scalar.dot[wt](w, act, n);
+}
+
+float
+quant_dot_f32(const float *x, const float *y, size_t n)
+{
+	return quant_kern()->dot[GGML_TYPE_F32](x, y, n);
+}

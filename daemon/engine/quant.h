@@ -1,0 +1,133 @@
+/*
+ * quant.h — the numeric formats of ggml weights: half-precision conversions,
+ * dequantization of rows, and dot products between a weight row and an
+ * activation row, computed the way ggml's CPU backend computes them.
+ *
+ * ggml does not multiply a quantized weight row by float activations. It first
+ * converts the activation row to the weight type's "vec_dot_type" and then
+ * accumulates per block in integers:
+ *
+ *   weights   activations converted to    dot, per block b
+ *   F32       F32 (unchanged)             sum x*y in float
+ *   F16       F16  (round to nearest)     sum x*y in float
+ *   BF16      BF16 (round to nearest)     sum x*y in float
+ *   Q8_0      Q8_0 (blocks of 32)         d_w*d_a * sum_i q_w*q_a       (int32)
+ *   Q4_0      Q8_0 (blocks of 32)         d_w*d_a * sum_i (q_w-8)*q_a   (int32)
+ *   Q4_K      Q8_K (blocks of 256)        d_w*d_a * sum_j sc_j*sum(q_w*q_a) - dmin_w*d_a * sum_j
+ * m_j*bsum_j Q6_K      Q8_K (blocks of 256)        d_w*d_a * sum_j sc_j*sum((q_w-32)*q_a)
+ *
+ * Doing the same is what lets the engine match llama.cpp's logits to float
+ * rounding instead of to quantization noise (tests/fixtures/golden READMEs).
+ *
+ * Every kernel has a plain scalar reference. On x86-64 AVX2 variants are
+ * chosen at run time (cpuid), never assumed at compile time; the environment
+ * variable ADAINFER_NO_SIMD=1 forces the scalar path. Integer kernels give
+ * bit-identical results on both paths (the per-block float accumulation is
+ * done in the same order); float kernels differ by summation order only.
+ *
+ * Weight rows are borrowed bytes of a mapping and may sit at any alignment:
+ * multi-byte fields are read with memcpy. Activation rows are ours.
+ */
+#ifndef ADAINFER_QUANT_H
+#define ADAINFER_QUANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "types.h"
+
+#define QUANT_QK8_0 32
+#define QUANT_QK4_0 32
+#define QUANT_QK_K  256
+
+/*
+ * Block layouts (ggml-common.h), all little endian, packed:
+ *   Q8_0 (34 B / 32):  f16 d; int8 qs[32]                      x = d*q
+ *   Q4_0 (18 B / 32):  f16 d; u8 qs[16]  (low nibbles: x[0..16), high: x[16..32))
+ *                      x = d*(q-8)
+ *   Q4_K (144 B / 256): f16 d; f16 dmin; u8 scales[12] (8 x 6-bit scale, 8 x 6-bit min);
+ *                      u8 qs[128]; 8 sub-blocks of 32: x = d*sc_j*q - dmin*m_j
+ *   Q6_K (210 B / 256): u8 ql[128] (low 4 bits); u8 qh[64] (high 2 bits); int8 scales[16];
+ *                      f16 d; 16 sub-blocks of 16: x = d*sc_j*(q-32)
+ *   Q8_K (292 B / 256): f32 d; int8 qs[256]; int16 bsums[16] (sums of 16 qs)  x = d*q
+ */
+struct quant_block_q8_k {
+	float d;
+	int8_t qs[QUANT_QK_K];
+	int16_t bsums[QUANT_QK_K / 16];
+};
+
+/** IEEE half -> float (exact). */
+float quant_fp16_to_fp32(uint16_t h);
+/** float -> IEEE half, round to nearest even (as F16C's vcvtps2ph with imm 0). */
+uint16_t quant_fp32_to_fp16(float f);
+/** bfloat16 -> float (exact). */
+float quant_bf16_to_fp32(uint16_t h);
+/** float -> bfloat16, round to nearest even, NaN kept quiet (ggml_compute_fp32_to_bf16). */
+uint16_t quant_fp32_to_bf16(float f);
+
+/** True when the engine computes with weights of type t (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K).
+ */
+bool quant_supported(enum ggml_type t);
+
+/**
+ * The format activations are converted to before a dot product with weights of
+ * type wt (ggml's vec_dot_type): F32, F16, BF16, Q8_0 or Q8_K.
+ */
+enum ggml_type quant_act_type(enum ggml_type wt);
+
+/**
+ * Bytes of one converted activation row of n elements for weights of type wt.
+ * Returns 0, -EINVAL (unsupported type, n not a multiple of the block) or -EOVERFLOW.
+ */
+int quant_act_row_size(enum ggml_type wt, size_t n, size_t *out);
+
+/**
+ * Converts x[0..n) into the activation format for weights of type wt
+ * (n a multiple of that format's block). act must hold quant_act_row_size bytes.
+ */
+void quant_act_from_float(enum ggml_type wt, const float *x, void *act, size_t n);
+
+/**
+ * Dequantizes one row of n elements of type t (scalar reference; the
+ * engine uses it for embedding look-ups). n must be a multiple of t's block.
+ */
+void quant_dequantize_row(enum ggml_type t, const void *src, float *dst, size_t n);
+
+/**
+ * dot(weight row w of type wt, activation row act converted by
+ * quant_act_from_float(wt, ...)), n elements. Uses the selected SIMD level.
+ */
+float quant_dot(enum ggml_type wt, const void *w, const void *act, size_t n);
+
+/** A dot kernel: dot(weight row, activation row, n). */
+typedef float (*quant_dot_fn)(const void *w, const void *act, size_t n);
+
+/** The dot kernel quant_dot would call for weights of type wt (NULL when unsupported). */
+quant_dot_fn quant_dot_get(enum ggml_type wt);
+
+/** The same dot product, always on the scalar reference path. */
+float quant_dot_scalar(enum ggml_type wt, const void *w, const void *act, size_t n);
+
+/** Plain float dot product of n elements on the selected SIMD level. */
+float quant_dot_f32(const float *x, const float *y, size_t n);
+
+enum quant_simd {
+	QUANT_SIMD_SCALAR = 0,
+	QUANT_SIMD_AVX2, /* AVX2 + FMA + F16C */
+};
+
+/** The level in use: the best the CPU supports unless ADAINFER_NO_SIMD=1 is set. */
+enum quant_simd quant_simd_level(void);
+/** Best level this CPU supports (ignores the environment). */
+enum quant_simd quant_simd_best(void);
+/**
+ * Switches the level (tests). Returns 0 or -ENOTSUP when the CPU lacks it.
+ * Not thread-safe against concurrent kernels: call between computations.
+ */
+int quant_simd_set(enum quant_simd level);
+/** "scalar", "avx2". */
+const char *quant_simd_name(enum quant_simd level);
+
+#endif
