@@ -197,14 +197,18 @@ walk(struct parse *p, const yaml_node_t *map, const char *where, const struct ke
 	return 0;
 }
 
+/* Where a path key was written ("file:line:column"), for the checks made after the overrides. */
+static void
+mark(struct parse *p, const yaml_node_t *n, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s:%zu:%zu", p->file, n->start_mark.line + 1, n->start_mark.column + 1);
+}
+
 static int
 k_model(struct parse *p, const yaml_node_t *v, const char *key)
 {
-	int rc = get_path(p, v, key, p->c->model, sizeof(p->c->model));
-
-	if (rc == 0 && access(p->c->model, R_OK) != 0)
-		return perr(p, v, "model '%s': %s", p->c->model, strerror(errno));
-	return rc;
+	mark(p, v, p->c->model_where, sizeof(p->c->model_where));
+	return get_path(p, v, key, p->c->model, sizeof(p->c->model));
 }
 
 static int
@@ -337,16 +341,8 @@ k_log(struct parse *p, const yaml_node_t *v, const char *key)
 static int
 k_pdir(struct parse *p, const yaml_node_t *v, const char *key)
 {
-	struct stat st;
-	int rc = get_path(p, v, key, p->c->profile_dir, sizeof(p->c->profile_dir));
-
-	if (rc < 0)
-		return rc;
-	if (stat(p->c->profile_dir, &st) != 0)
-		return perr(p, v, "profile directory '%s': %s", p->c->profile_dir, strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		return perr(p, v, "'%s' is not a directory", p->c->profile_dir);
-	return 0;
+	mark(p, v, p->c->profile_dir_where, sizeof(p->c->profile_dir_where));
+	return get_path(p, v, key, p->c->profile_dir, sizeof(p->c->profile_dir));
 }
 
 static int
@@ -462,12 +458,11 @@ conf_load(struct conf *c, const char *path, const struct conf_overrides *o, stru
 			return diag_set(d, -EINVAL, "--socket: path longer than %zu bytes",
 					sizeof(c->socket_path) - 1);
 		if (o->profile_dir != NULL) {
-			struct stat st;
-
-			if (stat(o->profile_dir, &st) != 0 || !S_ISDIR(st.st_mode))
-				return diag_set(d, -ENOENT, "--profile-dir %s: not a directory",
-						o->profile_dir);
-			strlcpy_(c->profile_dir, o->profile_dir, sizeof(c->profile_dir));
+			if (strlcpy_(c->profile_dir, o->profile_dir, sizeof(c->profile_dir)) >=
+			    sizeof(c->profile_dir))
+				return diag_set(d, -EINVAL, "--profile-dir: path too long");
+			strlcpy_(c->profile_dir_where, "--profile-dir",
+				 sizeof(c->profile_dir_where));
 		}
 		if (o->log_level != NULL && log_parse_level(o->log_level, &c->log_level) < 0)
 			return diag_set(d, -EINVAL, "--log-level: unknown level '%s'",
@@ -478,6 +473,21 @@ conf_load(struct conf *c, const char *path, const struct conf_overrides *o, stru
 	if (c->model[0] == '\0')
 		return diag_set(d, -EINVAL, "%s%sno model configured (set 'model' or use --model)",
 				c->file, c->file[0] ? ": " : "");
+	/* Files are checked once the overrides are in, so --model can stand in for a missing one.
+	 */
+	if (access(c->model, R_OK) != 0)
+		return diag_set(d, -ENOENT, "%s: model %s: %s", c->model_where, c->model,
+				strerror(errno));
+	if (c->profile_dir[0] != '\0') {
+		struct stat st;
+
+		if (stat(c->profile_dir, &st) != 0)
+			return diag_set(d, -ENOENT, "%s: profile directory %s: %s",
+					c->profile_dir_where, c->profile_dir, strerror(errno));
+		if (!S_ISDIR(st.st_mode))
+			return diag_set(d, -ENOTDIR, "%s: %s is not a directory",
+					c->profile_dir_where, c->profile_dir);
+	}
 	return 0;
 }
 

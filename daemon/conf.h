@@ -64,6 +64,8 @@ struct conf {
 	struct conf_limits limits;
 	enum log_level log_level;
 	char profile_dir[4096]; /* "" when none */
+	char model_where[160];  /* "file:line:column" or "--model", for messages */
+	char profile_dir_where[160];
 };
 
 /** Command-line overrides; NULL / negative fields are not set. */
