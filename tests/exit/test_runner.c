@@ -1,0 +1,408 @@
+/*
+ * test_runner.c — the stopping rule on real models.
+ *
+ * tiny-tasks (models/tiny-tasks.gguf, golden/tiny-tasks/golden.json):
+ * runner_trace reproduces the golden per-layer features; a profile that
+ * fires at layer k runs exactly k layers and answers with layer k's top-1;
+ * full depth runs every layer; a calibrated profile exits where the
+ * feature-level simulation says; bad parameters, cancellation and the
+ * deadline.
+ *
+ * stories260K (golden/stories260K/f32.json): generation whose every exit is
+ * the last layer equals full-depth greedy token for token (the KV-fill and
+ * per-token plumbing), and a measurement of how often calibrated early-exit
+ * generation still equals full-depth greedy (printed, with the pruning).
+ */
+#include "test.h"
+
+#include <jansson.h>
+#include <stdatomic.h>
+
+#include "engine/calib.h"
+#include "engine/runner.h"
+#include "profile.h"
+
+/* The bundled demo model lives in the source tree's models/, not in the fixtures. */
+static const char *
+model_path(const char *rel)
+{
+	static char buf[4096];
+	const char *root = getenv("ADAINFER_SOURCE_ROOT");
+
+	if (strncmp(rel, "models/tiny-tasks", 17) == 0) {
+		snprintf(buf, sizeof(buf), "%s/%s", root ? root : ".", rel);
+		return buf;
+	}
+	return test_fixture(rel);
+}
+
+static json_t *
+load_json(const char *rel)
+{
+	json_error_t je;
+	json_t *j = json_load_file(test_fixture(rel), 0, &je);
+
+	if (j == NULL)
+		fprintf(stderr, "%s: %s\n", rel, je.text);
+	return j;
+}
+
+/* ids of a JSON array into out (cap); returns the count. */
+static uint32_t
+ids(json_t *a, int32_t *out, uint32_t cap)
+{
+	uint32_t n = 0;
+
+	for (size_t i = 0; i < json_array_size(a) && n < cap; i++)
+		out[n++] = (int32_t)json_integer_value(json_array_get(a, i));
+	return n;
+}
+
+struct fixture {
+	struct model m;
+	struct ctx *c;
+	json_t *golden;
+	bool ok;
+};
+
+static void
+fixture_open(struct fixture *f, const char *model, const char *golden, uint32_t n_ctx)
+{
+	struct diag d = {{0}};
+
+	memset(f, 0, sizeof(*f));
+	if (model_load(&f->m, model_path(model), &d) < 0) {
+		fprintf(stderr, "%s: %s\n", model, d.msg);
+		return;
+	}
+	if (ctx_new(&f->c, &f->m, n_ctx, 1, &d) < 0) {
+		fprintf(stderr, "ctx_new: %s\n", d.msg);
+		return;
+	}
+	f->golden = load_json(golden);
+	f->ok = f->golden != NULL;
+}
+
+static void
+fixture_close(struct fixture *f)
+{
+	ctx_free(f->c);
+	model_free(&f->m);
+	json_decref(f->golden);
+}
+
+static struct profile
+always_at(uint32_t k)
+{
+	struct profile p;
+
+	profile_init(&p);
+	p.clf.kind = EXITCLF_GAP;
+	p.clf.threshold = 0; /* gap >= 0 always: fires at the first checked layer */
+	p.min_layer = k;
+	return p;
+}
+
+static void
+test_trace_matches_golden(void)
+{
+	struct fixture f;
+	json_t *prompts;
+	struct lens lens[12];
+	float *logits;
+
+	fixture_open(&f, "models/tiny-tasks.gguf", "golden/tiny-tasks/golden.json", 256);
+	ASSERT(f.ok);
+	ASSERT_EQ(f.m.hp.n_layers, 12);
+	logits = malloc(f.m.hp.n_vocab * sizeof(*logits));
+	prompts = json_object_get(f.golden, "prompts");
+	for (size_t i = 0; i < json_array_size(prompts); i++) {
+		json_t *pr = json_array_get(prompts, i), *layers = json_object_get(pr, "layers");
+		json_t *fl = json_object_get(pr, "final_logits");
+		int32_t tok[256];
+		uint32_t n = ids(json_object_get(pr, "tokens"), tok, 256);
+
+		ASSERT_OK(runner_trace(f.c, tok, n, NULL, lens, logits));
+		for (int l = 0; l < 12; l++) {
+			json_t *g = json_array_get(layers, l);
+
+			ASSERT_EQ(lens[l].top1, json_integer_value(json_object_get(g, "top1")));
+			ASSERT_NEAR(lens[l].top_prob,
+				    json_real_value(json_object_get(g, "top_prob")), 2e-3);
+			ASSERT_NEAR(lens[l].gap, json_real_value(json_object_get(g, "gap")), 2e-3);
+		}
+		for (size_t v = 0; v < json_array_size(fl); v += 97)
+			ASSERT_NEAR(logits[v], json_real_value(json_array_get(fl, v)), 3e-3);
+	}
+	free(logits);
+	fixture_close(&f);
+}
+
+/* With a profile that fires at layer k, exactly k layers run and the answer is layer k's top-1. */
+static void
+test_stop_at_layer_k(void)
+{
+	static const uint32_t ks[] = {1, 4, 7, 11};
+	struct fixture f;
+	json_t *prompts;
+
+	fixture_open(&f, "models/tiny-tasks.gguf", "golden/tiny-tasks/golden.json", 256);
+	ASSERT(f.ok);
+	prompts = json_object_get(f.golden, "prompts");
+	for (size_t i = 0; i < json_array_size(prompts); i += 3) {
+		json_t *pr = json_array_get(prompts, i), *layers = json_object_get(pr, "layers");
+		int32_t tok[256];
+		uint32_t n = ids(json_object_get(pr, "tokens"), tok, 256);
+
+		for (size_t j = 0; j < ARRAY_LEN(ks); j++) {
+			struct profile p = always_at(ks[j]);
+			struct run_params rp = {.prompt = tok,
+						.n_prompt = n,
+						.max_tokens = 1,
+						.top_p = 1,
+						.profile = &p};
+			struct run_result r;
+
+			ASSERT_OK(runner_run(f.c, &rp, &r));
+			ASSERT_EQ(r.n_tokens, 1);
+			ASSERT_EQ(r.exit_layers[0], ks[j]);
+			ASSERT_EQ(r.layers_run, ks[j]);
+			ASSERT_EQ(r.layers_skipped, 12 - ks[j]);
+			ASSERT_EQ(r.n_checks, 1);
+			ASSERT_EQ(r.tokens[0], json_integer_value(json_object_get(
+						   json_array_get(layers, ks[j] - 1), "top1")));
+			ASSERT_EQ(r.stop, RUN_STOP_LENGTH);
+			runner_result_free(&r);
+			/* the same profile with full_depth: every layer, no checks */
+			rp.full_depth = true;
+			ASSERT_OK(runner_run(f.c, &rp, &r));
+			ASSERT_EQ(r.layers_run, 12);
+			ASSERT_EQ(r.layers_skipped, 0);
+			ASSERT_EQ(r.n_checks, 0);
+			ASSERT_EQ(r.exit_layers[0], 12);
+			ASSERT_EQ(r.tokens[0], json_integer_value(json_object_get(
+						   json_array_get(layers, 11), "top1")));
+			runner_result_free(&r);
+		}
+	}
+	fixture_close(&f);
+}
+
+/*
+ * A calibrated SVM profile (fitted on golden calib features) exits on the
+ * model where the same classifier exits on the golden features of the 20
+ * golden prompts.
+ */
+static void
+test_runtime_matches_feature_simulation(void)
+{
+	struct fixture f;
+	struct calib_data cal = {0};
+	struct calib_opts o;
+	struct calib_result res;
+	struct exitclf c = {0};
+	struct profile p;
+	json_t *prompts;
+	int same = 0, total = 0;
+
+	fixture_open(&f, "models/tiny-tasks.gguf", "golden/tiny-tasks/golden.json", 256);
+	ASSERT(f.ok);
+	prompts = json_object_get(f.golden, "prompts");
+	for (size_t i = 0; i < json_array_size(prompts); i++) {
+		json_t *pr = json_array_get(prompts, i), *layers = json_object_get(pr, "layers");
+		const char *task = json_string_value(json_object_get(pr, "task"));
+		char rel[128];
+		int32_t tok[256];
+		uint32_t n = ids(json_object_get(pr, "tokens"), tok, 256), sim = 12;
+		struct exitclf_run st;
+		struct run_params rp = {.prompt = tok, .n_prompt = n, .max_tokens = 1, .top_p = 1};
+		struct run_result r;
+
+		if (i == 0 || strcmp(task, json_string_value(json_object_get(
+					       json_array_get(prompts, i - 1), "task"))) != 0) {
+			struct diag d = {{0}};
+			json_t *rows;
+
+			/* features of this task's calib split, straight from the fixture */
+			snprintf(rel, sizeof(rel), "golden/tiny-tasks/features/%s_calib.jsonl",
+				 task);
+			calib_data_deinit(&cal);
+			rows = json_array();
+			{
+				FILE *fp = fopen(test_fixture(rel), "r");
+				char line[8192];
+
+				ASSERT(fp != NULL);
+				while (fgets(line, sizeof(line), fp))
+					json_array_append_new(rows, json_loads(line, 0, NULL));
+				fclose(fp);
+			}
+			ASSERT_OK(calib_data_init(&cal, (uint32_t)json_array_size(rows), 12));
+			for (size_t k = 0; k < json_array_size(rows); k++) {
+				json_t *row = json_array_get(rows, k);
+
+				for (int l = 0; l < 12; l++) {
+					cal.top1[k * 12 + l] = (int32_t)json_integer_value(
+					    json_array_get(json_object_get(row, "top1"), l));
+					cal.gap[k * 12 + l] = (float)json_real_value(
+					    json_array_get(json_object_get(row, "gap"), l));
+					cal.top_prob[k * 12 + l] = (float)json_real_value(
+					    json_array_get(json_object_get(row, "top_prob"), l));
+				}
+			}
+			json_decref(rows);
+			calib_opts_default(&o, EXITCLF_SVM);
+			ASSERT_OK(calib_run(&cal, &o, &c, &res, &d));
+			profile_from_calib(&p, task, &c, &res, "tiny-tasks", f.m.sha256, 12, rel);
+		}
+		exitclf_run_init(&st);
+		for (uint32_t l = 1; l < 12; l++) {
+			json_t *g = json_array_get(layers, l - 1);
+			struct exitclf_feat ft = {
+			    (float)json_real_value(json_object_get(g, "gap")),
+			    (float)json_real_value(json_object_get(g, "top_prob"))};
+
+			if (exitclf_layer_checked(l, p.min_layer, p.stride, 12) &&
+			    exitclf_decide(&p.clf, &st, &ft)) {
+				sim = l;
+				break;
+			}
+		}
+		rp.profile = &p;
+		ASSERT_OK(runner_run(f.c, &rp, &r));
+		same += r.exit_layers[0] == sim;
+		total++;
+		runner_result_free(&r);
+	}
+	/* borderline scores may flip with float differences of ~1e-5; allow one */
+	fprintf(stderr, "runtime exit == simulated exit: %d / %d\n", same, total);
+	ASSERT(same >= total - 1);
+	calib_data_deinit(&cal);
+	fixture_close(&f);
+}
+
+static void
+test_bad_params_cancel_deadline(void)
+{
+	struct fixture f;
+	int32_t tok[300];
+	atomic_bool cancel = true;
+	struct run_params rp = {.prompt = tok, .n_prompt = 5, .max_tokens = 4, .top_p = 1};
+	struct run_result r;
+
+	for (int i = 0; i < 300; i++)
+		tok[i] = 1 + i % 50;
+	fixture_open(&f, "models/tiny-tasks.gguf", "golden/tiny-tasks/golden.json", 64);
+	ASSERT(f.ok);
+	rp.n_prompt = 0;
+	ASSERT_EQ(runner_run(f.c, &rp, &r), -EINVAL);
+	runner_result_free(&r);
+	rp.n_prompt = 5;
+	tok[2] = (int32_t)f.m.hp.n_vocab;
+	ASSERT_EQ(runner_run(f.c, &rp, &r), -EINVAL);
+	tok[2] = 3;
+	rp.top_p = 0;
+	ASSERT_EQ(runner_run(f.c, &rp, &r), -EINVAL);
+	rp.top_p = 1;
+	rp.n_prompt = 65;
+	ASSERT_EQ(runner_run(f.c, &rp, &r), -ENOSPC);
+	ASSERT_EQ(runner_trace(f.c, tok, 65, NULL, NULL, NULL), -EINVAL);
+	rp.n_prompt = 5;
+	rp.cancel = &cancel;
+	ASSERT_OK(runner_run(f.c, &rp, &r));
+	ASSERT_EQ(r.stop, RUN_STOP_CANCELLED);
+	ASSERT_EQ(r.n_tokens, 0);
+	runner_result_free(&r);
+	cancel = false;
+	rp.deadline = util_now() - 1;
+	ASSERT_OK(runner_run(f.c, &rp, &r));
+	ASSERT_EQ(r.stop, RUN_STOP_DEADLINE);
+	runner_result_free(&r);
+	/* the context fills up: 60 prompt tokens + 5 generated in a 64-position context */
+	rp.deadline = 0;
+	rp.n_prompt = 60;
+	rp.max_tokens = 10;
+	ASSERT_OK(runner_run(f.c, &rp, &r));
+	ASSERT_EQ(r.stop, RUN_STOP_CONTEXT);
+	ASSERT_EQ(r.n_tokens, 5);
+	runner_result_free(&r);
+	fixture_close(&f);
+}
+
+static int
+stop_after_3(void *ud, int32_t id, uint32_t exit_layer)
+{
+	int *n = ud;
+
+	(void)id;
+	(void)exit_layer;
+	return ++*n >= 3;
+}
+
+/*
+ * Generation where the classifier is consulted at every layer but never
+ * fires before the last: the lens calls must not disturb the residual
+ * stream and forward_finish(n_layers) must keep the cache, so the output is
+ * full-depth greedy token for token (checked against llama.cpp's goldens).
+ */
+static void
+test_generation_last_layer_equals_full(void)
+{
+	struct fixture f;
+	json_t *cases;
+	struct profile never;
+
+	fixture_open(&f, "models/stories260K.gguf", "golden/stories260K/f32.json", 512);
+	ASSERT(f.ok);
+	profile_init(&never);
+	never.clf.threshold = 2; /* gap <= 1: never fires */
+	cases = json_object_get(f.golden, "cases");
+	for (size_t i = 0; i < json_array_size(cases); i++) {
+		json_t *cs = json_array_get(cases, i);
+		int32_t tok[512], want[32];
+		uint32_t n = ids(json_object_get(cs, "tokens"), tok, 512);
+		uint32_t nw =
+		    ids(json_object_get(json_object_get(cs, "greedy"), "tokens"), want, 32);
+		struct run_params rp = {
+		    .prompt = tok, .n_prompt = n, .max_tokens = nw, .top_p = 1, .profile = &never};
+		struct run_result r, full;
+
+		ASSERT_OK(runner_run(f.c, &rp, &r));
+		rp.full_depth = true;
+		ASSERT_OK(runner_run(f.c, &rp, &full));
+		ASSERT_EQ(r.n_tokens, nw);
+		ASSERT_EQ(full.n_tokens, nw);
+		for (uint32_t t = 0; t < nw; t++) {
+			ASSERT_EQ(r.tokens[t], want[t]);
+			ASSERT_EQ(full.tokens[t], want[t]);
+			ASSERT_EQ(r.exit_layers[t], f.m.hp.n_layers);
+		}
+		ASSERT_EQ(r.n_checks, nw * (f.m.hp.n_layers - 1));
+		ASSERT_EQ(r.layers_skipped, 0);
+		runner_result_free(&r);
+		runner_result_free(&full);
+	}
+	/* the callback stops generation */
+	{
+		int32_t tok[1] = {1};
+		int count = 0;
+		struct run_params rp = {.prompt = tok,
+					.n_prompt = 1,
+					.max_tokens = 10,
+					.top_p = 1,
+					.on_token = stop_after_3,
+					.ud = &count};
+		struct run_result r;
+
+		ASSERT_OK(runner_run(f.c, &rp, &r));
+		ASSERT_EQ(r.stop, RUN_STOP_CALLBACK);
+		ASSERT_EQ(r.n_tokens, 3);
+		runner_result_free(&r);
+	}
+	fixture_close(&f);
+}
+
+TEST_MAIN(TEST_CASE(test_trace_matches_golden), TEST_CASE(test_stop_at_layer_k),
+	  TEST_CASE(test_runtime_matches_feature_simulation),
+	  TEST_CASE(test_bad_params_cancel_deadline),
+	  TEST_CASE(test_generation_last_layer_equals_full))
