@@ -119,9 +119,9 @@ class Daemon:
             f.write("model: %s\nworkers: %d\nthreads: 1\nsocket:\n  path: %s\n  mode: 0600\n"
                     "log:\n  level: debug\n%s" % (model, workers, self.sock, extra))
 
-    def start(self, wait=True, pass_fds=(), preexec=None):
+    def start(self, wait=True, pass_fds=(), preexec=None, prefix=()):
         self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([DAEMON, "--config", self.conf] + self.args,
+        self.proc = subprocess.Popen(list(prefix) + [DAEMON, "--config", self.conf] + self.args,
                                      stdout=self.logf, stderr=self.logf, env=self.env,
                                      pass_fds=pass_fds, preexec_fn=preexec)
         if wait:
