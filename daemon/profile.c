@@ -422,10 +422,10 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 		if ((rc = walk(&c, u.node[K_PROVENANCE], "'provenance'", prov_keys, 7, prov_pair,
 			       &p->prov, NULL)) < 0)
 			return rc;
-		if (p->prov.n_layers && p->min_layer >= p->prov.n_layers)
+		if (p->prov.n_layers && p->min_layer > p->prov.n_layers)
 			return perr(&c, u.node[K_MIN_LAYER] ? u.node[K_MIN_LAYER] : node,
-				    "min_layer %u must be below the model's %u layers",
-				    p->min_layer, p->prov.n_layers);
+				    "min_layer %u is beyond the model's %u layers", p->min_layer,
+				    p->prov.n_layers);
 	}
 	return 0;
 }
@@ -535,9 +535,9 @@ profile_check_model(const struct profile *p, const char *model_sha256, uint32_t 
 				"%s: profile '%s' was calibrated for a %u-layer model, the loaded "
 				"model has %u layers",
 				p->source, p->task, v->n_layers, n_layers);
-	if (p->min_layer >= n_layers)
+	if (p->min_layer > n_layers)
 		return diag_set(d, -EINVAL,
-				"%s: profile '%s' min_layer %u is not below the model's %u layers",
+				"%s: profile '%s' min_layer %u is beyond the model's %u layers",
 				p->source, p->task, p->min_layer, n_layers);
 	return 0;
 }

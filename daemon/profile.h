@@ -8,7 +8,8 @@
  *   classifier: svm            # gap | svm | crf                   (required)
  *   threshold: 1.66            # stop when score >= threshold      (required)
  *                              #   gap and crf: in [0, 2] (above 1: never stops)
- *   min_layer: 5               # first checked layer, 1-based      (default 1)
+ *   min_layer: 5               # first checked layer, 1-based      (default 1;
+ *                              #   n_layers: never checks, full depth)
  *   stride: 1                  # check every stride layers         (default 1)
  *   features: [gap, top_prob]  # default: [gap] for gap, both otherwise
  *   generation: per_token      # per_token | full_after_first      (default per_token)

@@ -241,10 +241,12 @@ profile_from_calib(struct profile *p, const char *task, const struct exitclf *c,
 	profile_init(p);
 	strlcpy_(p->task, task ? task : "", sizeof(p->task));
 	p->clf = *c;
-	if (!isfinite(p->clf.threshold)) /* calibration found no safe threshold: never stop */
-		p->clf.threshold = c->kind == EXITCLF_SVM ? 1e6 : 2.0;
 	p->min_layer = res->min_layer ? res->min_layer : 1;
 	p->stride = res->stride ? res->stride : 1;
+	if (!isfinite(p->clf.threshold)) { /* no threshold pays off: never check, never stop */
+		p->clf.threshold = c->kind == EXITCLF_SVM ? 1e6 : 2.0;
+		p->min_layer = n_layers ? n_layers : 1;
+	}
 	p->features =
 	    c->kind == EXITCLF_GAP ? PROFILE_FEAT_GAP : PROFILE_FEAT_GAP | PROFILE_FEAT_TOP_PROB;
 	p->prov.present = true;

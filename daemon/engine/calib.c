@@ -512,16 +512,21 @@ cmp_desc(const void *a, const void *b)
 
 /*
  * Threshold sweep over a score matrix: every distinct score, from the
- * highest down; keeps the largest pruning with agreement >= target.
+ * highest down; keeps the largest net saving (pruning minus the cost of the
+ * feature checks made, in layers) with agreement >= target. With
+ * check_cost 0 the net saving is the pruning ratio.
  */
 static int
-sweep(const struct calib_data *cd, const double *sc, double target, struct calib_result *res)
+sweep(const struct calib_data *cd, const double *sc, double target, double check_cost,
+      struct calib_result *res)
 {
 	size_t nc = 0, cells = (size_t)cd->n * cd->n_layers;
+	const uint32_t L = cd->n_layers;
 	double *cand;
 
 	res->threshold = INFINITY;
 	res->pruning = 0;
+	res->net = 0;
 	res->agreement = 1;
 	if ((cand = malloc((cells ? cells : 1) * sizeof(*cand))) == NULL)
 		return -ENOMEM;
@@ -531,19 +536,23 @@ sweep(const struct calib_data *cd, const double *sc, double target, struct calib
 	qsort(cand, nc, sizeof(*cand), cmp_desc);
 	for (size_t j = 0; j < nc; j++) {
 		uint32_t agree = 0;
-		double pruning = 0;
+		double pruning = 0, checks = 0, net;
 
 		if (j > 0 && cand[j] == cand[j - 1])
 			continue;
 		for (uint32_t i = 0; i < cd->n; i++) {
 			uint32_t e = exit_of(cd, sc, i, cand[j]);
 
-			agree += cd->top1[AT(cd, i, e)] == cd->top1[AT(cd, i, cd->n_layers)];
-			pruning += (double)(cd->n_layers - e) / cd->n_layers;
+			agree += cd->top1[AT(cd, i, e)] == cd->top1[AT(cd, i, L)];
+			pruning += (double)(L - e) / L;
+			for (uint32_t l = 1; l <= e && l < L; l++)
+				checks += !isnan(sc[AT(cd, i, l)]);
 		}
 		pruning /= cd->n;
-		if ((double)agree / cd->n >= target && pruning > res->pruning) {
+		net = pruning - check_cost * checks / ((double)cd->n * L);
+		if ((double)agree / cd->n >= target && net > res->net) {
 			res->pruning = pruning;
+			res->net = net;
 			res->agreement = (double)agree / cd->n;
 			res->threshold = cand[j];
 		}
@@ -563,7 +572,7 @@ calib_choose_threshold(const struct calib_data *cd, const struct calib_opts *o, 
 	if (cd->n == 0)
 		return diag_set(d, -EINVAL, "calibration: no prompts to choose a threshold on");
 	if ((rc = all_scores(cd, c, o->min_layer, o->stride, &sc)) < 0 ||
-	    (rc = sweep(cd, sc, o->target_agreement, &res)) < 0) {
+	    (rc = sweep(cd, sc, o->target_agreement, o->check_cost, &res)) < 0) {
 		free(sc);
 		return diag_set(d, rc, "calibration: out of memory");
 	}
@@ -623,15 +632,17 @@ calib_run(const struct calib_data *cd, const struct calib_opts *o, struct exitcl
 {
 	struct calib_opts oo = *o;
 	struct calib_result best = {0}, cur;
-	uint32_t m_lo = o->min_layer, m_hi = o->min_layer;
+	uint32_t m_lo = o->min_layer, m_hi = o->min_layer, s_lo = o->stride, s_hi = o->stride;
 	double *sc = NULL;
 	size_t cells;
 	int rc = 0;
 
 	if (cd->n == 0 || cd->n_layers < 2 || size_mul(&cells, cd->n, cd->n_layers) < 0)
 		return diag_set(d, -EINVAL, "calibration: need prompts and at least 2 layers");
-	if (oo.stride == 0)
-		oo.stride = 1;
+	if (o->stride == 0) {
+		s_lo = 1;
+		s_hi = MIN(4, cd->n_layers - 1);
+	}
 	if (o->min_layer == 0) {
 		m_lo = 1;
 		m_hi = cd->n_layers - 1;
@@ -642,23 +653,29 @@ calib_run(const struct calib_data *cd, const struct calib_opts *o, struct exitcl
 	if ((sc = malloc(cells * sizeof(*sc))) == NULL)
 		return diag_set(d, -ENOMEM, "calibration: out of memory");
 	best.min_layer = m_lo;
+	best.stride = s_lo;
 	best.threshold = INFINITY;
 	best.agreement = 1;
-	for (uint32_t m = m_lo; m <= m_hi; m++) {
-		oo.min_layer = m;
-		if ((rc = crossfit_scores(cd, &oo, sc, d)) < 0)
-			goto out;
-		if ((rc = sweep(cd, sc, oo.target_agreement, &cur)) < 0) {
-			diag_set(d, rc, "calibration: out of memory");
-			goto out;
-		}
-		if (cur.pruning >= best.pruning && cur.pruning > 0) {
-			best = cur;
-			best.min_layer = m;
+	for (uint32_t st = s_lo; st <= s_hi; st++) {
+		for (uint32_t m = m_lo; m <= m_hi; m++) {
+			oo.min_layer = m;
+			oo.stride = st;
+			if ((rc = crossfit_scores(cd, &oo, sc, d)) < 0)
+				goto out;
+			if ((rc = sweep(cd, sc, oo.target_agreement, oo.check_cost, &cur)) < 0) {
+				diag_set(d, rc, "calibration: out of memory");
+				goto out;
+			}
+			/* ties go to the later layer / longer stride: fewer checks */
+			if (cur.net >= best.net && cur.net > 0) {
+				best = cur;
+				best.min_layer = m;
+				best.stride = st;
+			}
 		}
 	}
-	best.stride = oo.stride;
 	oo.min_layer = best.min_layer;
+	oo.stride = best.stride;
 	if ((rc = calib_fit(cd, &oo, c, d)) < 0)
 		goto out;
 	c->threshold = best.threshold;

@@ -59,9 +59,10 @@ struct calib_opts {
 	uint32_t stride;    /* default 1 */
 	double target_agreement; /* default 0.99 */
 	double svm_c;            /* liblinear C, default 1 */
-	double crf_l2;  /* L2 strength λ (objective mean log p - λ/2 |θ|²), default 0.01 */
-	uint32_t folds; /* cross-fitting folds for held-out scores (prompt i in fold i % folds);
-			   default 5 */
+	double crf_l2;     /* L2 strength λ (objective mean log p - λ/2 |θ|²), default 0.01 */
+	double check_cost; /* cost of one feature check in layers (runner_check_cost); default 0 */
+	uint32_t folds;    /* cross-fitting folds for held-out scores (prompt i in fold i % folds);
+			      default 5 */
 };
 
 /** Fills o with the defaults above for kind. */
@@ -94,6 +95,7 @@ struct calib_result {
 	double threshold; /* also in c->threshold */
 	double agreement; /* held-out agreement with full depth at that threshold */
 	double pruning;   /* held-out pruning ratio */
+	double net;       /* held-out pruning minus the check cost, as a share of the layers */
 };
 
 /**
@@ -102,9 +104,11 @@ struct calib_result {
  * the other folds, so every score used to choose the threshold comes from a
  * classifier that never saw that prompt. The threshold is chosen on those
  * held-out scores; the returned classifier is then fitted on all of cd.
- * With o->min_layer == 0 every first layer 1..n_layers-1 is tried and the one
- * with the largest held-out pruning at the target wins (the later one on
- * ties: fewer feature evaluations). Returns 0 or a negative errno with d->msg.
+ * With o->min_layer == 0 every first layer 1..n_layers-1 is tried (and with
+ * o->stride == 0 strides 1..4) and the schedule with the largest held-out
+ * net saving at the target wins: pruning minus o->check_cost layers per
+ * feature check made (the later layer / longer stride on ties). Returns 0 or a negative errno with
+ * d->msg.
  */
 int calib_run(const struct calib_data *cd, const struct calib_opts *o, struct exitclf *c,
 	      struct calib_result *res, struct diag *d);

@@ -232,3 +232,15 @@ runner_trace(struct ctx *c, const int32_t *prompt, uint32_t n_prompt, const atom
 	}
 	return forward_finish(c, L);
 }
+
+double
+runner_check_cost(const struct model *m, uint32_t n_tokens)
+{
+	const struct model_hparams *h = &m->hp;
+	double q = (double)h->n_heads * h->head_dim, kv = (double)h->n_kv_heads * h->head_dim;
+	double layer = (double)h->n_embd * (2 * q + 2 * kv) + 3.0 * h->n_embd * h->n_ff;
+
+	if (n_tokens == 0 || layer <= 0)
+		return 0;
+	return (double)h->n_vocab * h->n_embd / (layer * n_tokens);
+}

@@ -64,6 +64,14 @@ int runner_run(struct ctx *c, const struct run_params *p, struct run_result *r);
 void runner_result_free(struct run_result *r);
 
 /**
+ * Cost of one stopping check (a logit-lens evaluation: final norm + LM head,
+ * n_vocab x n_embd multiply-adds, at one position) in units of one layer's
+ * weight multiply-adds for a batch of n_tokens. What calib_opts.check_cost
+ * wants: about 2.2 per decoded token on tiny-tasks, 0.07 for a 30-token prompt.
+ */
+double runner_check_cost(const struct model *m, uint32_t n_tokens);
+
+/**
  * Full-depth run of a prompt recording every layer's lens at the last
  * position (layers[0..n_layers)) and, when final_logits != NULL, the final
  * logits (n_vocab). What calibration and the `trace` method need.

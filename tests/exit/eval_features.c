@@ -3,7 +3,8 @@
  * task, calibrate every classifier kind on the golden calib features and
  * evaluate the stopping rule on the dev features, printing one table row per
  * (task, classifier). Usage:
- *   eval_features [--target A] [--folds K] [--label final|gold|stable] [--min-layer M] [--stride S]
+ *   eval_features [--target A] [--folds K] [--label final|gold|stable] [--min-layer M (0 = search)]
+ * [--stride S (0 = search)] [--check-cost C]
  * [--layers] FEATURES_DIR TASK... FEATURES_DIR holds <task>_calib.jsonl and <task>_dev.jsonl.
  */
 #include <errno.h>
@@ -36,6 +37,8 @@ main(int argc, char **argv)
 			base.min_layer = (uint32_t)atoi(argv[++i]);
 		else if (i + 1 < argc && strcmp(argv[i], "--stride") == 0)
 			base.stride = (uint32_t)atoi(argv[++i]);
+		else if (i + 1 < argc && strcmp(argv[i], "--check-cost") == 0)
+			base.check_cost = atof(argv[++i]);
 		else if (i + 1 < argc && strcmp(argv[i], "--l2") == 0)
 			base.crf_l2 = atof(argv[++i]);
 		else if (i + 1 < argc && strcmp(argv[i], "--svm-c") == 0)
@@ -49,9 +52,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: eval_features [options] FEATURES_DIR TASK...\n");
 		return 2;
 	}
-	printf(
-	    "| task | classifier | acc full | acc adaptive | agreement | pruning | oracle | "
-	    "%% of oracle | min_layer | threshold |\n|---|---|---|---|---|---|---|---|---|---|\n");
+	printf("| task | classifier | acc full | acc adaptive | agreement | pruning | oracle | "
+	       "%% of oracle | min_layer | stride | threshold "
+	       "|\n|---|---|---|---|---|---|---|---|---|---|---|\n");
 	for (int t = i + 1; t < argc; t++) {
 		struct calib_data cal, dev;
 		struct diag d = {{0}};
@@ -80,11 +83,12 @@ main(int argc, char **argv)
 				fprintf(stderr, "eval_features: %s: %s\n", argv[t], d.msg);
 				break;
 			}
-			printf(
-			    "| %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.0f%% | %u | %.4g |\n",
-			    argv[t], exitclf_kind_name(c.kind), ev.acc_full, ev.acc_adaptive,
-			    ev.agreement, ev.pruning, ev.oracle_pruning,
-			    100 * ev.pruning / ev.oracle_pruning, res.min_layer, c.threshold);
+			printf("| %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.0f%% | %u | %u | "
+			       "%.4g |\n",
+			       argv[t], exitclf_kind_name(c.kind), ev.acc_full, ev.acc_adaptive,
+			       ev.agreement, ev.pruning, ev.oracle_pruning,
+			       100 * ev.pruning / ev.oracle_pruning, res.min_layer, res.stride,
+			       c.threshold);
 			if (layers) {
 				calib_print_summary(stdout, NULL, &ev);
 				calib_print_layers(stdout, &ev);

@@ -282,6 +282,39 @@ test_bad_input(void)
 }
 
 /*
+ * The check cost: on the hand data with target .75 and min_layer 1 (in-sample,
+ * folds 1) the best threshold .3 prunes 7/12 with 5 checks over 4 prompts
+ * (exits 1 1 1 2). A check costing 1 layer leaves 7/12 - 5/12 = 1/6; at
+ * min_layer 2 threshold .5 prunes 4/12 with 4 checks: 0. A cost of 2 layers
+ * makes every schedule a loss: no threshold, never stop.
+ */
+static void
+test_check_cost(void)
+{
+	struct calib_data cd;
+	struct calib_opts o;
+	struct calib_result res;
+	struct exitclf c = {0};
+
+	ASSERT_OK(calib_data_init(&cd, 4, 3));
+	fill_hand(&cd);
+	calib_opts_default(&o, EXITCLF_GAP);
+	o.folds = 1;
+	o.target_agreement = 0.75;
+	o.check_cost = 1;
+	ASSERT_OK(calib_run(&cd, &o, &c, &res, NULL));
+	ASSERT_EQ(res.min_layer, 1);
+	ASSERT_NEAR(res.threshold, 0.3, 1e-6);
+	ASSERT_NEAR(res.pruning, 7.0 / 12, 1e-12);
+	ASSERT_NEAR(res.net, 7.0 / 12 - 5.0 / 12, 1e-12);
+	o.check_cost = 2;
+	ASSERT_OK(calib_run(&cd, &o, &c, &res, NULL));
+	ASSERT(isinf(c.threshold));
+	ASSERT_NEAR(res.net, 0, 0);
+	calib_data_deinit(&cd);
+}
+
+/*
  * The issue's acceptance numbers at feature level: calibrate on calib
  * (defaults: target 0.99, cross-fitted held-out scores, min_layer searched),
  * evaluate on dev. Adaptive accuracy within 1 point of full depth, for every
@@ -326,4 +359,4 @@ test_calibrate_golden(void)
 
 TEST_MAIN(TEST_CASE(test_golden_layer_table), TEST_CASE(test_threshold_sweep_hand),
 	  TEST_CASE(test_svm_fit_synthetic), TEST_CASE(test_crf_fit_synthetic),
-	  TEST_CASE(test_bad_input), TEST_CASE(test_calibrate_golden))
+	  TEST_CASE(test_bad_input), TEST_CASE(test_check_cost), TEST_CASE(test_calibrate_golden))

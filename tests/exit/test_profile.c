@@ -157,8 +157,8 @@ static const struct {
      ":3:67:", "list of 2 numbers"},
     {"classifier: gap\nthreshold: 0.5\nprovenance: {model_sha256: abc}\n", ":3:28:", "64 hex"},
     {"classifier: gap\nthreshold: 0.5\nprovenance: {n_layers: 99999}\n", ":3:24:", "out of range"},
-    {"classifier: gap\nthreshold: 0.5\nmin_layer: 12\nprovenance: {n_layers: 12}\n",
-     ":3:12:", "below the model's 12 layers"},
+    {"classifier: gap\nthreshold: 0.5\nmin_layer: 13\nprovenance: {n_layers: 12}\n",
+     ":3:12:", "beyond the model's 12 layers"},
     {"- classifier\n- gap\n", ":1:1:", "must be a mapping"},
     {"", ":1:1:", "empty profile"},
 };
@@ -233,6 +233,7 @@ test_round_trip(void)
 	ASSERT_OK(profile_save(&a, path, &d));
 	ASSERT_OK(profile_load_file(&b, path, &d));
 	ASSERT(b.clf.threshold > 1);
+	ASSERT_EQ(b.min_layer, 12); /* and no checks at all */
 	unlink(path);
 }
 
@@ -261,7 +262,13 @@ test_directory_and_default(void)
 	ASSERT(p != NULL);
 	ASSERT_STREQ(p->task, "default");
 	ASSERT_OK(profile_set_check_model(s, "ab", 12, &d)); /* no provenance: only min_layer */
-	ASSERT_EQ(profile_set_check_model(s, "ab", 1, &d), -EINVAL);
+	profile_set_free(s);
+	write_file(tmp_path("profiles/agnews.yml"),
+		   "classifier: gap\nthreshold: 0.3\nmin_layer: 3\n");
+	ASSERT_OK(profile_set_load_dir(&s, dir, &d));
+	ASSERT_OK(
+	    profile_set_check_model(s, "ab", 3, &d)); /* min_layer == n_layers: never checks */
+	ASSERT_EQ(profile_set_check_model(s, "ab", 2, &d), -EINVAL);
 	ASSERT_CONTAINS(d.msg, "min_layer");
 	profile_set_free(s);
 	/* a task given twice (file name and `task:` key) */
