@@ -1,0 +1,249 @@
+/*
+ * test_model.c — model_load on every real model in the repository: the
+ * hyperparameters and digests their READMEs state, the tensor types the
+ * quantized variants are documented to hold, the tied-output fallback on a
+ * generated model without output.weight, and refusals by name.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/model.h"
+#include "test.h"
+#include "util/gguf_writer.h"
+
+struct expect {
+	const char *file; /* under tests/fixtures/models, or "@" + path under the source root */
+	const char *sha256;
+	uint32_t n_vocab, n_embd, n_layers, n_heads, n_kv_heads, n_ff, n_ctx, rope_dim;
+	bool tied_in_file; /* output.weight absent from the file */
+	enum ggml_type wq_type, down_type;
+};
+
+/* Values from tests/fixtures/models/README.md, random-quants.README.md and models/README.md. */
+static const struct expect models[] = {
+    {"stories260K.gguf", "5a9d168bd9d9e29302e0d604e9a4c97184057ad87661cd7e7cc4318fdeba6d9c", 512,
+     64, 5, 8, 4, 172, 512, 8, false, GGML_TYPE_F32, GGML_TYPE_F32},
+    {"stories260K-f16.gguf", "8bf272b5ffc9ff6ee0c0098fcefc799f151fe0c93a4b98bf41510f328a81da54",
+     512, 64, 5, 8, 4, 172, 512, 8, false, GGML_TYPE_F16, GGML_TYPE_F16},
+    {"stories260K-q8_0.gguf", "f2517e01a370b962a27d8950b2da710e940724c7862fc713c3dc78081a17bc82",
+     512, 64, 5, 8, 4, 172, 512, 8, false, GGML_TYPE_Q8_0, GGML_TYPE_F16},
+    {"rq-f32.gguf", "4500a12c7ae47a99835a8d4ade362271e675f38ea7e79ad83a1f8031ac957182", 512, 256, 2,
+     4, 2, 768, 256, 64, false, GGML_TYPE_F32, GGML_TYPE_F32},
+    {"rq-bf16.gguf", "676736996e933664080df6fc1429cd620dbd5e3f363de9d0e098bbea4985a941", 512, 256,
+     2, 4, 2, 768, 256, 64, false, GGML_TYPE_BF16, GGML_TYPE_BF16},
+    {"rq-q8_0.gguf", "627f4b051cad11e1f91a507efe63cd7aa260814054e492617ecc5108169f8157", 512, 256,
+     2, 4, 2, 768, 256, 64, false, GGML_TYPE_Q8_0, GGML_TYPE_Q8_0},
+    {"rq-q4_0.gguf", "efbd91ea17758d5f7067d7f5d89b5aa5cce5b47f4baceb1ea2bb9bc05ace1695", 512, 256,
+     2, 4, 2, 768, 256, 64, false, GGML_TYPE_Q4_0, GGML_TYPE_Q4_0},
+    {"rq-q4_k_m.gguf", "5a4881fbbd8e7e2ed6324aa9c9f4097e13390245074d3990586a34f20bc253a7", 512, 256,
+     2, 4, 2, 768, 256, 64, false, GGML_TYPE_Q4_K, GGML_TYPE_COUNT /* Q4_K or Q6_K */},
+    {"rq-q6_k.gguf", "d180198d41c7f21bc849062c27978a1c0cb5f0ae78374fd615d2f17ebe94be6b", 512, 256,
+     2, 4, 2, 768, 256, 64, false, GGML_TYPE_Q6_K, GGML_TYPE_Q6_K},
+    {"@models/tiny-tasks.gguf", "ad2da6ed9e6df53de0f3a1624d3567599f2af4c68d87d23dc26dbf2788a79708",
+     4096, 160, 12, 4, 2, 448, 256, 40, false, GGML_TYPE_F32, GGML_TYPE_F32},
+};
+
+static const char *
+model_path(const char *file)
+{
+	static char buf[4096];
+	const char *root = getenv("ADAINFER_SOURCE_ROOT");
+
+	if (file[0] != '@') {
+		snprintf(buf, sizeof(buf), "%s", test_fixture("models/x"));
+		snprintf(strrchr(buf, '/') + 1, sizeof(buf) - (size_t)(strrchr(buf, '/') + 1 - buf),
+			 "%s", file);
+		return buf;
+	}
+	snprintf(buf, sizeof(buf), "%s/%s", root ? root : ".", file + 1);
+	return buf;
+}
+
+static void
+check_tensor(const struct tensor *t, uint64_t ne0, uint64_t ne1)
+{
+	size_t row;
+
+	ASSERT(t->data != NULL);
+	ASSERT_EQ(t->ne[0], ne0);
+	ASSERT_EQ(t->ne[1], ne1);
+	ASSERT_OK(type_row_size(t->type, ne0, &row));
+	ASSERT_EQ(t->row_size, row);
+}
+
+static void
+test_fixture_models(void)
+{
+	for (size_t i = 0; i < ARRAY_LEN(models); i++) {
+		const struct expect *e = &models[i];
+		struct model m;
+		struct diag d = {{0}};
+		int rc = model_load(&m, model_path(e->file), &d);
+
+		if (rc != 0)
+			fprintf(stderr, "%s: %s\n", e->file, d.msg);
+		ASSERT_OK(rc);
+		ASSERT_STREQ(m.sha256, e->sha256);
+		ASSERT_EQ(m.hp.n_vocab, e->n_vocab);
+		ASSERT_EQ(m.vocab.n_tokens, e->n_vocab);
+		ASSERT_EQ(m.hp.n_embd, e->n_embd);
+		ASSERT_EQ(m.hp.n_layers, e->n_layers);
+		ASSERT_EQ(m.hp.n_heads, e->n_heads);
+		ASSERT_EQ(m.hp.n_kv_heads, e->n_kv_heads);
+		ASSERT_EQ(m.hp.head_dim, e->n_embd / e->n_heads);
+		ASSERT_EQ(m.hp.n_ff, e->n_ff);
+		ASSERT_EQ(m.hp.n_ctx_train, e->n_ctx);
+		ASSERT_EQ(m.hp.rope_dim, e->rope_dim);
+		ASSERT_NEAR(m.hp.rope_base, 10000.0, 0);
+		ASSERT_NEAR(m.hp.rms_eps, 1e-5, 1e-12);
+		ASSERT_EQ(m.vocab.bos_id, 1);
+		ASSERT_EQ(m.vocab.eos_id, 2);
+		ASSERT(m.vocab.add_bos);
+		ASSERT(m.name[0] != '\0');
+		/* untied in every file here: output is its own tensor */
+		ASSERT(m.output.data != m.tok_embd.data);
+		check_tensor(&m.tok_embd, e->n_embd, e->n_vocab);
+		check_tensor(&m.output, e->n_embd, e->n_vocab);
+		check_tensor(&m.output_norm, e->n_embd, 1);
+		ASSERT_EQ(m.output_norm.type, GGML_TYPE_F32);
+		for (uint32_t l = 0; l < m.hp.n_layers; l++) {
+			const struct model_layer *L = &m.layers[l];
+			uint32_t q = e->n_heads * m.hp.head_dim, kv = e->n_kv_heads * m.hp.head_dim;
+
+			check_tensor(&L->attn_norm, e->n_embd, 1);
+			check_tensor(&L->ffn_norm, e->n_embd, 1);
+			check_tensor(&L->wq, e->n_embd, q);
+			check_tensor(&L->wk, e->n_embd, kv);
+			check_tensor(&L->wv, e->n_embd, kv);
+			check_tensor(&L->wo, q, e->n_embd);
+			check_tensor(&L->ffn_gate, e->n_embd, e->n_ff);
+			check_tensor(&L->ffn_up, e->n_embd, e->n_ff);
+			check_tensor(&L->ffn_down, e->n_ff, e->n_embd);
+			ASSERT_EQ(L->attn_norm.type, GGML_TYPE_F32);
+			ASSERT_EQ(L->wq.type, e->wq_type);
+			if (e->down_type != GGML_TYPE_COUNT)
+				ASSERT_EQ(L->ffn_down.type, e->down_type);
+			else
+				ASSERT(L->ffn_down.type == GGML_TYPE_Q4_K ||
+				       L->ffn_down.type == GGML_TYPE_Q6_K);
+			/* views point into the mapping, never copies */
+			ASSERT((const char *)L->wq.data >= (const char *)m.map.base &&
+			       (const char *)L->wq.data + L->wq.row_size * L->wq.ne[1] <=
+				   (const char *)m.map.base + m.map.size);
+		}
+		model_free(&m);
+	}
+}
+
+/* stories260K's name comes from general.name, tiny-tasks' from metadata too; a missing one falls
+ * back to the base name. */
+static void
+test_name_and_sha_of_generated(void)
+{
+	char dir[] = "/tmp/adainfer-model-XXXXXX", path[256];
+	struct gguf_writer_model_opts o;
+	struct model m;
+	struct diag d = {{0}};
+
+	ASSERT(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/tied.gguf", dir);
+	gguf_writer_model_defaults(&o);
+	o.tied_output = true;
+	o.name = NULL;
+	ASSERT_OK(gguf_writer_model(path, &o));
+	ASSERT_OK(model_load(&m, path, &d));
+	ASSERT_STREQ(m.name, "tied.gguf");
+	/* tied: output is the embedding itself */
+	ASSERT(m.output.data == m.tok_embd.data);
+	ASSERT_EQ(m.output.type, m.tok_embd.type);
+	ASSERT_EQ(m.output.ne[0], m.hp.n_embd);
+	ASSERT_EQ(m.output.ne[1], m.hp.n_vocab);
+	ASSERT_EQ(m.hp.n_embd, o.n_embd);
+	ASSERT_EQ(m.hp.n_layers, o.n_layers);
+	ASSERT_EQ(m.hp.n_vocab, gguf_writer_vocab_size());
+	ASSERT_EQ(strlen(m.sha256), 64);
+	model_free(&m);
+
+	/* the same model with an untied output and a name */
+	o.tied_output = false;
+	o.name = "gen-model";
+	ASSERT_OK(gguf_writer_model(path, &o));
+	ASSERT_OK(model_load(&m, path, &d));
+	ASSERT_STREQ(m.name, "gen-model");
+	ASSERT(m.output.data != m.tok_embd.data);
+	model_free(&m);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void
+test_refusals(void)
+{
+	char dir[] = "/tmp/adainfer-model-XXXXXX", path[256];
+	struct gguf_writer_model_opts o;
+	struct model m;
+	struct diag d = {{0}};
+
+	/* a vocabulary-only gpt2 file: refused by architecture, by name */
+	ASSERT_EQ(model_load(&m, test_fixture("tokenizer/ggml-vocab-gpt-2.gguf"), &d), -ENOTSUP);
+	ASSERT_CONTAINS(d.msg, "architecture 'gpt2' is not supported (only llama)");
+	ASSERT_EQ(model_load(&m, "/nonexistent/model.gguf", &d), -ENOENT);
+	ASSERT_CONTAINS(d.msg, "/nonexistent/model.gguf");
+
+	ASSERT(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/m.gguf", dir);
+	gguf_writer_model_defaults(&o);
+	o.arch = "gpt2";
+	ASSERT_OK(gguf_writer_model(path, &o));
+	ASSERT_EQ(model_load(&m, path, &d), -ENOTSUP);
+	ASSERT_CONTAINS(d.msg, "architecture 'gpt2' is not supported (only llama)");
+
+	gguf_writer_model_defaults(&o);
+	o.tokenizer = "gpt2";
+	ASSERT_OK(gguf_writer_model(path, &o));
+	ASSERT_EQ(model_load(&m, path, &d), -ENOTSUP);
+	ASSERT_CONTAINS(d.msg, "tokenizer 'gpt2' is not supported");
+
+	gguf_writer_model_defaults(&o);
+	o.weight_type = GGML_TYPE_Q5_K; /* known to ggml, not computed by us */
+	o.n_embd = 256;
+	o.n_ff = 256;
+	ASSERT_OK(gguf_writer_model(path, &o));
+	ASSERT_EQ(model_load(&m, path, &d), -ENOTSUP);
+	ASSERT_CONTAINS(d.msg, "Q5_K is not supported");
+	ASSERT_CONTAINS(d.msg, "token_embd.weight");
+
+	gguf_writer_model_defaults(&o);
+	o.norm_type = GGML_TYPE_F16;
+	ASSERT_OK(gguf_writer_model(path, &o));
+	ASSERT_EQ(model_load(&m, path, &d), -ENOTSUP);
+	ASSERT_CONTAINS(d.msg, "output_norm.weight");
+	ASSERT_CONTAINS(d.msg, "must be F32");
+
+	gguf_writer_model_defaults(&o);
+	o.n_heads = 3; /* 16 % 3 != 0 */
+	o.n_kv_heads = 3;
+	ASSERT_OK(gguf_writer_model(path, &o));
+	ASSERT_EQ(model_load(&m, path, &d), -EINVAL);
+	ASSERT_CONTAINS(d.msg, "llama.attention.head_count");
+
+	gguf_writer_model_defaults(&o);
+	o.skip_tensor = "blk.1.ffn_up.weight";
+	ASSERT_OK(gguf_writer_model(path, &o));
+	ASSERT_EQ(model_load(&m, path, &d), -EINVAL);
+	ASSERT_CONTAINS(d.msg, "'blk.1.ffn_up.weight' is missing");
+
+	gguf_writer_model_defaults(&o);
+	o.bad_shape_tensor = "blk.0.attn_k.weight";
+	ASSERT_OK(gguf_writer_model(path, &o));
+	ASSERT_EQ(model_load(&m, path, &d), -EINVAL);
+	ASSERT_CONTAINS(d.msg, "'blk.0.attn_k.weight'");
+	ASSERT_CONTAINS(d.msg, "shape");
+	unlink(path);
+	rmdir(dir);
+}
+
+TEST_MAIN(TEST_CASE(test_fixture_models), TEST_CASE(test_name_and_sha_of_generated),
+	  TEST_CASE(test_refusals))
