@@ -1,0 +1,628 @@
+/*
+ * forward.c — the Llama forward pass over a KV cache, one block per call, so
+ * that AdaInfer can look at the logit lens between blocks and stop.
+ *
+ *   h_0 = embd(tokens)
+ *   h'  = h_{l-1} + W_o · attn(rope(W_q · n), rope(W_k · n), W_v · n),  n = rmsnorm(h_{l-1}) *
+ * w_attn h_l = h' + W_down · (silu(W_gate · m) * (W_up · m)),                 m = rmsnorm(h') *
+ * w_ffn lens = softmax(W_out · rmsnorm(h_l[last]) * w_out)
+ *
+ * Matrix products go through ops_matmul (cblas_sgemm/sgemv for F32 weights,
+ * ggml-style converted activations and per-block integer dots otherwise).
+ * Attention at prefill computes each head's scores with cblas_sgemm over
+ * chunks of queries; a single token (decode) uses float dots per head, the
+ * heads split over the thread pool.
+ *
+ * This module owns the KV cache and every scratch buffer; weights are
+ * borrowed from the model and never written. Every size derived from the
+ * model goes through size_mul and fails with -ENOMEM, never aborts.
+ */
+#include "forward.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../util.h"
+#include "ops.h"
+#include "pool.h"
+#include "quant.h"
+
+/* Queries per sgemm in prefill attention: bounds the score buffer to QCHUNK x n_ctx. */
+#define QCHUNK 128
+
+struct ctx {
+	const struct model *m;
+	uint32_t n_ctx;
+	uint32_t n_past;
+	int n_threads;
+	struct pool *pool;
+	uint32_t q_dim, kv_dim,
+	    group; /* n_heads*head_dim, n_kv_heads*head_dim, n_heads/n_kv_heads */
+	float attn_scale;
+
+	float *norms;   /* [2*n_layers + 1][n_embd]: attn_norm_l, ffn_norm_l, ..., output_norm */
+	float *k_cache; /* [n_layers][n_ctx][kv_dim] */
+	float *v_cache; /* [n_layers][n_ctx][kv_dim] */
+
+	/* the current batch */
+	uint32_t n_batch;    /* tokens in it */
+	bool open;           /* between forward_begin and forward_finish */
+	uint32_t next_layer; /* the layer forward_layer expects next */
+	bool have_h;         /* h holds a residual stream (until the next begin/reset) */
+
+	/* scratch for up to cap tokens */
+	uint32_t cap;
+	float *h;       /* [cap][n_embd] residual stream */
+	float *xn;      /* [cap][n_embd] normalised input of a block */
+	float *tmp;     /* [cap][n_embd] W_o / W_down output */
+	float *q;       /* [cap][q_dim] */
+	float *att;     /* [cap][q_dim] */
+	float *ffg;     /* [cap][n_ff] */
+	float *ffu;     /* [cap][n_ff] */
+	float *rope_cs; /* [cap][rope_dim] cos/sin of each position */
+	void *act;      /* converted activations, act_size bytes */
+	size_t act_size;
+	float *scores; /* [max(QCHUNK, n_threads)][n_ctx] */
+
+	float *lens_x;      /* [n_embd] */
+	float *lens_logits; /* [n_vocab] */
+};
+
+/* ---- sizes --------------------------------------------------------------- */
+
+/* *out = a * b * c * d, or -EOVERFLOW. */
+static int
+size_mul4(size_t *out, size_t a, size_t b, size_t c, size_t d)
+{
+	size_t x;
+
+	if (size_mul(&x, a, b) < 0 || size_mul(&x, x, c) < 0 || size_mul(out, x, d) < 0)
+		return -EOVERFLOW;
+	return 0;
+}
+
+/* malloc of a*b*c floats; NULL on overflow or exhaustion. */
+static float *
+falloc(size_t a, size_t b, size_t c)
+{
+	size_t n;
+
+	if (size_mul4(&n, a, b, c, sizeof(float)) < 0)
+		return NULL;
+	return malloc(n ? n : 1);
+}
+
+static int
+check_tensor(const struct tensor *t, uint64_t ne0, uint64_t ne1, const char *what, uint32_t l,
+	     struct diag *d)
+{
+	size_t rs;
+
+	if (t->data == NULL || t->ne[0] != ne0 || t->ne[1] != ne1)
+		return diag_set(d, -EINVAL,
+				"%s (layer %u): shape [%llu, %llu], expected [%llu, %llu]", what, l,
+				(unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
+				(unsigned long long)ne0, (unsigned long long)ne1);
+	if (!quant_supported(t->type))
+		return diag_set(d, -ENOTSUP, "%s (layer %u): type %s is not supported", what, l,
+				type_name(t->type));
+	if (type_row_size(t->type, ne0, &rs) < 0 || rs != t->row_size)
+		return diag_set(d, -EINVAL, "%s (layer %u): row size %zu does not fit type %s",
+				what, l, t->row_size, type_name(t->type));
+	return 0;
+}
+
+static int
+check_model(const struct model *m, struct diag *d)
+{
+	const struct model_hparams *hp = &m->hp;
+	uint64_t E = hp->n_embd, Q, KV;
+	int rc;
+
+	if (hp->n_layers == 0 || E == 0 || hp->n_heads == 0 || hp->n_kv_heads == 0 ||
+	    hp->n_heads % hp->n_kv_heads != 0 || hp->head_dim == 0 || hp->n_ff == 0 ||
+	    hp->n_vocab == 0 || hp->rope_dim > hp->head_dim || hp->rope_dim % 2 != 0 ||
+	    m->layers == NULL)
+		return diag_set(d, -EINVAL, "%s: inconsistent hyperparameters", m->path);
+	Q = (uint64_t)hp->n_heads * hp->head_dim;
+	KV = (uint64_t)hp->n_kv_heads * hp->head_dim;
+	if ((rc = check_tensor(&m->tok_embd, E, hp->n_vocab, "token_embd", 0, d)) < 0 ||
+	    (rc = check_tensor(&m->output, E, hp->n_vocab, "output", 0, d)) < 0 ||
+	    (rc = check_tensor(&m->output_norm, E, 1, "output_norm", 0, d)) < 0)
+		return rc;
+	for (uint32_t l = 0; l < hp->n_layers; l++) {
+		const struct model_layer *L = &m->layers[l];
+
+		if ((rc = check_tensor(&L->attn_norm, E, 1, "attn_norm", l, d)) < 0 ||
+		    (rc = check_tensor(&L->ffn_norm, E, 1, "ffn_norm", l, d)) < 0 ||
+		    (rc = check_tensor(&L->wq, E, Q, "attn_q", l, d)) < 0 ||
+		    (rc = check_tensor(&L->wk, E, KV, "attn_k", l, d)) < 0 ||
+		    (rc = check_tensor(&L->wv, E, KV, "attn_v", l, d)) < 0 ||
+		    (rc = check_tensor(&L->wo, Q, E, "attn_output", l, d)) < 0 ||
+		    (rc = check_tensor(&L->ffn_gate, E, hp->n_ff, "ffn_gate", l, d)) < 0 ||
+		    (rc = check_tensor(&L->ffn_up, E, hp->n_ff, "ffn_up", l, d)) < 0 ||
+		    (rc = check_tensor(&L->ffn_down, hp->n_ff, E, "ffn_down", l, d)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- context ------------------------------------------------------------- */
+
+static void
+free_scratch(struct ctx *c)
+{
+	free(c->h);
+	free(c->xn);
+	free(c->tmp);
+	free(c->q);
+	free(c->att);
+	free(c->ffg);
+	free(c->ffu);
+	free(c->rope_cs);
+	free(c->act);
+	c->h = c->xn = c->tmp = c->q = c->att = c->ffg = c->ffu = c->rope_cs = NULL;
+	c->act = NULL;
+	c->cap = 0;
+	c->act_size = 0;
+}
+
+/* Bytes of converted activations for n tokens through any matrix of the model. */
+static int
+act_bytes(const struct model *m, size_t n, size_t *out)
+{
+	size_t best = 0, s;
+	int rc;
+
+#define ACT(t)                                                                                     \
+	do {                                                                                       \
+		if ((rc = ops_matmul_scratch((t), n, &s)) < 0)                                     \
+			return rc;                                                                 \
+		best = MAX(best, s);                                                               \
+	} while (0)
+	ACT(&m->output);
+	for (uint32_t l = 0; l < m->hp.n_layers; l++) {
+		const struct model_layer *L = &m->layers[l];
+
+		ACT(&L->wq);
+		ACT(&L->wk);
+		ACT(&L->wv);
+		ACT(&L->wo);
+		ACT(&L->ffn_gate);
+		ACT(&L->ffn_up);
+		ACT(&L->ffn_down);
+	}
+#undef ACT
+	*out = best;
+	return 0;
+}
+
+/* Makes the scratch hold n tokens. Contents are not kept. */
+static int
+ensure_cap(struct ctx *c, uint32_t n)
+{
+	const struct model_hparams *hp = &c->m->hp;
+	uint32_t cap;
+
+	if (n <= c->cap)
+		return 0;
+	cap = MIN(c->n_ctx, MAX(n, 2 * c->cap));
+	free_scratch(c);
+	c->h = falloc(cap, hp->n_embd, 1);
+	c->xn = falloc(cap, hp->n_embd, 1);
+	c->tmp = falloc(cap, hp->n_embd, 1);
+	c->q = falloc(cap, c->q_dim, 1);
+	c->att = falloc(cap, c->q_dim, 1);
+	c->ffg = falloc(cap, hp->n_ff, 1);
+	c->ffu = falloc(cap, hp->n_ff, 1);
+	c->rope_cs = falloc(cap, MAX(hp->rope_dim, 1), 1);
+	if (act_bytes(c->m, cap, &c->act_size) < 0)
+		goto fail;
+	c->act = malloc(c->act_size ? c->act_size : 1);
+	if (!c->h || !c->xn || !c->tmp || !c->q || !c->att || !c->ffg || !c->ffu || !c->rope_cs ||
+	    !c->act)
+		goto fail;
+	c->cap = cap;
+	return 0;
+fail:
+	free_scratch(c);
+	return -ENOMEM;
+}
+
+int
+ctx_new(struct ctx **out, const struct model *m, uint32_t n_ctx, int n_threads, struct diag *d)
+{
+	const struct model_hparams *hp = &m->hp;
+	struct ctx *c = NULL;
+	size_t kv;
+	int rc;
+
+	*out = NULL;
+	if ((rc = check_model(m, d)) < 0)
+		return rc;
+	if (n_ctx == 0)
+		n_ctx = hp->n_ctx_train;
+	if (n_ctx == 0)
+		return diag_set(d, -EINVAL, "%s: context length 0", m->path);
+	if (n_threads <= 0) {
+		long nc = sysconf(_SC_NPROCESSORS_ONLN);
+
+		n_threads = nc > 0 ? (int)MIN(nc, 256) : 1;
+	}
+	n_threads = MIN(n_threads, 256);
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return -ENOMEM;
+	c->m = m;
+	c->n_ctx = n_ctx;
+	c->n_threads = n_threads;
+	c->q_dim = hp->n_heads * hp->head_dim;
+	c->kv_dim = hp->n_kv_heads * hp->head_dim;
+	c->group = hp->n_heads / hp->n_kv_heads;
+	c->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+	rc = -ENOMEM;
+	if (size_mul4(&kv, hp->n_layers, n_ctx, c->kv_dim, sizeof(float)) < 0) {
+		diag_set(d, rc, "%s: KV cache of %u positions overflows", m->path, n_ctx);
+		goto out;
+	}
+	if ((c->k_cache = calloc(1, kv)) == NULL || (c->v_cache = calloc(1, kv)) == NULL) {
+		diag_set(d, rc, "%s: no memory for a KV cache of %zu bytes", m->path, 2 * kv);
+		goto out;
+	}
+	c->norms = falloc(2 * (size_t)hp->n_layers + 1, hp->n_embd, 1);
+	c->scores = falloc(MAX(QCHUNK, n_threads), n_ctx, 1);
+	c->lens_x = falloc(hp->n_embd, 1, 1);
+	c->lens_logits = falloc(hp->n_vocab, 1, 1);
+	if (!c->norms || !c->scores || !c->lens_x || !c->lens_logits) {
+		diag_set(d, rc, "%s: no memory for buffers", m->path);
+		goto out;
+	}
+	for (uint32_t l = 0; l < hp->n_layers; l++) {
+		const struct model_layer *L = &m->layers[l];
+
+		quant_dequantize_row(L->attn_norm.type, L->attn_norm.data,
+				     c->norms + (size_t)(2 * l) * hp->n_embd, hp->n_embd);
+		quant_dequantize_row(L->ffn_norm.type, L->ffn_norm.data,
+				     c->norms + (size_t)(2 * l + 1) * hp->n_embd, hp->n_embd);
+	}
+	quant_dequantize_row(m->output_norm.type, m->output_norm.data,
+			     c->norms + (size_t)(2 * hp->n_layers) * hp->n_embd, hp->n_embd);
+	if ((rc = pool_new(&c->pool, n_threads)) < 0) {
+		diag_set(d, rc, "cannot start %d threads", n_threads);
+		goto out;
+	}
+	/* One setting for the process: the BLAS calls run on the same cores as the pool. */
+	openblas_set_num_threads(n_threads);
+	*out = c;
+	rc = 0;
+out:
+	if (rc < 0)
+		ctx_free(c);
+	return rc;
+}
+
+void
+ctx_free(struct ctx *c)
+{
+	if (c == NULL)
+		return;
+	pool_free(c->pool);
+	free_scratch(c);
+	free(c->k_cache);
+	free(c->v_cache);
+	free(c->norms);
+	free(c->scores);
+	free(c->lens_x);
+	free(c->lens_logits);
+	free(c);
+}
+
+void
+ctx_reset(struct ctx *c)
+{
+	c->n_past = 0;
+	c->n_batch = 0;
+	c->next_layer = 0;
+	c->open = false;
+	c->have_h = false;
+}
+
+uint32_t
+ctx_n_past(const struct ctx *c)
+{
+	return c->n_past;
+}
+
+uint32_t
+ctx_n_ctx(const struct ctx *c)
+{
+	return c->n_ctx;
+}
+
+const struct model *
+ctx_model(const struct ctx *c)
+{
+	return c->m;
+}
+
+/* ---- the pass ------------------------------------------------------------ */
+
+static const float *
+norm_w(const struct ctx *c, size_t i)
+{
+	return c->norms + i * c->m->hp.n_embd;
+}
+
+static float *
+kv_at(const struct ctx *c, float *cache, uint32_t l, uint32_t pos)
+{
+	return cache + ((size_t)l * c->n_ctx + pos) * c->kv_dim;
+}
+
+int
+forward_begin(struct ctx *c, const int32_t *tokens, uint32_t n)
+{
+	const struct model *m = c->m;
+	const uint8_t *emb = m->tok_embd.data;
+	uint32_t E = m->hp.n_embd;
+	int rc;
+
+	if (tokens == NULL || n == 0)
+		return -EINVAL;
+	if (n > c->n_ctx - c->n_past)
+		return -ENOSPC;
+	for (uint32_t t = 0; t < n; t++)
+		if (tokens[t] < 0 || (uint32_t)tokens[t] >= m->hp.n_vocab)
+			return -EINVAL;
+	c->n_batch = 0;
+	c->open = false;
+	c->have_h = false;
+	if ((rc = ensure_cap(c, n)) < 0)
+		return rc;
+	for (uint32_t t = 0; t < n; t++) {
+		quant_dequantize_row(m->tok_embd.type,
+				     emb + (size_t)tokens[t] * m->tok_embd.row_size,
+				     c->h + (size_t)t * E, E);
+		ops_rope_angles(c->rope_cs + (size_t)t * m->hp.rope_dim, m->hp.rope_dim,
+				c->n_past + t, m->hp.rope_base);
+	}
+	c->n_batch = n;
+	c->next_layer = 0;
+	c->open = true;
+	c->have_h = true;
+	return 0;
+}
+
+/* Prefill attention, head by head: S = Q_h K_g^T (sgemm), causal softmax, O_h = S V_g (sgemm). */
+static void
+attn_blas(struct ctx *c, uint32_t l)
+{
+	const struct model_hparams *hp = &c->m->hp;
+	uint32_t n = c->n_batch, hd = hp->head_dim;
+
+	for (uint32_t h = 0; h < hp->n_heads; h++) {
+		uint32_t g = h / c->group;
+		const float *K = kv_at(c, c->k_cache, l, 0) + (size_t)g * hd;
+		const float *V = kv_at(c, c->v_cache, l, 0) + (size_t)g * hd;
+
+		for (uint32_t t0 = 0; t0 < n; t0 += QCHUNK) {
+			uint32_t nq = MIN(QCHUNK, n - t0), T = c->n_past + t0 + nq;
+			float *S = c->scores;
+
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)T,
+				    (int)hd, 1.0f, c->q + (size_t)t0 * c->q_dim + (size_t)h * hd,
+				    (int)c->q_dim, K, (int)c->kv_dim, 0.0f, S, (int)T);
+			for (uint32_t i = 0; i < nq; i++) {
+				float *row = S + (size_t)i * T;
+				uint32_t valid = c->n_past + t0 + i + 1;
+
+				for (uint32_t j = 0; j < valid; j++)
+					row[j] *= c->attn_scale;
+				ops_softmax(row, valid);
+				memset(row + valid, 0, (T - valid) * sizeof(float));
+			}
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)hd,
+				    (int)T, 1.0f, S, (int)T, V, (int)c->kv_dim, 0.0f,
+				    c->att + (size_t)t0 * c->q_dim + (size_t)h * hd, (int)c->q_dim);
+		}
+	}
+}
+
+struct attn_job {
+	struct ctx *c;
+	uint32_t l;
+};
+
+/* Token-by-token attention for the heads of worker ith: float dots over the cache. */
+static void
+attn_worker(void *arg, int ith, int nth)
+{
+	const struct attn_job *j = arg;
+	struct ctx *c = j->c;
+	const struct model_hparams *hp = &c->m->hp;
+	uint32_t hd = hp->head_dim;
+	float *s = c->scores + (size_t)ith * c->n_ctx;
+	long h0, h1;
+
+	pool_split(hp->n_heads, ith, nth, &h0, &h1);
+	for (long h = h0; h < h1; h++) {
+		size_t g = (size_t)h / c->group;
+
+		for (uint32_t t = 0; t < c->n_batch; t++) {
+			const float *q = c->q + (size_t)t * c->q_dim + (size_t)h * hd;
+			float *o = c->att + (size_t)t * c->q_dim + (size_t)h * hd;
+			uint32_t T = c->n_past + t + 1;
+
+			for (uint32_t p = 0; p < T; p++)
+				s[p] =
+				    quant_dot_f32(q, kv_at(c, c->k_cache, j->l, p) + g * hd, hd) *
+				    c->attn_scale;
+			ops_softmax(s, T);
+			memset(o, 0, hd * sizeof(float));
+			for (uint32_t p = 0; p < T; p++) {
+				const float *v = kv_at(c, c->v_cache, j->l, p) + g * hd;
+
+				for (uint32_t i = 0; i < hd; i++)
+					o[i] += s[p] * v[i];
+			}
+		}
+	}
+}
+
+/* K and V of layer l for the batch from the normalised input xn, K rotated. */
+static void
+write_kv(struct ctx *c, uint32_t l)
+{
+	const struct model_hparams *hp = &c->m->hp;
+	const struct model_layer *L = &c->m->layers[l];
+	float *kc = kv_at(c, c->k_cache, l, c->n_past);
+	float *vc = kv_at(c, c->v_cache, l, c->n_past);
+
+	ops_matmul(c->pool, &L->wk, c->xn, c->n_batch, kc, c->act);
+	ops_matmul(c->pool, &L->wv, c->xn, c->n_batch, vc, c->act);
+	for (uint32_t t = 0; t < c->n_batch; t++)
+		ops_rope_apply(kc + (size_t)t * c->kv_dim, hp->n_kv_heads, hp->head_dim,
+			       hp->rope_dim, c->rope_cs + (size_t)t * hp->rope_dim);
+}
+
+static void
+norm_batch(struct ctx *c, size_t which)
+{
+	const struct model_hparams *hp = &c->m->hp;
+
+	for (uint32_t t = 0; t < c->n_batch; t++)
+		ops_rmsnorm(c->xn + (size_t)t * hp->n_embd, c->h + (size_t)t * hp->n_embd,
+			    norm_w(c, which), hp->n_embd, hp->rms_eps);
+}
+
+static void
+add_into_h(struct ctx *c)
+{
+	size_t n = (size_t)c->n_batch * c->m->hp.n_embd;
+
+	for (size_t i = 0; i < n; i++)
+		c->h[i] += c->tmp[i];
+}
+
+int
+forward_layer(struct ctx *c, uint32_t l)
+{
+	const struct model_hparams *hp = &c->m->hp;
+	const struct model_layer *L;
+	uint32_t n = c->n_batch;
+
+	if (!c->open || l != c->next_layer || l >= hp->n_layers)
+		return -EINVAL;
+	L = &c->m->layers[l];
+
+	/* attention */
+	norm_batch(c, 2 * (size_t)l);
+	ops_matmul(c->pool, &L->wq, c->xn, n, c->q, c->act);
+	for (uint32_t t = 0; t < n; t++)
+		ops_rope_apply(c->q + (size_t)t * c->q_dim, hp->n_heads, hp->head_dim, hp->rope_dim,
+			       c->rope_cs + (size_t)t * hp->rope_dim);
+	write_kv(c, l);
+	if (n > 1) {
+		attn_blas(c, l);
+	} else {
+		struct attn_job job = {c, l};
+		double work = (double)(c->n_past + n) * hp->n_heads * hp->head_dim;
+
+		pool_run(c->pool, attn_worker, &job, work < 64 * 1024 ? 1 : 0);
+	}
+	ops_matmul(c->pool, &L->wo, c->att, n, c->tmp, c->act);
+	add_into_h(c);
+
+	/* feed-forward */
+	norm_batch(c, 2 * (size_t)l + 1);
+	ops_matmul(c->pool, &L->ffn_gate, c->xn, n, c->ffg, c->act);
+	ops_matmul(c->pool, &L->ffn_up, c->xn, n, c->ffu, c->act);
+	ops_swiglu(c->ffg, c->ffu, (size_t)n * hp->n_ff);
+	ops_matmul(c->pool, &L->ffn_down, c->ffg, n, c->tmp, c->act);
+	add_into_h(c);
+
+	c->next_layer = l + 1;
+	return 0;
+}
+
+/* top1/top2 (lowest id on ties), p(top1) and p(top1) - p(top2) in double. */
+static void
+lens_from_logits(const float *z, uint32_t n, struct lens *out)
+{
+	int32_t t1 = 0, t2 = -1;
+	double sum = 0.0;
+
+	for (uint32_t i = 1; i < n; i++) {
+		if (z[i] > z[t1]) {
+			t2 = t1;
+			t1 = (int32_t)i;
+		} else if (t2 < 0 || z[i] > z[t2]) {
+			t2 = (int32_t)i;
+		}
+	}
+	for (uint32_t i = 0; i < n; i++)
+		sum += exp((double)z[i] - (double)z[t1]);
+	out->top1 = t1;
+	out->top2 = t2;
+	out->top_prob = (float)(1.0 / sum);
+	out->gap = (float)((t2 < 0 ? 1.0 : 1.0 - exp((double)z[t2] - (double)z[t1])) / sum);
+}
+
+int
+forward_lens(struct ctx *c, struct lens *out, float *logits)
+{
+	const struct model *m = c->m;
+	uint32_t E = m->hp.n_embd;
+
+	if (!c->have_h || out == NULL)
+		return -EINVAL;
+	ops_rmsnorm(c->lens_x, c->h + (size_t)(c->n_batch - 1) * E, norm_w(c, 2 * m->hp.n_layers),
+		    E, m->hp.rms_eps);
+	ops_matmul(c->pool, &m->output, c->lens_x, 1, c->lens_logits, c->act);
+	lens_from_logits(c->lens_logits, m->hp.n_vocab, out);
+	if (logits != NULL)
+		memcpy(logits, c->lens_logits, (size_t)m->hp.n_vocab * sizeof(float));
+	return 0;
+}
+
+int
+forward_logits_all(struct ctx *c, float *out)
+{
+	const struct model *m = c->m;
+	uint32_t E = m->hp.n_embd;
+
+	if (!c->have_h || out == NULL)
+		return -EINVAL;
+	for (uint32_t t = 0; t < c->n_batch; t++)
+		ops_rmsnorm(c->xn + (size_t)t * E, c->h + (size_t)t * E,
+			    norm_w(c, 2 * m->hp.n_layers), E, m->hp.rms_eps);
+	ops_matmul(c->pool, &m->output, c->xn, c->n_batch, out, c->act);
+	return 0;
+}
+
+const float *
+forward_hidden(const struct ctx *c)
+{
+	return c->have_h ? c->h : NULL;
+}
+
+int
+forward_finish(struct ctx *c, uint32_t n_run)
+{
+	const struct model_hparams *hp = &c->m->hp;
+
+	if (!c->open || n_run != c->next_layer || n_run > hp->n_layers)
+		return -EINVAL;
+	/* skipped layers: k = rope(W_k · norm_l(h)), v = W_v · norm_l(h) from the exit state */
+	for (uint32_t l = n_run; l < hp->n_layers; l++) {
+		norm_batch(c, 2 * (size_t)l);
+		write_kv(c, l);
+	}
+	c->n_past += c->n_batch;
+	c->open = false;
+	/* the batch stays readable (forward_lens, forward_hidden) until the next begin */
+	return 0;
+}
