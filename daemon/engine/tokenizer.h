@@ -37,7 +37,8 @@ void tokenizer_deinit(struct vocab *v);
 /**
  * Tokenizes text[0..len) (raw bytes, need not be UTF-8 or NUL-terminated).
  * add_special adds BOS/EOS as the vocabulary says. Special-token text is not
- * parsed ("<s>" in the text is text). Writes up to cap ids to out and returns
+ * parsed ("<s>" in the text is text); user-defined tokens (type 4) are split
+ * out of the text first, as llama.cpp does even without parse_special. Writes up to cap ids to out and returns
  * the number of tokens the text needs (may exceed cap: then call again with a
  * larger buffer), or a negative errno.
  */
@@ -46,7 +47,8 @@ long tokenizer_encode(const struct vocab *v, const char *text, size_t len, bool 
 
 /**
  * The bytes of token id as llama_token_to_piece renders them ("▁" as a space,
- * byte tokens as the raw byte, control tokens as empty unless render_special).
+ * byte tokens as the raw byte, control and unknown tokens ("<s>", "<unk>") as
+ * empty unless render_special, unused tokens as empty).
  * Writes up to cap bytes (no NUL) and returns the length needed, or -EINVAL
  * for an id out of range.
  */

@@ -1,0 +1,374 @@
+/*
+ * test_tokenizer.c — the SPM tokenizer against llama.cpp's own test vectors
+ * (tests/fixtures/tokenizer/X.gguf.inp/.out: no BOS, space prefix applied),
+ * against the token ids of the golden prompts (with BOS), detokenize round
+ * trips, piece rendering, and refusal of a BPE vocabulary by name.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/gguf.h"
+#include "engine/mapping.h"
+#include "engine/tokenizer.h"
+#include "test.h"
+
+#define SEP "\n__ggml_vocab_test__\n"
+
+struct vfile {
+	struct mapping map;
+	struct gguf g;
+	struct vocab v;
+};
+
+static int
+vfile_open(struct vfile *f, const char *path, struct diag *d)
+{
+	int rc;
+
+	memset(f, 0, sizeof(*f));
+	if ((rc = mapping_open(&f->map, path, d)) < 0)
+		return rc;
+	if ((rc = gguf_parse(&f->g, f->map.base, f->map.size, path, d)) < 0) {
+		mapping_close(&f->map);
+		return rc;
+	}
+	if ((rc = tokenizer_init(&f->v, &f->g, d)) < 0) {
+		gguf_deinit(&f->g);
+		mapping_close(&f->map);
+	}
+	return rc;
+}
+
+static void
+vfile_close(struct vfile *f)
+{
+	tokenizer_deinit(&f->v);
+	gguf_deinit(&f->g);
+	mapping_close(&f->map);
+}
+
+static char *
+slurp(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf = NULL;
+	long n;
+
+	if (fp == NULL)
+		return NULL;
+	if (fseek(fp, 0, SEEK_END) == 0 && (n = ftell(fp)) >= 0 && fseek(fp, 0, SEEK_SET) == 0 &&
+	    (buf = malloc((size_t)n + 1)) != NULL) {
+		*len = fread(buf, 1, (size_t)n, fp);
+		buf[*len] = '\0';
+	}
+	fclose(fp);
+	return buf;
+}
+
+/* Tokenizes into a fresh array; the two-call protocol (size, then fill) is part of the test. */
+static long
+encode_all(const struct vocab *v, const char *text, size_t len, bool add_special, int32_t **out)
+{
+	long n = tokenizer_encode(v, text, len, add_special, NULL, 0), m;
+
+	*out = NULL;
+	if (n < 0)
+		return n;
+	*out = malloc(((size_t)n + 1) * sizeof(**out));
+	m = tokenizer_encode(v, text, len, add_special, *out, (size_t)n);
+	return m == n ? n : -EPROTO;
+}
+
+static bool
+has_user_defined(const struct vocab *v, const int32_t *ids, long n)
+{
+	for (long i = 0; i < n; i++)
+		if (v->tokens[ids[i]].type == 4)
+			return true;
+	return false;
+}
+
+/* Runs one llama.cpp vector file; returns the number of failures (printed). */
+static int
+run_vectors(const char *vocab_rel, const char *vec_rel, int *n_cases)
+{
+	char inp_path[4096], out_path[4096];
+	struct vfile f;
+	struct diag d = {{0}};
+	size_t inp_len, out_len;
+	char *inp, *outs, *p, *q, *line_end;
+	int fails = 0, roundtrip_fails = 0;
+
+	snprintf(inp_path, sizeof(inp_path), "%s.inp", test_fixture(vec_rel));
+	snprintf(out_path, sizeof(out_path), "%s.out", test_fixture(vec_rel));
+	if (vfile_open(&f, test_fixture(vocab_rel), &d) < 0) {
+		fprintf(stderr, "%s: %s\n", vocab_rel, d.msg);
+		return 1;
+	}
+	inp = slurp(inp_path, &inp_len);
+	outs = slurp(out_path, &out_len);
+	if (inp == NULL || outs == NULL) {
+		fprintf(stderr, "cannot read %s / %s\n", inp_path, out_path);
+		free(inp);
+		free(outs);
+		vfile_close(&f);
+		return 1;
+	}
+	*n_cases = 0;
+	for (p = inp, q = outs; (line_end = strstr(p, SEP)) != NULL; p = line_end + strlen(SEP)) {
+		size_t len = (size_t)(line_end - p);
+		char *nl = strchr(q, '\n');
+		int32_t *ids;
+		long n = encode_all(&f.v, p, len, false, &ids), k = 0;
+		char *e = q, *dec;
+		bool ok = n >= 0;
+
+		if (nl == NULL) {
+			fprintf(stderr, "%s: .out has fewer lines than .inp\n", vec_rel);
+			free(ids);
+			fails++;
+			break;
+		}
+		*nl = '\0';
+		while (ok) {
+			char *end;
+			long id = strtol(e, &end, 10);
+
+			if (end == e)
+				break;
+			ok = k < n && ids[k] == id;
+			k++;
+			e = end;
+		}
+		if (!ok || k != n) {
+			fprintf(stderr, "%s case %d: \"%.*s\"\n  want:%s\n  got: ", vec_rel,
+				*n_cases, (int)len, p, q);
+			for (long i = 0; i < n; i++)
+				fprintf(stderr, " %d", ids[i]);
+			fputc('\n', stderr);
+			fails++;
+		}
+		/* Round trip: ids -> text (leading space of the prefix removed) == input. */
+		if (n >= 0 && !has_user_defined(&f.v, ids, n)) {
+			long m = tokenizer_decode(&f.v, ids, (size_t)n, true, NULL, 0);
+
+			dec = malloc((size_t)(m > 0 ? m : 1));
+			if (m < 0 ||
+			    tokenizer_decode(&f.v, ids, (size_t)n, true, dec, (size_t)m) != m ||
+			    (size_t)m != len || memcmp(dec, p, len) != 0) {
+				fprintf(stderr,
+					"%s case %d: round trip differs: \"%.*s\" -> \"%.*s\"\n",
+					vec_rel, *n_cases, (int)len, p, (int)(m > 0 ? m : 0), dec);
+				roundtrip_fails++;
+			}
+			free(dec);
+		}
+		free(ids);
+		q = nl + 1;
+		(*n_cases)++;
+	}
+	free(inp);
+	free(outs);
+	vfile_close(&f);
+	return fails + roundtrip_fails;
+}
+
+static void
+test_llama_spm_vectors(void)
+{
+	int n = 0;
+
+	ASSERT_EQ(run_vectors("tokenizer/ggml-vocab-llama-spm.gguf",
+			      "tokenizer/ggml-vocab-llama-spm.gguf", &n),
+		  0);
+	ASSERT_EQ(n, 46);
+}
+
+static void
+test_phi3_vectors(void)
+{
+	int n = 0;
+
+	ASSERT_EQ(
+	    run_vectors("tokenizer/ggml-vocab-phi-3.gguf", "tokenizer/ggml-vocab-phi-3.gguf", &n),
+	    0);
+	ASSERT_EQ(n, 46);
+}
+
+static void
+test_stories260k_vectors(void)
+{
+	int n = 0;
+
+	ASSERT_EQ(run_vectors("models/stories260K.gguf", "tokenizer/stories260K.gguf", &n), 0);
+	ASSERT_EQ(n, 60);
+}
+
+/* Every case of a golden file: prompt (with BOS) -> tokens. */
+static void
+check_golden(const char *model_path, const char *golden_rel, const char *cases_key)
+{
+	struct vfile f;
+	struct diag d = {{0}};
+	json_error_t jerr;
+	json_t *root, *cases, *c;
+	size_t i;
+	int checked = 0;
+
+	ASSERT_OK(vfile_open(&f, model_path, &d));
+	root = json_load_file(test_fixture(golden_rel), 0, &jerr);
+	if (root == NULL) {
+		vfile_close(&f);
+		TEST_FAIL_("%s: %s", golden_rel, jerr.text);
+	}
+	cases = json_object_get(root, cases_key);
+	json_array_foreach(cases, i, c)
+	{
+		const char *prompt = json_string_value(json_object_get(c, "prompt"));
+		json_t *want = json_object_get(c, "tokens"), *w;
+		int32_t *ids = NULL, *pieces_ok;
+		long n;
+		size_t j;
+
+		if (prompt == NULL || !json_is_array(want))
+			continue;
+		n = encode_all(&f.v, prompt, strlen(prompt), true, &ids);
+		if (n != (long)json_array_size(want))
+			fprintf(stderr, "%s case %zu: %ld tokens, want %zu\n", golden_rel, i, n,
+				json_array_size(want));
+		pieces_ok = ids;
+		json_array_foreach(want, j, w)
+		{
+			if ((long)j >= n || ids[j] != json_integer_value(w)) {
+				fprintf(stderr, "%s case %zu (\"%s\"): token %zu differs\n",
+					golden_rel, i, prompt, j);
+				pieces_ok = NULL;
+				break;
+			}
+		}
+		free(ids);
+		if (n != (long)json_array_size(want) || pieces_ok == NULL) {
+			json_decref(root);
+			vfile_close(&f);
+			TEST_FAIL_("%s: tokens differ", golden_rel);
+		}
+		checked++;
+	}
+	json_decref(root);
+	vfile_close(&f);
+	ASSERT(checked > 0);
+}
+
+static void
+test_golden_stories260k(void)
+{
+	check_golden(test_fixture("models/stories260K.gguf"), "golden/stories260K/f32.json",
+		     "cases");
+}
+
+static void
+test_golden_tiny_tasks(void)
+{
+	char path[4096];
+	const char *root = getenv("ADAINFER_SOURCE_ROOT");
+
+	snprintf(path, sizeof(path), "%s/models/tiny-tasks.gguf", root ? root : ".");
+	check_golden(path, "golden/tiny-tasks/golden.json", "prompts");
+}
+
+/* The stories260K golden pieces: llama_token_to_piece with special rendering. */
+static void
+test_pieces(void)
+{
+	struct vfile f;
+	struct diag d = {{0}};
+	char buf[64];
+	long n;
+
+	ASSERT_OK(vfile_open(&f, test_fixture("models/stories260K.gguf"), &d));
+	n = tokenizer_piece(&f.v, 1, true, buf, sizeof(buf));
+	ASSERT_EQ(n, 3);
+	ASSERT(memcmp(buf, "<s>", 3) == 0);
+	ASSERT_EQ(tokenizer_piece(&f.v, 1, false, buf, sizeof(buf)), 0); /* control */
+	ASSERT_EQ(tokenizer_piece(&f.v, 0, false, buf, sizeof(buf)), 0); /* unknown */
+	ASSERT_EQ(tokenizer_piece(&f.v, 403, false, buf, sizeof(buf)), 5);
+	ASSERT(memcmp(buf, " Once", 5) == 0);
+	ASSERT_EQ(tokenizer_piece(&f.v, 3 + 0x0A, false, buf, sizeof(buf)), 1);
+	ASSERT_EQ(buf[0], '\n');
+	/* too small a buffer: the needed length comes back, nothing past cap is written */
+	buf[2] = 'X';
+	ASSERT_EQ(tokenizer_piece(&f.v, 403, false, buf, 2), 5);
+	ASSERT_EQ(buf[2], 'X');
+	ASSERT_EQ(tokenizer_piece(&f.v, 512, false, buf, sizeof(buf)), -EINVAL);
+	ASSERT_EQ(tokenizer_piece(&f.v, -1, false, buf, sizeof(buf)), -EINVAL);
+	/* decode: BOS renders empty, and the first real piece keeps its space (llama_detokenize) */
+	{
+		int32_t ids[] = {1, 403, 407};
+
+		n = tokenizer_decode(&f.v, ids, 3, true, buf, sizeof(buf));
+		ASSERT_EQ(n, 10);
+		ASSERT(memcmp(buf, " Once upon", 10) == 0);
+		n = tokenizer_decode(&f.v, ids + 1, 2, true, buf, sizeof(buf));
+		ASSERT_EQ(n, 9);
+		ASSERT(memcmp(buf, "Once upon", 9) == 0);
+	}
+	/* empty text: nothing, or just BOS */
+	ASSERT_EQ(tokenizer_encode(&f.v, "", 0, false, NULL, 0), 0);
+	{
+		int32_t one = -1;
+
+		ASSERT_EQ(tokenizer_encode(&f.v, "", 0, true, &one, 1), 1);
+		ASSERT_EQ(one, 1);
+	}
+	vfile_close(&f);
+}
+
+/*
+ * Bytes that are not UTF-8 still tokenize (byte fallback) and round-trip, as
+ * long as no broken sequence swallows an escaped space: llama.cpp splits
+ * characters by lead byte after escaping, so "\xe2 " becomes the bytes of
+ * "\xe2\xe2\x96\x81" and decodes to them (checked below too).
+ */
+static void
+test_invalid_utf8(void)
+{
+	static const char text[] = "a\x80 b\xff\xfe\xc3";
+	static const char swallow[] = "\xe2 x";
+	struct vfile f;
+	struct diag d = {{0}};
+	int32_t *ids;
+	char buf[64];
+	long n, m;
+
+	ASSERT_OK(vfile_open(&f, test_fixture("models/stories260K.gguf"), &d));
+	n = encode_all(&f.v, text, sizeof(text) - 1, false, &ids);
+	ASSERT(n > 0);
+	m = tokenizer_decode(&f.v, ids, (size_t)n, true, buf, sizeof(buf));
+	ASSERT_EQ(m, (long)sizeof(text) - 1);
+	ASSERT(memcmp(buf, text, sizeof(text) - 1) == 0);
+	free(ids);
+	n = encode_all(&f.v, swallow, sizeof(swallow) - 1, false, &ids);
+	ASSERT(n > 0);
+	m = tokenizer_decode(&f.v, ids, (size_t)n, true, buf, sizeof(buf));
+	ASSERT_EQ(m, 5);
+	ASSERT(memcmp(buf, "\xe2\xe2\x96\x81x", 5) == 0);
+	free(ids);
+	vfile_close(&f);
+}
+
+static void
+test_gpt2_refused(void)
+{
+	struct vfile f;
+	struct diag d = {{0}};
+
+	ASSERT_EQ(vfile_open(&f, test_fixture("tokenizer/ggml-vocab-gpt-2.gguf"), &d), -ENOTSUP);
+	ASSERT_CONTAINS(d.msg, "tokenizer 'gpt2' is not supported");
+}
+
+TEST_MAIN(TEST_CASE(test_llama_spm_vectors), TEST_CASE(test_phi3_vectors),
+	  TEST_CASE(test_stories260k_vectors), TEST_CASE(test_golden_stories260k),
+	  TEST_CASE(test_golden_tiny_tasks), TEST_CASE(test_pieces), TEST_CASE(test_invalid_utf8),
+	  TEST_CASE(test_gpt2_refused))
