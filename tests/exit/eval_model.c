@@ -21,6 +21,7 @@ struct prompts {
 	int32_t **tok;
 	uint32_t *len;
 	int32_t *answer;
+	uint32_t skipped;
 };
 
 static void
@@ -79,7 +80,14 @@ load_prompts(const struct model *m, const char *path, struct prompts *p)
 				p->answer[p->n] = full[nf - 1];
 			free(full);
 		}
-		p->n++;
+		if (p->len[p->n] > m->hp.n_ctx_train) { /* cannot run: say so, leave it out */
+			fprintf(stderr,
+				"%s: prompt %u: %u tokens, longer than the context; skipped\n",
+				path, p->n + p->skipped, p->len[p->n]);
+			free(p->tok[p->n]);
+			p->skipped++;
+		} else
+			p->n++;
 		json_decref(o);
 	}
 	free(line);
