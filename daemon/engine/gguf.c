@@ -57,7 +57,7 @@ safe_name(char *out, size_t cap, const char *p, uint64_t len)
 static int
 rd_fail(struct rd *r, int rc, size_t off, const char *field, const char *why)
 {
-	return diag_set(r->d, rc, "%s: %s%s%s offset %zu: %s", r->path, r->ctx,
+	return diag_set(r->d, rc, "%s: %s%s%s at byte %zu: %s", r->path, r->ctx,
 			r->ctx[0] ? " " : "", field, off, why);
 }
 
@@ -294,8 +294,8 @@ check_unique(struct gguf *g, struct diag *d)
 			if (a->offset < b->offset)
 				a = b;
 			safe_name(name, sizeof(name), a->key.ptr, a->key.len);
-			rc = diag_set(d, -EINVAL, "%s: kv '%s' offset %llu: duplicate key", g->path,
-				      name, (unsigned long long)a->offset);
+			rc = diag_set(d, -EINVAL, "%s: kv '%s' at byte %llu: duplicate key",
+				      g->path, name, (unsigned long long)a->offset);
 			goto out;
 		}
 	}
@@ -310,8 +310,8 @@ check_unique(struct gguf *g, struct diag *d)
 				a = b;
 			safe_name(name, sizeof(name), a->name.ptr, a->name.len);
 			rc = diag_set(d, -EINVAL,
-				      "%s: tensor '%s' offset %llu: duplicate tensor name", g->path,
-				      name, (unsigned long long)a->info_offset);
+				      "%s: tensor '%s' at byte %llu: duplicate tensor name",
+				      g->path, name, (unsigned long long)a->info_offset);
 			goto out;
 		}
 	}
@@ -391,15 +391,17 @@ bind_data(struct rd *r, struct gguf *g)
 	for (i = 0; i < g->n_tensors; i++) {
 		struct gguf_tensor *t = &g->tensors[i];
 		char name[56];
-		size_t end;
+		size_t end, at;
 
 		safe_name(name, sizeof(name), t->name.ptr, t->name.len);
 		snprintf(r->ctx, sizeof(r->ctx), "tensor %llu '%s'", (unsigned long long)i, name);
+		/* where the offset field sits: after name, n_dims, ne[] and type */
+		at = (size_t)t->info_offset + 8 + (size_t)t->name.len + 4 + 8 * t->n_dims + 4;
 		if (t->offset % g->alignment != 0) {
 			snprintf(why, sizeof(why),
 				 "data offset %llu is not a multiple of the alignment %u",
 				 (unsigned long long)t->offset, g->alignment);
-			return rd_fail(r, -EINVAL, (size_t)t->info_offset, "offset", why);
+			return rd_fail(r, -EINVAL, at, "offset", why);
 		}
 		if (t->offset > g->size - g->data_offset ||
 		    size_add(&end, g->data_offset + (size_t)t->offset, t->size) < 0 ||
@@ -408,7 +410,7 @@ bind_data(struct rd *r, struct gguf *g)
 			    why, sizeof(why),
 			    "data (%zu bytes at byte %llu) extends past end of file (byte %zu)",
 			    t->size, (unsigned long long)(g->data_offset + t->offset), g->size);
-			return rd_fail(r, -EINVAL, (size_t)t->info_offset, "offset", why);
+			return rd_fail(r, -EINVAL, at, "offset", why);
 		}
 		t->data = g->base + g->data_offset + (size_t)t->offset;
 	}
@@ -556,7 +558,7 @@ static int
 wrong_type(const struct gguf *g, const struct gguf_kv *kv, const char *key, const char *want,
 	   struct diag *d)
 {
-	return diag_set(d, -EINVAL, "%s: kv '%s' offset %llu: type %s, expected %s", g->path, key,
+	return diag_set(d, -EINVAL, "%s: kv '%s' at byte %llu: type %s, expected %s", g->path, key,
 			(unsigned long long)kv->offset, vtype_names[kv->type], want);
 }
 
@@ -587,7 +589,7 @@ gguf_get_u32(const struct gguf *g, const char *key, uint32_t *out, struct diag *
 	default:
 		return wrong_type(g, kv, key, "an integer", d);
 	}
-	return diag_set(d, -EINVAL, "%s: kv '%s' offset %llu: value out of range for u32", g->path,
+	return diag_set(d, -EINVAL, "%s: kv '%s' at byte %llu: value out of range for u32", g->path,
 			key, (unsigned long long)kv->offset);
 }
 

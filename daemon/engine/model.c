@@ -97,7 +97,7 @@ bind_one(struct model *m, const struct tensor_spec *s, const char *name, struct 
 	if (gt->ne[0] != ne0 || gt->ne[1] != ne1 || gt->ne[2] != 1 || gt->ne[3] != 1)
 		return diag_set(
 		    d, -EINVAL,
-		    "%s: tensor '%s' offset %llu: shape [%llu, %llu, %llu, %llu], expected "
+		    "%s: tensor '%s' at byte %llu: shape [%llu, %llu, %llu, %llu], expected "
 		    "[%llu, %llu]",
 		    m->path, name, (unsigned long long)gt->info_offset,
 		    (unsigned long long)gt->ne[0], (unsigned long long)gt->ne[1],

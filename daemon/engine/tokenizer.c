@@ -115,7 +115,7 @@ load_tokens(struct vocab *v, const struct gguf *g, const struct gguf_kv *kv, str
 
 	if (kv->v.arr.n == 0 || kv->v.arr.n > INT32_MAX)
 		return diag_set(d, -EINVAL,
-				"%s: kv 'tokenizer.ggml.tokens' offset %llu: %llu tokens", g->path,
+				"%s: kv 'tokenizer.ggml.tokens' at byte %llu: %llu tokens", g->path,
 				(unsigned long long)kv->offset, (unsigned long long)kv->v.arr.n);
 	n = (size_t)kv->v.arr.n; /* gguf_parse checked n against the file's bytes */
 	if ((s = malloc(n * sizeof(*s))) == NULL ||
@@ -165,7 +165,7 @@ load_attrs(struct vocab *v, const struct gguf *g, struct diag *d)
 	rc = gguf_get_arr(g, "tokenizer.ggml.scores", GGUF_VT_FLOAT32, &kv, d);
 	if (rc == 0 && kv->v.arr.n != v->n_tokens)
 		return diag_set(d, -EINVAL,
-				"%s: kv 'tokenizer.ggml.scores' offset %llu: %llu scores "
+				"%s: kv 'tokenizer.ggml.scores' at byte %llu: %llu scores "
 				"for %u tokens",
 				g->path, (unsigned long long)kv->offset,
 				(unsigned long long)kv->v.arr.n, v->n_tokens);
@@ -177,7 +177,7 @@ load_attrs(struct vocab *v, const struct gguf *g, struct diag *d)
 	rc = gguf_get_arr(g, "tokenizer.ggml.token_type", GGUF_VT_INT32, &kv, d);
 	if (rc == 0 && kv->v.arr.n != v->n_tokens)
 		return diag_set(d, -EINVAL,
-				"%s: kv 'tokenizer.ggml.token_type' offset %llu: %llu types "
+				"%s: kv 'tokenizer.ggml.token_type' at byte %llu: %llu types "
 				"for %u tokens",
 				g->path, (unsigned long long)kv->offset,
 				(unsigned long long)kv->v.arr.n, v->n_tokens);

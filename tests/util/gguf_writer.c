@@ -584,11 +584,11 @@ gw_broken_build(struct gw *w, enum gw_broken k)
 	case GW_N_KV_ABSURD:
 		return "n_kv";
 	case GW_KEY_LEN_ABSURD:
-		return "kv 0 key offset 24: length";
+		return "kv 0 key at byte 24: length";
 	case GW_KEY_EMPTY:
-		return "kv 0 key offset 24: is empty";
+		return "kv 0 key at byte 24: is empty";
 	case GW_DUPLICATE_KEY:
-		return "'general.architecture' offset 102: duplicate key";
+		return "'general.architecture' at byte 102: duplicate key";
 	case GW_BAD_VALUE_TYPE:
 		return "'test.flag' value type";
 	case GW_BAD_BOOL:
@@ -616,7 +616,7 @@ gw_broken_build(struct gw *w, enum gw_broken k)
 	case GW_NE_OVERFLOW:
 		return "'a.weight' ne";
 	case GW_UNKNOWN_TYPE:
-		return "'a.weight' type offset";
+		return "'a.weight' type at byte";
 	case GW_BLOCK_MISMATCH:
 		return "'b.weight' type";
 	case GW_OFFSET_MISALIGNED:
