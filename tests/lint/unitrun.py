@@ -7,13 +7,15 @@ side.
   socket unit says (SocketMode=) is passed as fd 3 with LISTEN_FDS=1 and
   LISTEN_PID, and NOTIFY_SOCKET points at a datagram socket read here;
   RUNTIME_DIRECTORY is set as RuntimeDirectory= would.
-- It must send READY=1, then answer the installed client through the passed
-  socket (info, and a run --task sst2 whose answer is a sentiment).
+- It must send READY=1, then answer through the passed socket (info, and a
+  complete with task sst2 whose answer is a sentiment).
 - Each ExecReload= line is run in turn with $MAINPID; the daemon must send
   RELOADING=1 then READY=1 and keep answering.
 - SIGTERM must bring STOPPING=1 and exit status 0.
 
-usage: unitrun.py SERVICE SOCKET_UNIT CLIENT TMPDIR
+usage: unitrun.py SERVICE SOCKET_UNIT TMPDIR
+Requests are made with raw MessagePack (python3-msgpack), as
+adainfer-protocol(7) describes them, so this needs no client.
 Paths inside the units must resolve (the caller runs this in a mount
 namespace where the DESTDIR tree is bound over the prefix).
 """
@@ -24,6 +26,8 @@ import socket
 import subprocess
 import sys
 import time
+
+import msgpack
 
 
 def unit_values(path, section):
@@ -98,17 +102,28 @@ class Child:
         self.send_signal(signal.SIGKILL)
 
 
-def client(cmd, sock, *args, timeout=60):
-    r = subprocess.run([cmd, "--socket", sock, "--timeout", "30", *args],
-                       capture_output=True, timeout=timeout)
-    if r.returncode != 0:
-        sys.exit(f"FAIL: adainfer-client {' '.join(args)}: exit {r.returncode}: "
-                 f"{r.stderr.decode(errors='replace')}")
-    return r.stdout.decode(errors="replace")
+def call(sock, method, params, timeout=120):
+    """One request over a fresh connection; returns the result or exits on an error."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(sock)
+    s.sendall(msgpack.packb([0, 1, method, [params] if params else []]))
+    u = msgpack.Unpacker(raw=False)
+    while True:
+        data = s.recv(65536)
+        if not data:
+            sys.exit(f"FAIL: {method}: the daemon hung up")
+        u.feed(data)
+        for msg in u:
+            if msg[0] == 1 and msg[1] == 1:
+                s.close()
+                if msg[2] is not None:
+                    sys.exit(f"FAIL: {method}: {msg[2]}")
+                return msg[3]
 
 
 def main():
-    service, socket_unit, client_cmd, tmp = sys.argv[1:5]
+    service, socket_unit, tmp = sys.argv[1:4]
     svc = unit_values(service, "Service")
     sck = unit_values(socket_unit, "Socket")
     if one(svc, "Type") != "notify":
@@ -148,13 +163,15 @@ def main():
     try:
         seen = read_notify(ns, "READY=1", 120, proc)
         print(f"ok: ExecStart ({' '.join(start)}) socket-activated, notified {seen}")
-        info = client(client_cmd, path, "info")
-        print("ok: client info through the passed socket:", " ".join(info.split()[:8]))
-        ans = client(client_cmd, path, "run", "--task", "sst2",
-                     "Review: a wonderful, moving film with a great cast\nSentiment:")
-        if "positive" not in ans and "negative" not in ans:
-            sys.exit(f"FAIL: run --task sst2 answered {ans!r}")
-        print(f"ok: client run --task sst2 answered {ans.strip()!r}")
+        info = call(path, "info", None)
+        print(f"ok: info through the passed socket: model {info['model']['name']}, "
+              f"tasks {info['tasks']}")
+        res = call(path, "complete", {"task": "sst2", "prompt":
+                   "Review: a wonderful, moving film with a great cast\nSentiment:"})
+        if res["text"] not in (" positive", " negative"):
+            sys.exit(f"FAIL: complete (task sst2) answered {res['text']!r}")
+        print(f"ok: complete (task sst2) answered {res['text']!r} from layer "
+              f"{res['exit_layers'][0]} of {res['n_layers']}")
 
         for line in reloads:
             cmd = line.replace("$MAINPID", str(proc.pid)).replace("${MAINPID}", str(proc.pid))
@@ -166,7 +183,7 @@ def main():
             if "RELOADING=1" not in seen:
                 sys.exit(f"FAIL: reload without RELOADING=1; saw {seen}")
             print(f"ok: ExecReload ({len(reloads)} commands): notified {seen}")
-            client(client_cmd, path, "info")
+            call(path, "ping", None)
             print("ok: answers after reload")
 
         proc.send_signal(signal.SIGTERM)
