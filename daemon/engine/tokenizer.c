@@ -13,6 +13,7 @@
  */
 #include "tokenizer.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,10 +101,19 @@ cmp_user(const void *a, const void *b, void *arg)
  * CONTROL whatever the file says (llama_vocab::impl::load, "control-looking
  * token"), which changes how they split text and render.
  */
+/* clang-format off */
 static const char *const eog_texts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>",         "<end_of_turn>", "<|endoftext|>",
-    "<EOT>",      "_<EOT>",     "<|end_of_text|>", "<|eom_id|>",
+    /* end of turn / generation */
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>", "_<EOT>",
+    "<|eom_id|>", "<｜end▁of▁sentence｜>",
+    /* fill-in-the-middle markers */
+    "<|fim_prefix|>", "<fim-prefix>", "<｜fim▁begin｜>", "<PRE>",
+    "<|fim_suffix|>", "<fim-suffix>", "<｜fim▁hole｜>", "<SUF>",
+    "<|fim_middle|>", "<fim-middle>", "<｜fim▁end｜>", "<MID>",
+    "<|fim_pad|>", "<fim-pad>", "<PAD>", "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>",
+    "<|file_sep|>",
 };
+/* clang-format on */
 
 static int
 load_tokens(struct vocab *v, const struct gguf *g, const struct gguf_kv *kv, struct diag *d)
@@ -251,7 +261,7 @@ build_index(struct vocab *v, const struct gguf *g, struct diag *d)
 {
 	struct tok_index *ix;
 	uint32_t cap = 16;
-	char hex[8];
+	char hex[8], name[128];
 
 	while (cap < 2 * v->n_tokens) /* n_tokens <= 2^31-1 */
 		cap <<= 1;
@@ -270,6 +280,15 @@ build_index(struct vocab *v, const struct gguf *g, struct diag *d)
 
 		if (id >= 0)
 			v->tokens[id].type = TT_CONTROL;
+	}
+	/*
+	 * llama.cpp sets RSTRIP on every special token of a model whose
+	 * general.name contains "phi-3" or "phi3" (case-insensitively).
+	 */
+	if (gguf_get_str(g, "general.name", name, sizeof(name), NULL) == 0) {
+		for (char *c = name; *c != '\0'; c++)
+			*c = (char)tolower((unsigned char)*c);
+		v->rstrip_user = strstr(name, "phi-3") != NULL || strstr(name, "phi3") != NULL;
 	}
 	for (uint32_t i = 0; i < v->n_tokens; i++)
 		if (v->tokens[i].type == TT_USER_DEFINED)
@@ -556,6 +575,8 @@ encode_text(const struct vocab *v, const char *p, size_t n, uint32_t from, bool 
 		out_push(o, ix->user[u]);
 		*prev_special = true;
 		m += v->tokens[ix->user[u]].len;
+		while (v->rstrip_user && m < p + n && isspace((unsigned char)*m))
+			m++;
 		n -= (size_t)(m - p);
 		p = m;
 		from = u; /* the right part may hold token u again, none before it */

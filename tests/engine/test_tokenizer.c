@@ -206,7 +206,24 @@ test_stories260k_vectors(void)
 	ASSERT_EQ(n, 60);
 }
 
-/* Every case of a golden file: prompt (with BOS) -> tokens. */
+static size_t
+unhex(const char *hex, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	for (; hex[0] != '\0' && hex[1] != '\0' && n < cap; hex += 2) {
+		char b[3] = {hex[0], hex[1], 0};
+
+		out[n++] = (char)strtol(b, NULL, 16);
+	}
+	return n;
+}
+
+/*
+ * Every case of a golden file: prompt (with BOS) -> tokens; where the file
+ * has them, the exact prompt bytes (prompt_utf8_hex) and each token's piece
+ * as llama_token_to_piece renders it with special tokens (pieces_hex).
+ */
 static void
 check_golden(const char *model_path, const char *golden_rel, const char *cases_key)
 {
@@ -215,7 +232,7 @@ check_golden(const char *model_path, const char *golden_rel, const char *cases_k
 	json_error_t jerr;
 	json_t *root, *cases, *c;
 	size_t i;
-	int checked = 0;
+	int checked = 0, bad = 0;
 
 	ASSERT_OK(vfile_open(&f, model_path, &d));
 	root = json_load_file(test_fixture(golden_rel), 0, &jerr);
@@ -227,45 +244,81 @@ check_golden(const char *model_path, const char *golden_rel, const char *cases_k
 	json_array_foreach(cases, i, c)
 	{
 		const char *prompt = json_string_value(json_object_get(c, "prompt"));
-		json_t *want = json_object_get(c, "tokens"), *w;
-		int32_t *ids = NULL, *pieces_ok;
+		const char *phex = json_string_value(json_object_get(c, "prompt_utf8_hex"));
+		json_t *want = json_object_get(c, "tokens"),
+		       *pieces = json_object_get(c, "pieces_hex");
+		json_t *w;
+		int32_t *ids = NULL;
+		char text[8192], piece[256], wp[256];
+		size_t len, j;
 		long n;
-		size_t j;
 
 		if (prompt == NULL || !json_is_array(want))
 			continue;
-		n = encode_all(&f.v, prompt, strlen(prompt), true, &ids);
-		if (n != (long)json_array_size(want))
+		len = phex != NULL ? unhex(phex, text, sizeof(text)) : strlen(prompt);
+		n = encode_all(&f.v, phex != NULL ? text : prompt, len, true, &ids);
+		if (n != (long)json_array_size(want)) {
 			fprintf(stderr, "%s case %zu: %ld tokens, want %zu\n", golden_rel, i, n,
 				json_array_size(want));
-		pieces_ok = ids;
+			bad++;
+		}
 		json_array_foreach(want, j, w)
 		{
 			if ((long)j >= n || ids[j] != json_integer_value(w)) {
 				fprintf(stderr, "%s case %zu (\"%s\"): token %zu differs\n",
 					golden_rel, i, prompt, j);
-				pieces_ok = NULL;
+				bad++;
+				break;
+			}
+		}
+		json_array_foreach(pieces, j, w)
+		{
+			const char *hx = json_string_value(w);
+			size_t wn = hx != NULL ? unhex(hx, wp, sizeof(wp)) : 0;
+			long pn = (long)j < n
+				      ? tokenizer_piece(&f.v, ids[j], true, piece, sizeof(piece))
+				      : -1;
+
+			if (pn != (long)wn || memcmp(piece, wp, wn) != 0) {
+				fprintf(stderr, "%s case %zu: piece %zu differs\n", golden_rel, i,
+					j);
+				bad++;
 				break;
 			}
 		}
 		free(ids);
-		if (n != (long)json_array_size(want) || pieces_ok == NULL) {
-			json_decref(root);
-			vfile_close(&f);
-			TEST_FAIL_("%s: tokens differ", golden_rel);
-		}
 		checked++;
 	}
 	json_decref(root);
 	vfile_close(&f);
+	ASSERT_EQ(bad, 0);
 	ASSERT(checked > 0);
 }
 
+/* llama.cpp's goldens for the stories260K variants and the random-quants models. */
 static void
-test_golden_stories260k(void)
+test_golden_llamacpp(void)
 {
-	check_golden(test_fixture("models/stories260K.gguf"), "golden/stories260K/f32.json",
-		     "cases");
+	static const char *const files[] = {
+	    "golden/stories260K/f32.json",    "golden/stories260K/f16.json",
+	    "golden/stories260K/q8_0.json",   "golden/random-quants/f32.json",
+	    "golden/random-quants/q4_0.json", "golden/random-quants/q4_k_m.json",
+	};
+	char model[512];
+
+	for (size_t i = 0; i < ARRAY_LEN(files); i++) {
+		json_error_t jerr;
+		json_t *root = json_load_file(test_fixture(files[i]), 0, &jerr);
+		const char *mf = json_string_value(json_object_get(root, "model_file"));
+
+		if (root == NULL || mf == NULL) {
+			json_decref(root);
+			TEST_FAIL_("%s: no model_file", files[i]);
+		}
+		snprintf(model, sizeof(model), "models/%s", mf);
+		json_decref(root);
+		check_golden(test_fixture(model), files[i], "cases");
+	}
 }
 
 static void
@@ -358,6 +411,41 @@ test_invalid_utf8(void)
 	vfile_close(&f);
 }
 
+/*
+ * phi-3's "</s>" is a user-defined token: llama.cpp splits it out of the
+ * text even without parse_special, gives the next fragment a fresh space
+ * prefix, and (for a model named phi-3) drops the whitespace after it.
+ */
+static void
+test_user_defined_split(void)
+{
+	struct vfile f;
+	struct diag d = {{0}};
+	int32_t *a, *b, *all;
+	long na, nb, n;
+
+	ASSERT_OK(vfile_open(&f, test_fixture("tokenizer/ggml-vocab-phi-3.gguf"), &d));
+	ASSERT(f.v.rstrip_user);
+	ASSERT_EQ(f.v.tokens[2].type, 4);
+	na = encode_all(&f.v, "a", 1, false, &a);
+	nb = encode_all(&f.v, "b", 1, false, &b);
+	n = encode_all(&f.v, "a</s> \t b", 9, false, &all);
+	ASSERT(na > 0 && nb > 0);
+	ASSERT_EQ(n, na + 1 + nb);
+	ASSERT(memcmp(all, a, (size_t)na * sizeof(*a)) == 0);
+	ASSERT_EQ(all[na], 2);
+	ASSERT(memcmp(all + na + 1, b, (size_t)nb * sizeof(*b)) == 0);
+	free(all);
+	n = encode_all(&f.v, "</s></s>", 8, false, &all);
+	ASSERT_EQ(n, 2);
+	ASSERT_EQ(all[0], 2);
+	ASSERT_EQ(all[1], 2);
+	free(all);
+	free(a);
+	free(b);
+	vfile_close(&f);
+}
+
 static void
 test_gpt2_refused(void)
 {
@@ -369,6 +457,6 @@ test_gpt2_refused(void)
 }
 
 TEST_MAIN(TEST_CASE(test_llama_spm_vectors), TEST_CASE(test_phi3_vectors),
-	  TEST_CASE(test_stories260k_vectors), TEST_CASE(test_golden_stories260k),
+	  TEST_CASE(test_stories260k_vectors), TEST_CASE(test_golden_llamacpp),
 	  TEST_CASE(test_golden_tiny_tasks), TEST_CASE(test_pieces), TEST_CASE(test_invalid_utf8),
-	  TEST_CASE(test_gpt2_refused))
+	  TEST_CASE(test_user_defined_split), TEST_CASE(test_gpt2_refused))
