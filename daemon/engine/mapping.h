@@ -15,7 +15,8 @@ struct mapping {
 	size_t size;      /* bytes mapped == file size at open */
 };
 
-/** Maps path read-only. Returns 0 or a negative errno (message names the path). An empty file is -EINVAL. */
+/** Maps path read-only. Returns 0 or a negative errno (message names the path). An empty file is
+ * -EINVAL. */
 int mapping_open(struct mapping *mp, const char *path, struct diag *d);
 /** Unmaps; safe on a zeroed or already closed mapping. */
 void mapping_close(struct mapping *mp);

@@ -55,14 +55,14 @@ struct model {
 	struct mapping map; /* owned */
 	struct gguf gguf;   /* owned; borrows from map */
 	struct model_hparams hp;
-	struct vocab vocab; /* owned */
-	struct tensor tok_embd;    /* [n_embd x n_vocab] */
-	struct tensor output_norm; /* [n_embd] */
-	struct tensor output;      /* [n_embd -> n_vocab]; tok_embd when untied output is absent */
+	struct vocab vocab;         /* owned */
+	struct tensor tok_embd;     /* [n_embd x n_vocab] */
+	struct tensor output_norm;  /* [n_embd] */
+	struct tensor output;       /* [n_embd -> n_vocab]; tok_embd when untied output is absent */
 	struct model_layer *layers; /* owned, n_layers */
 	char path[4096];
-	char name[128];    /* general.name or the file's base name */
-	char sha256[65];   /* hex digest of the whole file */
+	char name[128];     /* general.name or the file's base name */
+	char sha256[65];    /* hex digest of the whole file */
 	uint32_t file_type; /* general.file_type, 0 when absent */
 };
 
