@@ -5,7 +5,11 @@
  * oracle's, and wall time full depth vs adaptive (runner_run, one answer
  * token, features included).
  *
- * Usage: eval_model [--target A] MODEL DATA_DIR TASK...
+ * With --profiles DIR, writes DIR/<task>.yaml: the classifier with the best
+ * held-out net saving. The feature-check cost is priced in (runner_check_cost
+ * at the mean calib prompt length).
+ *
+ * Usage: eval_model [--target A] [--profiles DIR] MODEL DATA_DIR TASK...
  * (DATA_DIR/<task>/{calib,dev}.jsonl with prompt and answer.)
  */
 #include "test.h"
@@ -119,7 +123,7 @@ trace_all(struct ctx *c, const struct prompts *p, uint32_t L, struct calib_data 
 /* Wall time of answering every prompt once with profile prof (NULL = full depth). */
 static double
 time_run(struct ctx *c, const struct prompts *p, const struct profile *prof, uint32_t *mism,
-	 const struct calib_eval *ev, const struct calib_data *cd)
+	 const struct calib_eval *ev, const struct calib_data *cd, double *t_features)
 {
 	double t0 = util_now();
 
@@ -134,6 +138,8 @@ time_run(struct ctx *c, const struct prompts *p, const struct profile *prof, uin
 
 		if (runner_run(c, &rp, &r) < 0)
 			return NAN;
+		if (t_features != NULL)
+			*t_features += r.t_features_s;
 		if (ev != NULL &&
 		    (r.exit_layers[0] != ev->exit_layer[i] ||
 		     r.tokens[0] != cd->top1[(size_t)i * cd->n_layers + ev->exit_layer[i] - 1]))
@@ -150,14 +156,20 @@ main(int argc, char **argv)
 	struct ctx *c = NULL;
 	struct diag d = {{0}};
 	double target = 0.99;
+	const char *profiles = NULL;
 	int i = 1, rc = 1;
 
-	if (argc > 2 && strcmp(argv[1], "--target") == 0) {
-		target = atof(argv[2]);
-		i = 3;
+	for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
+		if (strcmp(argv[i], "--target") == 0)
+			target = atof(argv[i + 1]);
+		else if (strcmp(argv[i], "--profiles") == 0)
+			profiles = argv[i + 1];
+		else
+			break;
 	}
 	if (argc - i < 3) {
-		fprintf(stderr, "usage: eval_model [--target A] MODEL DATA_DIR TASK...\n");
+		fprintf(stderr, "usage: eval_model [--target A] [--profiles DIR] MODEL DATA_DIR "
+				"TASK...\n");
 		return 2;
 	}
 	if (model_load(&m, argv[i], &d) < 0 || ctx_new(&c, &m, 0, 1, &d) < 0) {
@@ -165,17 +177,20 @@ main(int argc, char **argv)
 		return 1;
 	}
 	printf("| task | classifier | acc full | acc adaptive | agreement | pruning | oracle | "
-	       "time full s | time adaptive s | speedup | min_layer |\n"
-	       "|---|---|---|---|---|---|---|---|---|---|---|\n");
+	       "time full s | time adaptive s | speedup | features %% | min_layer |\n"
+	       "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
 	for (int t = i + 2; t < argc; t++) {
 		struct prompts cal, dev;
 		struct calib_data ccd = {0}, dcd = {0};
-		char path[4096];
-		double t_full;
+		char path[4096], calib_path[4096];
+		struct profile best;
+		double t_full, best_net = -1, mean_len = 0;
 
-		snprintf(path, sizeof(path), "%s/%s/calib.jsonl", argv[i + 1], argv[t]);
-		if (load_prompts(&m, path, &cal) < 0)
+		snprintf(calib_path, sizeof(calib_path), "%s/%s/calib.jsonl", argv[i + 1], argv[t]);
+		if (load_prompts(&m, calib_path, &cal) < 0)
 			goto out;
+		for (uint32_t j = 0; j < cal.n; j++)
+			mean_len += (double)cal.len[j] / cal.n;
 		snprintf(path, sizeof(path), "%s/%s/dev.jsonl", argv[i + 1], argv[t]);
 		if (load_prompts(&m, path, &dev) < 0 ||
 		    trace_all(c, &cal, m.hp.n_layers, &ccd) < 0 ||
@@ -183,7 +198,8 @@ main(int argc, char **argv)
 			fprintf(stderr, "%s: cannot trace\n", argv[t]);
 			goto out;
 		}
-		t_full = time_run(c, &dev, NULL, NULL, NULL, NULL);
+		time_run(c, &cal, NULL, NULL, NULL, NULL, NULL); /* warm-up, untimed */
+		t_full = time_run(c, &dev, NULL, NULL, NULL, NULL, NULL);
 		for (int k = EXITCLF_GAP; k <= EXITCLF_CRF; k++) {
 			struct calib_opts o;
 			struct calib_result res;
@@ -191,29 +207,38 @@ main(int argc, char **argv)
 			struct calib_eval ev;
 			struct profile p;
 			uint32_t mism = 0;
-			double t_ad;
+			double t_ad, t_feat = 0;
 
 			calib_opts_default(&o, (enum exitclf_kind)k);
 			o.target_agreement = target;
+			o.check_cost = runner_check_cost(&m, (uint32_t)(mean_len + 0.5));
 			if (calib_run(&ccd, &o, &clf, &res, &d) < 0 ||
 			    calib_evaluate(&dcd, &clf, res.min_layer, res.stride, &ev) < 0) {
 				fprintf(stderr, "%s: %s\n", argv[t], d.msg);
 				goto out;
 			}
 			profile_from_calib(&p, argv[t], &clf, &res, m.name, m.sha256, m.hp.n_layers,
-					   path);
-			t_ad = time_run(c, &dev, &p, &mism, &ev, &dcd);
+					   calib_path);
+			if (res.net > best_net) {
+				best_net = res.net;
+				best = p;
+			}
+			t_ad = time_run(c, &dev, &p, &mism, &ev, &dcd, &t_feat);
 			printf("| %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2fx "
-			       "| %u "
-			       "|\n",
+			       "| %.1f | %u |\n",
 			       argv[t], exitclf_kind_name(clf.kind), ev.acc_full, ev.acc_adaptive,
 			       ev.agreement, ev.pruning, ev.oracle_pruning, t_full, t_ad,
-			       t_full / t_ad, res.min_layer);
+			       t_full / t_ad, 100 * t_feat / t_ad, res.min_layer);
 			if (mism)
 				fprintf(stderr,
 					"%s %s: %u prompts exited elsewhere than simulated\n",
 					argv[t], exitclf_kind_name(clf.kind), mism);
 			calib_eval_free(&ev);
+		}
+		if (profiles != NULL) { /* the kind with the best held-out saving */
+			snprintf(path, sizeof(path), "%s/%s.yaml", profiles, argv[t]);
+			if (profile_save(&best, path, &d) < 0)
+				fprintf(stderr, "%s\n", d.msg);
 		}
 		calib_data_deinit(&ccd);
 		calib_data_deinit(&dcd);
