@@ -288,6 +288,37 @@ test_bad_input(void)
  * min_layer 2 threshold .5 prunes 4/12 with 4 checks: 0. A cost of 2 layers
  * makes every schedule a loss: no threshold, never stop.
  */
+/* The printed table and summary carry the numbers of the evaluation. */
+static void
+test_render(void)
+{
+	struct calib_data cd;
+	struct exitclf c = {.kind = EXITCLF_GAP, .threshold = 0.3};
+	struct calib_eval ev;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	ASSERT_OK(calib_data_init(&cd, 4, 3));
+	fill_hand(&cd);
+	ASSERT_OK(calib_evaluate(&cd, &c, 1, 1, &ev));
+	f = open_memstream(&buf, &len);
+	ASSERT(f != NULL);
+	calib_print_layers(f, &ev);
+	calib_print_summary(f, "hand", &ev);
+	fclose(f);
+	/* layer 1: agree 50%, acc 50% (p1 only... p0 5, p3 4, p2 7 vs gold 4), oracle 50%, stop 75%
+	 */
+	ASSERT_CONTAINS(buf, "layer  agree%");
+	ASSERT_CONTAINS(buf, "    1   50.0  25.0   50.0  75.0\n");
+	ASSERT_CONTAINS(buf, "    3  100.0  75.0    0.0   0.0\n");
+	ASSERT_CONTAINS(buf, "accuracy adaptive  0.500 (-25.0 points)");
+	ASSERT_CONTAINS(buf, "pruning ratio      0.583 (oracle 0.500, 117% of it)");
+	free(buf);
+	calib_eval_free(&ev);
+	calib_data_deinit(&cd);
+}
+
 static void
 test_check_cost(void)
 {
@@ -359,4 +390,5 @@ test_calibrate_golden(void)
 
 TEST_MAIN(TEST_CASE(test_golden_layer_table), TEST_CASE(test_threshold_sweep_hand),
 	  TEST_CASE(test_svm_fit_synthetic), TEST_CASE(test_crf_fit_synthetic),
-	  TEST_CASE(test_bad_input), TEST_CASE(test_check_cost), TEST_CASE(test_calibrate_golden))
+	  TEST_CASE(test_bad_input), TEST_CASE(test_render), TEST_CASE(test_check_cost),
+	  TEST_CASE(test_calibrate_golden))
