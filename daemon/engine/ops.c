@@ -150,7 +150,7 @@ mm_f32_worker(void *arg, int ith, int nth)
 }
 
 /* Below this many multiply-adds one thread is faster than waking the others. */
-#define MM_MIN_PARALLEL (64 * 1024)
+#define MM_MIN_PARALLEL (256 * 1024)
 
 void
 ops_matmul(struct pool *p, const struct tensor *w, const float *x, size_t n_tok, float *y,
@@ -165,15 +165,13 @@ ops_matmul(struct pool *p, const struct tensor *w, const float *x, size_t n_tok,
 	if (w->type == GGML_TYPE_F32) {
 		const float *wd = w->data;
 
-		if (j.rows <= INT_MAX && j.cols <= INT_MAX && n_tok <= INT_MAX &&
+		/* decode (n_tok == 1) takes the row-dot path below on our pool: OpenBLAS's
+		 * threaded sgemv cost more than it saved on the models we serve (bench_forward) */
+		if (n_tok > 1 && j.rows <= INT_MAX && j.cols <= INT_MAX && n_tok <= INT_MAX &&
 		    w->row_size == j.cols * sizeof(float)) {
-			if (n_tok == 1)
-				cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)j.rows, (int)j.cols,
-					    1.0f, wd, (int)j.cols, x, 1, 0.0f, y, 1);
-			else
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_tok,
-					    (int)j.rows, (int)j.cols, 1.0f, x, (int)j.cols, wd,
-					    (int)j.cols, 0.0f, y, (int)j.rows);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_tok,
+				    (int)j.rows, (int)j.cols, 1.0f, x, (int)j.cols, wd, (int)j.cols,
+				    0.0f, y, (int)j.rows);
 			return;
 		}
 		j.act = (const uint8_t *)x;
