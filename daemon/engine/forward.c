@@ -7,7 +7,7 @@
  * w_attn h_l = h' + W_down · (silu(W_gate · m) * (W_up · m)),                 m = rmsnorm(h') *
  * w_ffn lens = softmax(W_out · rmsnorm(h_l[last]) * w_out)
  *
- * Matrix products go through ops_matmul (cblas_sgemm/sgemv for F32 weights,
+ * Matrix products go through ops_matmul (cblas_sgemm / row dots for F32 weights,
  * ggml-style converted activations and per-block integer dots otherwise).
  * Attention at prefill computes each head's scores with cblas_sgemm over
  * chunks of queries; a single token (decode) uses float dots per head, the
