@@ -382,6 +382,30 @@ test_generation_last_layer_equals_full(void)
 		runner_result_free(&r);
 		runner_result_free(&full);
 	}
+	/* per-token exits at layer 3 of 5 vs full depth after the first token */
+	{
+		int32_t tok[1] = {1};
+		struct profile p = always_at(3);
+		struct run_params rp = {
+		    .prompt = tok, .n_prompt = 1, .max_tokens = 8, .top_p = 1, .profile = &p};
+		struct run_result r;
+
+		ASSERT_OK(runner_run(f.c, &rp, &r));
+		ASSERT_EQ(r.n_tokens, 8);
+		for (uint32_t t = 0; t < 8; t++)
+			ASSERT_EQ(r.exit_layers[t], 3);
+		ASSERT_EQ(r.layers_run, 3 * 8);
+		ASSERT_EQ(r.layers_skipped, 2 * 8);
+		runner_result_free(&r);
+		p.generation = PROFILE_GEN_FULL_AFTER_FIRST;
+		ASSERT_OK(runner_run(f.c, &rp, &r));
+		ASSERT_EQ(r.exit_layers[0], 3);
+		for (uint32_t t = 1; t < 8; t++)
+			ASSERT_EQ(r.exit_layers[t], 5);
+		ASSERT_EQ(r.layers_run, 3 + 5 * 7);
+		ASSERT_EQ(r.n_checks, 1);
+		runner_result_free(&r);
+	}
 	/* the callback stops generation */
 	{
 		int32_t tok[1] = {1};
