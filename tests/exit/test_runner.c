@@ -406,6 +406,36 @@ test_generation_last_layer_equals_full(void)
 		ASSERT_EQ(r.n_checks, 1);
 		runner_result_free(&r);
 	}
+	/* sampling from the exit layer's distribution is deterministic per seed */
+	{
+		int32_t tok[1] = {1};
+		struct profile p = always_at(2);
+		struct run_params rp = {.prompt = tok,
+					.n_prompt = 1,
+					.max_tokens = 16,
+					.temperature = 1.0f,
+					.top_p = 0.9f,
+					.seed = 42,
+					.profile = &p};
+		struct run_result a, b;
+		int differ = 0;
+
+		ASSERT_OK(runner_run(f.c, &rp, &a));
+		ASSERT_OK(runner_run(f.c, &rp, &b));
+		ASSERT_EQ(a.n_tokens, 16);
+		for (uint32_t t = 0; t < 16; t++)
+			ASSERT_EQ(a.tokens[t], b.tokens[t]);
+		runner_result_free(&b);
+		for (uint64_t seed = 43; seed < 48 && !differ; seed++) {
+			rp.seed = seed;
+			ASSERT_OK(runner_run(f.c, &rp, &b));
+			for (uint32_t t = 0; t < 16; t++)
+				differ |= a.tokens[t] != b.tokens[t];
+			runner_result_free(&b);
+		}
+		ASSERT(differ);
+		runner_result_free(&a);
+	}
 	/* the callback stops generation */
 	{
 		int32_t tok[1] = {1};
