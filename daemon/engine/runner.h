@@ -19,7 +19,7 @@ struct profile; /* profile.h: classifier, threshold, min_layer, stride, ... */
 
 enum run_stop {
 	RUN_STOP_LENGTH = 0, /* max_tokens reached */
-	RUN_STOP_EOS,        /* the model produced EOS */
+	RUN_STOP_EOS,        /* the model produced EOS (not included in tokens) */
 	RUN_STOP_CALLBACK,   /* on_token asked to stop (stop string, client gone) */
 	RUN_STOP_CANCELLED,  /* *cancel became true */
 	RUN_STOP_DEADLINE,   /* deadline passed */
