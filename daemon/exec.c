@@ -349,9 +349,18 @@ exec_detokenize(struct req *r, exec_emit_fn emit, void *ud)
 	struct out o;
 	int rc;
 
-	n = tokenizer_decode(v, r->tokens, r->n_tokens, true, NULL, 0);
+	const int32_t *ids = r->tokens;
+	size_t n_ids = r->n_tokens;
+
+	/* llama_detokenize(remove_special): a leading BOS is dropped, then the
+	 * space prefix of the first piece, so detokenize(tokenize(x)) == x. */
+	if (v->add_bos && n_ids > 0 && ids[0] == v->bos_id) {
+		ids++;
+		n_ids--;
+	}
+	n = tokenizer_decode(v, ids, n_ids, true, NULL, 0);
 	if (n >= 0 && (buf = malloc((size_t)n + 1)) != NULL)
-		n = tokenizer_decode(v, r->tokens, r->n_tokens, true, buf, (size_t)n + 1);
+		n = tokenizer_decode(v, ids, n_ids, true, buf, (size_t)n + 1);
 	else if (n >= 0)
 		n = -ENOMEM;
 	if (n < 0) {

@@ -78,12 +78,12 @@ log_vline(enum log_level level, const char *suffix, const char *fmt, va_list ap)
 	(void)!write(STDERR_FILENO, line, (size_t)n);
 }
 
-#define LOG_BODY(level, suffix)                                                             \
-	do {                                                                                \
-		va_list ap;                                                                 \
-		va_start(ap, fmt);                                                          \
-		log_vline(level, suffix, fmt, ap);                                          \
-		va_end(ap);                                                                 \
+#define LOG_BODY(level, suffix)                                                                    \
+	do {                                                                                       \
+		va_list ap;                                                                        \
+		va_start(ap, fmt);                                                                 \
+		log_vline(level, suffix, fmt, ap);                                                 \
+		va_end(ap);                                                                        \
 	} while (0)
 
 void

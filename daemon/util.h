@@ -18,7 +18,8 @@ struct diag {
 	char msg[256];
 };
 
-/** Formats into d->msg when d != NULL. Returns rc unchanged, so `return diag_set(d, -EINVAL, ...)` works. */
+/** Formats into d->msg when d != NULL. Returns rc unchanged, so `return diag_set(d, -EINVAL, ...)`
+ * works. */
 int diag_set(struct diag *d, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /** *out = a * b; returns 0 or -EOVERFLOW (then *out is unchanged). */
@@ -39,10 +40,10 @@ size_t strlcpy_(char *dst, const char *src, size_t size);
 double util_now(void);
 
 /** Always-on invariant: on failure prints file:line and aborts. Never for untrusted input. */
-#define REQUIRE(expr)                                                                     \
-	do {                                                                              \
-		if (!(expr))                                                              \
-			util_require_fail(__FILE__, __LINE__, #expr);                     \
+#define REQUIRE(expr)                                                                              \
+	do {                                                                                       \
+		if (!(expr))                                                                       \
+			util_require_fail(__FILE__, __LINE__, #expr);                              \
 	} while (0)
 
 /** Recoverable invariant: logs file:line and evaluates to true when expr is false. */

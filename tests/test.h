@@ -20,74 +20,74 @@ static int test_failed_;
 static int test_skipped_;
 static int test_cur_failed_;
 
-#define TEST_FAIL_(...)                                                                    \
-	do {                                                                               \
-		fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                            \
-		fprintf(stderr, __VA_ARGS__);                                              \
-		fputc('\n', stderr);                                                       \
-		test_cur_failed_ = 1;                                                      \
-		return;                                                                    \
+#define TEST_FAIL_(...)                                                                            \
+	do {                                                                                       \
+		fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                    \
+		fprintf(stderr, __VA_ARGS__);                                                      \
+		fputc('\n', stderr);                                                               \
+		test_cur_failed_ = 1;                                                              \
+		return;                                                                            \
 	} while (0)
 
-#define ASSERT(expr)                                                                       \
-	do {                                                                               \
-		if (!(expr))                                                               \
-			TEST_FAIL_("assertion failed: %s", #expr);                         \
+#define ASSERT(expr)                                                                               \
+	do {                                                                                       \
+		if (!(expr))                                                                       \
+			TEST_FAIL_("assertion failed: %s", #expr);                                 \
 	} while (0)
 
-#define ASSERT_EQ(a, b)                                                                    \
-	do {                                                                               \
-		long long a_ = (long long)(a), b_ = (long long)(b);                        \
-		if (a_ != b_)                                                              \
-			TEST_FAIL_("%s == %s failed: %lld != %lld", #a, #b, a_, b_);       \
+#define ASSERT_EQ(a, b)                                                                            \
+	do {                                                                                       \
+		long long a_ = (long long)(a), b_ = (long long)(b);                                \
+		if (a_ != b_)                                                                      \
+			TEST_FAIL_("%s == %s failed: %lld != %lld", #a, #b, a_, b_);               \
 	} while (0)
 
-#define ASSERT_NE(a, b)                                                                    \
-	do {                                                                               \
-		long long a_ = (long long)(a), b_ = (long long)(b);                        \
-		if (a_ == b_)                                                              \
-			TEST_FAIL_("%s != %s failed: both %lld", #a, #b, a_);              \
+#define ASSERT_NE(a, b)                                                                            \
+	do {                                                                                       \
+		long long a_ = (long long)(a), b_ = (long long)(b);                                \
+		if (a_ == b_)                                                                      \
+			TEST_FAIL_("%s != %s failed: both %lld", #a, #b, a_);                      \
 	} while (0)
 
 /** rc must be 0; prints the errno name otherwise. */
-#define ASSERT_OK(rc)                                                                      \
-	do {                                                                               \
-		long long r_ = (long long)(rc);                                            \
-		if (r_ != 0)                                                               \
-			TEST_FAIL_("%s failed: %lld (%s)", #rc, r_,                        \
-				   r_ < 0 ? strerror((int)-r_) : "positive");              \
+#define ASSERT_OK(rc)                                                                              \
+	do {                                                                                       \
+		long long r_ = (long long)(rc);                                                    \
+		if (r_ != 0)                                                                       \
+			TEST_FAIL_("%s failed: %lld (%s)", #rc, r_,                                \
+				   r_ < 0 ? strerror((int)-r_) : "positive");                      \
 	} while (0)
 
-#define ASSERT_NEAR(a, b, tol)                                                             \
-	do {                                                                               \
-		double a_ = (double)(a), b_ = (double)(b);                                 \
-		if (!(fabs(a_ - b_) <= (double)(tol)))                                     \
-			TEST_FAIL_("|%s - %s| <= %g failed: %.9g vs %.9g", #a, #b,         \
-				   (double)(tol), a_, b_);                                 \
+#define ASSERT_NEAR(a, b, tol)                                                                     \
+	do {                                                                                       \
+		double a_ = (double)(a), b_ = (double)(b);                                         \
+		if (!(fabs(a_ - b_) <= (double)(tol)))                                             \
+			TEST_FAIL_("|%s - %s| <= %g failed: %.9g vs %.9g", #a, #b, (double)(tol),  \
+				   a_, b_);                                                        \
 	} while (0)
 
-#define ASSERT_STREQ(a, b)                                                                 \
-	do {                                                                               \
-		const char *a_ = (a), *b_ = (b);                                           \
-		if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0)                       \
-			TEST_FAIL_("%s == %s failed: \"%s\" vs \"%s\"", #a, #b,            \
-				   a_ ? a_ : "(null)", b_ ? b_ : "(null)");                \
+#define ASSERT_STREQ(a, b)                                                                         \
+	do {                                                                                       \
+		const char *a_ = (a), *b_ = (b);                                                   \
+		if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0)                               \
+			TEST_FAIL_("%s == %s failed: \"%s\" vs \"%s\"", #a, #b,                    \
+				   a_ ? a_ : "(null)", b_ ? b_ : "(null)");                        \
 	} while (0)
 
 /** The substring needle must occur in haystack. */
-#define ASSERT_CONTAINS(haystack, needle)                                                  \
-	do {                                                                               \
-		const char *h_ = (haystack), *n_ = (needle);                               \
-		if (h_ == NULL || strstr(h_, n_) == NULL)                                  \
-			TEST_FAIL_("\"%s\" does not contain \"%s\"", h_ ? h_ : "(null)", n_); \
+#define ASSERT_CONTAINS(haystack, needle)                                                          \
+	do {                                                                                       \
+		const char *h_ = (haystack), *n_ = (needle);                                       \
+		if (h_ == NULL || strstr(h_, n_) == NULL)                                          \
+			TEST_FAIL_("\"%s\" does not contain \"%s\"", h_ ? h_ : "(null)", n_);      \
 	} while (0)
 
-#define TEST_SKIP(...)                                                                     \
-	do {                                                                               \
-		fprintf(stderr, "SKIP: " __VA_ARGS__);                                     \
-		fputc('\n', stderr);                                                       \
-		test_skipped_ = 1;                                                         \
-		return;                                                                    \
+#define TEST_SKIP(...)                                                                             \
+	do {                                                                                       \
+		fprintf(stderr, "SKIP: " __VA_ARGS__);                                             \
+		fputc('\n', stderr);                                                               \
+		test_skipped_ = 1;                                                                 \
+		return;                                                                            \
 	} while (0)
 
 struct test_case_ {
@@ -124,12 +124,15 @@ test_run_(const struct test_case_ *cases, size_t n, int argc, char **argv)
 	return test_skipped_ ? 77 : 0;
 }
 
-#define TEST_CASE(fn) {#fn, fn}
-#define TEST_MAIN(...)                                                                     \
-	int main(int argc, char **argv)                                                    \
-	{                                                                                  \
-		static const struct test_case_ cases[] = {__VA_ARGS__};                    \
-		return test_run_(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);     \
+#define TEST_CASE(fn)                                                                              \
+	{                                                                                          \
+#fn, fn                                                                            \
+	}
+#define TEST_MAIN(...)                                                                             \
+	int main(int argc, char **argv)                                                            \
+	{                                                                                          \
+		static const struct test_case_ cases[] = {__VA_ARGS__};                            \
+		return test_run_(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);             \
 	}
 
 #endif

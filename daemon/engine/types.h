@@ -48,10 +48,10 @@ enum ggml_type {
 };
 
 struct type_info {
-	const char *name;   /* "Q4_K"; NULL for ids no ggml version assigned */
-	uint32_t blck;      /* elements per block */
-	uint32_t size;      /* bytes per block */
-	bool supported;     /* the engine computes with it */
+	const char *name; /* "Q4_K"; NULL for ids no ggml version assigned */
+	uint32_t blck;    /* elements per block */
+	uint32_t size;    /* bytes per block */
+	bool supported;   /* the engine computes with it */
 };
 
 /** Returns the traits of type id t, or NULL when t is not a known ggml type id. */
