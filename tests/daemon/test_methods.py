@@ -33,10 +33,13 @@ def t_tokenize_roundtrip():
     check(no_bos == toks[1:], "add_bos false drops only BOS")
     text = c.ok("detokenize", {"tokens": toks})["text"]
     check(text == PROMPT, "detokenize(tokenize(x)) == x: %r" % text)
-    raw = b"\xff\xfe bytes"
+    # Invalid UTF-8 at the end: llama.cpp's tokenizer takes a lead byte's
+    # declared length (0xfe says 4) even past a space, which would swallow the
+    # escaped space into byte tokens mid-text; at the end the bytes stay bytes.
+    raw = b"bytes \xfe\xff"
     toks = c.ok("tokenize", {"text": raw})["tokens"]
     back = c.ok("detokenize", {"tokens": toks})["text"]
-    check(back == raw or back.encode("utf-8", "surrogateescape") == raw, "raw bytes kept: %r" % back)
+    check(back == raw, "raw bytes kept: %r" % back)
 
 
 def t_complete():
