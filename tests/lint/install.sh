@@ -87,14 +87,19 @@ if [ -n "$hdr" ] && [ -n "$pc" ]; then
 int
 main(void)
 {
-	return 0;
+	struct adainfer_client *c = adainfer_new();
+	int rc = c == NULL;
+
+	adainfer_free(c);
+	return rc;
 }
 C
 	flags=$(PKG_CONFIG_SYSROOT_DIR="$d" PKG_CONFIG_PATH="$(dirname "$pc")" \
 	    pkg-config --cflags --libs "$pcname" 2>&1) || fail "pkg-config $pcname: $flags"
 	# shellcheck disable=SC2086
-	if cc -o "$tmp/use" "$tmp/use.c" $flags -Wl,-rpath,"$d$libdir" >"$tmp/cc.log" 2>&1; then
-		ok "a program compiles and links with pkg-config $pcname"
+	if cc -o "$tmp/use" "$tmp/use.c" $flags -Wl,-rpath,"$d$libdir" >"$tmp/cc.log" 2>&1 &&
+	    "$tmp/use" >>"$tmp/cc.log" 2>&1; then
+		ok "a program builds with pkg-config $pcname and runs on the installed library"
 	else
 		cat "$tmp/cc.log"
 		fail "cannot build against the installed header/library ($flags)"
