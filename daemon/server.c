@@ -111,7 +111,9 @@ server_close(struct daemon *dm)
 		return;
 	dm->listening = false;
 	uv_close((uv_handle_t *)&dm->listener, NULL);
-	if (!dm->activated && dm->sock_path[0] != '\0' && unlink(dm->sock_path) < 0)
+	/* libuv's uv_close on a bound pipe already unlinks its path; ENOENT is that. */
+	if (!dm->activated && dm->sock_path[0] != '\0' && unlink(dm->sock_path) < 0 &&
+	    errno != ENOENT)
 		log_warn("unlink %s", dm->sock_path);
 }
 

@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential meson ninja-build pkg-config
 libuv1-dev libyaml-dev libopenblas-dev libmsgpack-dev
 liblinear-dev libjansson-dev libmd-dev
-python3 python3-msgpack mandoc systemd clang-format"
+python3 python3-msgpack mandoc systemd clang-format strace"
 
 missing=""
 for p in $PKGS; do
