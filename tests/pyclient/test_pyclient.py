@@ -1,0 +1,450 @@
+#!/usr/bin/python3
+"""Drives a real adainferd with the Python client written from
+adainfer-protocol(7): info, complete (plain and streamed), trace, pipelined
+requests matched by msgid, and error responses and notifications.
+
+Every expectation below is one the man page states; each is a comparison
+that fails when the daemon (or the page) disagrees.  The daemon comes from
+$ADAINFERD, else $ADAINFER_BUILD_ROOT/daemon/adainferd; the model is the
+bundled models/tiny-tasks.gguf.  Exit status: 0 all passed, 1 a check
+failed, 77 (skip) when no daemon binary is known.
+"""
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import adainfer_client as ac  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_ROOT = os.environ.get("ADAINFER_SOURCE_ROOT",
+                             os.path.join(HERE, os.pardir, os.pardir))
+MODEL = os.path.abspath(os.path.join(SOURCE_ROOT, "models", "tiny-tasks.gguf"))
+
+SST2_PROMPT = "Review: a gem of a film\nSentiment:"
+# Not a task prompt: the model rambles, so it yields several tokens.
+FREE_PROMPT = "The cat"
+
+failures = []
+
+
+def check(cond, what):
+    """Record one expectation; report it whatever the outcome."""
+    if cond:
+        print("ok   %s" % what)
+    else:
+        print("FAIL %s" % what)
+        failures.append(what)
+    return cond
+
+
+def expect_error(fn, name, what):
+    """fn() must raise RemoteError with the named code from the page."""
+    try:
+        got = fn()
+    except ac.RemoteError as e:
+        check(e.name == name and ac.ERROR_NAMES.get(e.code) == name,
+              "%s -> %s (got %s, code %d)" % (what, name, e.name, e.code))
+        return e
+    check(False, "%s -> %s (got a result: %r)" % (what, name, got))
+    return None
+
+
+def is_text(x):
+    return isinstance(x, (str, bytes))
+
+
+def is_num(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def find_daemon():
+    path = os.environ.get("ADAINFERD")
+    if path:
+        return path
+    root = os.environ.get("ADAINFER_BUILD_ROOT")
+    if root:
+        return os.path.join(root, "daemon", "adainferd")
+    return None
+
+
+class Daemon:
+    """adainferd on a socket in a fresh temporary directory."""
+
+    def __init__(self, binary):
+        self.dir = tempfile.mkdtemp(prefix="adainfer-pyclient-")
+        self.sock = os.path.join(self.dir, "adainferd.sock")
+        self.log_path = os.path.join(self.dir, "adainferd.log")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [binary, "--model", MODEL, "--socket", self.sock],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+
+    def wait_ready(self, timeout=60.0):
+        """True once the socket accepts a connection."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                return False
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.sock)
+                return True
+            except OSError:
+                time.sleep(0.05)
+            finally:
+                s.close()
+        return False
+
+    def stop(self):
+        """SIGTERM; returns the exit status (None if it had to be killed)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                return None
+        return self.proc.returncode
+
+    def cleanup(self):
+        self.log.close()
+        for name in os.listdir(self.dir):
+            os.unlink(os.path.join(self.dir, name))
+        os.rmdir(self.dir)
+
+    def log_text(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+
+def test_info(c):
+    info = c.info()
+    check(info.get("protocol") == ac.PROTOCOL_VERSION,
+          "info: protocol %r is %d" % (info.get("protocol"),
+                                       ac.PROTOCOL_VERSION))
+    check(isinstance(info.get("version"), str) and info["version"] != "",
+          "info: version is a non-empty str")
+    m = info.get("model", {})
+    for k in ("name", "arch", "path", "sha256"):
+        check(isinstance(m.get(k), str), "info: model.%s is a str" % k)
+    for k in ("n_layers", "n_vocab", "n_ctx", "n_ctx_train", "n_embd",
+              "n_heads", "n_kv_heads", "file_type", "mapped_bytes",
+              "rss_extra_bytes"):
+        check(isinstance(m.get(k), int) and m[k] >= 0,
+              "info: model.%s is a non-negative int" % k)
+    with open(MODEL, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    check(m.get("sha256") == digest,
+          "info: model.sha256 is the model file's SHA-256")
+    check(isinstance(m.get("path"), str) and os.path.exists(m["path"])
+          and os.path.samefile(m["path"], MODEL),
+          "info: model.path is the model given")
+    size = os.path.getsize(MODEL)
+    page = os.sysconf("SC_PAGE_SIZE")
+    check(isinstance(m.get("mapped_bytes"), int)
+          and 0 < m["mapped_bytes"] <= -(-size // page) * page,
+          "info: 0 < mapped_bytes %r <= the file's size in pages"
+          % m.get("mapped_bytes"))
+    check(m.get("n_layers", 0) > 0 and m.get("n_vocab", 0) > 0
+          and m.get("n_ctx", 0) > 0, "info: n_layers, n_vocab, n_ctx > 0")
+    tasks = info.get("tasks")
+    profiles = info.get("profiles")
+    check(isinstance(tasks, list) and all(isinstance(t, str) for t in tasks),
+          "info: tasks is [str]")
+    check(isinstance(profiles, dict)
+          and set(profiles) == set(tasks or []),
+          "info: profiles has one entry per task")
+    limits = info.get("limits", {})
+    for k in ("max_message_bytes", "max_prompt_tokens", "max_tokens",
+              "max_connections", "max_queued", "deadline_ms",
+              "idle_timeout_ms", "max_write_queue_bytes"):
+        check(isinstance(limits.get(k), int) and limits[k] >= 0,
+              "info: limits.%s is a non-negative int" % k)
+    check(isinstance(info.get("workers"), int) and info["workers"] >= 1,
+          "info: workers >= 1")
+    check(c.ping() == {"pong": True}, "ping: {pong: true}")
+    return info
+
+
+def check_complete_shape(r, info, what, max_tokens):
+    """The complete result's keys, types and their documented relations,
+    for a request without a task (every layer is run)."""
+    n_layers = info["model"]["n_layers"]
+    toks = r.get("tokens")
+    exits = r.get("exit_layers")
+    check(is_text(r.get("text")), "%s: text is str|bin" % what)
+    check(isinstance(toks, list) and all(
+        isinstance(t, int) and 0 <= t < info["model"]["n_vocab"]
+        for t in toks), "%s: tokens are ids below n_vocab" % what)
+    check(isinstance(exits, list) and len(exits) == len(toks or []),
+          "%s: one exit layer per token" % what)
+    check(all(e == n_layers for e in exits or []),
+          "%s: without a task every token exits at n_layers" % what)
+    check(r.get("n_layers") == n_layers, "%s: n_layers as info's" % what)
+    check(r.get("task") == "", "%s: task is \"\" for none" % what)
+    reason = r.get("stop_reason")
+    check(reason in ("length", "eos", "stop", "context"),
+          "%s: stop_reason %r is documented" % (what, reason))
+    n = len(toks or [])
+    check(1 <= n <= max_tokens if reason != "eos" else n <= max_tokens,
+          "%s: %d tokens within max_tokens %d" % (what, n, max_tokens))
+    check(reason != "length" or n == max_tokens,
+          "%s: stop_reason length means max_tokens tokens" % what)
+    check(r.get("layers_skipped") == 0,
+          "%s: nothing skipped without a task" % what)
+    # Prompt pass + one step per later token, + the step that produced EOS.
+    steps = n + (1 if reason == "eos" else 0)
+    check(r.get("layers_run") == steps * n_layers,
+          "%s: layers_run %r is %d steps x %d layers"
+          % (what, r.get("layers_run"), steps, n_layers))
+    check(isinstance(r.get("n_checks"), int) and r["n_checks"] >= 0,
+          "%s: n_checks is an int" % what)
+    t = r.get("timings", {})
+    check(all(is_num(t.get(k)) and t[k] >= 0 for k in
+              ("queue_s", "prefill_s", "decode_s", "features_s", "total_s")),
+          "%s: timings are non-negative seconds" % what)
+    check(is_num(t.get("total_s")) and t["total_s"] >= t.get("prefill_s", 0),
+          "%s: total_s covers prefill_s" % what)
+
+
+def test_complete(c, info):
+    prompt_tokens = c.tokenize(SST2_PROMPT)
+    r = c.complete(SST2_PROMPT, max_tokens=4)
+    check_complete_shape(r, info, "complete", 4)
+    check(r.get("n_prompt") == len(prompt_tokens),
+          "complete: n_prompt is the prompt's token count (BOS included)")
+    r2 = c.complete(tokens=prompt_tokens, max_tokens=4)
+    check(r2.get("tokens") == r.get("tokens")
+          and r2.get("text") == r.get("text"),
+          "complete: tokens= gives what prompt= gives (greedy)")
+
+    # Streamed: with eos false and a free prompt it runs to max_tokens.
+    log = []
+    c.on_message = log.append
+    seen = []
+    msgid = c.send("complete", {"prompt": FREE_PROMPT, "max_tokens": 8,
+                                "eos": False, "stream": True}, seen.append)
+    res, notes = c.wait_call(msgid)
+    c.on_message = None
+    check_complete_shape(res, info, "complete stream", 8)
+    toks = res.get("tokens", [])
+    check(res.get("stop_reason") == "length" and len(toks) == 8,
+          "complete stream: eos false runs to max_tokens (8)")
+    check(len(seen) == len(notes) == len(toks),
+          "complete stream: one token notification per token (%d, %d)"
+          % (len(notes), len(toks)))
+    check([n.get("msgid") for n in notes] == [msgid] * len(notes),
+          "complete stream: notifications carry the request's msgid")
+    check([n.get("index") for n in notes] == list(range(len(notes))),
+          "complete stream: index counts from 0")
+    check([n.get("id") for n in notes] == toks,
+          "complete stream: notification ids are the result's tokens")
+    check([n.get("exit_layer") for n in notes] == res.get("exit_layers"),
+          "complete stream: exit_layer matches exit_layers")
+    check(all(is_text(n.get("text")) for n in notes)
+          and b"".join(ac.as_bytes(n["text"]) for n in notes)
+          == ac.as_bytes(res.get("text", b"")),
+          "complete stream: the pieces make up the result's text")
+    kinds = [(m[0], m[2][0].get("msgid") if m[0] == 2 else m[1])
+             for m in log]
+    resp_at = [i for i, k in enumerate(kinds) if k == (1, msgid)]
+    note_at = [i for i, k in enumerate(kinds) if k == (2, msgid)]
+    check(len(resp_at) == 1 and len(note_at) == len(toks)
+          and all(i < resp_at[0] for i in note_at),
+          "complete stream: every token notification precedes the response")
+
+    plain = c.complete(FREE_PROMPT, max_tokens=8, eos=False)
+    check(plain.get("tokens") == toks and plain.get("text") == res.get("text"),
+          "complete: streamed and plain runs give the same tokens")
+    return r, res
+
+
+def check_trace_shape(t, info, what, top_k, prompt_tokens):
+    n_layers = info["model"]["n_layers"]
+    n_vocab = info["model"]["n_vocab"]
+    layers = t.get("layers", [])
+    top = t.get("top", [])
+    check(t.get("tokens") == prompt_tokens,
+          "%s: tokens are the prompt's (BOS included)" % what)
+    check(t.get("n_layers") == n_layers and len(layers) == n_layers,
+          "%s: n_layers (%r) entries" % (what, t.get("n_layers")))
+    check([la.get("layer") for la in layers] == list(range(1, n_layers + 1)),
+          "%s: layers numbered from 1 in order" % what)
+    check(all(isinstance(la.get("top1"), int) and 0 <= la["top1"] < n_vocab
+              and is_text(la.get("top1_text")) for la in layers),
+          "%s: top1 ids below n_vocab, top1_text str|bin" % what)
+    check(all(is_num(la.get("top_prob")) and is_num(la.get("gap"))
+              and 1 >= la["top_prob"] >= la["gap"] >= 0 for la in layers),
+          "%s: 1 >= top_prob >= gap >= 0 on every layer" % what)
+    check(len(top) == top_k, "%s: %d top entries" % (what, top_k))
+    check(all(isinstance(e.get("id"), int) and is_text(e.get("text"))
+              and is_num(e.get("logit")) and is_num(e.get("prob"))
+              and 0 <= e["prob"] <= 1 for e in top),
+          "%s: top entries are {id, text, logit, prob}" % what)
+    check(all(top[i]["logit"] >= top[i + 1]["logit"]
+              for i in range(len(top) - 1)),
+          "%s: top is ordered by logit" % what)
+    if layers and top:
+        last = layers[-1]
+        check(last.get("top1") == top[0].get("id"),
+              "%s: final layer's top1 is top[0]" % what)
+        check(ac.as_bytes(last.get("top1_text", b"")) ==
+              ac.as_bytes(top[0].get("text", b"")),
+              "%s: final layer's top1_text is top[0]'s text" % what)
+        check(abs(last.get("top_prob", -1) - top[0].get("prob", 2)) < 1e-4,
+              "%s: final layer's top_prob is top[0]'s prob" % what)
+
+
+def test_trace(c, info):
+    prompt_tokens = c.tokenize(SST2_PROMPT)
+    t = c.trace(SST2_PROMPT, top_k=5)
+    check_trace_shape(t, info, "trace", 5, prompt_tokens)
+    t10 = c.trace(tokens=prompt_tokens)
+    check_trace_shape(t10, info, "trace default top_k", 10, prompt_tokens)
+    check([la["top1"] for la in t10.get("layers", [])] ==
+          [la["top1"] for la in t.get("layers", [])],
+          "trace: prompt= and tokens= agree layer by layer")
+    first = c.complete(SST2_PROMPT, max_tokens=1, eos=False)
+    check(t.get("top") and first.get("tokens") == [t["top"][0]["id"]],
+          "trace: greedy complete's first token is top[0]")
+    ct = c.complete(SST2_PROMPT, max_tokens=1, trace=True, top_k=5)
+    tr = ct.get("trace")
+    check(isinstance(tr, dict), "complete trace=true: has a trace member")
+    if isinstance(tr, dict):
+        check_trace_shape(tr, info, "complete trace", 5, prompt_tokens)
+        check([la["top1"] for la in tr.get("layers", [])] ==
+              [la["top1"] for la in t.get("layers", [])]
+              and [e["id"] for e in tr.get("top", [])] ==
+              [e["id"] for e in t.get("top", [])],
+              "complete trace=true: same answers as the trace method")
+    return t
+
+
+def test_pipeline(c, info, plain, streamed, trace):
+    """Send everything first, then collect in reverse order by msgid."""
+    log = []
+    c.on_message = log.append
+    reqs = [
+        (ac.MSGID_MAX, "complete", {"prompt": FREE_PROMPT, "max_tokens": 8,
+                                    "eos": False}),
+        (0, "ping", None),
+        (77, "tokenize", {"text": SST2_PROMPT}),
+        (5, "trace", {"prompt": SST2_PROMPT, "top_k": 5}),
+        (1000, "info", None),
+        (6, "no_such_method", None),
+        (9, "complete", {"prompt": SST2_PROMPT, "max_tokens": 4}),
+        (8, "stats", None),
+    ]
+    for msgid, method, params in reqs:
+        c.send(method, params, msgid=msgid)
+    got = {}
+    for msgid, method, _ in reversed(reqs):
+        try:
+            got[msgid] = c.wait(msgid)
+        except ac.RemoteError as e:
+            got[msgid] = e
+    c.on_message = None
+    ids = [m[1] for m in log if m[0] == 1]
+    check(sorted(ids) == sorted(r[0] for r in reqs),
+          "pipeline: exactly one response per msgid (arrival order %s)"
+          % ids)
+    check(got[ac.MSGID_MAX].get("tokens") == streamed.get("tokens"),
+          "pipeline: msgid 2^32-1 complete answers its own prompt")
+    check(got[9].get("tokens") == plain.get("tokens"),
+          "pipeline: msgid 9 complete answers its own prompt")
+    check(got[0] == {"pong": True}, "pipeline: msgid 0 ping")
+    check(got[77].get("tokens") == trace.get("tokens"),
+          "pipeline: tokenize answers its own text")
+    check([e["id"] for e in got[5].get("top", [])] ==
+          [e["id"] for e in trace.get("top", [])],
+          "pipeline: trace answers its own prompt")
+    check(got[1000].get("model", {}).get("sha256") ==
+          info["model"]["sha256"], "pipeline: info")
+    check(isinstance(got[6], ac.RemoteError) and got[6].name == "no_method",
+          "pipeline: the unknown method's error goes to its msgid")
+    check(isinstance(got[8].get("uptime_s"), (int, float))
+          and isinstance(got[8].get("tasks"), dict), "pipeline: stats")
+
+
+def test_errors(c, info):
+    e = expect_error(lambda: c.call("no_such_method"), "no_method",
+                     "unknown method")
+    check(e is not None and e.code == 2, "unknown method: code 2")
+    check(c.ping() == {"pong": True},
+          "connection still serves after an error response")
+    if "default" not in info.get("profiles", {}):
+        expect_error(lambda: c.complete(SST2_PROMPT, task="no-such-task"),
+                     "unknown_task", "unknown task")
+    e = expect_error(lambda: c.complete(SST2_PROMPT, bogus_key=1),
+                     "bad_request", "unknown parameter")
+    check(e is not None and "bogus_key" in e.message,
+          "bad_request message names the key")
+    expect_error(lambda: c.call("complete", {"prompt": "a", "tokens": [1]}),
+                 "bad_request", "both prompt and tokens")
+    expect_error(lambda: c.complete(tokens=[info["model"]["n_vocab"]]),
+                 "bad_request", "token id = n_vocab")
+    expect_error(lambda: c.complete(SST2_PROMPT, max_tokens=0),
+                 "bad_request", "max_tokens 0")
+    expect_error(lambda: c.complete(
+        SST2_PROMPT, max_tokens=info["limits"]["max_tokens"] + 1),
+        "too_large", "max_tokens over limits.max_tokens")
+    expect_error(lambda: c.trace(SST2_PROMPT, top_k=101), "bad_request",
+                 "trace top_k 101")
+    check(c.ping() == {"pong": True}, "connection still serves after all")
+
+
+def test_error_notification(sock):
+    """Bytes that are not MessagePack: an error notification, then close."""
+    with ac.Client(sock, timeout=30) as c:
+        c.send_raw(b"\xc1\xc1\xc1\xc1")
+        closed = c.wait_closed()
+    err = closed.error
+    check(err is not None and err.name in ("bad_request", "too_large")
+          and ac.ERROR_NAMES.get(err.code) == err.name,
+          "not MessagePack: error notification %s, then close" % err)
+
+
+def main():
+    binary = find_daemon()
+    if binary is None:
+        print("skip: set ADAINFERD or ADAINFER_BUILD_ROOT")
+        return 77
+    if not os.access(binary, os.X_OK):
+        print("FAIL daemon %s is not an executable" % binary)
+        return 1
+    d = Daemon(binary)
+    try:
+        if not check(d.wait_ready(), "adainferd accepts on %s" % d.sock):
+            return 1
+        with ac.Client(d.sock, timeout=120) as c:
+            info = test_info(c)
+            plain, streamed = test_complete(c, info)
+            trace = test_trace(c, info)
+            test_pipeline(c, info, plain, streamed, trace)
+            test_errors(c, info)
+        test_error_notification(d.sock)
+        with ac.Client(d.sock, timeout=30) as c:
+            check(c.ping() == {"pong": True},
+                  "daemon serves a new client after a closed one")
+    except ac.ClientError as e:
+        check(False, "client error: %s" % e)
+    finally:
+        status = d.stop()
+        check(status == 0, "adainferd exits 0 on SIGTERM (got %r)" % status)
+        if failures:
+            sys.stdout.write("--- adainferd log ---\n" + d.log_text())
+        d.cleanup()
+    print("%d failed" % len(failures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
