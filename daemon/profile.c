@@ -147,23 +147,24 @@ walk(const struct pctx *c, yaml_node_t *map, const char *what, const char *const
 
 /* ---- classifier parameters ---------------------------------------------- */
 
-static const char *const svm_keys[] = {"w_gap", "w_top_prob", "bias"};
+/* Weight keys in EXITCLF_F_* order (the bias last), so key index == feature id. */
+static const char *const svm_keys[EXITCLF_N_FEAT] = {"w_gap", "w_top_prob", "w_stable", "w_depth",
+						     "bias"};
 
 static int
 svm_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
 {
 	struct exitclf *clf = ud;
-	double *dst[] = {&clf->svm_w[0], &clf->svm_w[1], &clf->svm_b};
 
-	return get_double(c, v, svm_keys[idx], -1e6, 1e6, dst[idx]);
+	return get_double(c, v, svm_keys[idx], -1e6, 1e6, &clf->svm_w[idx]);
 }
 
-static const char *const emit_keys[] = {"gap", "top_prob", "bias"};
+static const char *const emit_keys[EXITCLF_N_FEAT] = {"gap", "top_prob", "stable", "depth", "bias"};
 
 static int
 emit_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
 {
-	double *w = ud; /* [gap, top_prob, bias] = EXITCLF_F_* order */
+	double *w = ud; /* EXITCLF_F_* order */
 
 	return get_double(c, v, emit_keys[idx], -1e6, 1e6, &w[idx]);
 }
@@ -211,8 +212,8 @@ crf_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
 			rc = perr(c, v, "crf.transitions needs both 'continue' and 'stop'");
 		return rc;
 	}
-	return walk(c, v, idx == 0 ? "'crf.continue'" : "'crf.stop'", emit_keys, 3, emit_pair,
-		    u->clf->crf_emit[idx], &u->emit_seen[idx]);
+	return walk(c, v, idx == 0 ? "'crf.continue'" : "'crf.stop'", emit_keys, EXITCLF_N_FEAT,
+		    emit_pair, u->clf->crf_emit[idx], &u->emit_seen[idx]);
 }
 
 /* ---- the profile mapping ------------------------------------------------ */
@@ -291,23 +292,20 @@ parse_features(const struct pctx *c, yaml_node_t *v, unsigned *out)
 	unsigned f = 0;
 
 	if (v->type != YAML_SEQUENCE_NODE)
-		return perr(c, v, "'features' must be a list of gap, top_prob");
+		return perr(c, v, "'features' must be a list of gap, top_prob, stable, depth");
 	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
 	     it++) {
 		yaml_node_t *n = yaml_document_get_node(c->doc, *it);
 		const char *s = n ? scalar(n) : NULL;
-		unsigned bit;
+		enum exitclf_feat_id id;
 
-		if (s != NULL && strcmp(s, "gap") == 0)
-			bit = PROFILE_FEAT_GAP;
-		else if (s != NULL && strcmp(s, "top_prob") == 0)
-			bit = PROFILE_FEAT_TOP_PROB;
-		else
-			return perr(c, n ? n : v, "unknown feature '%s' (gap, top_prob)",
+		if (s == NULL || exitclf_feat_parse(s, &id) < 0)
+			return perr(c, n ? n : v,
+				    "unknown feature '%s' (gap, top_prob, stable, depth)",
 				    s ? s : "?");
-		if (f & bit)
+		if (f & EXITCLF_FEAT_BIT(id))
 			return perr(c, n, "feature '%s' listed twice", s);
-		f |= bit;
+		f |= EXITCLF_FEAT_BIT(id);
 	}
 	if (f == 0)
 		return perr(c, v, "'features' is empty");
@@ -315,17 +313,16 @@ parse_features(const struct pctx *c, yaml_node_t *v, unsigned *out)
 	return 0;
 }
 
+/* seen: key bits of a weight mapping in EXITCLF_F_* order; a weight needs its feature listed. */
 static int
 check_unused_weight(const struct pctx *c, yaml_node_t *where, unsigned features, unsigned seen,
-		    unsigned gap_bit, unsigned tp_bit, const char *section)
+		    const char *section)
 {
-	if (!(features & PROFILE_FEAT_GAP) && (seen & gap_bit))
-		return perr(c, where, "%s has a gap weight but 'features' does not list gap",
-			    section);
-	if (!(features & PROFILE_FEAT_TOP_PROB) && (seen & tp_bit))
-		return perr(c, where,
-			    "%s has a top_prob weight but 'features' does not list top_prob",
-			    section);
+	for (int k = 0; k < EXITCLF_F_BIAS; k++)
+		if ((seen & (1u << k)) && !(features & EXITCLF_FEAT_BIT(k)))
+			return perr(c, where, "%s has a %s weight but 'features' does not list %s",
+				    section, exitclf_feat_name((enum exitclf_feat_id)k),
+				    exitclf_feat_name((enum exitclf_feat_id)k));
 	return 0;
 }
 
@@ -360,11 +357,12 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 	if (u.node[K_STRIDE] &&
 	    (rc = get_u32(&c, u.node[K_STRIDE], "stride", 1, 4096, &p->stride)) < 0)
 		return rc;
-	p->features = p->clf.kind == EXITCLF_GAP ? PROFILE_FEAT_GAP
-						 : PROFILE_FEAT_GAP | PROFILE_FEAT_TOP_PROB;
-	if (u.node[K_FEATURES] && (rc = parse_features(&c, u.node[K_FEATURES], &p->features)) < 0)
+	p->clf.features = 0;
+	p->clf.features = exitclf_features(&p->clf); /* the kind's default */
+	if (u.node[K_FEATURES] &&
+	    (rc = parse_features(&c, u.node[K_FEATURES], &p->clf.features)) < 0)
 		return rc;
-	if (p->clf.kind == EXITCLF_GAP && p->features != PROFILE_FEAT_GAP)
+	if (p->clf.kind == EXITCLF_GAP && p->clf.features != EXITCLF_FEAT_BIT(EXITCLF_F_GAP))
 		return perr(&c, u.node[K_FEATURES], "classifier gap uses exactly [gap]");
 	if (u.node[K_GENERATION]) {
 		s = scalar(u.node[K_GENERATION]);
@@ -393,12 +391,12 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 
 		if (u.node[K_SVM] == NULL)
 			return perr(&c, node, "classifier svm needs an 'svm' section");
-		if ((rc = walk(&c, u.node[K_SVM], "'svm'", svm_keys, 3, svm_pair, &p->clf, &seen)) <
-			0 ||
-		    (rc = check_unused_weight(&c, u.node[K_SVM], p->features, seen, 1, 2,
-					      "'svm'")) < 0)
+		if ((rc = walk(&c, u.node[K_SVM], "'svm'", svm_keys, EXITCLF_N_FEAT, svm_pair,
+			       &p->clf, &seen)) < 0 ||
+		    (rc = check_unused_weight(&c, u.node[K_SVM], p->clf.features, seen, "'svm'")) <
+			0)
 			return rc;
-		if (!(seen & 4))
+		if (!(seen & (1u << EXITCLF_F_BIAS)))
 			return perr(&c, u.node[K_SVM], "'svm' needs a 'bias'");
 	}
 	if (p->clf.kind == EXITCLF_CRF) {
@@ -413,8 +411,8 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 			return perr(&c, u.node[K_CRF],
 				    "'crf' needs continue, stop and transitions");
 		for (int st = 0; st < 2; st++)
-			if ((rc = check_unused_weight(&c, u.node[K_CRF], p->features,
-						      cu.emit_seen[st], 1, 2, "'crf'")) < 0)
+			if ((rc = check_unused_weight(&c, u.node[K_CRF], p->clf.features,
+						      cu.emit_seen[st], "'crf'")) < 0)
 				return rc;
 	}
 	if (u.node[K_PROVENANCE]) {
@@ -552,7 +550,7 @@ profile_init(struct profile *p)
 	p->clf.threshold = 1.0;
 	p->min_layer = 1;
 	p->stride = 1;
-	p->features = PROFILE_FEAT_GAP;
+	p->clf.features = EXITCLF_FEAT_BIT(EXITCLF_F_GAP);
 	p->generation = PROFILE_GEN_PER_TOKEN;
 	p->prov.agreement = NAN;
 	p->prov.pruning = NAN;

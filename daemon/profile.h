@@ -11,15 +11,16 @@
  *   min_layer: 5               # first checked layer, 1-based      (default 1;
  *                              #   n_layers: never checks, full depth)
  *   stride: 1                  # check every stride layers         (default 1)
- *   features: [gap, top_prob]  # default: [gap] for gap, both otherwise
+ *   features: [gap, top_prob]  # gap, top_prob, stable, depth (see exitclf.h);
+ *                              #   default: [gap] for gap, [gap, top_prob] otherwise
  *   generation: per_token      # per_token | full_after_first      (default per_token)
  *   task: sst2                 # optional; a file's name gives it otherwise
  *   svm:                       # classifier svm only: score = w·x + b
- *     w_gap: 9.1
- *     w_top_prob: 0.3
+ *     w_gap: 9.1               #   w_<feature> for each listed feature
+ *     w_top_prob: 0.3          #   (w_stable, w_depth when listed)
  *     bias: -4.4
  *   crf:                       # classifier crf only (see exitclf.h)
- *     continue: {gap: -4.3, top_prob: 0.1, bias: 1.5}   # emission weights
+ *     continue: {gap: -4.3, top_prob: 0.1, bias: 1.5}   # emission weights, per listed feature
  *     stop: {gap: 4.3, top_prob: -0.1, bias: -1.5}
  *     transitions: {continue: [1.4, 1.0], stop: [-2.7, 0.3]}  # from -> [to continue, to stop]
  *   provenance:                # optional as a whole; checked against the model when present
@@ -56,8 +57,6 @@
 struct yaml_document_s;
 struct yaml_node_s;
 
-enum profile_feature { PROFILE_FEAT_GAP = 1u << 0, PROFILE_FEAT_TOP_PROB = 1u << 1 };
-
 enum profile_gen {
 	PROFILE_GEN_PER_TOKEN = 0,    /* every generated token may exit early */
 	PROFILE_GEN_FULL_AFTER_FIRST, /* the first token exits early, the rest run full depth */
@@ -76,10 +75,9 @@ struct profile_provenance {
 
 struct profile {
 	char task[PROFILE_TASK_MAX];
-	struct exitclf clf; /* kind, parameters, threshold */
+	struct exitclf clf; /* kind, feature set (clf.features, never 0), parameters, threshold */
 	uint32_t min_layer; /* >= 1 */
 	uint32_t stride;    /* >= 1 */
-	unsigned features;  /* enum profile_feature bits */
 	enum profile_gen generation;
 	struct profile_provenance prov;
 	char source[1024]; /* file (or "<inline>") it was read from, for messages */

@@ -104,10 +104,9 @@ emit_weights(struct em *m, const char *k, const double *w, unsigned features)
 {
 	ev_scalar(m, k);
 	ev_map(m, true, true);
-	if (features & PROFILE_FEAT_GAP)
-		kv_num(m, "gap", w[EXITCLF_F_GAP]);
-	if (features & PROFILE_FEAT_TOP_PROB)
-		kv_num(m, "top_prob", w[EXITCLF_F_TOP_PROB]);
+	for (int j = 0; j < EXITCLF_F_BIAS; j++)
+		if (features & EXITCLF_FEAT_BIT(j))
+			kv_num(m, exitclf_feat_name((enum exitclf_feat_id)j), w[j]);
 	kv_num(m, "bias", w[EXITCLF_F_BIAS]);
 	ev_map(m, false, true);
 }
@@ -118,6 +117,7 @@ profile_write(const struct profile *p, FILE *f)
 	struct em m = {.ok = 1};
 	yaml_event_t ev;
 	const struct exitclf *c = &p->clf;
+	const unsigned feats = exitclf_features(c);
 
 	if (!yaml_emitter_initialize(&m.e))
 		return -ENOMEM;
@@ -138,27 +138,31 @@ profile_write(const struct profile *p, FILE *f)
 	kv_u32(&m, "stride", p->stride);
 	ev_scalar(&m, "features");
 	ev_seq(&m, true);
-	if (p->features & PROFILE_FEAT_GAP)
-		ev_scalar(&m, "gap");
-	if (p->features & PROFILE_FEAT_TOP_PROB)
-		ev_scalar(&m, "top_prob");
+	for (int k = 0; k < EXITCLF_F_BIAS; k++)
+		if (feats & EXITCLF_FEAT_BIT(k))
+			ev_scalar(&m, exitclf_feat_name((enum exitclf_feat_id)k));
 	ev_seq(&m, false);
 	kv_str(&m, "generation",
 	       p->generation == PROFILE_GEN_PER_TOKEN ? "per_token" : "full_after_first");
 	if (c->kind == EXITCLF_SVM) {
 		ev_scalar(&m, "svm");
 		ev_map(&m, true, false);
-		if (p->features & PROFILE_FEAT_GAP)
-			kv_num(&m, "w_gap", c->svm_w[0]);
-		if (p->features & PROFILE_FEAT_TOP_PROB)
-			kv_num(&m, "w_top_prob", c->svm_w[1]);
-		kv_num(&m, "bias", c->svm_b);
+		for (int k = 0; k < EXITCLF_F_BIAS; k++) {
+			char key[32];
+
+			if (!(feats & EXITCLF_FEAT_BIT(k)))
+				continue;
+			snprintf(key, sizeof(key), "w_%s",
+				 exitclf_feat_name((enum exitclf_feat_id)k));
+			kv_num(&m, key, c->svm_w[k]);
+		}
+		kv_num(&m, "bias", c->svm_w[EXITCLF_F_BIAS]);
 		ev_map(&m, false, false);
 	} else if (c->kind == EXITCLF_CRF) {
 		ev_scalar(&m, "crf");
 		ev_map(&m, true, false);
-		emit_weights(&m, "continue", c->crf_emit[EXITCLF_CONTINUE], p->features);
-		emit_weights(&m, "stop", c->crf_emit[EXITCLF_STOP], p->features);
+		emit_weights(&m, "continue", c->crf_emit[EXITCLF_CONTINUE], feats);
+		emit_weights(&m, "stop", c->crf_emit[EXITCLF_STOP], feats);
 		ev_scalar(&m, "transitions");
 		ev_map(&m, true, true);
 		for (int s = 0; s < 2; s++) {
@@ -247,8 +251,7 @@ profile_from_calib(struct profile *p, const char *task, const struct exitclf *c,
 		p->clf.threshold = c->kind == EXITCLF_SVM ? 1e6 : 2.0;
 		p->min_layer = n_layers ? n_layers : 1;
 	}
-	p->features =
-	    c->kind == EXITCLF_GAP ? PROFILE_FEAT_GAP : PROFILE_FEAT_GAP | PROFILE_FEAT_TOP_PROB;
+	p->clf.features = exitclf_features(c);
 	p->prov.present = true;
 	strlcpy_(p->prov.model, model_name ? model_name : "", sizeof(p->prov.model));
 	strlcpy_(p->prov.model_sha256, model_sha256 ? model_sha256 : "",

@@ -2,8 +2,10 @@
  * calib.c — fitting AdaInfer's stopping classifiers and measuring them, from
  * a per-prompt x per-layer feature matrix: labels, the linear SVM (through
  * Debian's liblinear, classes balanced with weights), the 2-state CRF
- * (hand-written L-BFGS on the L2-regularised log-likelihood; 10 parameters),
- * the threshold sweep on a held-out fold, and the evaluation numbers.
+ * (hand-written L-BFGS on the L2-regularised log-likelihood; 14 parameters),
+ * over a chosen feature set (exitclf.h's φ), the threshold sweep on a
+ * held-out fold, the choice of schedule and feature set on held-out scores,
+ * and the evaluation numbers.
  *
  * Pure maths: never prints, never touches files or the model, and never
  * aborts on the data (a matrix is whatever a trace or a JSONL file said).
@@ -87,6 +89,18 @@ calib_opts_default(struct calib_opts *o, enum exitclf_kind kind)
 	o->svm_c = 1.0;
 	o->crf_l2 = 0.01;
 	o->folds = 5;
+	o->features = 0;
+	o->feature_sets = NULL;
+	o->n_feature_sets = 0;
+}
+
+/* The feature set o asks for, as exitclf_features would read it. */
+static unsigned
+opts_features(const struct calib_opts *o, unsigned features)
+{
+	struct exitclf c = {.kind = o->kind, .features = features};
+
+	return o->kind == EXITCLF_GAP ? EXITCLF_FEAT_BIT(EXITCLF_F_GAP) : exitclf_features(&c);
 }
 
 bool
@@ -106,9 +120,33 @@ calib_label_of(const struct calib_data *cd, uint32_t i, uint32_t layer, enum cal
 static struct exitclf_feat
 feat_at(const struct calib_data *cd, uint32_t i, uint32_t layer)
 {
-	struct exitclf_feat f = {cd->gap[AT(cd, i, layer)], cd->top_prob[AT(cd, i, layer)]};
+	struct exitclf_feat f = {.gap = cd->gap[AT(cd, i, layer)],
+				 .top_prob = cd->top_prob[AT(cd, i, layer)],
+				 .top1 = cd->top1[AT(cd, i, layer)],
+				 .layer = layer,
+				 .n_layers = cd->n_layers};
 
 	return f;
+}
+
+/*
+ * φ of prompt i at its k checked layers lay[0..k) into phi (k x EXITCLF_N_FEAT),
+ * with the run state advanced exactly as exitclf_score advances it.
+ */
+static void
+phi_seq(const struct calib_data *cd, uint32_t i, const uint32_t *lay, uint32_t k, unsigned features,
+	double *phi)
+{
+	struct exitclf_run r;
+
+	exitclf_run_init(&r);
+	for (uint32_t t = 0; t < k; t++) {
+		struct exitclf_feat f = feat_at(cd, i, lay[t]);
+
+		exitclf_phi(&r, &f, features, phi + (size_t)t * EXITCLF_N_FEAT);
+		r.prev_top1 = f.top1;
+		r.n_seen++;
+	}
 }
 
 /* Checked layers of the schedule, 1-based, into out (capacity n_layers). */
@@ -142,29 +180,34 @@ fit_svm(const struct calib_data *cd, const struct calib_opts *o, const uint32_t 
 	const char *err;
 	size_t rows;
 	int rc = 0, labels[2] = {0, 0}, weight_label[2] = {+1, -1};
-	double weight[2], n_pos = 0, n_neg = 0;
+	double weight[2], n_pos = 0, n_neg = 0, phi[256 * EXITCLF_N_FEAT];
+	const unsigned feats = c->features;
+	enum { NODES = EXITCLF_N_FEAT + 1 }; /* features, bias, terminator */
 
 	if (size_mul(&rows, cd->n, k) < 0 || rows == 0 || rows > INT32_MAX)
 		return diag_set(d, -EINVAL, "calibration: no checked layer to fit on");
 	prob.l = (int)rows;
-	prob.n = 3; /* gap, top_prob, bias */
+	prob.n = EXITCLF_N_FEAT; /* feature k at index k + 1, the bias at EXITCLF_N_FEAT */
 	prob.bias = 1.0;
 	prob.y = malloc(rows * sizeof(*prob.y));
 	prob.x = malloc(rows * sizeof(*prob.x));
-	nodes = malloc(rows * 4 * sizeof(*nodes));
+	nodes = malloc(rows * NODES * sizeof(*nodes));
 	if (!prob.y || !prob.x || !nodes) {
 		rc = diag_set(d, -ENOMEM, "calibration: out of memory");
 		goto out;
 	}
 	for (uint32_t i = 0, r = 0; i < cd->n; i++) {
+		phi_seq(cd, i, lay, k, feats, phi);
 		for (uint32_t j = 0; j < k; j++, r++) {
-			struct feature_node *x = nodes + (size_t)r * 4;
-			struct exitclf_feat f = feat_at(cd, i, lay[j]);
+			struct feature_node *x = nodes + (size_t)r * NODES;
+			int nx = 0;
 
-			x[0] = (struct feature_node){1, isfinite(f.gap) ? f.gap : 0};
-			x[1] = (struct feature_node){2, isfinite(f.top_prob) ? f.top_prob : 0};
-			x[2] = (struct feature_node){3, prob.bias};
-			x[3] = (struct feature_node){-1, 0};
+			for (int f = 0; f < EXITCLF_F_BIAS; f++)
+				if (feats & EXITCLF_FEAT_BIT(f))
+					x[nx++] = (struct feature_node){
+					    f + 1, phi[(size_t)j * EXITCLF_N_FEAT + f]};
+			x[nx++] = (struct feature_node){EXITCLF_N_FEAT, prob.bias};
+			x[nx] = (struct feature_node){-1, 0};
 			prob.x[r] = x;
 			prob.y[r] = calib_label_of(cd, i, lay[j], o->label) ? +1 : -1;
 			if (prob.y[r] > 0)
@@ -175,7 +218,7 @@ fit_svm(const struct calib_data *cd, const struct calib_opts *o, const uint32_t 
 	}
 	memset(c->svm_w, 0, sizeof(c->svm_w));
 	if (n_pos == 0 || n_neg == 0) { /* one class: a constant decision */
-		c->svm_b = n_pos > 0 ? 1.0 : -1.0;
+		c->svm_w[EXITCLF_F_BIAS] = n_pos > 0 ? 1.0 : -1.0;
 		goto out;
 	}
 	/* Balanced class weights: each class carries half the total loss. */
@@ -202,9 +245,10 @@ fit_svm(const struct calib_data *cd, const struct calib_opts *o, const uint32_t 
 	{
 		double sign = labels[0] == +1 ? 1.0 : -1.0;
 
-		c->svm_w[0] = sign * get_decfun_coef(m, 1, 0);
-		c->svm_w[1] = sign * get_decfun_coef(m, 2, 0);
-		c->svm_b = sign * get_decfun_bias(m, 0); /* = bias * w[bias node] */
+		for (int f = 0; f < EXITCLF_F_BIAS; f++)
+			if (feats & EXITCLF_FEAT_BIT(f))
+				c->svm_w[f] = sign * get_decfun_coef(m, f + 1, 0);
+		c->svm_w[EXITCLF_F_BIAS] = sign * get_decfun_bias(m, 0); /* = bias * w[bias node] */
 	}
 out:
 	if (m != NULL)
@@ -217,13 +261,14 @@ out:
 
 /* ---- CRF ---------------------------------------------------------------- */
 
-#define CRF_NP 10 /* emit[2][3] then trans[2][2] */
+#define NF     EXITCLF_N_FEAT
+#define CRF_NP (2 * NF + 4) /* emit[2][NF] then trans[2][2] */
 
 static void
 crf_unpack(const double *th, struct exitclf *c)
 {
-	memcpy(c->crf_emit, th, 6 * sizeof(double));
-	memcpy(c->crf_trans, th + 6, 4 * sizeof(double));
+	memcpy(c->crf_emit, th, 2 * NF * sizeof(double));
+	memcpy(c->crf_trans, th + 2 * NF, 4 * sizeof(double));
 }
 
 static double
@@ -237,7 +282,7 @@ lse2(double a, double b)
 /*
  * Negative mean log-likelihood plus λ/2 |θ|², and its gradient, over every
  * prompt's sequence of checked layers (forward-backward in log space).
- * phi: n x k x 3, y: n x k.
+ * phi: n x k x NF, y: n x k.
  */
 static double
 crf_objective(const double *th, const double *phi, const unsigned char *y, uint32_t n, uint32_t k,
@@ -248,16 +293,17 @@ crf_objective(const double *th, const double *phi, const unsigned char *y, uint3
 
 	memset(grad, 0, CRF_NP * sizeof(double));
 	for (uint32_t i = 0; i < n; i++) {
-		const double *ph = phi + (size_t)i * k * 3;
+		const double *ph = phi + (size_t)i * k * NF;
 		const unsigned char *yi = y + (size_t)i * k;
-		const double *A = th + 6;
+		const double *A = th + 2 * NF;
 		double logz, sc = 0;
 
 		for (uint32_t t = 0; t < k; t++)
-			for (int s = 0; s < 2; s++)
-				em[2 * t + s] = th[3 * s] * ph[3 * t] +
-						th[3 * s + 1] * ph[3 * t + 1] +
-						th[3 * s + 2] * ph[3 * t + 2];
+			for (int s = 0; s < 2; s++) {
+				em[2 * t + s] = 0;
+				for (int f = 0; f < NF; f++)
+					em[2 * t + s] += th[NF * s + f] * ph[NF * t + f];
+			}
 		for (int s = 0; s < 2; s++)
 			la[s] = em[s];
 		for (uint32_t t = 1; t < k; t++)
@@ -280,8 +326,8 @@ crf_objective(const double *th, const double *phi, const unsigned char *y, uint3
 				double p = exp(la[2 * t + s] + lb[2 * t + s] - logz);
 				double delta = (yi[t] == s) - p;
 
-				for (int f = 0; f < 3; f++)
-					grad[3 * s + f] -= delta * ph[3 * t + f];
+				for (int f = 0; f < NF; f++)
+					grad[NF * s + f] -= delta * ph[NF * t + f];
 			}
 			if (t == 0)
 				continue;
@@ -290,7 +336,8 @@ crf_objective(const double *th, const double *phi, const unsigned char *y, uint3
 					double p = exp(la[2 * (t - 1) + a] + A[a * 2 + b] +
 						       em[2 * t + b] + lb[2 * t + b] - logz);
 
-					grad[6 + a * 2 + b] -= (yi[t - 1] == a && yi[t] == b) - p;
+					grad[2 * NF + a * 2 + b] -=
+					    (yi[t - 1] == a && yi[t] == b) - p;
 				}
 		}
 		nll -= sc - logz;
@@ -407,20 +454,18 @@ fit_crf(const struct calib_data *cd, const struct calib_opts *o, const uint32_t 
 
 	if (cd->n == 0 || k == 0 || size_mul(&cells, cd->n, k) < 0)
 		return diag_set(d, -EINVAL, "calibration: no checked layer to fit on");
-	phi = malloc(cells * 3 * sizeof(*phi));
+	phi = malloc(cells * NF * sizeof(*phi));
 	y = malloc(cells);
 	work = malloc((size_t)k * 6 * sizeof(*work));
 	if (!phi || !y || !work) {
 		rc = diag_set(d, -ENOMEM, "calibration: out of memory");
 		goto out;
 	}
-	for (uint32_t i = 0; i < cd->n; i++)
-		for (uint32_t t = 0; t < k; t++) {
-			struct exitclf_feat f = feat_at(cd, i, lay[t]);
-
-			exitclf_crf_phi(&f, phi + ((size_t)i * k + t) * 3);
+	for (uint32_t i = 0; i < cd->n; i++) {
+		phi_seq(cd, i, lay, k, c->features, phi + (size_t)i * k * NF);
+		for (uint32_t t = 0; t < k; t++)
 			y[(size_t)i * k + t] = calib_label_of(cd, i, lay[t], o->label);
-		}
+	}
 	crf_lbfgs(th, phi, y, cd->n, k, o->crf_l2 > 0 ? o->crf_l2 : 1e-6, work);
 	crf_unpack(th, c);
 out:
@@ -442,7 +487,11 @@ calib_fit(const struct calib_data *cd, const struct calib_opts *o, struct exitcl
 	if (k == 0)
 		return diag_set(d, -EINVAL, "calibration: min_layer %u checks no layer of %u",
 				o->min_layer, cd->n_layers);
+	memset(c->svm_w, 0, sizeof(c->svm_w));
+	memset(c->crf_emit, 0, sizeof(c->crf_emit));
+	memset(c->crf_trans, 0, sizeof(c->crf_trans));
 	c->kind = o->kind;
+	c->features = opts_features(o, o->features);
 	switch (o->kind) {
 	case EXITCLF_GAP:
 		return 0;
@@ -626,19 +675,16 @@ crossfit_scores(const struct calib_data *cd, const struct calib_opts *o, double 
 	return rc;
 }
 
-int
-calib_run(const struct calib_data *cd, const struct calib_opts *o, struct exitclf *c,
-	  struct calib_result *res, struct diag *d)
+/* Schedule search for one feature set (see calib_run); best->features is set. */
+static int
+run_one_set(const struct calib_data *cd, const struct calib_opts *o, unsigned features, double *sc,
+	    struct calib_result *best, struct diag *d)
 {
 	struct calib_opts oo = *o;
-	struct calib_result best = {0}, cur;
+	struct calib_result cur;
 	uint32_t m_lo = o->min_layer, m_hi = o->min_layer, s_lo = o->stride, s_hi = o->stride;
-	double *sc = NULL;
-	size_t cells;
-	int rc = 0;
+	int rc;
 
-	if (cd->n == 0 || cd->n_layers < 2 || size_mul(&cells, cd->n, cd->n_layers) < 0)
-		return diag_set(d, -EINVAL, "calibration: need prompts and at least 2 layers");
 	if (o->stride == 0) {
 		s_lo = 1;
 		s_hi = MIN(4, cd->n_layers - 1);
@@ -650,32 +696,66 @@ calib_run(const struct calib_data *cd, const struct calib_opts *o, struct exitcl
 	if (m_lo >= cd->n_layers)
 		return diag_set(d, -EINVAL, "calibration: min_layer %u checks no layer of %u", m_lo,
 				cd->n_layers);
-	if ((sc = malloc(cells * sizeof(*sc))) == NULL)
-		return diag_set(d, -ENOMEM, "calibration: out of memory");
-	best.min_layer = m_lo;
-	best.stride = s_lo;
-	best.threshold = INFINITY;
-	best.agreement = 1;
+	memset(best, 0, sizeof(*best));
+	best->min_layer = m_lo;
+	best->stride = s_lo;
+	best->threshold = INFINITY;
+	best->agreement = 1;
+	best->features = features;
+	oo.features = features;
 	for (uint32_t st = s_lo; st <= s_hi; st++) {
 		for (uint32_t m = m_lo; m <= m_hi; m++) {
 			oo.min_layer = m;
 			oo.stride = st;
 			if ((rc = crossfit_scores(cd, &oo, sc, d)) < 0)
-				goto out;
-			if ((rc = sweep(cd, sc, oo.target_agreement, oo.check_cost, &cur)) < 0) {
-				diag_set(d, rc, "calibration: out of memory");
-				goto out;
-			}
+				return rc;
+			if ((rc = sweep(cd, sc, oo.target_agreement, oo.check_cost, &cur)) < 0)
+				return diag_set(d, rc, "calibration: out of memory");
 			/* ties go to the later layer / longer stride: fewer checks */
-			if (cur.net >= best.net && cur.net > 0) {
-				best = cur;
-				best.min_layer = m;
-				best.stride = st;
+			if (cur.net >= best->net && cur.net > 0) {
+				*best = cur;
+				best->min_layer = m;
+				best->stride = st;
+				best->features = features;
 			}
 		}
 	}
+	return 0;
+}
+
+int
+calib_run(const struct calib_data *cd, const struct calib_opts *o, struct exitclf *c,
+	  struct calib_result *res, struct diag *d)
+{
+	struct calib_opts oo = *o;
+	struct calib_result best = {0}, cur;
+	unsigned one = o->features;
+	const unsigned *sets = &one;
+	uint32_t n_sets = 1;
+	double *sc = NULL;
+	size_t cells;
+	int rc = 0;
+
+	if (cd->n == 0 || cd->n_layers < 2 || size_mul(&cells, cd->n, cd->n_layers) < 0)
+		return diag_set(d, -EINVAL, "calibration: need prompts and at least 2 layers");
+	if (o->n_feature_sets > 0 && o->feature_sets != NULL && o->kind != EXITCLF_GAP) {
+		sets = o->feature_sets;
+		n_sets = o->n_feature_sets;
+	}
+	if ((sc = malloc(cells * sizeof(*sc))) == NULL)
+		return diag_set(d, -ENOMEM, "calibration: out of memory");
+	for (uint32_t j = 0; j < n_sets; j++) {
+		unsigned f = opts_features(o, sets[j]);
+
+		if ((rc = run_one_set(cd, o, f, sc, &cur, d)) < 0)
+			goto out;
+		/* a later set must do strictly better: ties keep the earlier (simpler) one */
+		if (j == 0 || cur.net > best.net)
+			best = cur;
+	}
 	oo.min_layer = best.min_layer;
 	oo.stride = best.stride;
+	oo.features = best.features;
 	if ((rc = calib_fit(cd, &oo, c, d)) < 0)
 		goto out;
 	c->threshold = best.threshold;

@@ -6,11 +6,13 @@
  * runner_trace records), plus the gold answer id when known. From it:
  *   - labels: layer l is positive when its top-1 equals the final top-1
  *     (CALIB_LABEL_FINAL) or the gold answer id (CALIB_LABEL_GOLD);
- *   - fitting: linear SVM on [gap, top_prob] with liblinear, classes balanced
- *     by weights; the 2-state CRF by L2-regularised maximum likelihood
- *     (L-BFGS); the gap baseline has nothing to fit;
+ *   - fitting: linear SVM on a feature set (default the paper's [gap,
+ *     top_prob]; optionally stable and depth, see exitclf.h) with liblinear,
+ *     classes balanced by weights; the 2-state CRF by L2-regularised maximum
+ *     likelihood (L-BFGS); the gap baseline has nothing to fit;
  *   - the threshold: on a held-out fold, the one that skips the most layers
- *     while agreement with full depth stays >= the target;
+ *     while agreement with full depth stays >= the target; the schedule and,
+ *     when several are offered, the feature set are chosen the same way;
  *   - evaluation: per-layer table, accuracy full/adaptive, agreement, pruning
  *     ratio and the oracle's.
  * Layers are numbered 1..n_layers in everything this header returns.
@@ -63,6 +65,11 @@ struct calib_opts {
 	double check_cost; /* cost of one feature check in layers (runner_check_cost); default 0 */
 	uint32_t folds;    /* cross-fitting folds for held-out scores (prompt i in fold i % folds);
 			      default 5 */
+	unsigned features; /* EXITCLF_FEAT_BIT set to fit; 0 = the kind's default (default 0) */
+	/* Candidate feature sets for calib_run to choose from on held-out scores (n > 0
+	 * replaces `features`; ignored by gap). Borrowed. Default none. */
+	const unsigned *feature_sets;
+	uint32_t n_feature_sets;
 };
 
 /** Fills o with the defaults above for kind. */
@@ -73,7 +80,8 @@ bool calib_label_of(const struct calib_data *cd, uint32_t i, uint32_t layer, enu
 
 /**
  * Fits c's parameters (not its threshold) on every checked layer of cd
- * under o->min_layer (>= 1) and o->stride; c->kind = o->kind. Returns 0,
+ * under o->min_layer (>= 1) and o->stride; c->kind = o->kind, c->features =
+ * o->features (the kind's default set when 0; gap: [gap]). Returns 0,
  * -EINVAL (no checked layer, no data) or -ENOMEM, with d->msg.
  */
 int calib_fit(const struct calib_data *cd, const struct calib_opts *o, struct exitclf *c,
@@ -92,10 +100,11 @@ int calib_choose_threshold(const struct calib_data *cd, const struct calib_opts 
 struct calib_result {
 	uint32_t min_layer; /* chosen (or given) first checked layer */
 	uint32_t stride;
-	double threshold; /* also in c->threshold */
-	double agreement; /* held-out agreement with full depth at that threshold */
-	double pruning;   /* held-out pruning ratio */
-	double net;       /* held-out pruning minus the check cost, as a share of the layers */
+	double threshold;  /* also in c->threshold */
+	double agreement;  /* held-out agreement with full depth at that threshold */
+	double pruning;    /* held-out pruning ratio */
+	double net;        /* held-out pruning minus the check cost, as a share of the layers */
+	unsigned features; /* the feature set chosen (also in c->features) */
 };
 
 /**
@@ -107,8 +116,12 @@ struct calib_result {
  * With o->min_layer == 0 every first layer 1..n_layers-1 is tried (and with
  * o->stride == 0 strides 1..4) and the schedule with the largest held-out
  * net saving at the target wins: pruning minus o->check_cost layers per
- * feature check made (the later layer / longer stride on ties). Returns 0 or a negative errno with
- * d->msg.
+ * feature check made (the later layer / longer stride on ties). Every lens
+ * evaluation is a check, including those whose only use is the next checked
+ * layer's `stable` (each checked layer's lens is computed anyway). With
+ * o->n_feature_sets > 0 the search runs for every set and the set with the
+ * largest held-out net saving wins (the earlier set on ties, so list the
+ * paper's set first). Returns 0 or a negative errno with d->msg.
  */
 int calib_run(const struct calib_data *cd, const struct calib_opts *o, struct exitclf *c,
 	      struct calib_result *res, struct diag *d);

@@ -2,7 +2,10 @@
  * exitclf.c — AdaInfer's stopping decision: from the logit-lens features of
  * the layers checked so far, a score to compare against the profile's
  * threshold. Three classifiers (gap threshold, linear SVM, linear-chain CRF
- * filtered online with the forward algorithm); see exitclf.h for the maths.
+ * filtered online with the forward algorithm) over the feature vector φ
+ * (the paper's gap and top_prob, optionally stable and depth); see exitclf.h
+ * for the maths. The one place φ is computed, for the runner and for
+ * calibration alike, so both see the same features.
  *
  * Pure arithmetic on a handful of doubles: no allocation, no I/O, and it must
  * never fail or abort on any feature value (a NaN from a broken model is
@@ -12,6 +15,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char *const kind_names[] = {
@@ -57,6 +61,65 @@ exitclf_run_init(struct exitclf_run *r)
 {
 	r->log_alpha[0] = r->log_alpha[1] = 0;
 	r->n_seen = 0;
+	r->prev_top1 = -1;
+}
+
+static const char *const feat_names[] = {
+    [EXITCLF_F_GAP] = "gap",
+    [EXITCLF_F_TOP_PROB] = "top_prob",
+    [EXITCLF_F_STABLE] = "stable",
+    [EXITCLF_F_DEPTH] = "depth",
+};
+
+const char *
+exitclf_feat_name(enum exitclf_feat_id id)
+{
+	if ((unsigned)id >= EXITCLF_F_BIAS)
+		return NULL;
+	return feat_names[id];
+}
+
+int
+exitclf_feat_parse(const char *name, enum exitclf_feat_id *out)
+{
+	for (unsigned i = 0; i < EXITCLF_F_BIAS; i++) {
+		if (strcmp(name, feat_names[i]) == 0) {
+			*out = (enum exitclf_feat_id)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+char *
+exitclf_feats_str(unsigned features, char *buf, size_t cap)
+{
+	size_t n = 0;
+
+	if (cap == 0)
+		return buf;
+	buf[0] = '\0';
+	for (unsigned i = 0; i < EXITCLF_F_BIAS; i++) {
+		int k;
+
+		if (!(features & EXITCLF_FEAT_BIT(i)))
+			continue;
+		k = snprintf(buf + n, cap - n, "%s%s", n ? "+" : "", feat_names[i]);
+		if (k < 0 || (size_t)k >= cap - n) {
+			buf[n] = '\0'; /* whole names only */
+			break;
+		}
+		n += (size_t)k;
+	}
+	return buf;
+}
+
+unsigned
+exitclf_features(const struct exitclf *c)
+{
+	if (c->features != 0)
+		return c->features & EXITCLF_FEATS_ALL;
+	return c->kind == EXITCLF_GAP ? EXITCLF_FEAT_BIT(EXITCLF_F_GAP) : EXITCLF_FEATS_PAPER;
 }
 
 static double
@@ -66,10 +129,18 @@ finite_or_zero(float v)
 }
 
 void
-exitclf_crf_phi(const struct exitclf_feat *f, double phi[EXITCLF_N_FEAT])
+exitclf_phi(const struct exitclf_run *r, const struct exitclf_feat *f, unsigned features,
+	    double phi[EXITCLF_N_FEAT])
 {
+	if (features == 0)
+		features = EXITCLF_FEATS_ALL;
 	phi[EXITCLF_F_GAP] = finite_or_zero(f->gap);
 	phi[EXITCLF_F_TOP_PROB] = finite_or_zero(f->top_prob);
+	phi[EXITCLF_F_STABLE] = r->n_seen > 0 && f->top1 == r->prev_top1 ? 1.0 : 0.0;
+	phi[EXITCLF_F_DEPTH] = f->n_layers > 0 ? (double)f->layer / f->n_layers : 0.0;
+	for (unsigned k = 0; k < EXITCLF_F_BIAS; k++)
+		if (!(features & EXITCLF_FEAT_BIT(k)))
+			phi[k] = 0;
 	phi[EXITCLF_F_BIAS] = 1.0;
 }
 
@@ -91,11 +162,10 @@ logadd(double a, double b)
  *   α_t(s) ∝ Σ_s' α_{t-1}(s') exp(A[s'][s]) · exp(θ_s·φ_t)
  */
 static void
-crf_step(const struct exitclf *c, struct exitclf_run *r, const struct exitclf_feat *f)
+crf_step(const struct exitclf *c, struct exitclf_run *r, const double phi[EXITCLF_N_FEAT])
 {
-	double phi[EXITCLF_N_FEAT], la[2], z;
+	double la[2], z;
 
-	exitclf_crf_phi(f, phi);
 	for (int s = 0; s < 2; s++) {
 		double e = 0;
 
@@ -113,28 +183,33 @@ crf_step(const struct exitclf *c, struct exitclf_run *r, const struct exitclf_fe
 		if (!isfinite(r->log_alpha[s])) /* weights overflowing: fall back to "continue" */
 			r->log_alpha[s] = s == EXITCLF_CONTINUE ? 0.0 : -INFINITY;
 	}
-	r->n_seen++;
 }
 
 double
 exitclf_score(const struct exitclf *c, struct exitclf_run *r, const struct exitclf_feat *f)
 {
-	double s;
+	double phi[EXITCLF_N_FEAT], s = -INFINITY; /* unknown kind: never stop */
 
+	exitclf_phi(r, f, exitclf_features(c), phi);
 	switch (c->kind) {
 	case EXITCLF_GAP:
-		r->n_seen++;
-		return finite_or_zero(f->gap);
+		s = phi[EXITCLF_F_GAP];
+		break;
 	case EXITCLF_SVM:
-		r->n_seen++;
-		s = c->svm_w[0] * finite_or_zero(f->gap) +
-		    c->svm_w[1] * finite_or_zero(f->top_prob) + c->svm_b;
-		return isfinite(s) ? s : -INFINITY;
+		s = 0;
+		for (int k = 0; k < EXITCLF_N_FEAT; k++)
+			s += c->svm_w[k] * phi[k];
+		if (!isfinite(s))
+			s = -INFINITY;
+		break;
 	case EXITCLF_CRF:
-		crf_step(c, r, f);
-		return exp(r->log_alpha[EXITCLF_STOP]);
+		crf_step(c, r, phi);
+		s = exp(r->log_alpha[EXITCLF_STOP]);
+		break;
 	}
-	return -INFINITY; /* unknown kind: never stop */
+	r->prev_top1 = f->top1;
+	r->n_seen++;
+	return s;
 }
 
 bool
@@ -150,8 +225,6 @@ exitclf_crf_filter(const struct exitclf *c, const struct exitclf_feat *x, uint32
 	struct exitclf_run r;
 
 	exitclf_run_init(&r);
-	for (uint32_t t = 0; t < n; t++) {
-		crf_step(c, &r, &x[t]);
-		p_stop[t] = exp(r.log_alpha[EXITCLF_STOP]);
-	}
+	for (uint32_t t = 0; t < n; t++)
+		p_stop[t] = exitclf_score(c, &r, &x[t]);
 }

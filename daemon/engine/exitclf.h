@@ -2,18 +2,25 @@
  * exitclf.h — AdaInfer's stopping classifiers (Fan et al., IJCAI 2025).
  *
  * After each checked layer the runner takes the logit-lens distribution at the
- * last position and reduces it to two features: gap = p(top1) - p(top2) and
- * top_prob = p(top1). A classifier turns the features seen so far into a
- * score; the request stops at the first checked layer whose score reaches
- * the profile's threshold. Three kinds:
+ * last position and reduces it to features. The paper's two: gap = p(top1) -
+ * p(top2) and top_prob = p(top1). Two optional ones, from what the runner
+ * already has at a checked layer (no extra lens, no extra layer):
+ *   stable = 1 when this layer's top-1 equals the previous *checked* layer's
+ *            top-1 (0 at the first checked layer: nothing to compare with);
+ *            the previous checked layer was checked anyway, so the feature
+ *            costs no extra lens evaluation and the check count stays exact;
+ *   depth  = layer / n_layers.
+ * A classifier turns the features seen so far into a score; the request stops
+ * at the first checked layer whose score reaches the profile's threshold.
+ * Three kinds, over φ(x) = [gap, top_prob, stable, depth, 1] where a feature
+ * outside the classifier's set has weight 0:
  *
- *   gap: score = gap                                   (the baseline)
- *   svm: score = w_gap * gap + w_top_prob * top_prob + b  (linear SVM)
+ *   gap: score = gap                                    (the baseline)
+ *   svm: score = w·φ(x)                                 (linear SVM; w[BIAS] = b)
  *   crf: score = P(y_t = stop | x_1..x_t)  — forward-algorithm (filtered)
  *        marginal of a 2-state linear-chain CRF over the sequence of checked
- *        layers, with per-state emission weights on [gap, top_prob, 1] and a
- *        2x2 transition matrix:
- *        p(y | x) ∝ exp(Σ_t θ[y_t]·φ(x_t) + Σ_{t>1} A[y_{t-1}][y_t])
+ *        layers, with per-state emission weights on φ and a 2x2 transition
+ *        matrix: p(y | x) ∝ exp(Σ_t θ[y_t]·φ(x_t) + Σ_{t>1} A[y_{t-1}][y_t])
  *
  * The "sequence" is the checked layers only (min_layer, min_layer + stride,
  * ...), the same schedule the CRF was fitted on. Numeric code only: this
@@ -24,6 +31,7 @@
 #define ADAINFER_EXITCLF_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum exitclf_kind {
@@ -35,27 +43,41 @@ enum exitclf_kind {
 /** CRF states. */
 enum exitclf_state_id { EXITCLF_CONTINUE = 0, EXITCLF_STOP = 1 };
 
-/** Feature indices of the CRF emission vectors. */
+/** Feature indices of φ (the SVM weights and the CRF emission vectors). */
 enum exitclf_feat_id {
 	EXITCLF_F_GAP = 0,
 	EXITCLF_F_TOP_PROB = 1,
-	EXITCLF_F_BIAS = 2,
-	EXITCLF_N_FEAT = 3
+	EXITCLF_F_STABLE = 2, /* top-1 == previous checked layer's top-1 */
+	EXITCLF_F_DEPTH = 3,  /* layer / n_layers */
+	EXITCLF_F_BIAS = 4,   /* always 1; not a selectable feature */
+	EXITCLF_N_FEAT = 5
 };
 
-/** One checked layer's features. */
+/** Bit of feature id in a feature set (struct exitclf.features). */
+#define EXITCLF_FEAT_BIT(id) (1u << (id))
+/** The paper's feature set, the default of svm and crf: [gap, top_prob]. */
+#define EXITCLF_FEATS_PAPER (EXITCLF_FEAT_BIT(EXITCLF_F_GAP) | EXITCLF_FEAT_BIT(EXITCLF_F_TOP_PROB))
+/** Every selectable feature (the bias is not one). */
+#define EXITCLF_FEATS_ALL (EXITCLF_FEAT_BIT(EXITCLF_F_BIAS) - 1)
+
+/** One checked layer's observations: what the runner's lens gives, and where. */
 struct exitclf_feat {
 	float gap;
 	float top_prob;
+	int32_t top1;      /* lens argmax (for stable) */
+	uint32_t layer;    /* 1-based (for depth) */
+	uint32_t n_layers; /* the model's; 0: depth is 0 */
 };
 
 struct exitclf {
 	enum exitclf_kind kind;
+	/* Features the parameters use (EXITCLF_FEAT_BIT set); 0 = the kind's default
+	 * ([gap] for gap, the paper's pair otherwise). Weights outside the set are 0. */
+	unsigned features;
 	double threshold; /* stop when score >= threshold */
-	/* svm: score = w[0]*gap + w[1]*top_prob + b */
-	double svm_w[2];
-	double svm_b;
-	/* crf: emission weights per state over [gap, top_prob, bias], transitions from -> to */
+	/* svm: score = Σ_k svm_w[k] φ_k, svm_w[EXITCLF_F_BIAS] = b */
+	double svm_w[EXITCLF_N_FEAT];
+	/* crf: emission weights per state over φ, transitions from -> to */
 	double crf_emit[2][EXITCLF_N_FEAT];
 	double crf_trans[2][2];
 };
@@ -64,6 +86,7 @@ struct exitclf {
 struct exitclf_run {
 	double log_alpha[2]; /* normalised: log P(y_t = s | x_1..t) */
 	uint32_t n_seen;     /* checked layers so far */
+	int32_t prev_top1;   /* top-1 of the previous checked layer (n_seen > 0) */
 };
 
 /** Resets r for a new sequence. Cannot fail. */
@@ -71,7 +94,8 @@ void exitclf_run_init(struct exitclf_run *r);
 
 /**
  * Feeds the next checked layer's features and returns its score (gap, SVM
- * decision value, or the CRF's filtered P(stop)). Updates r (CRF state).
+ * decision value, or the CRF's filtered P(stop)). Updates r (CRF state,
+ * previous top-1).
  * Non-finite features are treated as 0. Cannot fail.
  */
 double exitclf_score(const struct exitclf *c, struct exitclf_run *r, const struct exitclf_feat *f);
@@ -86,8 +110,26 @@ bool exitclf_decide(const struct exitclf *c, struct exitclf_run *r, const struct
 void exitclf_crf_filter(const struct exitclf *c, const struct exitclf_feat *x, uint32_t n,
 			double *p_stop);
 
-/** Emission vector φ(x) = [gap, top_prob, 1]. */
-void exitclf_crf_phi(const struct exitclf_feat *f, double phi[EXITCLF_N_FEAT]);
+/**
+ * φ(x) of the next checked layer given the state r (which is not advanced):
+ * [gap, top_prob, stable, depth, 1], non-finite values as 0, features outside
+ * `features` (0 = all) as 0. Cannot fail.
+ */
+void exitclf_phi(const struct exitclf_run *r, const struct exitclf_feat *f, unsigned features,
+		 double phi[EXITCLF_N_FEAT]);
+
+/** c->features, or the kind's default set when it is 0. */
+unsigned exitclf_features(const struct exitclf *c);
+
+/** Name of a selectable feature id ("gap", "top_prob", "stable", "depth"); NULL otherwise. */
+const char *exitclf_feat_name(enum exitclf_feat_id id);
+/** Parses a selectable feature name. Returns 0 or -EINVAL. */
+int exitclf_feat_parse(const char *name, enum exitclf_feat_id *out);
+/**
+ * Writes a feature set as "gap+top_prob+stable" into buf (cap bytes, always
+ * terminated; names that do not fit are left out whole). Returns buf.
+ */
+char *exitclf_feats_str(unsigned features, char *buf, size_t cap);
 
 /** "gap", "svm", "crf"; NULL for an unknown kind. */
 const char *exitclf_kind_name(enum exitclf_kind k);

@@ -84,6 +84,9 @@ run_batch(struct run_state *s, const int32_t *tokens, uint32_t n, const struct p
 				return rc;
 			f.gap = lens.gap;
 			f.top_prob = lens.top_prob;
+			f.top1 = lens.top1; /* `stable` compares it with the previous check's */
+			f.layer = l + 1;
+			f.n_layers = L;
 			if (exitclf_decide(&prof->clf, &st, &f)) {
 				n_run = l + 1;
 				have_lens = true;

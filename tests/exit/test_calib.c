@@ -189,8 +189,8 @@ test_svm_fit_synthetic(void)
 		for (uint32_t i = 0; i < cd.n; i++)
 			for (uint32_t l = 1; l < cd.n_layers; l++) {
 				size_t k = (size_t)i * cd.n_layers + l - 1;
-				double s =
-				    c.svm_w[0] * cd.gap[k] + c.svm_w[1] * cd.top_prob[k] + c.svm_b;
+				double s = c.svm_w[0] * cd.gap[k] + c.svm_w[1] * cd.top_prob[k] +
+					   c.svm_w[EXITCLF_F_BIAS];
 				bool pos = calib_label_of(&cd, i, l, CALIB_LABEL_FINAL);
 
 				n_pos += pos;
@@ -238,7 +238,8 @@ test_crf_fit_synthetic(void)
 	       c.crf_trans[EXITCLF_CONTINUE][EXITCLF_STOP]);
 	for (uint32_t i = 0; i < cd.n; i++) {
 		for (uint32_t l = 0; l < 7; l++)
-			x[l] = (struct exitclf_feat){cd.gap[i * 8 + l], cd.top_prob[i * 8 + l]};
+			x[l] = (struct exitclf_feat){.gap = cd.gap[i * 8 + l],
+						     .top_prob = cd.top_prob[i * 8 + l]};
 		exitclf_crf_filter(&c, x, 7, p + total);
 		for (uint32_t l = 0; l < 7; l++)
 			lab[total + l] = calib_label_of(&cd, i, l + 1, CALIB_LABEL_FINAL);

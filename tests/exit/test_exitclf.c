@@ -2,7 +2,7 @@
  * test_exitclf.c — the three stopping classifiers against hand-computed
  * cases: gap threshold, SVM decision value, and the CRF's forward-algorithm
  * marginals on a 3-layer example (worked by hand, and cross-checked here by
- * enumerating every label path).
+ * enumerating every label path), and the optional features stable and depth.
  */
 #include "test.h"
 
@@ -27,7 +27,9 @@ static void
 test_svm_decision(void)
 {
 	/* w = [2, -1], b = 0.25: 2*0.5 - 0.75 + 0.25 = 0.5 */
-	struct exitclf c = {.kind = EXITCLF_SVM, .svm_w = {2, -1}, .svm_b = 0.25, .threshold = 0.5};
+	struct exitclf c = {.kind = EXITCLF_SVM,
+			    .svm_w = {[0] = 2, [1] = -1, [EXITCLF_F_BIAS] = 0.25},
+			    .threshold = 0.5};
 	struct exitclf_feat f = {.gap = 0.5f, .top_prob = 0.75f};
 	struct exitclf_run r;
 
@@ -53,10 +55,12 @@ test_svm_decision(void)
 static const struct exitclf crf_hand = {
     .kind = EXITCLF_CRF,
     .threshold = 0.5,
-    .crf_emit = {{0, 0, 0}, {2, 0, -1}},
+    .crf_emit = {{0}, {[EXITCLF_F_GAP] = 2, [EXITCLF_F_BIAS] = -1}},
     .crf_trans = {{0, -1}, {-2, 1}},
 };
-static const struct exitclf_feat crf_x[3] = {{0.0f, 0.3f}, {0.5f, 0.3f}, {1.0f, 0.3f}};
+static const struct exitclf_feat crf_x[3] = {{.gap = 0.0f, .top_prob = 0.3f},
+					     {.gap = 0.5f, .top_prob = 0.3f},
+					     {.gap = 1.0f, .top_prob = 0.3f}};
 
 /* P(y_T = stop | x_1..T) by summing over all 2^T label paths. */
 static double
@@ -70,8 +74,9 @@ brute_marginal(const struct exitclf *c, const struct exitclf_feat *x, int T)
 		for (int t = 0; t < T; t++) {
 			int y = (m >> t) & 1;
 
-			sc += c->crf_emit[y][0] * x[t].gap + c->crf_emit[y][1] * x[t].top_prob +
-			      c->crf_emit[y][2];
+			sc += c->crf_emit[y][EXITCLF_F_GAP] * x[t].gap +
+			      c->crf_emit[y][EXITCLF_F_TOP_PROB] * x[t].top_prob +
+			      c->crf_emit[y][EXITCLF_F_BIAS];
 			if (t > 0)
 				sc += c->crf_trans[(m >> (t - 1)) & 1][y];
 		}
@@ -112,7 +117,7 @@ test_crf_extreme_weights(void)
 	/* Huge weights must not produce NaN: the marginal stays in [0, 1]. */
 	struct exitclf c = crf_hand;
 	struct exitclf_run r;
-	struct exitclf_feat f = {1.0f, 1.0f};
+	struct exitclf_feat f = {.gap = 1.0f, .top_prob = 1.0f};
 
 	c.crf_emit[1][0] = 1e300;
 	c.crf_emit[0][0] = -1e300;
@@ -122,6 +127,78 @@ test_crf_extreme_weights(void)
 
 		ASSERT(s >= 0 && s <= 1);
 	}
+}
+
+/*
+ * stable and depth by hand: 12 layers, top-1 ids 5, 5, 9, 9 at layers 3, 5,
+ * 7, 9 (a stride-2 schedule); svm w_stable = 1, w_depth = 2, bias -1, the
+ * paper's weights 0:
+ *   layer 3: stable 0 (first check), depth .25  -> -0.5
+ *   layer 5: stable 1,               depth 5/12 -> 0.833333
+ *   layer 7: stable 0 (5 -> 9),      depth 7/12 -> 0.166667
+ *   layer 9: stable 1,               depth .75  -> 1.5
+ */
+static void
+test_stable_depth(void)
+{
+	static const double want[4] = {-0.5, 5.0 / 6, 1.0 / 6, 1.5};
+	static const int32_t top1[4] = {5, 5, 9, 9};
+	struct exitclf c = {
+	    .kind = EXITCLF_SVM,
+	    .features = EXITCLF_FEATS_PAPER | EXITCLF_FEAT_BIT(EXITCLF_F_STABLE) |
+			EXITCLF_FEAT_BIT(EXITCLF_F_DEPTH),
+	    .svm_w = {[EXITCLF_F_STABLE] = 1, [EXITCLF_F_DEPTH] = 2, [EXITCLF_F_BIAS] = -1},
+	    .threshold = 1};
+	struct exitclf_run r;
+	double phi[EXITCLF_N_FEAT];
+	char buf[64];
+	enum exitclf_feat_id id;
+
+	exitclf_run_init(&r);
+	for (int t = 0; t < 4; t++) {
+		struct exitclf_feat f = {.gap = 0.3f,
+					 .top_prob = 0.6f,
+					 .top1 = top1[t],
+					 .layer = 3 + 2 * (uint32_t)t,
+					 .n_layers = 12};
+
+		exitclf_phi(&r, &f, 0, phi);
+		ASSERT_NEAR(phi[EXITCLF_F_STABLE], t == 1 || t == 3 ? 1 : 0, 0);
+		ASSERT_NEAR(phi[EXITCLF_F_DEPTH], (3 + 2 * t) / 12.0, 1e-15);
+		ASSERT_NEAR(phi[EXITCLF_F_BIAS], 1, 0);
+		/* a feature outside the set reads 0 */
+		exitclf_phi(&r, &f, EXITCLF_FEATS_PAPER, phi);
+		ASSERT_NEAR(phi[EXITCLF_F_STABLE] + phi[EXITCLF_F_DEPTH], 0, 0);
+		ASSERT_NEAR(exitclf_score(&c, &r, &f), want[t], 1e-12);
+	}
+	ASSERT_EQ(r.n_seen, 4);
+	/* the same observations through the CRF: stable raises P(stop) */
+	{
+		struct exitclf k = {
+		    .kind = EXITCLF_CRF,
+		    .features = c.features,
+		    .crf_emit = {{0}, {[EXITCLF_F_STABLE] = 3, [EXITCLF_F_BIAS] = -1}}};
+		struct exitclf_feat x[2] = {{.top1 = 4, .layer = 1, .n_layers = 2},
+					    {.top1 = 4, .layer = 2, .n_layers = 2}};
+		double p[2];
+
+		/* t1: [1, e^-1] -> 1/(1+e); t2: α ∝ [1, e^2] (zero transitions) */
+		exitclf_crf_filter(&k, x, 2, p);
+		ASSERT_NEAR(p[0], 1 / (1 + exp(1)), 1e-12);
+		ASSERT_NEAR(p[1], exp(2) / (1 + exp(2)), 1e-12);
+	}
+	/* kind defaults and names */
+	c.features = 0;
+	ASSERT_EQ(exitclf_features(&c), EXITCLF_FEATS_PAPER);
+	c.kind = EXITCLF_GAP;
+	ASSERT_EQ(exitclf_features(&c), EXITCLF_FEAT_BIT(EXITCLF_F_GAP));
+	ASSERT_STREQ(exitclf_feats_str(EXITCLF_FEATS_ALL, buf, sizeof(buf)),
+		     "gap+top_prob+stable+depth");
+	ASSERT_STREQ(exitclf_feats_str(EXITCLF_FEATS_ALL, buf, 9), "gap");
+	ASSERT_OK(exitclf_feat_parse("stable", &id));
+	ASSERT_EQ(id, EXITCLF_F_STABLE);
+	ASSERT_EQ(exitclf_feat_parse("bias", &id), -EINVAL);
+	ASSERT(exitclf_feat_name(EXITCLF_F_BIAS) == NULL);
 }
 
 static void
@@ -144,4 +221,4 @@ test_schedule_and_names(void)
 
 TEST_MAIN(TEST_CASE(test_gap_threshold), TEST_CASE(test_svm_decision),
 	  TEST_CASE(test_crf_forward_marginals), TEST_CASE(test_crf_extreme_weights),
-	  TEST_CASE(test_schedule_and_names))
+	  TEST_CASE(test_stable_depth), TEST_CASE(test_schedule_and_names))

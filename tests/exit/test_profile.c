@@ -67,11 +67,11 @@ test_parse_svm(void)
 	ASSERT_NEAR(p.clf.threshold, 1.5, 0);
 	ASSERT_NEAR(p.clf.svm_w[0], 9.5, 0);
 	ASSERT_NEAR(p.clf.svm_w[1], -0.25, 0);
-	ASSERT_NEAR(p.clf.svm_b, -4, 0);
+	ASSERT_NEAR(p.clf.svm_w[EXITCLF_F_BIAS], -4, 0);
 	ASSERT_EQ(p.min_layer, 4);
 	ASSERT_EQ(p.stride, 2);
 	ASSERT_EQ(p.generation, PROFILE_GEN_FULL_AFTER_FIRST);
-	ASSERT_EQ(p.features, PROFILE_FEAT_GAP | PROFILE_FEAT_TOP_PROB);
+	ASSERT_EQ(p.clf.features, EXITCLF_FEATS_PAPER);
 	ASSERT(p.prov.present);
 	ASSERT_STREQ(p.prov.model_sha256,
 		     "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
@@ -110,18 +110,55 @@ test_parse_gap_and_crf(void)
 	profile_init(&p);
 	ASSERT_OK(profile_parse_buffer(&p, gap, strlen(gap), "gap.yaml", &d));
 	ASSERT_EQ(p.clf.kind, EXITCLF_GAP);
-	ASSERT_EQ(p.features, PROFILE_FEAT_GAP);
+	ASSERT_EQ(p.clf.features, EXITCLF_FEAT_BIT(EXITCLF_F_GAP));
 	ASSERT_EQ(p.min_layer, 1);
 	ASSERT(!p.prov.present);
 	profile_init(&p);
 	ASSERT_OK(profile_parse_buffer(&p, crf, strlen(crf), "crf.yaml", &d));
 	ASSERT_EQ(p.clf.kind, EXITCLF_CRF);
-	ASSERT_EQ(p.features, PROFILE_FEAT_GAP);
+	ASSERT_EQ(p.clf.features, EXITCLF_FEAT_BIT(EXITCLF_F_GAP));
 	ASSERT_NEAR(p.clf.crf_emit[EXITCLF_STOP][EXITCLF_F_GAP], 2, 0);
 	ASSERT_NEAR(p.clf.crf_emit[EXITCLF_CONTINUE][EXITCLF_F_BIAS], 1, 0);
 	ASSERT_NEAR(p.clf.crf_emit[EXITCLF_STOP][EXITCLF_F_TOP_PROB], 0, 0);
 	ASSERT_NEAR(p.clf.crf_trans[EXITCLF_STOP][EXITCLF_CONTINUE], -2, 0);
 	ASSERT_NEAR(p.clf.crf_trans[EXITCLF_CONTINUE][EXITCLF_STOP], -1, 0);
+}
+
+/* The optional features: stable and depth in the list and as weights. */
+static void
+test_parse_stable_depth(void)
+{
+	static const char svm[] = "classifier: svm\n"
+				  "threshold: 0.5\n"
+				  "features: [depth, gap, stable]\n"
+				  "svm: {w_gap: 2, w_stable: 1.5, w_depth: -3, bias: -1}\n";
+	static const char crf[] = "classifier: crf\n"
+				  "threshold: 0.9\n"
+				  "features: [top_prob, stable]\n"
+				  "crf:\n"
+				  "  continue: {stable: -1, bias: 1}\n"
+				  "  stop: {top_prob: 0.5, stable: 2, bias: -1}\n"
+				  "  transitions: {continue: [0, -1], stop: [-2, 1]}\n";
+	struct profile p;
+	struct diag d = {{0}};
+
+	profile_init(&p);
+	ASSERT_OK(profile_parse_buffer(&p, svm, strlen(svm), "svm.yaml", &d));
+	ASSERT_EQ(p.clf.features, EXITCLF_FEAT_BIT(EXITCLF_F_GAP) |
+				      EXITCLF_FEAT_BIT(EXITCLF_F_STABLE) |
+				      EXITCLF_FEAT_BIT(EXITCLF_F_DEPTH));
+	ASSERT_NEAR(p.clf.svm_w[EXITCLF_F_GAP], 2, 0);
+	ASSERT_NEAR(p.clf.svm_w[EXITCLF_F_TOP_PROB], 0, 0);
+	ASSERT_NEAR(p.clf.svm_w[EXITCLF_F_STABLE], 1.5, 0);
+	ASSERT_NEAR(p.clf.svm_w[EXITCLF_F_DEPTH], -3, 0);
+	ASSERT_NEAR(p.clf.svm_w[EXITCLF_F_BIAS], -1, 0);
+	profile_init(&p);
+	ASSERT_OK(profile_parse_buffer(&p, crf, strlen(crf), "crf.yaml", &d));
+	ASSERT_EQ(p.clf.features,
+		  EXITCLF_FEAT_BIT(EXITCLF_F_TOP_PROB) | EXITCLF_FEAT_BIT(EXITCLF_F_STABLE));
+	ASSERT_NEAR(p.clf.crf_emit[EXITCLF_STOP][EXITCLF_F_STABLE], 2, 0);
+	ASSERT_NEAR(p.clf.crf_emit[EXITCLF_CONTINUE][EXITCLF_F_STABLE], -1, 0);
+	ASSERT_NEAR(p.clf.crf_emit[EXITCLF_STOP][EXITCLF_F_TOP_PROB], 0.5, 0);
 }
 
 /* Each bad profile and the "line:column: reason" it must produce. */
@@ -147,7 +184,20 @@ static const struct {
     {"classifier: svm\nthreshold: 1\nfeatures: [gap]\nsvm: {w_gap: 1, w_top_prob: 2, bias: 0}\n",
      ":4:6:", "does not list top_prob"},
     {"classifier: svm\nthreshold: 1\nsvm: {w_gap: 1}\n", ":3:6:", "needs a 'bias'"},
-    {"classifier: gap\nthreshold: 0.5\nfeatures: [gap, depth]\n", ":3:17:", "unknown feature"},
+    {"classifier: gap\nthreshold: 0.5\nfeatures: [gap, depht]\n",
+     ":3:17:", "unknown feature 'depht'"},
+    {"classifier: svm\nthreshold: 1\nfeatures:\n  - gap\n  - stability\nsvm: {bias: 0}\n",
+     ":5:5:", "unknown feature 'stability'"},
+    {"classifier: svm\nthreshold: 1\nfeatures: [gap, stable, stable]\nsvm: {bias: 0}\n",
+     ":3:25:", "listed twice"},
+    {"classifier: gap\nthreshold: 0.5\nfeatures: [gap, depth]\n", ":3:11:", "exactly [gap]"},
+    {"classifier: svm\nthreshold: 1\nsvm: {w_gap: 1, w_stable: 2, bias: 0}\n",
+     ":3:6:", "does not list stable"},
+    {"classifier: svm\nthreshold: 1\nfeatures: [stable]\nsvm: {w_stabel: 1, bias: 0}\n",
+     ":4:7:", "unknown key 'w_stabel'"},
+    {"classifier: crf\nthreshold: 0.5\nfeatures: [gap, stable]\ncrf: {continue: {depth: 1}, stop: "
+     "{gap: 1}, transitions: {continue: [1, 0], stop: [1, 2]}}\n",
+     ":4:6:", "does not list depth"},
     {"classifier: gap\nthreshold: 0.5\nfeatures: [gap, top_prob]\n", ":3:11:", "exactly [gap]"},
     {"classifier: gap\nthreshold: 0.5\ngeneration: sometimes\n", ":3:13:", "per_token"},
     {"classifier: crf\nthreshold: 0.5\ncrf: {continue: {gap: 1}, stop: {gap: 1}}\n",
@@ -203,10 +253,13 @@ test_missing_file(void)
 static void
 test_round_trip(void)
 {
-	struct exitclf c = {.kind = EXITCLF_CRF,
-			    .threshold = 0.912345678901234,
-			    .crf_emit = {{-4.1, 0.1, 1.5}, {4.1, -0.1 / 3, -1.5}},
-			    .crf_trans = {{1.4, 1.0}, {-2.7, 1.0 / 7}}};
+	struct exitclf c = {
+	    .kind = EXITCLF_CRF,
+	    .threshold = 0.912345678901234,
+	    .crf_emit =
+		{{[EXITCLF_F_GAP] = -4.1, [EXITCLF_F_TOP_PROB] = 0.1, [EXITCLF_F_BIAS] = 1.5},
+		 {[EXITCLF_F_GAP] = 4.1, [EXITCLF_F_TOP_PROB] = -0.1 / 3, [EXITCLF_F_BIAS] = -1.5}},
+	    .crf_trans = {{1.4, 1.0}, {-2.7, 1.0 / 7}}};
 	struct calib_result res = {
 	    .min_layer = 3, .stride = 1, .agreement = 0.995, .pruning = 0.61};
 	struct profile a, b;
@@ -234,6 +287,47 @@ test_round_trip(void)
 	ASSERT_OK(profile_load_file(&b, path, &d));
 	ASSERT(b.clf.threshold > 1);
 	ASSERT_EQ(b.min_layer, 12); /* and no checks at all */
+	unlink(path);
+}
+
+/* The feature list and the optional features' weights survive a save and a load, bit for bit. */
+static void
+test_round_trip_features(void)
+{
+	const unsigned sd = EXITCLF_FEAT_BIT(EXITCLF_F_STABLE) | EXITCLF_FEAT_BIT(EXITCLF_F_DEPTH);
+	struct exitclf cs[3] = {
+	    {.kind = EXITCLF_SVM,
+	     .threshold = -0.123456789,
+	     .features = EXITCLF_FEATS_PAPER | EXITCLF_FEAT_BIT(EXITCLF_F_STABLE),
+	     .svm_w = {[EXITCLF_F_GAP] = 3.25,
+		       [EXITCLF_F_TOP_PROB] = -1.0 / 3,
+		       [EXITCLF_F_STABLE] = 0.7,
+		       [EXITCLF_F_BIAS] = -2}},
+	    {.kind = EXITCLF_SVM,
+	     .threshold = 0.5,
+	     .features = sd,
+	     .svm_w = {[EXITCLF_F_STABLE] = 1e-9, [EXITCLF_F_DEPTH] = 4.5, [EXITCLF_F_BIAS] = -3}},
+	    {.kind = EXITCLF_CRF,
+	     .threshold = 0.75,
+	     .features = EXITCLF_FEATS_ALL,
+	     .crf_emit = {{0.1, 0.2, 0.3, 0.4, 0.5}, {-0.1, -0.2, -0.3, -0.4, 1.0 / 9}},
+	     .crf_trans = {{1, 2}, {3, 4}}},
+	};
+	struct calib_result res = {.min_layer = 6, .stride = 2, .agreement = 1, .pruning = 0.2};
+	const char *path = tmp_path("trec.yaml");
+
+	for (size_t i = 0; i < ARRAY_LEN(cs); i++) {
+		struct profile a, b;
+		struct diag d = {{0}};
+
+		profile_from_calib(&a, "trec", &cs[i], &res, "m", "", 12, "x");
+		ASSERT_EQ(a.clf.features, cs[i].features);
+		ASSERT_OK(profile_save(&a, path, &d));
+		ASSERT_OK(profile_load_file(&b, path, &d));
+		ASSERT_EQ(b.clf.features, cs[i].features);
+		ASSERT(memcmp(&a.clf, &b.clf, sizeof(a.clf)) == 0);
+		ASSERT(memcmp(&cs[i], &b.clf, sizeof(b.clf)) == 0);
+	}
 	unlink(path);
 }
 
@@ -345,6 +439,7 @@ test_cleanup(void)
 }
 
 TEST_MAIN(TEST_CASE(test_parse_svm), TEST_CASE(test_parse_gap_and_crf),
-	  TEST_CASE(test_errors_with_location), TEST_CASE(test_missing_file),
-	  TEST_CASE(test_round_trip), TEST_CASE(test_directory_and_default),
+	  TEST_CASE(test_parse_stable_depth), TEST_CASE(test_errors_with_location),
+	  TEST_CASE(test_missing_file), TEST_CASE(test_round_trip),
+	  TEST_CASE(test_round_trip_features), TEST_CASE(test_directory_and_default),
 	  TEST_CASE(test_inline_node), TEST_CASE(test_cleanup))

@@ -194,7 +194,7 @@ test_stop_at_layer_k(void)
  * golden prompts.
  */
 static void
-test_runtime_matches_feature_simulation(void)
+runtime_vs_simulation(unsigned features)
 {
 	struct fixture f;
 	struct calib_data cal = {0};
@@ -252,15 +252,20 @@ test_runtime_matches_feature_simulation(void)
 			}
 			json_decref(rows);
 			calib_opts_default(&o, EXITCLF_SVM);
+			o.features = features;
 			ASSERT_OK(calib_run(&cal, &o, &c, &res, &d));
+			ASSERT_EQ(c.features, features);
 			profile_from_calib(&p, task, &c, &res, "tiny-tasks", f.m.sha256, 12, rel);
 		}
 		exitclf_run_init(&st);
 		for (uint32_t l = 1; l < 12; l++) {
 			json_t *g = json_array_get(layers, l - 1);
 			struct exitclf_feat ft = {
-			    (float)json_real_value(json_object_get(g, "gap")),
-			    (float)json_real_value(json_object_get(g, "top_prob"))};
+			    .gap = (float)json_real_value(json_object_get(g, "gap")),
+			    .top_prob = (float)json_real_value(json_object_get(g, "top_prob")),
+			    .top1 = (int32_t)json_integer_value(json_object_get(g, "top1")),
+			    .layer = l,
+			    .n_layers = 12};
 
 			if (exitclf_layer_checked(l, p.min_layer, p.stride, 12) &&
 			    exitclf_decide(&p.clf, &st, &ft)) {
@@ -275,10 +280,19 @@ test_runtime_matches_feature_simulation(void)
 		runner_result_free(&r);
 	}
 	/* borderline scores may flip with float differences of ~1e-5; allow one */
-	fprintf(stderr, "runtime exit == simulated exit: %d / %d\n", same, total);
+	fprintf(stderr, "features %#x: runtime exit == simulated exit: %d / %d\n", features, same,
+		total);
 	ASSERT(same >= total - 1);
 	calib_data_deinit(&cal);
 	fixture_close(&f);
+}
+
+/* The paper's features, then all four (stable and depth come from the runner's lens). */
+static void
+test_runtime_matches_feature_simulation(void)
+{
+	runtime_vs_simulation(EXITCLF_FEATS_PAPER);
+	runtime_vs_simulation(EXITCLF_FEATS_ALL);
 }
 
 static void
