@@ -1,0 +1,545 @@
+/*
+ * cli_batch.c — adainfer-client's calibrate and eval: read a JSONL file of
+ * prompts, gather per-layer features (trace) and answers (complete) from
+ * the daemon with requests pipelined a window at a time, then hand the
+ * numbers to calib.c (fitting, threshold choice, tables) and profile.c
+ * (writing and checking profiles).
+ *
+ * It must not reimplement the calibration maths (calib.h owns it) nor
+ * speak the protocol by hand (libadainfer-client does). Prompts the daemon
+ * refuses as too long are reported and left out, never silently.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <yaml.h>
+
+#include "cli_batch.h"
+#include "engine/calib.h"
+#include "profile.h"
+
+void
+batch_free(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->it[i].prompt);
+		free(b->it[i].answer);
+	}
+	free(b->it);
+	calib_data_deinit(&b->cd);
+}
+
+static char *
+dup_bytes(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+
+	if (p != NULL) {
+		memcpy(p, s, n);
+		p[n] = '\0';
+	}
+	return p;
+}
+
+/* Reads FILE.jsonl: one object per line with "prompt" (string) and optional "answer". */
+int
+batch_load(struct batch *b)
+{
+	FILE *f = fopen(b->path, "r");
+	char *line = NULL;
+	size_t cap = 0, lineno = 0, icap = 0;
+	int rc = 0;
+
+	if (f == NULL)
+		return cli_fail(b->cli, b->cmd, "cannot open %s: %s", b->path, strerror(errno));
+	while (getline(&line, &cap, f) > 0) {
+		json_error_t je;
+		json_t *o, *p, *a;
+		struct item *it;
+
+		lineno++;
+		if (strspn(line, " \t\r\n") == strlen(line))
+			continue;
+		if ((o = json_loads(line, JSON_ALLOW_NUL, &je)) == NULL || !json_is_object(o) ||
+		    !json_is_string(p = json_object_get(o, "prompt"))) {
+			rc = cli_usage_error(
+			    b->cli, b->cmd, "%s:%zu: %s", b->path, lineno,
+			    o == NULL ? je.text : "expected an object with a \"prompt\" string");
+			json_decref(o);
+			goto out;
+		}
+		if (b->n == icap) {
+			struct item *ni =
+			    realloc(b->it, (icap = icap ? 2 * icap : 256) * sizeof(*ni));
+
+			if (ni == NULL) {
+				json_decref(o);
+				rc = cli_fail(b->cli, b->cmd, "out of memory");
+				goto out;
+			}
+			b->it = ni;
+		}
+		it = &b->it[b->n++];
+		memset(it, 0, sizeof(*it));
+		it->answer_id = -1;
+		it->plen = json_string_length(p);
+		it->prompt = dup_bytes(json_string_value(p), it->plen);
+		if (json_is_string(a = json_object_get(o, "answer"))) {
+			it->alen = json_string_length(a);
+			it->answer = dup_bytes(json_string_value(a), it->alen);
+		}
+		json_decref(o);
+		if (it->prompt == NULL || (json_is_string(a) && it->answer == NULL)) {
+			rc = cli_fail(b->cli, b->cmd, "out of memory");
+			goto out;
+		}
+	}
+	if (ferror(f))
+		rc = cli_fail(b->cli, b->cmd, "cannot read %s: %s", b->path, strerror(errno));
+	else if (b->n == 0)
+		rc = cli_usage_error(b->cli, b->cmd, "%s: no prompts", b->path);
+out:
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+/* ---- the batch_pipeline ------------------------------------------------------------------ */
+
+/*
+ * Sends method for every item not skipped, WINDOW at a time, and feeds the
+ * answers to done. busy answers are retried; context / too_large mark the
+ * item skipped with a message. *wall receives the elapsed seconds.
+ */
+int
+batch_pipeline(struct batch *b, const char *label, const char *method, build_fn build, done_fn done,
+	       double *wall)
+{
+	struct {
+		uint32_t msgid;
+		size_t i;
+	} fl[WINDOW];
+	size_t n_fl = 0, next = 0, todo = 0, retry_n = 0, *retry = calloc(b->n + 1, sizeof(size_t));
+	struct progress bar;
+	double t0 = cli_now();
+	int rc = 0;
+
+	if (retry == NULL)
+		return cli_fail(b->cli, b->cmd, "out of memory");
+	for (size_t i = 0; i < b->n; i++)
+		todo += !b->it[i].skip;
+	progress_init(&bar, b->cli, label, todo);
+	for (;;) {
+		struct adainfer_value *res = NULL;
+		uint32_t id;
+		size_t k;
+
+		while (n_fl < WINDOW && (retry_n > 0 || next < b->n)) {
+			struct adainfer_member m[8];
+			struct adainfer_value params;
+			char *scratch = NULL;
+			size_t i;
+
+			if (retry_n > 0) {
+				i = retry[--retry_n];
+			} else if (b->it[i = next++].skip) {
+				continue;
+			}
+			if (b->it[i].answer != NULL &&
+			    (scratch = malloc(b->it[i].plen + b->it[i].alen + 1)) == NULL) {
+				rc = cli_fail(b->cli, b->cmd, "out of memory");
+				goto out;
+			}
+			params = adainfer_map(m, build(b, i, m, scratch));
+			rc = adainfer_send(b->cli->c, method, &params, &fl[n_fl].msgid);
+			free(scratch);
+			if (rc < 0) {
+				rc = cli_lib_error(b->cli, b->cmd, rc);
+				goto out;
+			}
+			fl[n_fl++].i = i;
+		}
+		if (n_fl == 0)
+			break;
+		rc = adainfer_recv(b->cli->c, &id, &res, NULL, NULL);
+		for (k = 0; k < n_fl && fl[k].msgid != id; k++)
+			;
+		if (rc < 0 && (rc != ADAINFER_ESERVER || k == n_fl)) {
+			rc = cli_lib_error(b->cli, b->cmd, rc);
+			goto out;
+		}
+		size_t i = fl[k].i;
+
+		fl[k] = fl[--n_fl];
+		if (rc == ADAINFER_ESERVER) {
+			int code = adainfer_server_error(b->cli->c, NULL);
+
+			if (code == ADAINFER_SERR_BUSY) { /* queue full: back off, send again */
+				retry[retry_n++] = i;
+				nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+				continue;
+			}
+			if (code != ADAINFER_SERR_CONTEXT && code != ADAINFER_SERR_TOO_LARGE) {
+				rc = cli_lib_error(b->cli, b->cmd, rc);
+				goto out;
+			}
+			fprintf(stderr, "%s%s: %s: %s:%zu: left out: %s\n",
+				b->cli->progress ? "\r\033[K" : "", b->cli->prog, b->cmd, b->path,
+				i + 1, adainfer_errmsg(b->cli->c));
+			b->it[i].skip = true;
+		} else {
+			rc = done(b, i, res);
+			adainfer_value_free(res);
+			if (rc != 0)
+				goto out;
+		}
+		progress_step(&bar, 1);
+	}
+	rc = 0;
+	progress_end(&bar);
+	if (wall != NULL)
+		*wall = cli_now() - t0;
+out:
+	free(retry);
+	return rc;
+}
+
+static size_t
+build_trace(struct batch *b, size_t i, struct adainfer_member *m, char *scratch)
+{
+	(void)scratch;
+	m[0] = (struct adainfer_member){"prompt", adainfer_strn(b->it[i].prompt, b->it[i].plen)};
+	m[1] = (struct adainfer_member){"top_k", adainfer_int(1)};
+	return 2;
+}
+
+static int
+done_trace(struct batch *b, size_t i, const struct adainfer_value *res)
+{
+	const struct adainfer_value *ls = adainfer_value_get(res, "layers"),
+				    *tk = adainfer_value_get(res, "tokens");
+	uint32_t L = b->n_layers;
+
+	if (ls == NULL || ls->type != ADAINFER_ARRAY || ls->u.array.n != L || tk == NULL ||
+	    tk->type != ADAINFER_ARRAY)
+		return cli_fail(b->cli, b->cmd, "trace of prompt %zu: expected %u layers", i + 1,
+				L);
+	b->it[i].n_tokens = (uint32_t)tk->u.array.n;
+	for (uint32_t l = 0; l < L; l++) {
+		const struct adainfer_value *e = &ls->u.array.v[l];
+
+		b->cd.top1[i * L + l] =
+		    (int32_t)adainfer_value_int(adainfer_value_get(e, "top1"), -1);
+		b->cd.top_prob[i * L + l] =
+		    (float)adainfer_value_float(adainfer_value_get(e, "top_prob"), 0);
+		b->cd.gap[i * L + l] = (float)adainfer_value_float(adainfer_value_get(e, "gap"), 0);
+	}
+	return 0;
+}
+
+/* tokenize(prompt + answer): the answer is one token when it adds exactly one. */
+static size_t
+build_answer(struct batch *b, size_t i, struct adainfer_member *m, char *scratch)
+{
+	memcpy(scratch, b->it[i].prompt, b->it[i].plen);
+	memcpy(scratch + b->it[i].plen, b->it[i].answer, b->it[i].alen);
+	m[0] =
+	    (struct adainfer_member){"text", adainfer_strn(scratch, b->it[i].plen + b->it[i].alen)};
+	return 1;
+}
+
+static int
+done_answer(struct batch *b, size_t i, const struct adainfer_value *res)
+{
+	const struct adainfer_value *tk = adainfer_value_get(res, "tokens");
+
+	if (tk != NULL && tk->type == ADAINFER_ARRAY && tk->u.array.n == b->it[i].n_tokens + 1)
+		b->it[i].answer_id =
+		    (int32_t)adainfer_value_int(&tk->u.array.v[tk->u.array.n - 1], -1);
+	b->cd.answer_id[i] = b->it[i].answer_id;
+	return 0;
+}
+
+/* Traces every prompt, then finds the answer token of those with an answer. */
+int
+batch_features(struct batch *b)
+{
+	int rc;
+
+	if (calib_data_init(&b->cd, (uint32_t)b->n, b->n_layers) < 0)
+		return cli_fail(b->cli, b->cmd, "out of memory");
+	if ((rc = batch_pipeline(b, "trace", "trace", build_trace, done_trace, NULL)) != 0)
+		return rc;
+	/* answers: only the items that have one */
+	for (size_t i = 0; i < b->n; i++)
+		if (b->it[i].answer == NULL && !b->it[i].skip) {
+			b->it[i].skip = true;
+			b->it[i].answer_id = -2; /* marker: restore below */
+		}
+	rc = batch_pipeline(b, "answers", "tokenize", build_answer, done_answer, NULL);
+	for (size_t i = 0; i < b->n; i++)
+		if (b->it[i].answer_id == -2) {
+			b->it[i].skip = false;
+			b->it[i].answer_id = -1;
+		}
+	return rc;
+}
+
+/* The kept rows of b->cd (prompts the daemon did not refuse). */
+int
+batch_kept(struct batch *b, struct calib_data *out, uint32_t **idx_out, uint32_t *k_out)
+{
+	uint32_t *idx = malloc((b->n + 1) * sizeof(*idx)), k = 0;
+
+	if (idx == NULL)
+		return cli_fail(b->cli, b->cmd, "out of memory");
+	for (size_t i = 0; i < b->n; i++)
+		if (!b->it[i].skip)
+			idx[k++] = (uint32_t)i;
+	if (k == 0) {
+		free(idx);
+		return cli_fail(b->cli, b->cmd, "%s: every prompt was refused", b->path);
+	}
+	if (calib_data_subset(&b->cd, idx, k, out) < 0) {
+		free(idx);
+		return cli_fail(b->cli, b->cmd, "out of memory");
+	}
+	*idx_out = idx;
+	*k_out = k;
+	return 0;
+}
+
+/* info: the model's layers, name and hash; the features' cost when its shape is known. */
+int
+batch_model_info(struct batch *b, char *name, size_t name_sz, char *sha, size_t sha_sz,
+		 double *cost)
+{
+	struct adainfer_value *res = NULL;
+	const struct adainfer_value *m;
+	int rc;
+
+	if ((rc = cli_connect(b->cli, b->cmd)) != 0)
+		return rc;
+	if ((rc = adainfer_call(b->cli->c, "info", NULL, &res, NULL, NULL)) < 0)
+		return cli_lib_error(b->cli, b->cmd, rc);
+	m = adainfer_value_get(res, "model");
+	b->n_layers = (uint32_t)adainfer_value_int(adainfer_value_get(m, "n_layers"), 0);
+	snprintf(name, name_sz, "%s",
+		 adainfer_value_str(adainfer_value_get(m, "name"), NULL) ?: "");
+	snprintf(sha, sha_sz, "%s",
+		 adainfer_value_str(adainfer_value_get(m, "sha256"), NULL) ?: "");
+	if (cost != NULL) { /* the daemon's estimate, when it reports one */
+		double c = adainfer_value_float(adainfer_value_get(m, "check_cost"), NAN);
+
+		*cost = isfinite(c) && c >= 0 ? c : 0;
+	}
+	adainfer_value_free(res);
+	if (b->n_layers == 0 || b->n_layers > 4096)
+		return cli_fail(b->cli, b->cmd, "info: the daemon reports %u layers", b->n_layers);
+	return 0;
+}
+
+/* ---- calibrate ---------------------------------------------------------------------- */
+
+/* One candidate's keys; the threshold is null when the classifier never stops (+inf). */
+static int
+cand_fill(json_t *j, const struct exitclf *c, const struct calib_result *r)
+{
+	if (j == NULL)
+		return -1;
+	json_object_set_new(j, "classifier", json_string(exitclf_kind_name(c->kind)));
+	json_object_set_new(j, "threshold",
+			    isfinite(c->threshold) ? json_real(c->threshold) : json_null());
+	json_object_set_new(j, "min_layer", json_integer(r->min_layer));
+	json_object_set_new(j, "stride", json_integer(r->stride));
+	json_object_set_new(j, "agreement", json_real(r->agreement));
+	json_object_set_new(j, "pruning_ratio", json_real(r->pruning));
+	json_object_set_new(j, "net", json_real(r->net));
+	return 0;
+}
+
+static json_t *
+cand_json(const struct exitclf *c, const struct calib_result *r)
+{
+	json_t *j = json_object();
+
+	cand_fill(j, c, r);
+	return j;
+}
+
+int
+cmd_calibrate(struct cli *cli, int argc, char **argv)
+{
+	static const struct option lo[] = {{"task", required_argument, NULL, 't'},
+					   {"data", required_argument, NULL, 'd'},
+					   {"target-agreement", required_argument, NULL, 'a'},
+					   {"out", required_argument, NULL, 'o'},
+					   {"classifier", required_argument, NULL, 'c'},
+					   {"label", required_argument, NULL, 'l'},
+					   {"check-cost", required_argument, NULL, 'k'},
+					   {"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
+	struct batch b = {.cli = cli, .cmd = argv[0]};
+	struct calib_data kept = {0};
+	struct calib_eval ev = {0};
+	struct exitclf best = {0};
+	struct calib_result best_res = {0};
+	struct profile prof;
+	struct diag d = {{0}};
+	enum calib_label label = CALIB_LABEL_FINAL;
+	double target = 0.99, cost = NAN, best_net = -INFINITY;
+	const char *out_path = NULL, *kind_s = "best";
+	char name[128], sha[80], default_out[PROFILE_TASK_MAX + 8];
+	uint32_t *idx = NULL, k = 0;
+	json_t *cands = NULL;
+	int o, rc = 0;
+
+	optind = 0;
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, "+:h", lo, NULL)) != -1) {
+		char *end = NULL;
+
+		switch (o) {
+		case 't':
+			b.task = optarg;
+			break;
+		case 'd':
+			b.path = optarg;
+			break;
+		case 'o':
+			out_path = optarg;
+			break;
+		case 'c':
+			kind_s = optarg;
+			break;
+		case 'a':
+			target = strtod(optarg, &end);
+			if (*end != '\0' || !(target > 0 && target <= 1))
+				return cli_usage_error(cli, argv[0],
+						       "--target-agreement: '%s' is not in (0, 1]",
+						       optarg);
+			break;
+		case 'k':
+			cost = strtod(optarg, &end);
+			if (*end != '\0' || !(cost >= 0 && cost < 1e6))
+				return cli_usage_error(cli, argv[0], "--check-cost: '%s'", optarg);
+			break;
+		case 'l':
+			if (strcmp(optarg, "final") == 0)
+				label = CALIB_LABEL_FINAL;
+			else if (strcmp(optarg, "gold") == 0)
+				label = CALIB_LABEL_GOLD;
+			else
+				return cli_usage_error(
+				    cli, argv[0], "--label: '%s' is not final or gold", optarg);
+			break;
+		case 'h':
+			printf(
+			    "usage: %s calibrate --task T --data FILE.jsonl [--target-agreement A] "
+			    "[--out FILE]\n  [--classifier best|gap|svm|crf] [--label final|gold] "
+			    "[--check-cost C]\n(see %s --help)\n",
+			    cli->prog, cli->prog);
+			return CLI_EXIT_OK;
+		default:
+			return cli_usage_error(cli, argv[0], "unknown option or missing value '%s'",
+					       argv[optind - 1]);
+		}
+	}
+	if (b.task == NULL || b.path == NULL)
+		return cli_usage_error(cli, argv[0], "--task and --data are required");
+	if (optind < argc)
+		return cli_usage_error(cli, argv[0], "unexpected argument '%s'", argv[optind]);
+	if (strlen(b.task) == 0 || strlen(b.task) >= PROFILE_TASK_MAX || strchr(b.task, '/'))
+		return cli_usage_error(cli, argv[0], "--task: '%s' is not a task name", b.task);
+	if (strcmp(kind_s, "best") != 0) {
+		enum exitclf_kind kk;
+
+		if (exitclf_kind_parse(kind_s, &kk) < 0)
+			return cli_usage_error(cli, argv[0],
+					       "--classifier: '%s' is not best, gap, "
+					       "svm or crf",
+					       kind_s);
+	}
+	if (out_path == NULL) {
+		snprintf(default_out, sizeof(default_out), "%s.yaml", b.task);
+		out_path = default_out;
+	}
+	if ((rc = batch_load(&b)) != 0 ||
+	    (rc = batch_model_info(&b, name, sizeof(name), sha, sizeof(sha),
+				   isnan(cost) ? &cost : NULL)) != 0 ||
+	    (rc = batch_features(&b)) != 0 || (rc = batch_kept(&b, &kept, &idx, &k)) != 0)
+		goto out;
+	if ((cands = json_array()) == NULL) {
+		rc = cli_fail(cli, argv[0], "out of memory");
+		goto out;
+	}
+	if (!cli->json)
+		printf("%u prompts (%zu left out), %u layers, check cost %.3f layers\n\n"
+		       "classifier  min_layer stride  threshold  agreement  pruning     net\n",
+		       k, b.n - k, b.n_layers, cost);
+	for (int kind = EXITCLF_GAP; kind <= EXITCLF_CRF; kind++) {
+		struct calib_opts opts;
+		struct calib_result res;
+		struct exitclf c = {0};
+
+		if (strcmp(kind_s, "best") != 0 && strcmp(kind_s, exitclf_kind_name(kind)) != 0)
+			continue;
+		calib_opts_default(&opts, (enum exitclf_kind)kind);
+		opts.target_agreement = target;
+		opts.check_cost = cost;
+		opts.label = label;
+		if (calib_run(&kept, &opts, &c, &res, &d) < 0) {
+			rc = cli_fail(cli, argv[0], "%s: %s", exitclf_kind_name(kind), d.msg);
+			goto out;
+		}
+		json_array_append_new(cands, cand_json(&c, &res));
+		if (!cli->json)
+			printf("%-10s  %9u %6u  %9.4g  %9.3f  %7.3f  %6.3f\n",
+			       exitclf_kind_name(kind), res.min_layer, res.stride, c.threshold,
+			       res.agreement, res.pruning, res.net);
+		if (res.net > best_net) {
+			best_net = res.net;
+			best = c;
+			best_res = res;
+		}
+	}
+	if (calib_evaluate(&kept, &best, best_res.min_layer, best_res.stride, &ev) < 0) {
+		rc = cli_fail(cli, argv[0], "cannot evaluate the chosen classifier");
+		goto out;
+	}
+	profile_from_calib(&prof, b.task, &best, &best_res, name, sha, b.n_layers, b.path);
+	if (profile_save(&prof, out_path, &d) < 0) {
+		rc = cli_fail(cli, argv[0], "%s", d.msg);
+		goto out;
+	}
+	if (cli->json) {
+		json_t *j =
+		    json_pack("{s:s, s:i, s:i, s:s, s:O}", "task", b.task, "n", (int)k, "skipped",
+			      (int)(b.n - k), "out", out_path, "candidates", cands);
+
+		if (cand_fill(j, &best, &best_res) == 0) { /* the chosen one's keys at the top */
+			json_object_set_new(j, "in_sample_pruning_ratio", json_real(ev.pruning));
+			json_object_set_new(j, "oracle_pruning_ratio",
+					    json_real(ev.oracle_pruning));
+		}
+		rc = cli_json_print(cli, j);
+		json_decref(j);
+	} else {
+		printf("\nchosen: %s (best held-out net saving); per layer on the calibration "
+		       "set:\n",
+		       exitclf_kind_name(best.kind));
+		calib_print_layers(stdout, &ev);
+		calib_print_summary(stdout, "calibration set (in-sample)", &ev);
+		printf("profile written to %s\n", out_path);
+	}
+out:
+	json_decref(cands);
+	calib_eval_free(&ev);
+	calib_data_deinit(&kept);
+	free(idx);
+	batch_free(&b);
+	return rc;
+}

@@ -1,0 +1,61 @@
+/*
+ * cli_batch.h — the batch machinery calibrate and eval share (cli_batch.c):
+ * a JSONL file of prompts, requests pipelined a window at a time, and the
+ * per-layer features gathered from trace into calib.h's matrix.
+ */
+#ifndef ADAINFER_CLI_BATCH_H
+#define ADAINFER_CLI_BATCH_H
+
+#include "cli.h"
+#include "engine/calib.h"
+
+#define WINDOW 8 /* requests in flight: keeps the worker busy, far below max_queued */
+
+struct item {
+	char *prompt, *answer; /* owned; answer NULL when absent */
+	size_t plen, alen;
+	bool skip;         /* the daemon refused it (context, too large) */
+	uint32_t n_tokens; /* prompt tokens (BOS included) from trace */
+	int32_t answer_id; /* the answer's single token, -1 when unknown */
+	int32_t full_tok, ad_tok;
+	uint32_t exit_layer;
+};
+
+struct batch {
+	struct cli *cli;
+	const char *cmd, *path;
+	struct item *it;
+	size_t n;
+	uint32_t n_layers;
+	struct calib_data cd;                 /* every item, rows of skipped ones unused */
+	const struct adainfer_value *profile; /* eval --profile, inline */
+	const char *task;
+};
+
+/* Fills up to 8 members of item i's params; returns their count. */
+typedef size_t (*build_fn)(struct batch *b, size_t i, struct adainfer_member *m, char *scratch);
+/* Takes item i's result; returns 0 or an exit status. */
+typedef int (*done_fn)(struct batch *b, size_t i, const struct adainfer_value *res);
+
+/** Frees the items and the matrix. */
+void batch_free(struct batch *b);
+/** Reads b->path (one object a line: "prompt" string, optional "answer"). Returns 0 or an exit
+ * status. */
+int batch_load(struct batch *b);
+/**
+ * Sends method for every item not skipped, WINDOW at a time, and feeds the
+ * answers to done; busy answers are retried, context / too_large ones mark
+ * the item skipped with a message. *wall (may be NULL) gets the elapsed
+ * seconds. Returns 0 or an exit status.
+ */
+int batch_pipeline(struct batch *b, const char *label, const char *method, build_fn build,
+		   done_fn done, double *wall);
+/** Traces every item into b->cd, then finds the answer token of those with an answer. */
+int batch_features(struct batch *b);
+/** The rows of b->cd not skipped, copied into out; *idx_out (caller frees) maps them back. */
+int batch_kept(struct batch *b, struct calib_data *out, uint32_t **idx_out, uint32_t *k_out);
+/** Connects and reads info: b->n_layers, the model's name and sha256, the daemon's check cost. */
+int batch_model_info(struct batch *b, char *name, size_t name_sz, char *sha, size_t sha_sz,
+		     double *cost);
+
+#endif

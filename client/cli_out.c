@@ -1,0 +1,310 @@
+/*
+ * cli_out.c — what adainfer-client writes: the one-line error messages and
+ * the exit status each failure maps to, JSON conversion of results (always
+ * valid JSON, whatever bytes the daemon's text holds), escaped token text
+ * for tables, and the progress bar on stderr.
+ *
+ * It must never write a progress bar or anything else but the requested
+ * output to stdout, and never draw the bar when stderr is not a terminal.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+/* ---- errors ---------------------------------------------------------------- */
+
+int
+cli_usage_error(const struct cli *cli, const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: %s%s", cli->prog, cmd != NULL ? cmd : "", cmd != NULL ? ": " : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see %s%s%s --help)\n", cli->prog, cmd != NULL ? " " : "",
+		cmd != NULL ? cmd : "");
+	return CLI_EXIT_USAGE;
+}
+
+int
+cli_fail(const struct cli *cli, const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: %s: ", cli->prog, cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return CLI_EXIT_FAIL;
+}
+
+int
+cli_lib_error(const struct cli *cli, const char *cmd, int rc)
+{
+	const char *name = NULL;
+	int code;
+
+	if (rc == ADAINFER_ESERVER) {
+		code = adainfer_server_error(cli->c, &name);
+		/* errmsg is "name: message" */
+		(void)name;
+		fprintf(stderr, "%s: %s: server error %d %s\n", cli->prog, cmd, code,
+			adainfer_errmsg(cli->c));
+		return CLI_EXIT_SERVER;
+	}
+	if (rc == -ETIMEDOUT) {
+		fprintf(stderr, "%s: %s: timeout: no answer from %s within %.3g s (--timeout)\n",
+			cli->prog, cmd, cli->socket, cli->timeout_ms / 1000.0);
+		return CLI_EXIT_TIMEOUT;
+	}
+	fprintf(stderr, "%s: %s: %s (%s)\n", cli->prog, cmd, adainfer_errmsg(cli->c),
+		adainfer_strerror(rc));
+	return CLI_EXIT_FAIL;
+}
+
+int
+cli_connect(struct cli *cli, const char *cmd)
+{
+	int rc;
+
+	if (adainfer_fd(cli->c) >= 0)
+		return 0;
+	if ((rc = adainfer_connect(cli->c, cli->socket)) == 0)
+		return 0;
+	if (rc == -ETIMEDOUT)
+		return cli_lib_error(cli, cmd, rc);
+	fprintf(stderr,
+		"%s: %s: cannot connect to %s: %s; is adainferd running and may this user "
+		"open the socket? (--socket or ADAINFER_SOCKET name another)\n",
+		cli->prog, cmd, cli->socket, adainfer_strerror(rc));
+	return CLI_EXIT_CONNECT;
+}
+
+/* ---- JSON ------------------------------------------------------------------------ */
+
+/* Length of the valid UTF-8 sequence at s (no overlongs, surrogates or > U+10FFFF), 0 if none. */
+static size_t
+utf8_seq(const unsigned char *s, size_t len)
+{
+	unsigned char c = s[0];
+	size_t n;
+	uint32_t cp;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2, cp = c & 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3, cp = c & 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4, cp = c & 0x07;
+	else
+		return 0;
+	if (len < n)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+json_t *
+cli_json_text(const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	char *buf;
+	size_t o = 0;
+	json_t *j;
+
+	if (len > (SIZE_MAX - 1) / 3 || (buf = malloc(3 * len + 1)) == NULL)
+		return NULL;
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_seq(u + i, len - i);
+
+		if (n == 0) { /* U+FFFD REPLACEMENT CHARACTER for each invalid byte */
+			memcpy(buf + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		} else {
+			memcpy(buf + o, s + i, n);
+			o += n;
+			i += n;
+		}
+	}
+	j = json_stringn(buf, o);
+	free(buf);
+	return j;
+}
+
+json_t *
+cli_json_value(const struct adainfer_value *v)
+{
+	json_t *j = NULL;
+
+	switch (v->type) {
+	case ADAINFER_NIL:
+		return json_null();
+	case ADAINFER_BOOL:
+		return json_boolean(v->u.b);
+	case ADAINFER_INT:
+		return json_integer((json_int_t)v->u.i);
+	case ADAINFER_FLOAT:
+		return isfinite(v->u.f) ? json_real(v->u.f) : json_null();
+	case ADAINFER_STR:
+	case ADAINFER_BIN:
+		return cli_json_text(v->u.str.ptr, v->u.str.len);
+	case ADAINFER_ARRAY:
+		if ((j = json_array()) == NULL)
+			return NULL;
+		for (size_t i = 0; i < v->u.array.n; i++)
+			if (json_array_append_new(j, cli_json_value(&v->u.array.v[i])) < 0)
+				goto oom;
+		return j;
+	case ADAINFER_MAP:
+		if ((j = json_object()) == NULL)
+			return NULL;
+		for (size_t i = 0; i < v->u.map.n; i++) {
+			const struct adainfer_member *m = &v->u.map.v[i];
+			json_t *k = cli_json_text(m->key, strlen(m->key)); /* keys must be UTF-8 */
+
+			if (k == NULL || json_object_set_new(j, json_string_value(k),
+							     cli_json_value(&m->value)) < 0) {
+				json_decref(k);
+				goto oom;
+			}
+			json_decref(k);
+		}
+		return j;
+	}
+	return json_null();
+oom:
+	json_decref(j);
+	return NULL;
+}
+
+int
+cli_json_print(const struct cli *cli, json_t *j)
+{
+	int rc = 0;
+
+	if (j == NULL)
+		return cli_fail(cli, "json", "out of memory");
+	if (json_dumpf(j, stdout, JSON_SORT_KEYS | JSON_REAL_PRECISION(10)) < 0 ||
+	    fputc('\n', stdout) == EOF || fflush(stdout) == EOF)
+		rc = cli_fail(cli, "json", "cannot write to standard output");
+	return rc;
+}
+
+void
+cli_print_escaped(FILE *f, const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+
+	fputc('"', f);
+	for (size_t i = 0; i < len; i++) {
+		size_t n;
+
+		if (u[i] == '"' || u[i] == '\\')
+			fprintf(f, "\\%c", u[i]);
+		else if (u[i] == '\n')
+			fputs("\\n", f);
+		else if (u[i] == '\t')
+			fputs("\\t", f);
+		else if (u[i] >= 0x20 && u[i] < 0x7f)
+			fputc(u[i], f);
+		else if (u[i] >= 0x80 && (n = utf8_seq(u + i, len - i)) > 0) {
+			fwrite(s + i, 1, n, f); /* printable UTF-8 stays readable */
+			i += n - 1;
+		} else
+			fprintf(f, "\\x%02x", u[i]);
+	}
+	fputc('"', f);
+}
+
+/* ---- progress ------------------------------------------------------------------------ */
+
+double
+cli_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void
+fmt_time(char *buf, size_t n, double s)
+{
+	if (!isfinite(s) || s < 0)
+		snprintf(buf, n, "--:--");
+	else if (s < 3600)
+		snprintf(buf, n, "%02d:%02d", (int)s / 60, (int)s % 60);
+	else
+		snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)s % 3600 / 60);
+}
+
+static void
+draw(struct progress *p, bool final)
+{
+	double el = cli_now() - p->t0, rate = el > 0 ? p->done / el : 0;
+	char eta[16], bar[26];
+	int w = (int)sizeof(bar) - 1, fill_n = 0;
+
+	if (p->total > 0)
+		fill_n = (int)((double)w * (double)p->done / (double)p->total);
+	for (int i = 0; i < w; i++)
+		bar[i] = i < fill_n ? '#' : '.';
+	bar[w] = '\0';
+	fmt_time(eta, sizeof(eta),
+		 final ? el : (rate > 0 && p->total > 0 ? (p->total - p->done) / rate : NAN));
+	if (p->total > 0)
+		fprintf(stderr, "\r%s %llu/%llu [%s] %.1f/s %s %s\033[K", p->label,
+			(unsigned long long)p->done, (unsigned long long)p->total, bar, rate,
+			final ? "in" : "ETA", eta);
+	else
+		fprintf(stderr, "\r%s %llu %.1f/s\033[K", p->label, (unsigned long long)p->done,
+			rate);
+	if (final)
+		fputc('\n', stderr);
+	fflush(stderr);
+	p->last_draw = cli_now();
+}
+
+void
+progress_init(struct progress *p, const struct cli *cli, const char *label, uint64_t total)
+{
+	memset(p, 0, sizeof(*p));
+	p->cli = cli;
+	p->label = label;
+	p->total = total;
+	p->t0 = cli_now();
+	if (cli->progress)
+		draw(p, false);
+}
+
+void
+progress_step(struct progress *p, uint64_t n)
+{
+	p->done += n;
+	if (p->cli->progress && cli_now() - p->last_draw >= 0.1)
+		draw(p, false);
+}
+
+void
+progress_end(struct progress *p)
+{
+	if (p->cli->progress)
+		draw(p, true);
+}
