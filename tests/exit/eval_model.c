@@ -3,7 +3,9 @@
  * trace every calib prompt at full depth, calibrate the three classifiers,
  * then on dev measure accuracy full/adaptive, agreement, pruning beside the
  * oracle's, and wall time full depth vs adaptive (runner_run, one answer
- * token, features included).
+ * token, features included). svm and crf appear twice: on the paper's
+ * [gap, top_prob], and on the feature set calibration chooses on held-out
+ * folds among gap+top_prob, +stable, +depth, +stable+depth.
  *
  * With --profiles DIR, writes DIR/<task>.yaml: the classifier with the best
  * held-out net saving. The feature-check cost is priced in (runner_check_cost
@@ -176,9 +178,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", argv[i], d.msg);
 		return 1;
 	}
-	printf("| task | classifier | acc full | acc adaptive | agreement | pruning | oracle | "
-	       "time full s | time adaptive s | speedup | features %% | min_layer |\n"
-	       "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+	printf("| task | classifier | features | acc full | acc adaptive | agreement | pruning | "
+	       "oracle | time full s | time adaptive s | speedup | features %% | min_layer |\n"
+	       "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
 	for (int t = i + 2; t < argc; t++) {
 		struct prompts cal, dev;
 		struct calib_data ccd = {0}, dcd = {0};
@@ -200,7 +202,16 @@ main(int argc, char **argv)
 		}
 		time_run(c, &cal, NULL, NULL, NULL, NULL, NULL); /* warm-up, untimed */
 		t_full = time_run(c, &dev, NULL, NULL, NULL, NULL, NULL);
-		for (int k = EXITCLF_GAP; k <= EXITCLF_CRF; k++) {
+		/* gap; svm paper, svm chosen; crf paper, crf chosen */
+		for (int row = 0; row < 5; row++) {
+			static const unsigned sets[] = {
+			    EXITCLF_FEATS_PAPER,
+			    EXITCLF_FEATS_PAPER | EXITCLF_FEAT_BIT(EXITCLF_F_STABLE),
+			    EXITCLF_FEATS_PAPER | EXITCLF_FEAT_BIT(EXITCLF_F_DEPTH),
+			    EXITCLF_FEATS_ALL,
+			};
+			int k = row == 0 ? EXITCLF_GAP : row <= 2 ? EXITCLF_SVM : EXITCLF_CRF;
+			char fs[64];
 			struct calib_opts o;
 			struct calib_result res;
 			struct exitclf clf = {0};
@@ -212,6 +223,10 @@ main(int argc, char **argv)
 			calib_opts_default(&o, (enum exitclf_kind)k);
 			o.target_agreement = target;
 			o.check_cost = runner_check_cost(&m, (uint32_t)(mean_len + 0.5));
+			if (row == 2 || row == 4) {
+				o.feature_sets = sets;
+				o.n_feature_sets = ARRAY_LEN(sets);
+			}
 			if (calib_run(&ccd, &o, &clf, &res, &d) < 0 ||
 			    calib_evaluate(&dcd, &clf, res.min_layer, res.stride, &ev) < 0) {
 				fprintf(stderr, "%s: %s\n", argv[t], d.msg);
@@ -224,11 +239,14 @@ main(int argc, char **argv)
 				best = p;
 			}
 			t_ad = time_run(c, &dev, &p, &mism, &ev, &dcd, &t_feat);
-			printf("| %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2fx "
-			       "| %.1f | %u |\n",
-			       argv[t], exitclf_kind_name(clf.kind), ev.acc_full, ev.acc_adaptive,
-			       ev.agreement, ev.pruning, ev.oracle_pruning, t_full, t_ad,
-			       t_full / t_ad, 100 * t_feat / t_ad, res.min_layer);
+			printf(
+			    "| %s | %s | %s%s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | "
+			    "%.2fx | %.1f | %u |\n",
+			    argv[t], exitclf_kind_name(clf.kind),
+			    exitclf_feats_str(clf.features, fs, sizeof(fs)),
+			    o.n_feature_sets ? " (chosen)" : "", ev.acc_full, ev.acc_adaptive,
+			    ev.agreement, ev.pruning, ev.oracle_pruning, t_full, t_ad,
+			    t_full / t_ad, 100 * t_feat / t_ad, res.min_layer);
 			if (mism)
 				fprintf(stderr,
 					"%s %s: %u prompts exited elsewhere than simulated\n",
