@@ -557,14 +557,17 @@ encode_text(const struct vocab *v, const char *p, size_t n, uint32_t from, bool 
 	uint32_t u;
 	int rc;
 
+	if (p == NULL) /* never, but GCC's -Wnonnull at -O3 cannot prove it through the recursion */
+		return -EINVAL;
 	while (n > 0) {
+		m = NULL;
 		for (u = from; u < ix->n_user; u++) {
 			const struct vocab_token *t = &v->tokens[ix->user[u]];
 
 			if ((m = memmem(p, n, t->text, t->len)) != NULL)
 				break;
 		}
-		if (u == ix->n_user) {
+		if (m == NULL) {
 			rc = encode_fragment(v, p, n, v->add_space_prefix && *prev_special, o);
 			*prev_special = false;
 			return rc;
