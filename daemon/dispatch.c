@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "engine/runner.h"
 #include "log.h"
 #include "server.h"
 #include "tasks.h"
@@ -124,7 +125,7 @@ pack_info(msgpack_packer *pk, struct daemon *dm)
 	P(proto_pack_cstr(pk, ADAINFER_VERSION));
 	P(kv_u64(pk, PROTO_K_PROTOCOL, PROTO_VERSION));
 	P(proto_pack_cstr(pk, PROTO_K_MODEL));
-	P(msgpack_pack_map(pk, 14));
+	P(msgpack_pack_map(pk, 15));
 	P(proto_pack_cstr(pk, "name"));
 	P(proto_pack_text(pk, m->name, strlen(m->name)));
 	P(proto_pack_cstr(pk, "arch"));
@@ -143,6 +144,8 @@ pack_info(msgpack_packer *pk, struct daemon *dm)
 	P(kv_u64(pk, "file_type", m->file_type));
 	P(kv_u64(pk, "mapped_bytes", m->map.size));
 	P(kv_u64(pk, "rss_extra_bytes", rss_extra(m)));
+	P(proto_pack_cstr(pk, "check_cost"));
+	P(msgpack_pack_double(pk, runner_check_cost(m, 1)));
 	P(proto_pack_cstr(pk, PROTO_K_TASKS));
 	P(tasks_pack_names(s->profiles, pk));
 	P(proto_pack_cstr(pk, PROTO_K_PROFILES));

@@ -51,7 +51,10 @@
  *             n_layers, n_vocab, n_ctx (context the daemon serves),
  *             n_ctx_train, n_embd, n_heads, n_kv_heads: int,
  *             mapped_bytes: int (size of the read-only mapping),
- *             rss_extra_bytes: int (resident memory beyond the mapping)},
+ *             rss_extra_bytes: int (resident memory beyond the mapping),
+ *             check_cost: float (one stopping check, i.e. one logit-lens
+ *             evaluation, in layers of a one-token batch; for an n-token
+ *             prompt it is check_cost / n)},
  *     tasks: [str] (tasks with a loaded profile),
  *     profiles: {task: {classifier: str, threshold: float, min_layer: int,
  *                       ...} } (as loaded),
