@@ -628,7 +628,7 @@ static const struct command commands[] = {
      "A (default 0.99) while skipping the most layers. Prints the candidates and the\n"
      "per-layer table, and writes the profile (best held-out saving unless\n"
      "--classifier) to FILE (default T.yaml). --check-cost prices one feature check in\n"
-     "layers (default: estimated from the model's shape).\n"},
+     "layers (default: the daemon's estimate, info's model.check_cost, else 0).\n"},
     {"eval", cmd_eval, "--task T --data FILE.jsonl [--profile FILE]",
      "Runs every prompt of FILE.jsonl (with \"answer\") at full depth and with the\n"
      "profile, and prints n, accuracy full and adaptive, agreement, pruning ratio\n"

@@ -59,6 +59,7 @@ batch_load(struct batch *b)
 		json_error_t je;
 		json_t *o, *p, *a;
 		struct item *it;
+		bool has_answer;
 
 		lineno++;
 		if (strspn(line, " \t\r\n") == strlen(line))
@@ -87,12 +88,12 @@ batch_load(struct batch *b)
 		it->answer_id = -1;
 		it->plen = json_string_length(p);
 		it->prompt = dup_bytes(json_string_value(p), it->plen);
-		if (json_is_string(a = json_object_get(o, "answer"))) {
+		if ((has_answer = json_is_string(a = json_object_get(o, "answer")))) {
 			it->alen = json_string_length(a);
 			it->answer = dup_bytes(json_string_value(a), it->alen);
 		}
-		json_decref(o);
-		if (it->prompt == NULL || (json_is_string(a) && it->answer == NULL)) {
+		json_decref(o); /* p and a die with o */
+		if (it->prompt == NULL || (has_answer && it->answer == NULL)) {
 			rc = cli_fail(b->cli, b->cmd, "out of memory");
 			goto out;
 		}

@@ -28,7 +28,7 @@ def cli(*args, stdin=None, env=None, sock=True, timeout=120):
 
 def ok(*args, **kw):
     rc, out, err = cli(*args, **kw)
-    check(rc == 0, "%r: exit %d, stderr %r" % (args, rc, err))
+    check(rc == 0, "%r: exit %d, stderr %r" % (args, rc, err[-800:]))
     return out
 
 
@@ -38,7 +38,7 @@ def js(*args, **kw):
 
 def fails(status, *args, want=None, **kw):
     rc, out, err = cli(*args, **kw)
-    check(rc == status, "%r: exit %d, wanted %d (stderr %r)" % (args, rc, status, err))
+    check(rc == status, "%r: exit %d, wanted %d (stderr %r)" % (args, rc, status, err[-800:]))
     lines = err.strip().splitlines()
     check(len(lines) == 1, "%r: want one error line, got %r" % (args, err))
     check(err.startswith("adainfer-client: "), "error line %r" % err)
@@ -232,12 +232,12 @@ def run_on_pty(args):
 
 def test_progress():
     rc, err = run_on_pty(["calibrate", "--task", "sst2", "--data", CAL, "--out", PROFILE])
-    check(rc == 0, "calibrate on a pty: %d %r" % (rc, err))
+    check(rc == 0, "calibrate on a pty: %d %r" % (rc, err[-800:]))
     check(b"80/80" in err and b"/s" in err and (b"ETA" in err or b" in " in err),
           "no progress bar on a terminal: %r" % err[-300:])
     rc, _, err = cli("calibrate", "--task", "sst2", "--data", CAL, "--out", PROFILE)
     check(rc == 0 and "ETA" not in err and "\r" not in err and "80/80" not in err,
-          "progress bar on a pipe: %r" % err)
+          "progress bar on a pipe: %r" % err[-800:])
     rc, err = run_on_pty(["eval", "--task", "sst2", "--data", DEV, "--profile", PROFILE])
     check(rc == 0 and b"60/60" in err, "eval progress: %r" % err[-300:])
 
