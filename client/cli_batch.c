@@ -392,6 +392,7 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 	struct diag d = {{0}};
 	enum calib_label label = CALIB_LABEL_FINAL;
 	double target = 0.99, cost = NAN, best_net = -INFINITY;
+	bool cost_from_daemon;
 	const char *out_path = NULL, *kind_s = "best";
 	char name[128], sha[80], default_out[PROFILE_TASK_MAX + 8];
 	uint32_t *idx = NULL, k = 0;
@@ -468,11 +469,21 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 		snprintf(default_out, sizeof(default_out), "%s.yaml", b.task);
 		out_path = default_out;
 	}
+	cost_from_daemon = isnan(cost);
 	if ((rc = batch_load(&b)) != 0 ||
 	    (rc = batch_model_info(&b, name, sizeof(name), sha, sizeof(sha),
-				   isnan(cost) ? &cost : NULL)) != 0 ||
+				   cost_from_daemon ? &cost : NULL)) != 0 ||
 	    (rc = batch_features(&b)) != 0 || (rc = batch_kept(&b, &kept, &idx, &k)) != 0)
 		goto out;
+	if (cost_from_daemon) {
+		/* info's check_cost is for a one-token batch; a check at the end of
+		 * an n-token prompt costs 1/n of that in layers of that prompt. */
+		double inv_n = 0;
+
+		for (uint32_t j = 0; j < k; j++)
+			inv_n += 1.0 / (b.it[idx[j]].n_tokens ? b.it[idx[j]].n_tokens : 1);
+		cost *= inv_n / k;
+	}
 	if ((cands = json_array()) == NULL) {
 		rc = cli_fail(cli, argv[0], "out of memory");
 		goto out;
