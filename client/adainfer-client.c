@@ -621,14 +621,18 @@ static const struct command commands[] = {
      "is a server error and the daemon keeps the old one.\n"},
     {"calibrate", cmd_calibrate,
      "--task T --data FILE.jsonl [--target-agreement A] [--out FILE]\n"
-     "          [--classifier best|gap|svm|crf] [--label final|gold] [--check-cost C]",
+     "          [--classifier best|gap|svm|crf] [--label final|gold] [--check-cost C]\n"
+     "          [--features auto|NAME,...]",
      "Traces every prompt of FILE.jsonl (objects with \"prompt\" and optional \"answer\")\n"
      "at full depth, fits the stopping classifiers (gap threshold, SVM, CRF) and picks\n"
      "the threshold on held-out folds so that agreement with the full model is at least\n"
      "A (default 0.99) while skipping the most layers. Prints the candidates and the\n"
      "per-layer table, and writes the profile (best held-out saving unless\n"
      "--classifier) to FILE (default T.yaml). --check-cost prices one feature check in\n"
-     "layers (default: the daemon's estimate, info's model.check_cost, else 0).\n"},
+     "layers (default: the daemon's estimate, info's model.check_cost, scaled by the\n"
+     "prompts' length). --features picks the SVM/CRF inputs: the paper's gap,top_prob\n"
+     "(default), a list of gap, top_prob, stable, depth, or auto (chosen on held-out\n"
+     "folds among the paper's pair, +stable, +depth and all four).\n"},
     {"eval", cmd_eval, "--task T --data FILE.jsonl [--profile FILE]",
      "Runs every prompt of FILE.jsonl (with \"answer\") at full depth and with the\n"
      "profile, and prints n, accuracy full and adaptive, agreement, pruning ratio\n"

@@ -345,6 +345,29 @@ batch_model_info(struct batch *b, char *name, size_t name_sz, char *sha, size_t 
 
 /* ---- calibrate ---------------------------------------------------------------------- */
 
+/* "gap,top_prob,stable" -> feature bits. Returns 0 or -EINVAL. */
+static int
+parse_features(const char *list, unsigned *out)
+{
+	char buf[128], *save = NULL;
+	unsigned set = 0;
+
+	if (snprintf(buf, sizeof(buf), "%s", list) >= (int)sizeof(buf))
+		return -EINVAL;
+	for (char *name = strtok_r(buf, ",", &save); name != NULL;
+	     name = strtok_r(NULL, ",", &save)) {
+		enum exitclf_feat_id id;
+
+		if (exitclf_feat_parse(name, &id) < 0)
+			return -EINVAL;
+		set |= EXITCLF_FEAT_BIT(id);
+	}
+	if (set == 0)
+		return -EINVAL;
+	*out = set;
+	return 0;
+}
+
 /* One candidate's keys; the threshold is null when the classifier never stops (+inf). */
 static int
 cand_fill(json_t *j, const struct exitclf *c, const struct calib_result *r)
@@ -381,6 +404,7 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 					   {"classifier", required_argument, NULL, 'c'},
 					   {"label", required_argument, NULL, 'l'},
 					   {"check-cost", required_argument, NULL, 'k'},
+					   {"features", required_argument, NULL, 'f'},
 					   {"help", no_argument, NULL, 'h'},
 					   {NULL, 0, NULL, 0}};
 	struct batch b = {.cli = cli, .cmd = argv[0]};
@@ -392,7 +416,8 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 	struct diag d = {{0}};
 	enum calib_label label = CALIB_LABEL_FINAL;
 	double target = 0.99, cost = NAN, best_net = -INFINITY;
-	bool cost_from_daemon;
+	bool cost_from_daemon, auto_features = false;
+	unsigned features = 0; /* 0: the paper's [gap, top_prob] */
 	const char *out_path = NULL, *kind_s = "best";
 	char name[128], sha[80], default_out[PROFILE_TASK_MAX + 8];
 	uint32_t *idx = NULL, k = 0;
@@ -429,6 +454,16 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 			if (*end != '\0' || !(cost >= 0 && cost < 1e6))
 				return cli_usage_error(cli, argv[0], "--check-cost: '%s'", optarg);
 			break;
+		case 'f':
+			if (strcmp(optarg, "auto") == 0)
+				auto_features = true;
+			else if (parse_features(optarg, &features) < 0)
+				return cli_usage_error(
+				    cli, argv[0],
+				    "--features: '%s' is not auto or a comma-separated "
+				    "list of gap, top_prob, stable, depth",
+				    optarg);
+			break;
 		case 'l':
 			if (strcmp(optarg, "final") == 0)
 				label = CALIB_LABEL_FINAL;
@@ -442,7 +477,7 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 			printf(
 			    "usage: %s calibrate --task T --data FILE.jsonl [--target-agreement A] "
 			    "[--out FILE]\n  [--classifier best|gap|svm|crf] [--label final|gold] "
-			    "[--check-cost C]\n(see %s --help)\n",
+			    "[--check-cost C]\n  [--features auto|NAME,...]\n(see %s --help)\n",
 			    cli->prog, cli->prog);
 			return CLI_EXIT_OK;
 		default:
@@ -503,6 +538,9 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 		opts.target_agreement = target;
 		opts.check_cost = cost;
 		opts.label = label;
+		opts.features = features;
+		if (auto_features)
+			calib_opts_auto_features(&opts);
 		if (calib_run(&kept, &opts, &c, &res, &d) < 0) {
 			rc = cli_fail(cli, argv[0], "%s: %s", exitclf_kind_name(kind), d.msg);
 			goto out;

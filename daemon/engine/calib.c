@@ -94,6 +94,20 @@ calib_opts_default(struct calib_opts *o, enum exitclf_kind kind)
 	o->n_feature_sets = 0;
 }
 
+void
+calib_opts_auto_features(struct calib_opts *o)
+{
+	static const unsigned sets[] = {
+	    EXITCLF_FEATS_PAPER,
+	    EXITCLF_FEATS_PAPER | EXITCLF_FEAT_BIT(EXITCLF_F_STABLE),
+	    EXITCLF_FEATS_PAPER | EXITCLF_FEAT_BIT(EXITCLF_F_DEPTH),
+	    EXITCLF_FEATS_ALL,
+	};
+
+	o->feature_sets = sets;
+	o->n_feature_sets = ARRAY_LEN(sets);
+}
+
 /* The feature set o asks for, as exitclf_features would read it. */
 static unsigned
 opts_features(const struct calib_opts *o, unsigned features)

@@ -75,6 +75,13 @@ struct calib_opts {
 /** Fills o with the defaults above for kind. */
 void calib_opts_default(struct calib_opts *o, enum exitclf_kind kind);
 
+/**
+ * Makes calib_run choose the feature set on held-out scores among the
+ * paper's [gap, top_prob] (listed first, so it wins ties), +stable, +depth
+ * and all four. No effect on the gap baseline.
+ */
+void calib_opts_auto_features(struct calib_opts *o);
+
 /** The label of (prompt i, layer l 1-based) under mode. */
 bool calib_label_of(const struct calib_data *cd, uint32_t i, uint32_t layer, enum calib_label mode);
 

@@ -204,12 +204,6 @@ main(int argc, char **argv)
 		t_full = time_run(c, &dev, NULL, NULL, NULL, NULL, NULL);
 		/* gap; svm paper, svm chosen; crf paper, crf chosen */
 		for (int row = 0; row < 5; row++) {
-			static const unsigned sets[] = {
-			    EXITCLF_FEATS_PAPER,
-			    EXITCLF_FEATS_PAPER | EXITCLF_FEAT_BIT(EXITCLF_F_STABLE),
-			    EXITCLF_FEATS_PAPER | EXITCLF_FEAT_BIT(EXITCLF_F_DEPTH),
-			    EXITCLF_FEATS_ALL,
-			};
 			int k = row == 0 ? EXITCLF_GAP : row <= 2 ? EXITCLF_SVM : EXITCLF_CRF;
 			char fs[64];
 			struct calib_opts o;
@@ -223,10 +217,8 @@ main(int argc, char **argv)
 			calib_opts_default(&o, (enum exitclf_kind)k);
 			o.target_agreement = target;
 			o.check_cost = runner_check_cost(&m, (uint32_t)(mean_len + 0.5));
-			if (row == 2 || row == 4) {
-				o.feature_sets = sets;
-				o.n_feature_sets = ARRAY_LEN(sets);
-			}
+			if (row == 2 || row == 4)
+				calib_opts_auto_features(&o);
 			if (calib_run(&ccd, &o, &clf, &res, &d) < 0 ||
 			    calib_evaluate(&dcd, &clf, res.min_layer, res.stride, &ev) < 0) {
 				fprintf(stderr, "%s: %s\n", argv[t], d.msg);

@@ -473,13 +473,6 @@ test_stable_feature_synthetic(void)
 static void
 test_feature_choice_golden(void)
 {
-	static const unsigned sets[] = {
-	    EXITCLF_FEATS_PAPER,
-	    EXITCLF_FEATS_PAPER | EXITCLF_FEAT_BIT(EXITCLF_F_STABLE),
-	    EXITCLF_FEATS_PAPER | EXITCLF_FEAT_BIT(EXITCLF_F_DEPTH),
-	    EXITCLF_FEATS_ALL,
-	};
-
 	for (size_t t = 0; t < ARRAY_LEN(readme); t++) {
 		struct calib_data cal, dev;
 		struct calib_eval ev[2];
@@ -494,10 +487,8 @@ test_feature_choice_golden(void)
 			struct diag d = {{0}};
 
 			calib_opts_default(&o, EXITCLF_SVM);
-			if (v == 1) {
-				o.feature_sets = sets;
-				o.n_feature_sets = ARRAY_LEN(sets);
-			}
+			if (v == 1)
+				calib_opts_auto_features(&o);
 			ASSERT_OK(calib_run(&cal, &o, &c, &res, &d));
 			ASSERT(res.agreement >= o.target_agreement);
 			ASSERT_EQ(c.features, res.features);
