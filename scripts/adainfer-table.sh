@@ -1,0 +1,69 @@
+#!/bin/sh
+# Reproduces the README's AdaInfer table: for each task of the bundled model,
+# calibrate a stopping profile per classifier (gap threshold, linear SVM, CRF;
+# the SVM and CRF on the paper's features and on the set chosen by --features auto)
+# on calib.jsonl through a running adainferd, then evaluate it on dev.jsonl
+# (full depth vs adaptive, wall time measured by the daemon). With
+# --write-profiles DIR, the profile calibration picks ("best") for each task
+# is written to DIR/<task>.yaml (how etc/profiles/ was made).
+#
+# usage: scripts/adainfer-table.sh [--write-profiles DIR] [TASK...]
+set -eu
+cd "$(dirname "$0")/.."
+out_dir=""
+if [ "${1:-}" = "--write-profiles" ]; then
+	out_dir=$2
+	shift 2
+fi
+tasks=${*:-sst2 agnews trec}
+data=tests/fixtures/data
+
+./scripts/setup.sh
+[ -d build ] || meson setup build >/dev/null
+ninja -C build >/dev/null
+
+tmp=$(mktemp -d)
+sock="$tmp/adainferd.sock"
+build/daemon/adainferd --model models/tiny-tasks.gguf --socket "$sock" --log-level warning &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT INT TERM
+i=0
+until [ -S "$sock" ] || [ $i -ge 100 ]; do sleep 0.1; i=$((i + 1)); done
+client() { build/client/adainfer-client --socket "$sock" "$@"; }
+
+# variant = name:classifier:features (paper = the paper's gap,top_prob)
+variants="gap:gap:paper svm:svm:paper svm-auto:svm:auto crf:crf:paper crf-auto:crf:auto"
+for t in $tasks; do
+	for v in $variants best:best:auto; do
+		name=${v%%:*} rest=${v#*:}
+		k=${rest%%:*} f=${rest#*:}
+		[ "$f" = paper ] && f=gap,top_prob
+		client --json calibrate --task "$t" --classifier "$k" --features "$f" \
+			--data "$data/$t/calib.jsonl" --out "$tmp/$t-$name.yaml" >/dev/null
+		[ "$name" = best ] && continue
+		client --json eval --task "$t" --data "$data/$t/dev.jsonl" \
+			--profile "$tmp/$t-$name.yaml" >"$tmp/$t-$name.eval.json"
+	done
+	if [ -n "$out_dir" ]; then
+		mkdir -p "$out_dir"
+		cp "$tmp/$t-best.yaml" "$out_dir/$t.yaml"
+	fi
+done
+
+/usr/bin/python3 - "$tmp" $tasks <<'PY'
+import json, re, sys
+tmp, tasks = sys.argv[1], sys.argv[2:]
+print("| task | classifier | features | acc full | acc adaptive | agreement | pruning | oracle | % of oracle | time full s | time adaptive s | speedup |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for t in tasks:
+    for name in ("gap", "svm", "svm-auto", "crf", "crf-auto"):
+        e = json.load(open(f"{tmp}/{t}-{name}.eval.json"))
+        prof = open(f"{tmp}/{t}-{name}.yaml").read()
+        feats = re.search(r"^features: \[(.*)\]", prof, re.M)
+        feats = feats.group(1).replace(", ", "+") if feats else "gap"
+        k = name.split("-")[0] + (" (auto)" if name.endswith("auto") else "")
+        share = e["pruning_ratio"] / e["oracle_pruning_ratio"] if e["oracle_pruning_ratio"] else 0
+        print(f"| {t} | {k} | {feats} | {e['accuracy_full']:.3f} | {e['accuracy_adaptive']:.3f} | "
+              f"{e['agreement']:.3f} | {e['pruning_ratio']:.3f} | {e['oracle_pruning_ratio']:.3f} | "
+              f"{100*share:.0f}% | {e['time_full_s']:.2f} | {e['time_adaptive_s']:.2f} | {e['speedup']:.2f}x |")
+PY
