@@ -345,10 +345,46 @@ k_pdir(struct parse *p, const yaml_node_t *v, const char *key)
 	return get_path(p, v, key, p->c->profile_dir, sizeof(p->c->profile_dir));
 }
 
+/* profiles.inline: TASK -> a profile mapping, parsed by profile.c's own parser. */
+static int
+k_pinline(struct parse *p, const yaml_node_t *v, const char *key)
+{
+	if (v->type != YAML_MAPPING_NODE)
+		return perr(p, v, "'%s' must be a mapping of task: profile, got %s", key,
+			    node_kind(v));
+	for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top;
+	     pr++) {
+		yaml_node_t *k = yaml_document_get_node(p->doc, pr->key);
+		yaml_node_t *pv = yaml_document_get_node(p->doc, pr->value);
+		struct profile *pf;
+		const char *task;
+		int rc;
+
+		if (k == NULL || pv == NULL || k->type != YAML_SCALAR_NODE)
+			return perr(p, k != NULL ? k : v, "a task name must be a scalar");
+		task = (const char *)k->data.scalar.value;
+		if (task[0] == '\0' || strlen(task) >= PROFILE_TASK_MAX || strchr(task, '/'))
+			return perr(p, k, "'%s' is not a task name", task);
+		if (p->c->n_inline_profiles >= CONF_MAX_INLINE_PROFILES)
+			return perr(p, k, "more than %d inline profiles", CONF_MAX_INLINE_PROFILES);
+		pf = &p->c->inline_profiles[p->c->n_inline_profiles];
+		profile_init(pf);
+		strlcpy_(pf->task, task, sizeof(pf->task));
+		if ((rc = profile_from_node(pf, p->doc, pv, p->file, p->d)) < 0)
+			return rc;
+		if (strcmp(pf->task, task) != 0)
+			return perr(p, pv, "the profile under '%s' names task '%s'", task,
+				    pf->task);
+		p->c->n_inline_profiles++;
+	}
+	return 0;
+}
+
 static int
 k_profiles(struct parse *p, const yaml_node_t *v, const char *key)
 {
-	static const struct key_handler t[] = {{"dir", k_pdir}, {NULL, NULL}};
+	static const struct key_handler t[] = {
+	    {"dir", k_pdir}, {"inline", k_pinline}, {NULL, NULL}};
 
 	(void)key;
 	return walk(p, v, "'profiles'", t);

@@ -22,6 +22,8 @@
  *     level: error|warning|info|debug
  *   profiles:
  *     dir: DIR                  one profile per task: DIR/<task>.yaml
+ *     inline:                   profiles written in the config itself
+ *       TASK: {classifier: ..., threshold: ..., ...}   (the profile schema)
  *
  * Relative paths are taken relative to the config file's directory.
  */
@@ -33,9 +35,11 @@
 #include <sys/types.h>
 
 #include "log.h"
+#include "profile.h"
 #include "util.h"
 
-#define CONF_MAX_IDS 64
+#define CONF_MAX_IDS             64
+#define CONF_MAX_INLINE_PROFILES 16
 
 struct conf_limits {
 	uint32_t max_message_bytes;
@@ -66,6 +70,8 @@ struct conf {
 	char profile_dir[4096]; /* "" when none */
 	char model_where[160];  /* "file:line:column" or "--model", for messages */
 	char profile_dir_where[160];
+	struct profile inline_profiles[CONF_MAX_INLINE_PROFILES]; /* profiles.inline */
+	int n_inline_profiles;
 };
 
 /** Command-line overrides; NULL / negative fields are not set. */

@@ -28,10 +28,19 @@ tasks_load(struct profile_set **out, const struct conf *c, const struct model *m
 	int rc;
 
 	*out = NULL;
-	if (c->profile_dir[0] == '\0')
+	if (c->profile_dir[0] == '\0' && c->n_inline_profiles == 0)
 		return 0;
-	if ((rc = profile_set_load_dir(&ps, c->profile_dir, d)) < 0)
+	if (c->profile_dir[0] == '\0')
+		ps = profile_set_new();
+	else if ((rc = profile_set_load_dir(&ps, c->profile_dir, d)) < 0)
 		return rc;
+	/* Inline profiles join the directory's; a task in both is an error naming both. */
+	for (int i = 0; i < c->n_inline_profiles; i++) {
+		if ((rc = profile_set_add(ps, &c->inline_profiles[i], d)) < 0) {
+			profile_set_free(ps);
+			return rc;
+		}
+	}
 	if ((rc = profile_set_check_model(ps, m->sha256, m->hp.n_layers, d)) < 0) {
 		profile_set_free(ps);
 		return rc;

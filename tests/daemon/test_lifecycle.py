@@ -40,6 +40,10 @@ BROKEN = [
     ("model: %s\nprofiles:\n  dir: /nonexistent\n" % MODEL, 3, 8, "profile directory"),
     ("model: %s\nlog: [1, 2]\n" % MODEL, 2, 6, "must be a mapping"),
     ("model: %s\nworkers: [\n" % MODEL, 3, 1, ""),
+    ("model: %s\nprofiles:\n  inline:\n    sst2: {classifier: forest, threshold: 0.5}\n" % MODEL,
+     4, 24, "classifier"),
+    ("model: %s\nprofiles:\n  inline:\n    a/b: {classifier: gap, threshold: 0.5}\n" % MODEL,
+     4, 5, "not a task name"),
 ]
 
 
@@ -57,6 +61,20 @@ def t_check_config_broken():
               "config %d: position %s:%s, expected %d:%d (%s)" % (i, m.group(1), m.group(2),
                                                                   line, col, out.strip()))
         check(what in out, "config %d: %r not in %r" % (i, what, out))
+
+
+def t_inline_profiles():
+    d = Daemon()
+    try:
+        c = d.client()
+        d.write_conf("profiles:\n  inline:\n    demo:\n      classifier: gap\n"
+                     "      threshold: 0.0\n      min_layer: 3\n")
+        c.ok("reload")
+        check("demo" in c.ok("info")["tasks"], "inline profile loaded")
+        r = c.ok("complete", {"prompt": "Review: fine\nSentiment:", "task": "demo"})
+        check(r["exit_layers"] == [3], "inline profile stops at its min_layer: %r" % r)
+    finally:
+        d.cleanup()
 
 
 def t_socket_stale_and_live():
@@ -209,6 +227,7 @@ def t_sigterm_under_load():
 run([
     ("check_config_example", t_check_config_example),
     ("check_config_broken", t_check_config_broken),
+    ("inline_profiles", t_inline_profiles),
     ("socket_stale_and_live", t_socket_stale_and_live),
     ("reload", t_reload),
     ("socket_activation", t_socket_activation),
