@@ -633,11 +633,12 @@ static const struct command commands[] = {
      "prompts' length). --features picks the SVM/CRF inputs: the paper's gap,top_prob\n"
      "(default), a list of gap, top_prob, stable, depth, or auto (chosen on held-out\n"
      "folds among the paper's pair, +stable, +depth and all four).\n"},
-    {"eval", cmd_eval, "--task T --data FILE.jsonl [--profile FILE]",
+    {"eval", cmd_eval, "--task T --data FILE.jsonl [--profile FILE] [--repeat N]",
      "Runs every prompt of FILE.jsonl (with \"answer\") at full depth and with the\n"
      "profile, and prints n, accuracy full and adaptive, agreement, pruning ratio\n"
      "beside the oracle's, and the wall time of both runs with the speedup.\n"
-     "--profile sends the profile in FILE inline instead of the daemon's one for T.\n"},
+     "--profile sends the profile in FILE inline instead of the daemon's one for T.\n"
+     "--repeat N alternates N full and N adaptive passes and reports median times.\n"},
 };
 
 static const struct command *

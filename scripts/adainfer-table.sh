@@ -42,7 +42,7 @@ for t in $tasks; do
 			--data "$data/$t/calib.jsonl" --out "$tmp/$t-$name.yaml" >/dev/null
 		[ "$name" = best ] && continue
 		client --json eval --task "$t" --data "$data/$t/dev.jsonl" \
-			--profile "$tmp/$t-$name.yaml" >"$tmp/$t-$name.eval.json"
+			--profile "$tmp/$t-$name.yaml" --repeat 3 >"$tmp/$t-$name.eval.json"
 	done
 	if [ -n "$out_dir" ]; then
 		mkdir -p "$out_dir"
