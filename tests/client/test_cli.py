@@ -201,6 +201,10 @@ def test_calibrate_eval():
               "oracle_pruning_ratio"]:
         check(0 <= e[k] <= 1, "%s = %r" % (k, e[k]))
     check(e["time_full_s"] > 0 and e["time_adaptive_s"] > 0 and e["speedup"] > 0, e)
+    e3 = js("eval", "--task", "sst2", "--data", DEV, "--profile", PROFILE, "--repeat", "3")
+    check(e3["repeat"] == 3 and e3["pruning_ratio"] == e["pruning_ratio"] and
+          e3["accuracy_adaptive"] == e["accuracy_adaptive"], "repeat changes only timing: %r" % e3)
+    fails(2, "eval", "--task", "sst2", "--data", DEV, "--repeat", "0", want="--repeat")
     table = ok("eval", "--task", "sst2", "--data", DEV, "--profile", PROFILE).decode()
     check("pruning ratio" in table and "speedup" in table, table)
     # the daemon has no sst2 profile of its own: a server error
