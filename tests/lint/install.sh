@@ -96,6 +96,10 @@ main(void)
 C
 	flags=$(PKG_CONFIG_SYSROOT_DIR="$d" PKG_CONFIG_PATH="$(dirname "$pc")" \
 	    pkg-config --cflags --libs "$pcname" 2>&1) || fail "pkg-config $pcname: $flags"
+	case "${ADAINFER_SANITIZE:-none}" in
+	none | "") ;;
+	*) flags="$flags -fsanitize=$ADAINFER_SANITIZE" ;;
+	esac
 	# shellcheck disable=SC2086
 	if cc -o "$tmp/use" "$tmp/use.c" $flags -Wl,-rpath,"$d$libdir" >"$tmp/cc.log" 2>&1 &&
 	    "$tmp/use" >>"$tmp/cc.log" 2>&1; then
