@@ -249,10 +249,7 @@ cmd_run(struct cli *cli, int argc, char **argv)
 		goto out;
 	}
 	if (cli->json) {
-		json_t *j = cli_json_value(res);
-
-		rc = cli_json_print(cli, j);
-		json_decref(j);
+		rc = cli_json_print_value(cli, res);
 	} else {
 		const char *t = adainfer_value_str(adainfer_value_get(res, "text"), &n);
 
@@ -304,16 +301,11 @@ cmd_trace(struct cli *cli, int argc, char **argv)
 					      {"top_k", adainfer_int(k)}};
 
 		params = adainfer_map(m, 2);
-		if ((rc = adainfer_call(cli->c, "trace", &params, &res, NULL, NULL)) < 0) {
-			rc = cli_lib_error(cli, argv[0], rc);
+		if ((rc = cli_call(cli, argv[0], "trace", &params, &res)) != 0)
 			goto out;
-		}
 	}
 	if (cli->json) {
-		json_t *j = cli_json_value(res);
-
-		rc = cli_json_print(cli, j);
-		json_decref(j);
+		rc = cli_json_print_value(cli, res);
 		goto out;
 	}
 	layers = adainfer_value_get(res, "layers");
@@ -386,16 +378,11 @@ cmd_tokenize(struct cli *cli, int argc, char **argv)
 		struct adainfer_member m[] = {{"text", adainfer_strn(text, plen)}};
 
 		params = adainfer_map(m, 1);
-		if ((rc = adainfer_call(cli->c, "tokenize", &params, &res, NULL, NULL)) < 0) {
-			rc = cli_lib_error(cli, argv[0], rc);
+		if ((rc = cli_call(cli, argv[0], "tokenize", &params, &res)) != 0)
 			goto out;
-		}
 	}
 	if (cli->json) {
-		json_t *j = cli_json_value(res);
-
-		rc = cli_json_print(cli, j);
-		json_decref(j);
+		rc = cli_json_print_value(cli, res);
 		goto out;
 	}
 	toks = adainfer_value_get(res, "tokens");
@@ -439,16 +426,11 @@ cmd_detokenize(struct cli *cli, int argc, char **argv)
 		    {"tokens", adainfer_array(ids, (size_t)(argc - optind))}};
 
 		params = adainfer_map(m, 1);
-		if ((rc = adainfer_call(cli->c, "detokenize", &params, &res, NULL, NULL)) < 0) {
-			rc = cli_lib_error(cli, argv[0], rc);
+		if ((rc = cli_call(cli, argv[0], "detokenize", &params, &res)) != 0)
 			goto out;
-		}
 	}
 	if (cli->json) {
-		json_t *j = cli_json_value(res);
-
-		rc = cli_json_print(cli, j);
-		json_decref(j);
+		rc = cli_json_print_value(cli, res);
 	} else if ((t = adainfer_value_str(adainfer_value_get(res, "text"), &n)) != NULL) {
 		fwrite(t, 1, n, stdout);
 		fputc('\n', stdout);
@@ -563,13 +545,10 @@ simple_call(struct cli *cli, int argc, char **argv, const char *method,
 		return cli_usage_error(cli, argv[0], "unexpected argument '%s'", argv[optind]);
 	if ((rc = cli_connect(cli, argv[0])) != 0)
 		return rc;
-	if ((rc = adainfer_call(cli->c, method, NULL, &res, NULL, NULL)) < 0)
-		return cli_lib_error(cli, argv[0], rc);
+	if ((rc = cli_call(cli, argv[0], method, NULL, &res)) != 0)
+		return rc;
 	if (cli->json) {
-		json_t *j = cli_json_value(res);
-
-		rc = cli_json_print(cli, j);
-		json_decref(j);
+		rc = cli_json_print_value(cli, res);
 	} else {
 		print(res);
 	}

@@ -53,6 +53,13 @@ int cli_usage_error(const struct cli *cli, const char *cmd, const char *fmt, ...
  * it maps to.
  */
 int cli_lib_error(const struct cli *cli, const char *cmd, int rc);
+/**
+ * One blocking call of method with params (NULL: none) on the connected
+ * daemon. Returns 0 with *res (caller frees with adainfer_value_free), or
+ * the exit status after printing the error as cli_lib_error does.
+ */
+int cli_call(const struct cli *cli, const char *cmd, const char *method,
+	     const struct adainfer_value *params, struct adainfer_value **res);
 /** Prints "adainfer-client: CMD: message" on stderr and returns CLI_EXIT_FAIL. */
 int cli_fail(const struct cli *cli, const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -66,6 +73,8 @@ json_t *cli_json_text(const char *s, size_t len);
 json_t *cli_json_value(const struct adainfer_value *v);
 /** Prints j on stdout as one line (sorted keys for stable output). Returns 0 or CLI_EXIT_FAIL. */
 int cli_json_print(const struct cli *cli, json_t *j);
+/** cli_json_print of cli_json_value(v): a whole result as --json prints it. */
+int cli_json_print_value(const struct cli *cli, const struct adainfer_value *v);
 /** Writes s[0..len) to f as a quoted C-like string ("\n", "\xff"), for tables. */
 void cli_print_escaped(FILE *f, const char *s, size_t len);
 

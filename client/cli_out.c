@@ -207,6 +207,25 @@ cli_json_print(const struct cli *cli, json_t *j)
 	return rc;
 }
 
+int
+cli_json_print_value(const struct cli *cli, const struct adainfer_value *v)
+{
+	json_t *j = cli_json_value(v);
+	int rc = cli_json_print(cli, j);
+
+	json_decref(j);
+	return rc;
+}
+
+int
+cli_call(const struct cli *cli, const char *cmd, const char *method,
+	 const struct adainfer_value *params, struct adainfer_value **res)
+{
+	int rc = adainfer_call(cli->c, method, params, res, NULL, NULL);
+
+	return rc < 0 ? cli_lib_error(cli, cmd, rc) : 0;
+}
+
 void
 cli_print_escaped(FILE *f, const char *s, size_t len)
 {
