@@ -67,8 +67,10 @@ kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
 
 static const char *const no_keys[] = {NULL};
 
+/* Replies with a result packed by pack(pk, dm) after the envelope (an internal
+ * error when packing fails). For the methods answered on the loop. */
 static enum proto_err
-m_ping(struct call *k)
+reply_result(struct call *k, int (*pack)(msgpack_packer *, struct daemon *))
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -77,11 +79,26 @@ m_ping(struct call *k)
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	rc = proto_pack_result(&pk, k->msgid);
-	if (rc == 0 && (msgpack_pack_map(&pk, 1) < 0 || proto_pack_cstr(&pk, PROTO_K_PONG) < 0 ||
-			msgpack_pack_true(&pk) < 0))
-		rc = -ENOMEM;
+	if (rc == 0)
+		rc = pack(&pk, k->dm);
 	reply(k, rc, &sb);
 	return PROTO_ERR_NONE;
+}
+
+static int
+pack_pong(msgpack_packer *pk, struct daemon *dm)
+{
+	(void)dm;
+	if (msgpack_pack_map(pk, 1) < 0 || proto_pack_cstr(pk, PROTO_K_PONG) < 0 ||
+	    msgpack_pack_true(pk) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static enum proto_err
+m_ping(struct call *k)
+{
+	return reply_result(k, pack_pong);
 }
 
 /* Resident bytes of this process beyond the resident part of the model mapping. */
@@ -167,17 +184,7 @@ pack_info(msgpack_packer *pk, struct daemon *dm)
 static enum proto_err
 m_info(struct call *k)
 {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
-	int rc;
-
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	rc = proto_pack_result(&pk, k->msgid);
-	if (rc == 0)
-		rc = pack_info(&pk, k->dm);
-	reply(k, rc, &sb);
-	return PROTO_ERR_NONE;
+	return reply_result(k, pack_info);
 }
 
 static int
@@ -200,17 +207,7 @@ pack_stats(msgpack_packer *pk, struct daemon *dm)
 static enum proto_err
 m_stats(struct call *k)
 {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
-	int rc;
-
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	rc = proto_pack_result(&pk, k->msgid);
-	if (rc == 0)
-		rc = pack_stats(&pk, k->dm);
-	reply(k, rc, &sb);
-	return PROTO_ERR_NONE;
+	return reply_result(k, pack_stats);
 }
 
 static enum proto_err
