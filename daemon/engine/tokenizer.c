@@ -166,36 +166,42 @@ out:
 	return rc;
 }
 
+/*
+ * The optional per-token array key of element type elem: *kv = NULL when it
+ * is absent, an error when present with another length than the vocabulary.
+ */
+static int
+token_arr(const struct vocab *v, const struct gguf *g, const char *key, enum gguf_vtype elem,
+	  const struct gguf_kv **kv, struct diag *d)
+{
+	int rc = gguf_get_arr(g, key, elem, kv, d);
+
+	if (rc == -ENOENT) {
+		*kv = NULL;
+		return 0;
+	}
+	if (rc == 0 && (*kv)->v.arr.n != v->n_tokens)
+		return diag_set(d, -EINVAL, "%s: kv '%s' at byte %llu: %llu values for %u tokens",
+				g->path, key, (unsigned long long)(*kv)->offset,
+				(unsigned long long)(*kv)->v.arr.n, v->n_tokens);
+	return rc;
+}
+
 static int
 load_attrs(struct vocab *v, const struct gguf *g, struct diag *d)
 {
-	const struct gguf_kv *kv;
+	const struct gguf_kv *scores, *types;
 	int rc;
 
-	rc = gguf_get_arr(g, "tokenizer.ggml.scores", GGUF_VT_FLOAT32, &kv, d);
-	if (rc == 0 && kv->v.arr.n != v->n_tokens)
-		return diag_set(d, -EINVAL,
-				"%s: kv 'tokenizer.ggml.scores' at byte %llu: %llu scores "
-				"for %u tokens",
-				g->path, (unsigned long long)kv->offset,
-				(unsigned long long)kv->v.arr.n, v->n_tokens);
-	if (rc == 0)
-		for (uint32_t i = 0; i < v->n_tokens; i++)
-			v->tokens[i].score = (float)gguf_arr_num(kv, i);
-	else if (rc != -ENOENT)
+	if ((rc = token_arr(v, g, "tokenizer.ggml.scores", GGUF_VT_FLOAT32, &scores, d)) < 0 ||
+	    (rc = token_arr(v, g, "tokenizer.ggml.token_type", GGUF_VT_INT32, &types, d)) < 0)
 		return rc;
-	rc = gguf_get_arr(g, "tokenizer.ggml.token_type", GGUF_VT_INT32, &kv, d);
-	if (rc == 0 && kv->v.arr.n != v->n_tokens)
-		return diag_set(d, -EINVAL,
-				"%s: kv 'tokenizer.ggml.token_type' at byte %llu: %llu types "
-				"for %u tokens",
-				g->path, (unsigned long long)kv->offset,
-				(unsigned long long)kv->v.arr.n, v->n_tokens);
-	if (rc == 0)
-		for (uint32_t i = 0; i < v->n_tokens; i++)
-			v->tokens[i].type = (int32_t)gguf_arr_num(kv, i);
-	else if (rc != -ENOENT)
-		return rc;
+	for (uint32_t i = 0; i < v->n_tokens; i++) {
+		if (scores != NULL)
+			v->tokens[i].score = (float)gguf_arr_num(scores, i);
+		if (types != NULL)
+			v->tokens[i].type = (int32_t)gguf_arr_num(types, i);
+	}
 	return 0;
 }
 
