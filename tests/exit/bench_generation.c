@@ -18,19 +18,10 @@
 
 #include "engine/calib.h"
 #include "engine/runner.h"
+#include "feat_load.h"
 #include "profile.h"
 
 #define N_GEN 32
-
-static uint32_t
-ids(json_t *a, int32_t *out, uint32_t cap)
-{
-	uint32_t n = 0;
-
-	for (size_t i = 0; i < json_array_size(a) && n < cap; i++)
-		out[n++] = (int32_t)json_integer_value(json_array_get(a, i));
-	return n;
-}
 
 static int
 collect(struct ctx *c, json_t *cases, size_t from, size_t to, uint32_t L, struct calib_data *cd)
@@ -44,7 +35,7 @@ collect(struct ctx *c, json_t *cases, size_t from, size_t to, uint32_t L, struct
 	for (size_t i = from; i < to; i++) {
 		json_t *cs = json_array_get(cases, i);
 		int32_t tok[512], gen[N_GEN];
-		uint32_t n = ids(json_object_get(cs, "tokens"), tok, 512 - N_GEN);
+		uint32_t n = json_ids(json_object_get(cs, "tokens"), tok, 512 - N_GEN);
 		struct run_params rp = {.prompt = tok,
 					.n_prompt = n,
 					.max_tokens = N_GEN,
@@ -131,7 +122,8 @@ main(int argc, char **argv)
 			for (size_t i = half; i < json_array_size(cases); i++) {
 				json_t *cs = json_array_get(cases, i);
 				int32_t tok[512];
-				uint32_t n = ids(json_object_get(cs, "tokens"), tok, 512 - N_GEN),
+				uint32_t n = json_ids(json_object_get(cs, "tokens"), tok,
+						      512 - N_GEN),
 					 same;
 				struct run_params rp = {.prompt = tok,
 							.n_prompt = n,

@@ -87,3 +87,13 @@ out:
 		calib_data_deinit(cd);
 	return rc;
 }
+
+uint32_t
+json_ids(json_t *a, int32_t *out, uint32_t cap)
+{
+	uint32_t n = 0;
+
+	for (size_t i = 0; i < json_array_size(a) && n < cap; i++)
+		out[n++] = (int32_t)json_integer_value(json_array_get(a, i));
+	return n;
+}

@@ -20,6 +20,7 @@
 
 #include "engine/calib.h"
 #include "engine/runner.h"
+#include "feat_load.h"
 #include "profile.h"
 
 /* The bundled demo model lives in the source tree's models/, not in the fixtures. */
@@ -45,17 +46,6 @@ load_json(const char *rel)
 	if (j == NULL)
 		fprintf(stderr, "%s: %s\n", rel, je.text);
 	return j;
-}
-
-/* ids of a JSON array into out (cap); returns the count. */
-static uint32_t
-ids(json_t *a, int32_t *out, uint32_t cap)
-{
-	uint32_t n = 0;
-
-	for (size_t i = 0; i < json_array_size(a) && n < cap; i++)
-		out[n++] = (int32_t)json_integer_value(json_array_get(a, i));
-	return n;
 }
 
 struct fixture {
@@ -120,7 +110,7 @@ test_trace_matches_golden(void)
 		json_t *pr = json_array_get(prompts, i), *layers = json_object_get(pr, "layers");
 		json_t *fl = json_object_get(pr, "final_logits");
 		int32_t tok[256];
-		uint32_t n = ids(json_object_get(pr, "tokens"), tok, 256);
+		uint32_t n = json_ids(json_object_get(pr, "tokens"), tok, 256);
 
 		ASSERT_OK(runner_trace(f.c, tok, n, NULL, lens, logits));
 		for (int l = 0; l < 12; l++) {
@@ -152,7 +142,7 @@ test_stop_at_layer_k(void)
 	for (size_t i = 0; i < json_array_size(prompts); i += 3) {
 		json_t *pr = json_array_get(prompts, i), *layers = json_object_get(pr, "layers");
 		int32_t tok[256];
-		uint32_t n = ids(json_object_get(pr, "tokens"), tok, 256);
+		uint32_t n = json_ids(json_object_get(pr, "tokens"), tok, 256);
 
 		for (size_t j = 0; j < ARRAY_LEN(ks); j++) {
 			struct profile p = always_at(ks[j]);
@@ -213,7 +203,7 @@ runtime_vs_simulation(unsigned features)
 		const char *task = json_string_value(json_object_get(pr, "task"));
 		char rel[128];
 		int32_t tok[256];
-		uint32_t n = ids(json_object_get(pr, "tokens"), tok, 256), sim = 12;
+		uint32_t n = json_ids(json_object_get(pr, "tokens"), tok, 256), sim = 12;
 		struct exitclf_run st;
 		struct run_params rp = {.prompt = tok, .n_prompt = n, .max_tokens = 1, .top_p = 1};
 		struct run_result r;
@@ -374,9 +364,9 @@ test_generation_last_layer_equals_full(void)
 	for (size_t i = 0; i < json_array_size(cases); i++) {
 		json_t *cs = json_array_get(cases, i);
 		int32_t tok[512], want[32];
-		uint32_t n = ids(json_object_get(cs, "tokens"), tok, 512);
+		uint32_t n = json_ids(json_object_get(cs, "tokens"), tok, 512);
 		uint32_t nw =
-		    ids(json_object_get(json_object_get(cs, "greedy"), "tokens"), want, 32);
+		    json_ids(json_object_get(json_object_get(cs, "greedy"), "tokens"), want, 32);
 		struct run_params rp = {
 		    .prompt = tok, .n_prompt = n, .max_tokens = nw, .top_p = 1, .profile = &never};
 		struct run_result r, full;
