@@ -610,8 +610,9 @@ static const struct command commands[] = {
      "--classifier) to FILE (default T.yaml). --check-cost prices one feature check in\n"
      "layers (default: the daemon's estimate, info's model.check_cost, scaled by the\n"
      "prompts' length). --features picks the SVM/CRF inputs: the paper's gap,top_prob\n"
-     "(default), a list of gap, top_prob, stable, depth, or auto (chosen on held-out\n"
-     "folds among the paper's pair, +stable, +depth and all four).\n"},
+     "(default), a list of gap, top_prob, stable, depth, token, or auto (chosen on\n"
+     "held-out folds among the paper's pair and its extensions by stable, depth and\n"
+     "token).\n"},
     {"eval", cmd_eval, "--task T --data FILE.jsonl [--profile FILE] [--repeat N]",
      "Runs every prompt of FILE.jsonl (with \"answer\") at full depth and with the\n"
      "profile, and prints n, accuracy full and adaptive, agreement, pruning ratio\n"

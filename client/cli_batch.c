@@ -461,7 +461,7 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 				return cli_usage_error(
 				    cli, argv[0],
 				    "--features: '%s' is not auto or a comma-separated "
-				    "list of gap, top_prob, stable, depth",
+				    "list of gap, top_prob, stable, depth, token",
 				    optarg);
 			break;
 		case 'l':

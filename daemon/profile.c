@@ -147,26 +147,60 @@ walk(const struct pctx *c, yaml_node_t *map, const char *what, const char *const
 
 /* ---- classifier parameters ---------------------------------------------- */
 
-/* Weight keys in EXITCLF_F_* order (the bias last), so key index == feature id. */
-static const char *const svm_keys[EXITCLF_N_FEAT] = {"w_gap", "w_top_prob", "w_stable", "w_depth",
-						     "bias"};
+/*
+ * The token weights: a list of exactly n numbers (one per entry of 'tokens')
+ * into w[EXITCLF_N_FEAT..].
+ */
+static int
+get_token_weights(const struct pctx *c, yaml_node_t *v, const char *key, uint32_t n, double *w)
+{
+	yaml_node_item_t *it = v->data.sequence.items.start;
+
+	if (n == 0) /* parse_tokens: no tokens exactly when the feature is not listed */
+		return perr(c, v, "'%s' given but 'features' does not list token", key);
+	if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.top - it != (ptrdiff_t)n)
+		return perr(c, v, "'%s' must be a list of %u numbers, one per entry of 'tokens'",
+			    key, n);
+	for (uint32_t j = 0; j < n; j++) {
+		yaml_node_t *e = yaml_document_get_node(c->doc, it[j]);
+		int rc = e ? get_double(c, e, key, -1e6, 1e6, &w[EXITCLF_N_FEAT + j])
+			   : perr(c, v, "'%s' has a bad entry", key);
+
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Weight keys in EXITCLF_F_* order (the bias at its id), so key index == feature id. */
+static const char *const svm_keys[] = {"w_gap",   "w_top_prob", "w_stable",
+				       "w_depth", "bias",       "w_token"};
 
 static int
 svm_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
 {
 	struct exitclf *clf = ud;
 
+	if (idx == EXITCLF_F_TOKEN)
+		return get_token_weights(c, v, svm_keys[idx], clf->n_tokens, clf->svm_w);
 	return get_double(c, v, svm_keys[idx], -1e6, 1e6, &clf->svm_w[idx]);
 }
 
-static const char *const emit_keys[EXITCLF_N_FEAT] = {"gap", "top_prob", "stable", "depth", "bias"};
+static const char *const emit_keys[] = {"gap", "top_prob", "stable", "depth", "bias", "token"};
+
+struct emit_ud {
+	const struct exitclf *clf;
+	double *w; /* one state's emission weights, φ order */
+};
 
 static int
 emit_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
 {
-	double *w = ud; /* EXITCLF_F_* order */
+	struct emit_ud *u = ud;
 
-	return get_double(c, v, emit_keys[idx], -1e6, 1e6, &w[idx]);
+	if (idx == EXITCLF_F_TOKEN)
+		return get_token_weights(c, v, emit_keys[idx], u->clf->n_tokens, u->w);
+	return get_double(c, v, emit_keys[idx], -1e6, 1e6, &u->w[idx]);
 }
 
 static const char *const state_keys[] = {"continue", "stop"};
@@ -203,6 +237,7 @@ static int
 crf_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
 {
 	struct crf_ud *u = ud;
+	struct emit_ud eu = {u->clf, NULL};
 	unsigned seen = 0;
 
 	if (idx == 2) {
@@ -212,8 +247,9 @@ crf_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
 			rc = perr(c, v, "crf.transitions needs both 'continue' and 'stop'");
 		return rc;
 	}
-	return walk(c, v, idx == 0 ? "'crf.continue'" : "'crf.stop'", emit_keys, EXITCLF_N_FEAT,
-		    emit_pair, u->clf->crf_emit[idx], &u->emit_seen[idx]);
+	eu.w = u->clf->crf_emit[idx];
+	return walk(c, v, idx == 0 ? "'crf.continue'" : "'crf.stop'", emit_keys,
+		    (int)ARRAY_LEN(emit_keys), emit_pair, &eu, &u->emit_seen[idx]);
 }
 
 /* ---- the profile mapping ------------------------------------------------ */
@@ -224,6 +260,7 @@ enum {
 	K_MIN_LAYER,
 	K_STRIDE,
 	K_FEATURES,
+	K_TOKENS,
 	K_GENERATION,
 	K_TASK,
 	K_SVM,
@@ -232,7 +269,7 @@ enum {
 	K_N
 };
 static const char *const top_keys[K_N] = {
-    "classifier", "threshold", "min_layer", "stride", "features",
+    "classifier", "threshold", "min_layer", "stride", "features",   "tokens",
     "generation", "task",      "svm",       "crf",    "provenance",
 };
 
@@ -292,7 +329,8 @@ parse_features(const struct pctx *c, yaml_node_t *v, unsigned *out)
 	unsigned f = 0;
 
 	if (v->type != YAML_SEQUENCE_NODE)
-		return perr(c, v, "'features' must be a list of gap, top_prob, stable, depth");
+		return perr(c, v,
+			    "'features' must be a list of gap, top_prob, stable, depth, token");
 	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
 	     it++) {
 		yaml_node_t *n = yaml_document_get_node(c->doc, *it);
@@ -301,7 +339,7 @@ parse_features(const struct pctx *c, yaml_node_t *v, unsigned *out)
 
 		if (s == NULL || exitclf_feat_parse(s, &id) < 0)
 			return perr(c, n ? n : v,
-				    "unknown feature '%s' (gap, top_prob, stable, depth)",
+				    "unknown feature '%s' (gap, top_prob, stable, depth, token)",
 				    s ? s : "?");
 		if (f & EXITCLF_FEAT_BIT(id))
 			return perr(c, n, "feature '%s' listed twice", s);
@@ -318,11 +356,50 @@ static int
 check_unused_weight(const struct pctx *c, yaml_node_t *where, unsigned features, unsigned seen,
 		    const char *section)
 {
-	for (int k = 0; k < EXITCLF_F_BIAS; k++)
-		if ((seen & (1u << k)) && !(features & EXITCLF_FEAT_BIT(k)))
+	for (int k = 0; k <= EXITCLF_F_TOKEN; k++)
+		if (k != EXITCLF_F_BIAS && (seen & (1u << k)) && !(features & EXITCLF_FEAT_BIT(k)))
 			return perr(c, where, "%s has a %s weight but 'features' does not list %s",
 				    section, exitclf_feat_name((enum exitclf_feat_id)k),
 				    exitclf_feat_name((enum exitclf_feat_id)k));
+	return 0;
+}
+
+/*
+ * 'tokens': the token feature's answer ids, required exactly when 'features'
+ * lists token: 1..EXITCLF_MAX_TOKENS distinct non-negative integers.
+ */
+static int
+parse_tokens(const struct pctx *c, yaml_node_t *v, yaml_node_t *root, struct exitclf *clf)
+{
+	const bool want = clf->features & EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN);
+	yaml_node_item_t *it;
+	ptrdiff_t n;
+
+	clf->n_tokens = 0;
+	if (v == NULL)
+		return want
+			   ? perr(c, root, "feature token needs a 'tokens' list (answer token ids)")
+			   : 0;
+	if (!want)
+		return perr(c, v, "'tokens' given but 'features' does not list token");
+	it = v->data.sequence.items.start;
+	n = v->data.sequence.items.top - it;
+	if (v->type != YAML_SEQUENCE_NODE || n < 1 || n > EXITCLF_MAX_TOKENS)
+		return perr(c, v, "'tokens' must be a list of 1 to %d token ids",
+			    EXITCLF_MAX_TOKENS);
+	for (ptrdiff_t j = 0; j < n; j++) {
+		yaml_node_t *e = yaml_document_get_node(c->doc, it[j]);
+		uint32_t id;
+		int rc = e ? get_u32(c, e, "tokens", 0, INT32_MAX, &id)
+			   : perr(c, v, "'tokens' has a bad entry");
+
+		if (rc < 0)
+			return rc;
+		for (uint32_t k = 0; k < clf->n_tokens; k++)
+			if (clf->tokens[k] == (int32_t)id)
+				return perr(c, e, "token %u listed twice in 'tokens'", id);
+		clf->tokens[clf->n_tokens++] = (int32_t)id;
+	}
 	return 0;
 }
 
@@ -364,6 +441,8 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 		return rc;
 	if (p->clf.kind == EXITCLF_GAP && p->clf.features != EXITCLF_FEAT_BIT(EXITCLF_F_GAP))
 		return perr(&c, u.node[K_FEATURES], "classifier gap uses exactly [gap]");
+	if ((rc = parse_tokens(&c, u.node[K_TOKENS], node, &p->clf)) < 0)
+		return rc;
 	if (u.node[K_GENERATION]) {
 		s = scalar(u.node[K_GENERATION]);
 		if (s != NULL && strcmp(s, "per_token") == 0)
@@ -391,8 +470,8 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 
 		if (u.node[K_SVM] == NULL)
 			return perr(&c, node, "classifier svm needs an 'svm' section");
-		if ((rc = walk(&c, u.node[K_SVM], "'svm'", svm_keys, EXITCLF_N_FEAT, svm_pair,
-			       &p->clf, &seen)) < 0 ||
+		if ((rc = walk(&c, u.node[K_SVM], "'svm'", svm_keys, (int)ARRAY_LEN(svm_keys),
+			       svm_pair, &p->clf, &seen)) < 0 ||
 		    (rc = check_unused_weight(&c, u.node[K_SVM], p->clf.features, seen, "'svm'")) <
 			0)
 			return rc;

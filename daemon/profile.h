@@ -11,16 +11,20 @@
  *   min_layer: 5               # first checked layer, 1-based      (default 1;
  *                              #   n_layers: never checks, full depth)
  *   stride: 1                  # check every stride layers         (default 1)
- *   features: [gap, top_prob]  # gap, top_prob, stable, depth (see exitclf.h);
+ *   features: [gap, top_prob]  # gap, top_prob, stable, depth, token (see exitclf.h);
  *                              #   default: [gap] for gap, [gap, top_prob] otherwise
+ *   tokens: [846, 841]         # exactly when features lists token: the answer
+ *                              #   token ids its indicators stand for (1..16, distinct)
  *   generation: per_token      # per_token | full_after_first      (default per_token)
  *   task: sst2                 # optional; a file's name gives it otherwise
  *   svm:                       # classifier svm only: score = w·x + b
  *     w_gap: 9.1               #   w_<feature> for each listed feature
- *     w_top_prob: 0.3          #   (w_stable, w_depth when listed)
+ *     w_top_prob: 0.3          #   (w_stable, w_depth when listed; w_token: a list,
+ *                              #   one weight per entry of tokens)
  *     bias: -4.4
  *   crf:                       # classifier crf only (see exitclf.h)
  *     continue: {gap: -4.3, top_prob: 0.1, bias: 1.5}   # emission weights, per listed feature
+ *                                                       #   (token: a list, as w_token)
  *     stop: {gap: 4.3, top_prob: -0.1, bias: -1.5}
  *     transitions: {continue: [1.4, 1.0], stop: [-2.7, 0.3]}  # from -> [to continue, to stop]
  *   provenance:                # optional as a whole; checked against the model when present

@@ -99,16 +99,39 @@ write_handler(void *ud, unsigned char *buf, size_t n)
 	return fwrite(buf, 1, n, ud) == n;
 }
 
+/* k: [w[0], ..., w[n-1]] in flow style. */
 static void
-emit_weights(struct em *m, const char *k, const double *w, unsigned features)
+kv_nums(struct em *m, const char *k, const double *w, uint32_t n)
 {
 	ev_scalar(m, k);
-	ev_map(m, true, true);
-	for (int j = 0; j < EXITCLF_F_BIAS; j++)
-		if (features & EXITCLF_FEAT_BIT(j))
-			kv_num(m, exitclf_feat_name((enum exitclf_feat_id)j), w[j]);
+	ev_seq(m, true);
+	for (uint32_t j = 0; j < n; j++)
+		ev_num(m, w[j]);
+	ev_seq(m, false);
+}
+
+/* The weights of φ in a mapping: "<prefix><feature>" for each feature of the
+ * set (the token weights as a list, one per entry of c->tokens), then bias. */
+static void
+emit_weights(struct em *m, const char *prefix, const struct exitclf *c, const double *w, bool flow)
+{
+	const unsigned features = exitclf_features(c);
+	char key[32];
+
+	ev_map(m, true, flow);
+	for (int j = 0; j < EXITCLF_F_BIAS; j++) {
+		if (!(features & EXITCLF_FEAT_BIT(j)))
+			continue;
+		snprintf(key, sizeof(key), "%s%s", prefix,
+			 exitclf_feat_name((enum exitclf_feat_id)j));
+		kv_num(m, key, w[j]);
+	}
+	if (features & EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN)) {
+		snprintf(key, sizeof(key), "%stoken", prefix);
+		kv_nums(m, key, w + EXITCLF_N_FEAT, c->n_tokens);
+	}
 	kv_num(m, "bias", w[EXITCLF_F_BIAS]);
-	ev_map(m, false, true);
+	ev_map(m, false, flow);
 }
 
 int
@@ -138,31 +161,33 @@ profile_write(const struct profile *p, FILE *f)
 	kv_u32(&m, "stride", p->stride);
 	ev_scalar(&m, "features");
 	ev_seq(&m, true);
-	for (int k = 0; k < EXITCLF_F_BIAS; k++)
-		if (feats & EXITCLF_FEAT_BIT(k))
+	for (int k = 0; k <= EXITCLF_F_TOKEN; k++)
+		if ((feats & EXITCLF_FEAT_BIT(k)) && exitclf_feat_name((enum exitclf_feat_id)k))
 			ev_scalar(&m, exitclf_feat_name((enum exitclf_feat_id)k));
 	ev_seq(&m, false);
+	if (feats & EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN)) {
+		ev_scalar(&m, "tokens");
+		ev_seq(&m, true);
+		for (uint32_t j = 0; j < c->n_tokens; j++) {
+			char b[16];
+
+			snprintf(b, sizeof(b), "%d", c->tokens[j]);
+			ev_scalar(&m, b);
+		}
+		ev_seq(&m, false);
+	}
 	kv_str(&m, "generation",
 	       p->generation == PROFILE_GEN_PER_TOKEN ? "per_token" : "full_after_first");
 	if (c->kind == EXITCLF_SVM) {
 		ev_scalar(&m, "svm");
-		ev_map(&m, true, false);
-		for (int k = 0; k < EXITCLF_F_BIAS; k++) {
-			char key[32];
-
-			if (!(feats & EXITCLF_FEAT_BIT(k)))
-				continue;
-			snprintf(key, sizeof(key), "w_%s",
-				 exitclf_feat_name((enum exitclf_feat_id)k));
-			kv_num(&m, key, c->svm_w[k]);
-		}
-		kv_num(&m, "bias", c->svm_w[EXITCLF_F_BIAS]);
-		ev_map(&m, false, false);
+		emit_weights(&m, "w_", c, c->svm_w, false);
 	} else if (c->kind == EXITCLF_CRF) {
 		ev_scalar(&m, "crf");
 		ev_map(&m, true, false);
-		emit_weights(&m, "continue", c->crf_emit[EXITCLF_CONTINUE], feats);
-		emit_weights(&m, "stop", c->crf_emit[EXITCLF_STOP], feats);
+		ev_scalar(&m, "continue");
+		emit_weights(&m, "", c, c->crf_emit[EXITCLF_CONTINUE], true);
+		ev_scalar(&m, "stop");
+		emit_weights(&m, "", c, c->crf_emit[EXITCLF_STOP], true);
 		ev_scalar(&m, "transitions");
 		ev_map(&m, true, true);
 		for (int s = 0; s < 2; s++) {

@@ -2,7 +2,7 @@
  * calib.c — fitting AdaInfer's stopping classifiers and measuring them, from
  * a per-prompt x per-layer feature matrix: labels, the linear SVM (through
  * Debian's liblinear, classes balanced with weights), the 2-state CRF
- * (hand-written L-BFGS on the L2-regularised log-likelihood; 14 parameters),
+ * (hand-written L-BFGS on the L2-regularised log-likelihood; 46 parameters),
  * over a chosen feature set (exitclf.h's φ), the threshold sweep on a
  * held-out fold, the choice of schedule and feature set on held-out scores,
  * and the evaluation numbers.
@@ -97,10 +97,14 @@ calib_opts_default(struct calib_opts *o, enum exitclf_kind kind)
 void
 calib_opts_auto_features(struct calib_opts *o)
 {
+	enum { TOK = EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN) };
 	static const unsigned sets[] = {
 	    EXITCLF_FEATS_PAPER,
 	    EXITCLF_FEATS_PAPER | EXITCLF_FEAT_BIT(EXITCLF_F_STABLE),
 	    EXITCLF_FEATS_PAPER | EXITCLF_FEAT_BIT(EXITCLF_F_DEPTH),
+	    EXITCLF_FEATS_ALL & ~TOK,
+	    EXITCLF_FEATS_PAPER | TOK,
+	    EXITCLF_FEATS_PAPER | EXITCLF_FEAT_BIT(EXITCLF_F_DEPTH) | TOK,
 	    EXITCLF_FEATS_ALL,
 	};
 
@@ -144,12 +148,13 @@ feat_at(const struct calib_data *cd, uint32_t i, uint32_t layer)
 }
 
 /*
- * φ of prompt i at its k checked layers lay[0..k) into phi (k x EXITCLF_N_FEAT),
- * with the run state advanced exactly as exitclf_score advances it.
+ * φ under c (its features and tokens) of prompt i at its k checked layers
+ * lay[0..k) into phi (k x EXITCLF_N_PHI), with the run state advanced exactly
+ * as exitclf_score advances it.
  */
 static void
-phi_seq(const struct calib_data *cd, uint32_t i, const uint32_t *lay, uint32_t k, unsigned features,
-	double *phi)
+phi_seq(const struct calib_data *cd, uint32_t i, const uint32_t *lay, uint32_t k,
+	const struct exitclf *c, double *phi)
 {
 	struct exitclf_run r;
 
@@ -157,7 +162,7 @@ phi_seq(const struct calib_data *cd, uint32_t i, const uint32_t *lay, uint32_t k
 	for (uint32_t t = 0; t < k; t++) {
 		struct exitclf_feat f = feat_at(cd, i, lay[t]);
 
-		exitclf_phi(&r, &f, features, phi + (size_t)t * EXITCLF_N_FEAT);
+		exitclf_phi(c, &r, &f, phi + (size_t)t * EXITCLF_N_PHI);
 		r.prev_top1 = f.top1;
 		r.n_seen++;
 	}
@@ -183,6 +188,20 @@ liblinear_quiet(const char *s)
 	(void)s;
 }
 
+/*
+ * liblinear's feature index of φ slot k (1-based, ascending with k except for
+ * the bias, which liblinear wants last: index prob.n).
+ */
+static int
+svm_index(int k)
+{
+	if (k < EXITCLF_F_BIAS)
+		return k + 1;
+	if (k == EXITCLF_F_BIAS)
+		return EXITCLF_N_PHI;
+	return k; /* token slots EXITCLF_N_FEAT.. -> 5.. */
+}
+
 static int
 fit_svm(const struct calib_data *cd, const struct calib_opts *o, const uint32_t *lay, uint32_t k,
 	struct exitclf *c, struct diag *d)
@@ -194,33 +213,42 @@ fit_svm(const struct calib_data *cd, const struct calib_opts *o, const uint32_t 
 	const char *err;
 	size_t rows;
 	int rc = 0, labels[2] = {0, 0}, weight_label[2] = {+1, -1};
-	double weight[2], n_pos = 0, n_neg = 0, phi[256 * EXITCLF_N_FEAT];
-	const unsigned feats = c->features;
-	enum { NODES = EXITCLF_N_FEAT + 1 }; /* features, bias, terminator */
+	double weight[2], n_pos = 0, n_neg = 0, *phi = NULL;
+	bool used[EXITCLF_N_PHI] = {false};
+	enum { NODES = EXITCLF_N_PHI + 1 }; /* features, bias, terminator */
 
+	for (int f = 0; f < EXITCLF_F_BIAS; f++)
+		used[f] = c->features & EXITCLF_FEAT_BIT(f);
+	for (uint32_t j = 0; j < c->n_tokens; j++)
+		used[EXITCLF_N_FEAT + j] = c->features & EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN);
 	if (size_mul(&rows, cd->n, k) < 0 || rows == 0 || rows > INT32_MAX)
 		return diag_set(d, -EINVAL, "calibration: no checked layer to fit on");
 	prob.l = (int)rows;
-	prob.n = EXITCLF_N_FEAT; /* feature k at index k + 1, the bias at EXITCLF_N_FEAT */
+	prob.n = EXITCLF_N_PHI; /* see svm_index: the bias is feature EXITCLF_N_PHI */
 	prob.bias = 1.0;
 	prob.y = malloc(rows * sizeof(*prob.y));
 	prob.x = malloc(rows * sizeof(*prob.x));
 	nodes = malloc(rows * NODES * sizeof(*nodes));
-	if (!prob.y || !prob.x || !nodes) {
+	phi = malloc((size_t)k * EXITCLF_N_PHI * sizeof(*phi));
+	if (!prob.y || !prob.x || !nodes || !phi) {
 		rc = diag_set(d, -ENOMEM, "calibration: out of memory");
 		goto out;
 	}
 	for (uint32_t i = 0, r = 0; i < cd->n; i++) {
-		phi_seq(cd, i, lay, k, feats, phi);
+		phi_seq(cd, i, lay, k, c, phi);
 		for (uint32_t j = 0; j < k; j++, r++) {
 			struct feature_node *x = nodes + (size_t)r * NODES;
+			const double *ph = phi + (size_t)j * EXITCLF_N_PHI;
 			int nx = 0;
 
 			for (int f = 0; f < EXITCLF_F_BIAS; f++)
-				if (feats & EXITCLF_FEAT_BIT(f))
-					x[nx++] = (struct feature_node){
-					    f + 1, phi[(size_t)j * EXITCLF_N_FEAT + f]};
-			x[nx++] = (struct feature_node){EXITCLF_N_FEAT, prob.bias};
+				if (used[f])
+					x[nx++] = (struct feature_node){svm_index(f), ph[f]};
+			for (int f = EXITCLF_N_FEAT; f < EXITCLF_N_PHI; f++)
+				if (used[f] &&
+				    ph[f] != 0) /* sparse: the one indicator that is set */
+					x[nx++] = (struct feature_node){svm_index(f), ph[f]};
+			x[nx++] = (struct feature_node){svm_index(EXITCLF_F_BIAS), prob.bias};
 			x[nx] = (struct feature_node){-1, 0};
 			prob.x[r] = x;
 			prob.y[r] = calib_label_of(cd, i, lay[j], o->label) ? +1 : -1;
@@ -259,9 +287,9 @@ fit_svm(const struct calib_data *cd, const struct calib_opts *o, const uint32_t 
 	{
 		double sign = labels[0] == +1 ? 1.0 : -1.0;
 
-		for (int f = 0; f < EXITCLF_F_BIAS; f++)
-			if (feats & EXITCLF_FEAT_BIT(f))
-				c->svm_w[f] = sign * get_decfun_coef(m, f + 1, 0);
+		for (int f = 0; f < EXITCLF_N_PHI; f++)
+			if (used[f])
+				c->svm_w[f] = sign * get_decfun_coef(m, svm_index(f), 0);
 		c->svm_w[EXITCLF_F_BIAS] = sign * get_decfun_bias(m, 0); /* = bias * w[bias node] */
 	}
 out:
@@ -270,12 +298,13 @@ out:
 	free(prob.y);
 	free(prob.x);
 	free(nodes);
+	free(phi);
 	return rc;
 }
 
 /* ---- CRF ---------------------------------------------------------------- */
 
-#define NF     EXITCLF_N_FEAT
+#define NF     EXITCLF_N_PHI
 #define CRF_NP (2 * NF + 4) /* emit[2][NF] then trans[2][2] */
 
 static void
@@ -476,7 +505,7 @@ fit_crf(const struct calib_data *cd, const struct calib_opts *o, const uint32_t 
 		goto out;
 	}
 	for (uint32_t i = 0; i < cd->n; i++) {
-		phi_seq(cd, i, lay, k, c->features, phi + (size_t)i * k * NF);
+		phi_seq(cd, i, lay, k, c, phi + (size_t)i * k * NF);
 		for (uint32_t t = 0; t < k; t++)
 			y[(size_t)i * k + t] = calib_label_of(cd, i, lay[t], o->label);
 	}
@@ -487,6 +516,66 @@ out:
 	free(y);
 	free(work);
 	return rc;
+}
+
+struct tok_count {
+	int32_t id;
+	uint32_t n;
+};
+
+static int
+cmp_i32(const void *a, const void *b)
+{
+	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static int
+cmp_count_desc(const void *a, const void *b)
+{
+	const struct tok_count *x = a, *y = b;
+
+	if (x->n != y->n)
+		return (x->n < y->n) - (x->n > y->n);
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+/*
+ * The token feature's vocabulary: the final top-1 ids of cd that answer at
+ * least 1% of the prompts (and at least 2), most frequent first (lower id on
+ * ties), at most EXITCLF_MAX_TOKENS. For a classification task these are its
+ * labels; a rare final answer is left to the "none of them" case.
+ */
+static int
+pick_tokens(const struct calib_data *cd, struct exitclf *c)
+{
+	int32_t *fin = malloc((cd->n ? cd->n : 1) * sizeof(*fin));
+	struct tok_count *tc = malloc((cd->n ? cd->n : 1) * sizeof(*tc));
+	uint32_t n_tc = 0, min_count = MAX(2, (cd->n + 99) / 100);
+
+	c->n_tokens = 0;
+	if (fin == NULL || tc == NULL) {
+		free(fin);
+		free(tc);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < cd->n; i++)
+		fin[i] = cd->top1[AT(cd, i, cd->n_layers)];
+	qsort(fin, cd->n, sizeof(*fin), cmp_i32);
+	for (uint32_t i = 0; i < cd->n; i++) {
+		if (n_tc > 0 && tc[n_tc - 1].id == fin[i])
+			tc[n_tc - 1].n++;
+		else
+			tc[n_tc++] = (struct tok_count){fin[i], 1};
+	}
+	qsort(tc, n_tc, sizeof(*tc), cmp_count_desc);
+	for (uint32_t j = 0; j < n_tc && c->n_tokens < EXITCLF_MAX_TOKENS && tc[j].n >= min_count;
+	     j++)
+		c->tokens[c->n_tokens++] = tc[j].id;
+	free(fin);
+	free(tc);
+	return 0;
 }
 
 int
@@ -506,6 +595,9 @@ calib_fit(const struct calib_data *cd, const struct calib_opts *o, struct exitcl
 	memset(c->crf_trans, 0, sizeof(c->crf_trans));
 	c->kind = o->kind;
 	c->features = opts_features(o, o->features);
+	c->n_tokens = 0;
+	if ((c->features & EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN)) && pick_tokens(cd, c) < 0)
+		return diag_set(d, -ENOMEM, "calibration: out of memory");
 	switch (o->kind) {
 	case EXITCLF_GAP:
 		return 0;

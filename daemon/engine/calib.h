@@ -7,7 +7,7 @@
  *   - labels: layer l is positive when its top-1 equals the final top-1
  *     (CALIB_LABEL_FINAL) or the gold answer id (CALIB_LABEL_GOLD);
  *   - fitting: linear SVM on a feature set (default the paper's [gap,
- *     top_prob]; optionally stable and depth, see exitclf.h) with liblinear,
+ *     top_prob]; optionally stable, depth and token, see exitclf.h) with liblinear,
  *     classes balanced by weights; the 2-state CRF by L2-regularised maximum
  *     likelihood (L-BFGS); the gap baseline has nothing to fit;
  *   - the threshold: on a held-out fold, the one that skips the most layers
@@ -77,8 +77,9 @@ void calib_opts_default(struct calib_opts *o, enum exitclf_kind kind);
 
 /**
  * Makes calib_run choose the feature set on held-out scores among the
- * paper's [gap, top_prob] (listed first, so it wins ties), +stable, +depth
- * and all four. No effect on the gap baseline.
+ * paper's [gap, top_prob] (listed first, so it wins ties), +stable, +depth,
+ * +stable+depth, and +token, +depth+token, all five. No effect on the gap
+ * baseline.
  */
 void calib_opts_auto_features(struct calib_opts *o);
 
@@ -88,8 +89,10 @@ bool calib_label_of(const struct calib_data *cd, uint32_t i, uint32_t layer, enu
 /**
  * Fits c's parameters (not its threshold) on every checked layer of cd
  * under o->min_layer (>= 1) and o->stride; c->kind = o->kind, c->features =
- * o->features (the kind's default set when 0; gap: [gap]). Returns 0,
- * -EINVAL (no checked layer, no data) or -ENOMEM, with d->msg.
+ * o->features (the kind's default set when 0; gap: [gap]). With token in
+ * the set, c->tokens = the final top-1 ids of cd that answer at least 1% of
+ * its prompts (and 2), most frequent first, at most EXITCLF_MAX_TOKENS.
+ * Returns 0, -EINVAL (no checked layer, no data) or -ENOMEM, with d->msg.
  */
 int calib_fit(const struct calib_data *cd, const struct calib_opts *o, struct exitclf *c,
 	      struct diag *d);

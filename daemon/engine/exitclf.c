@@ -3,7 +3,8 @@
  * the layers checked so far, a score to compare against the profile's
  * threshold. Three classifiers (gap threshold, linear SVM, linear-chain CRF
  * filtered online with the forward algorithm) over the feature vector φ
- * (the paper's gap and top_prob, optionally stable and depth); see exitclf.h
+ * (the paper's gap and top_prob, optionally stable, depth and the answer
+ * token); see exitclf.h
  * for the maths. The one place φ is computed, for the runner and for
  * calibration alike, so both see the same features.
  *
@@ -17,6 +18,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+#define MIN_U32(a, b) ((a) < (b) ? (a) : (b))
 
 static const char *const kind_names[] = {
     [EXITCLF_GAP] = "gap",
@@ -64,17 +67,17 @@ exitclf_run_init(struct exitclf_run *r)
 	r->prev_top1 = -1;
 }
 
+/* Selectable features by id; the bias has no name. */
 static const char *const feat_names[] = {
-    [EXITCLF_F_GAP] = "gap",
-    [EXITCLF_F_TOP_PROB] = "top_prob",
-    [EXITCLF_F_STABLE] = "stable",
-    [EXITCLF_F_DEPTH] = "depth",
+    [EXITCLF_F_GAP] = "gap",     [EXITCLF_F_TOP_PROB] = "top_prob", [EXITCLF_F_STABLE] = "stable",
+    [EXITCLF_F_DEPTH] = "depth", [EXITCLF_F_BIAS] = NULL,           [EXITCLF_F_TOKEN] = "token",
 };
+#define N_FEAT_IDS (sizeof(feat_names) / sizeof(feat_names[0]))
 
 const char *
 exitclf_feat_name(enum exitclf_feat_id id)
 {
-	if ((unsigned)id >= EXITCLF_F_BIAS)
+	if ((unsigned)id >= N_FEAT_IDS)
 		return NULL;
 	return feat_names[id];
 }
@@ -82,8 +85,8 @@ exitclf_feat_name(enum exitclf_feat_id id)
 int
 exitclf_feat_parse(const char *name, enum exitclf_feat_id *out)
 {
-	for (unsigned i = 0; i < EXITCLF_F_BIAS; i++) {
-		if (strcmp(name, feat_names[i]) == 0) {
+	for (unsigned i = 0; i < N_FEAT_IDS; i++) {
+		if (feat_names[i] != NULL && strcmp(name, feat_names[i]) == 0) {
 			*out = (enum exitclf_feat_id)i;
 			return 0;
 		}
@@ -99,10 +102,10 @@ exitclf_feats_str(unsigned features, char *buf, size_t cap)
 	if (cap == 0)
 		return buf;
 	buf[0] = '\0';
-	for (unsigned i = 0; i < EXITCLF_F_BIAS; i++) {
+	for (unsigned i = 0; i < N_FEAT_IDS; i++) {
 		int k;
 
-		if (!(features & EXITCLF_FEAT_BIT(i)))
+		if (feat_names[i] == NULL || !(features & EXITCLF_FEAT_BIT(i)))
 			continue;
 		k = snprintf(buf + n, cap - n, "%s%s", n ? "+" : "", feat_names[i]);
 		if (k < 0 || (size_t)k >= cap - n) {
@@ -129,11 +132,17 @@ finite_or_zero(float v)
 }
 
 void
-exitclf_phi(const struct exitclf_run *r, const struct exitclf_feat *f, unsigned features,
-	    double phi[EXITCLF_N_FEAT])
+exitclf_phi(const struct exitclf *c, const struct exitclf_run *r, const struct exitclf_feat *f,
+	    double phi[EXITCLF_N_PHI])
 {
-	if (features == 0)
-		features = EXITCLF_FEATS_ALL;
+	const unsigned features = exitclf_features(c);
+	const uint32_t n_tok = MIN_U32(c->n_tokens, EXITCLF_MAX_TOKENS);
+
+	for (uint32_t j = 0; j < EXITCLF_MAX_TOKENS; j++)
+		phi[EXITCLF_N_FEAT + j] = (features & EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN)) &&
+						  j < n_tok && f->top1 == c->tokens[j]
+					      ? 1.0
+					      : 0.0;
 	phi[EXITCLF_F_GAP] = finite_or_zero(f->gap);
 	phi[EXITCLF_F_TOP_PROB] = finite_or_zero(f->top_prob);
 	phi[EXITCLF_F_STABLE] = r->n_seen > 0 && f->top1 == r->prev_top1 ? 1.0 : 0.0;
@@ -162,14 +171,14 @@ logadd(double a, double b)
  *   α_t(s) ∝ Σ_s' α_{t-1}(s') exp(A[s'][s]) · exp(θ_s·φ_t)
  */
 static void
-crf_step(const struct exitclf *c, struct exitclf_run *r, const double phi[EXITCLF_N_FEAT])
+crf_step(const struct exitclf *c, struct exitclf_run *r, const double phi[EXITCLF_N_PHI])
 {
 	double la[2], z;
 
 	for (int s = 0; s < 2; s++) {
 		double e = 0;
 
-		for (int k = 0; k < EXITCLF_N_FEAT; k++)
+		for (int k = 0; k < EXITCLF_N_PHI; k++)
 			e += c->crf_emit[s][k] * phi[k];
 		if (r->n_seen == 0)
 			la[s] = e;
@@ -188,16 +197,16 @@ crf_step(const struct exitclf *c, struct exitclf_run *r, const double phi[EXITCL
 double
 exitclf_score(const struct exitclf *c, struct exitclf_run *r, const struct exitclf_feat *f)
 {
-	double phi[EXITCLF_N_FEAT], s = -INFINITY; /* unknown kind: never stop */
+	double phi[EXITCLF_N_PHI], s = -INFINITY; /* unknown kind: never stop */
 
-	exitclf_phi(r, f, exitclf_features(c), phi);
+	exitclf_phi(c, r, f, phi);
 	switch (c->kind) {
 	case EXITCLF_GAP:
 		s = phi[EXITCLF_F_GAP];
 		break;
 	case EXITCLF_SVM:
 		s = 0;
-		for (int k = 0; k < EXITCLF_N_FEAT; k++)
+		for (int k = 0; k < EXITCLF_N_PHI; k++)
 			s += c->svm_w[k] * phi[k];
 		if (!isfinite(s))
 			s = -INFINITY;

@@ -9,11 +9,17 @@
  *            top-1 (0 at the first checked layer: nothing to compare with);
  *            the previous checked layer was checked anyway, so the feature
  *            costs no extra lens evaluation and the check count stays exact;
- *   depth  = layer / n_layers.
+ *   depth  = layer / n_layers;
+ *   token  = which of the task's answer tokens the top-1 is: one indicator
+ *            per entry of c->tokens (the final answers calibration saw most
+ *            often), all 0 when the top-1 is none of them. A confident top-1
+ *            that is no answer of this task (another task's label, say) is
+ *            never final; some answers settle earlier than others.
  * A classifier turns the features seen so far into a score; the request stops
  * at the first checked layer whose score reaches the profile's threshold.
- * Three kinds, over φ(x) = [gap, top_prob, stable, depth, 1] where a feature
- * outside the classifier's set has weight 0:
+ * Three kinds, over φ(x) = [gap, top_prob, stable, depth, 1, token_0 ..
+ * token_{n_tokens-1}] where a feature outside the classifier's set has
+ * weight 0:
  *
  *   gap: score = gap                                    (the baseline)
  *   svm: score = w·φ(x)                                 (linear SVM; w[BIAS] = b)
@@ -50,15 +56,24 @@ enum exitclf_feat_id {
 	EXITCLF_F_STABLE = 2, /* top-1 == previous checked layer's top-1 */
 	EXITCLF_F_DEPTH = 3,  /* layer / n_layers */
 	EXITCLF_F_BIAS = 4,   /* always 1; not a selectable feature */
-	EXITCLF_N_FEAT = 5
+	EXITCLF_N_FEAT = 5,   /* the scalar slots of φ, bias included */
+	/* Selectable, but not a scalar slot: the indicators φ[EXITCLF_N_FEAT + j],
+	 * j < n_tokens, of top-1 == tokens[j]. */
+	EXITCLF_F_TOKEN = 5,
 };
+
+/** Most answer tokens the token feature distinguishes; the rest count as "none". */
+#define EXITCLF_MAX_TOKENS 16
+/** Length of φ: the scalar slots, then one indicator per answer token. */
+#define EXITCLF_N_PHI (EXITCLF_N_FEAT + EXITCLF_MAX_TOKENS)
 
 /** Bit of feature id in a feature set (struct exitclf.features). */
 #define EXITCLF_FEAT_BIT(id) (1u << (id))
 /** The paper's feature set, the default of svm and crf: [gap, top_prob]. */
 #define EXITCLF_FEATS_PAPER (EXITCLF_FEAT_BIT(EXITCLF_F_GAP) | EXITCLF_FEAT_BIT(EXITCLF_F_TOP_PROB))
 /** Every selectable feature (the bias is not one). */
-#define EXITCLF_FEATS_ALL (EXITCLF_FEAT_BIT(EXITCLF_F_BIAS) - 1)
+#define EXITCLF_FEATS_ALL                                                                          \
+	((EXITCLF_FEAT_BIT(EXITCLF_F_BIAS) - 1) | EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN))
 
 /** One checked layer's observations: what the runner's lens gives, and where. */
 struct exitclf_feat {
@@ -75,10 +90,13 @@ struct exitclf {
 	 * ([gap] for gap, the paper's pair otherwise). Weights outside the set are 0. */
 	unsigned features;
 	double threshold; /* stop when score >= threshold */
+	/* token feature: the answer tokens its indicators stand for (distinct ids) */
+	uint32_t n_tokens;
+	int32_t tokens[EXITCLF_MAX_TOKENS];
 	/* svm: score = Σ_k svm_w[k] φ_k, svm_w[EXITCLF_F_BIAS] = b */
-	double svm_w[EXITCLF_N_FEAT];
+	double svm_w[EXITCLF_N_PHI];
 	/* crf: emission weights per state over φ, transitions from -> to */
-	double crf_emit[2][EXITCLF_N_FEAT];
+	double crf_emit[2][EXITCLF_N_PHI];
 	double crf_trans[2][2];
 };
 
@@ -112,16 +130,18 @@ void exitclf_crf_filter(const struct exitclf *c, const struct exitclf_feat *x, u
 
 /**
  * φ(x) of the next checked layer given the state r (which is not advanced):
- * [gap, top_prob, stable, depth, 1], non-finite values as 0, features outside
- * `features` (0 = all) as 0. Cannot fail.
+ * [gap, top_prob, stable, depth, 1, token indicators], non-finite values as
+ * 0, features outside exitclf_features(c) as 0 (c's weights and threshold are
+ * not read). Cannot fail.
  */
-void exitclf_phi(const struct exitclf_run *r, const struct exitclf_feat *f, unsigned features,
-		 double phi[EXITCLF_N_FEAT]);
+void exitclf_phi(const struct exitclf *c, const struct exitclf_run *r, const struct exitclf_feat *f,
+		 double phi[EXITCLF_N_PHI]);
 
 /** c->features, or the kind's default set when it is 0. */
 unsigned exitclf_features(const struct exitclf *c);
 
-/** Name of a selectable feature id ("gap", "top_prob", "stable", "depth"); NULL otherwise. */
+/** Name of a selectable feature id ("gap", "top_prob", "stable", "depth", "token"); NULL
+ * otherwise. */
 const char *exitclf_feat_name(enum exitclf_feat_id id);
 /** Parses a selectable feature name. Returns 0 or -EINVAL. */
 int exitclf_feat_parse(const char *name, enum exitclf_feat_id *out);

@@ -3,8 +3,8 @@
  * task, calibrate every classifier kind on the golden calib features and
  * evaluate the stopping rule on the dev features, printing one table row per
  * (task, classifier, feature set). The gap baseline has one set, [gap]; svm
- * and crf are reported for each candidate set (default: the paper's
- * gap+top_prob, then +stable, +depth, +stable+depth), and the set that
+ * and crf are reported for each candidate set (default: the ones
+ * calib_opts_auto_features lists, the paper's gap+top_prob first), and the set that
  * calibration chooses (largest held-out net saving, the earlier on ties) is
  * marked with '*'. Usage:
  *   eval_features [--target A] [--folds K] [--label final|gold|stable] [--min-layer M (0 = search)]
@@ -55,15 +55,15 @@ main(int argc, char **argv)
 {
 	struct calib_opts base;
 	bool layers = false;
-	int i = 1, rc = 0, n_sets = 4;
-	unsigned sets[MAX_SETS] = {
-	    EXITCLF_FEATS_PAPER,
-	    EXITCLF_FEATS_PAPER | EXITCLF_FEAT_BIT(EXITCLF_F_STABLE),
-	    EXITCLF_FEATS_PAPER | EXITCLF_FEAT_BIT(EXITCLF_F_DEPTH),
-	    EXITCLF_FEATS_ALL,
-	};
+	int i = 1, rc = 0, n_sets;
+	unsigned sets[MAX_SETS];
 
 	calib_opts_default(&base, EXITCLF_GAP);
+	calib_opts_auto_features(&base); /* the default candidates: what auto chooses among */
+	n_sets = (int)MIN(base.n_feature_sets, MAX_SETS);
+	memcpy(sets, base.feature_sets, (size_t)n_sets * sizeof(*sets));
+	base.feature_sets = NULL;
+	base.n_feature_sets = 0;
 	for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
 		if (strcmp(argv[i], "--layers") == 0)
 			layers = true;

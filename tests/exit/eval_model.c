@@ -5,7 +5,8 @@
  * oracle's, and wall time full depth vs adaptive (runner_run, one answer
  * token, features included). svm and crf appear twice: on the paper's
  * [gap, top_prob], and on the feature set calibration chooses on held-out
- * folds among gap+top_prob, +stable, +depth, +stable+depth.
+ * folds among the paper's pair and its extensions by stable, depth and token
+ * (calib_opts_auto_features).
  *
  * With --profiles DIR, writes DIR/<task>.yaml: the classifier with the best
  * held-out net saving. The feature-check cost is priced in (runner_check_cost

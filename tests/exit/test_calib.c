@@ -464,11 +464,13 @@ test_stable_feature_synthetic(void)
 
 /*
  * Golden features: on trec, where early and middle layers are confidently
- * wrong, the SVM on the feature set calibration chooses (among the paper's
- * pair, +stable, +depth, +stable+depth) must use stable and prune the dev
- * split more than the paper's 2-feature SVM at the same agreement target,
- * with dev accuracy within 1 point of full depth. On sst2 and agnews the
- * choice must not cost accuracy either.
+ * wrong (other tasks' labels at layer 7, "entity" that later turns into
+ * another class), the SVM on the feature set calibration chooses (among the
+ * paper's pair, +stable, +depth, +stable+depth and the same with token) must
+ * use token and prune the dev split clearly more than the paper's 2-feature
+ * SVM at the same agreement target, reaching 60% of the oracle's pruning
+ * (the paper's pair reaches 40%), with dev accuracy within 1 point of full
+ * depth. On sst2 and agnews the choice must not cost accuracy either.
  */
 static void
 test_feature_choice_golden(void)
@@ -500,10 +502,12 @@ test_feature_choice_golden(void)
 			/* within 1 point, inclusive (5/500 is 0.01 up to rounding) */
 			ASSERT(fabs(ev[v].acc_adaptive - ev[v].acc_full) <= 0.01 + 1e-9);
 			if (v == 1 && strcmp(readme[t].task, "trec") == 0)
-				ASSERT(c.features & EXITCLF_FEAT_BIT(EXITCLF_F_STABLE));
+				ASSERT(c.features & EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN));
 		}
-		if (strcmp(readme[t].task, "trec") == 0)
-			ASSERT(ev[1].pruning >= ev[0].pruning + 0.01);
+		if (strcmp(readme[t].task, "trec") == 0) {
+			ASSERT(ev[1].pruning >= ev[0].pruning + 0.05);
+			ASSERT(ev[1].pruning >= 0.6 * ev[1].oracle_pruning);
+		}
 		calib_eval_free(&ev[0]);
 		calib_eval_free(&ev[1]);
 		calib_data_deinit(&cal);

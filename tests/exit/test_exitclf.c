@@ -150,7 +150,9 @@ test_stable_depth(void)
 	    .svm_w = {[EXITCLF_F_STABLE] = 1, [EXITCLF_F_DEPTH] = 2, [EXITCLF_F_BIAS] = -1},
 	    .threshold = 1};
 	struct exitclf_run r;
-	double phi[EXITCLF_N_FEAT];
+	struct exitclf all = {.kind = EXITCLF_SVM, .features = EXITCLF_FEATS_ALL};
+	struct exitclf paper = {.kind = EXITCLF_SVM, .features = EXITCLF_FEATS_PAPER};
+	double phi[EXITCLF_N_PHI];
 	char buf[64];
 	enum exitclf_feat_id id;
 
@@ -162,12 +164,12 @@ test_stable_depth(void)
 					 .layer = 3 + 2 * (uint32_t)t,
 					 .n_layers = 12};
 
-		exitclf_phi(&r, &f, 0, phi);
+		exitclf_phi(&all, &r, &f, phi);
 		ASSERT_NEAR(phi[EXITCLF_F_STABLE], t == 1 || t == 3 ? 1 : 0, 0);
 		ASSERT_NEAR(phi[EXITCLF_F_DEPTH], (3 + 2 * t) / 12.0, 1e-15);
 		ASSERT_NEAR(phi[EXITCLF_F_BIAS], 1, 0);
 		/* a feature outside the set reads 0 */
-		exitclf_phi(&r, &f, EXITCLF_FEATS_PAPER, phi);
+		exitclf_phi(&paper, &r, &f, phi);
 		ASSERT_NEAR(phi[EXITCLF_F_STABLE] + phi[EXITCLF_F_DEPTH], 0, 0);
 		ASSERT_NEAR(exitclf_score(&c, &r, &f), want[t], 1e-12);
 	}
@@ -193,12 +195,81 @@ test_stable_depth(void)
 	c.kind = EXITCLF_GAP;
 	ASSERT_EQ(exitclf_features(&c), EXITCLF_FEAT_BIT(EXITCLF_F_GAP));
 	ASSERT_STREQ(exitclf_feats_str(EXITCLF_FEATS_ALL, buf, sizeof(buf)),
-		     "gap+top_prob+stable+depth");
+		     "gap+top_prob+stable+depth+token");
 	ASSERT_STREQ(exitclf_feats_str(EXITCLF_FEATS_ALL, buf, 9), "gap");
 	ASSERT_OK(exitclf_feat_parse("stable", &id));
 	ASSERT_EQ(id, EXITCLF_F_STABLE);
 	ASSERT_EQ(exitclf_feat_parse("bias", &id), -EINVAL);
 	ASSERT(exitclf_feat_name(EXITCLF_F_BIAS) == NULL);
+	ASSERT_OK(exitclf_feat_parse("token", &id));
+	ASSERT_EQ(id, EXITCLF_F_TOKEN);
+}
+
+/*
+ * The token feature by hand. Answer tokens [7, 3]: φ[N_FEAT + 0] = top1 == 7,
+ * φ[N_FEAT + 1] = top1 == 3, both 0 for any other top-1.
+ * SVM w = {gap: 2, token 7: +1, token 3: -0.5, bias: -1} on gap 0.25:
+ *   top1 7 -> 0.5 + 1 - 1 = 0.5; top1 3 -> 0.5 - 0.5 - 1 = -1; top1 9 -> -0.5.
+ * Without token in the feature set the indicators read 0 and every top-1
+ * scores -0.5. Entries past n_tokens never fire (tokens[2] = 9 is not listed).
+ */
+static void
+test_token(void)
+{
+	static const int32_t top1[3] = {7, 3, 9};
+	static const double want[3] = {0.5, -1, -0.5};
+	struct exitclf c = {.kind = EXITCLF_SVM,
+			    .features =
+				EXITCLF_FEAT_BIT(EXITCLF_F_GAP) | EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN),
+			    .n_tokens = 2,
+			    .tokens = {7, 3, 9},
+			    .svm_w = {[EXITCLF_F_GAP] = 2,
+				      [EXITCLF_F_BIAS] = -1,
+				      [EXITCLF_N_FEAT + 0] = 1,
+				      [EXITCLF_N_FEAT + 1] = -0.5,
+				      [EXITCLF_N_FEAT + 2] = 100},
+			    .threshold = 0};
+	double phi[EXITCLF_N_PHI];
+
+	for (int t = 0; t < 3; t++) {
+		struct exitclf_run r;
+		struct exitclf_feat f = {.gap = 0.25f, .top_prob = 0.5f, .top1 = top1[t]};
+
+		exitclf_run_init(&r);
+		exitclf_phi(&c, &r, &f, phi);
+		ASSERT_NEAR(phi[EXITCLF_N_FEAT + 0], t == 0, 0);
+		ASSERT_NEAR(phi[EXITCLF_N_FEAT + 1], t == 1, 0);
+		ASSERT_NEAR(phi[EXITCLF_N_FEAT + 2], 0, 0);
+		ASSERT_NEAR(phi[EXITCLF_F_TOP_PROB], 0, 0); /* not in the set */
+		ASSERT_NEAR(exitclf_score(&c, &r, &f), want[t], 1e-12);
+		exitclf_run_init(&r);
+		ASSERT_EQ(exitclf_decide(&c, &r, &f), t == 0);
+	}
+	/* token dropped from the set: the indicators and their weights no longer count */
+	c.features = EXITCLF_FEAT_BIT(EXITCLF_F_GAP);
+	for (int t = 0; t < 3; t++) {
+		struct exitclf_run r;
+		struct exitclf_feat f = {.gap = 0.25f, .top1 = top1[t]};
+
+		exitclf_run_init(&r);
+		ASSERT_NEAR(exitclf_score(&c, &r, &f), -0.5, 1e-12);
+	}
+	/* CRF emissions on the indicators: P(stop) = σ(θ_stop·φ - θ_cont·φ) at t = 1 */
+	{
+		struct exitclf k = {
+		    .kind = EXITCLF_CRF,
+		    .features = EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN),
+		    .n_tokens = 1,
+		    .tokens = {7},
+		    .crf_emit = {{0}, {[EXITCLF_F_BIAS] = -1, [EXITCLF_N_FEAT] = 3}}};
+		struct exitclf_feat x = {.top1 = 7}, y = {.top1 = 8};
+		double p;
+
+		exitclf_crf_filter(&k, &x, 1, &p);
+		ASSERT_NEAR(p, exp(2) / (1 + exp(2)), 1e-12);
+		exitclf_crf_filter(&k, &y, 1, &p);
+		ASSERT_NEAR(p, exp(-1) / (1 + exp(-1)), 1e-12);
+	}
 }
 
 static void
@@ -219,6 +290,6 @@ test_schedule_and_names(void)
 	ASSERT(exitclf_kind_name((enum exitclf_kind)7) == NULL);
 }
 
-TEST_MAIN(TEST_CASE(test_gap_threshold), TEST_CASE(test_svm_decision),
+TEST_MAIN(TEST_CASE(test_gap_threshold), TEST_CASE(test_svm_decision), TEST_CASE(test_token),
 	  TEST_CASE(test_crf_forward_marginals), TEST_CASE(test_crf_extreme_weights),
 	  TEST_CASE(test_stable_depth), TEST_CASE(test_schedule_and_names))

@@ -161,6 +161,43 @@ test_parse_stable_depth(void)
 	ASSERT_NEAR(p.clf.crf_emit[EXITCLF_STOP][EXITCLF_F_TOP_PROB], 0.5, 0);
 }
 
+/* The token feature: its answer ids and one weight per id. */
+static void
+test_parse_token(void)
+{
+	static const char svm[] = "classifier: svm\n"
+				  "threshold: 0.5\n"
+				  "features: [gap, token]\n"
+				  "tokens: [846, 841, 2087]\n"
+				  "svm: {w_gap: 2, w_token: [1.5, -0.25, 0], bias: -1}\n";
+	static const char crf[] = "classifier: crf\n"
+				  "threshold: 0.9\n"
+				  "features: [token]\n"
+				  "tokens: [7]\n"
+				  "crf:\n"
+				  "  continue: {bias: 1}\n"
+				  "  stop: {token: [3], bias: -1}\n"
+				  "  transitions: {continue: [0, -1], stop: [-2, 1]}\n";
+	struct profile p;
+	struct diag d = {{0}};
+
+	profile_init(&p);
+	ASSERT_OK(profile_parse_buffer(&p, svm, strlen(svm), "svm.yaml", &d));
+	ASSERT_EQ(p.clf.features,
+		  EXITCLF_FEAT_BIT(EXITCLF_F_GAP) | EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN));
+	ASSERT_EQ(p.clf.n_tokens, 3);
+	ASSERT_EQ(p.clf.tokens[0], 846);
+	ASSERT_EQ(p.clf.tokens[2], 2087);
+	ASSERT_NEAR(p.clf.svm_w[EXITCLF_N_FEAT + 0], 1.5, 0);
+	ASSERT_NEAR(p.clf.svm_w[EXITCLF_N_FEAT + 1], -0.25, 0);
+	ASSERT_NEAR(p.clf.svm_w[EXITCLF_F_BIAS], -1, 0);
+	profile_init(&p);
+	ASSERT_OK(profile_parse_buffer(&p, crf, strlen(crf), "crf.yaml", &d));
+	ASSERT_EQ(p.clf.n_tokens, 1);
+	ASSERT_NEAR(p.clf.crf_emit[EXITCLF_STOP][EXITCLF_N_FEAT], 3, 0);
+	ASSERT_NEAR(p.clf.crf_emit[EXITCLF_CONTINUE][EXITCLF_N_FEAT], 0, 0);
+}
+
 /* Each bad profile and the "line:column: reason" it must produce. */
 static const struct {
 	const char *text;
@@ -209,6 +246,34 @@ static const struct {
     {"classifier: gap\nthreshold: 0.5\nprovenance: {n_layers: 99999}\n", ":3:24:", "out of range"},
     {"classifier: gap\nthreshold: 0.5\nmin_layer: 13\nprovenance: {n_layers: 12}\n",
      ":3:12:", "beyond the model's 12 layers"},
+    {"classifier: svm\nthreshold: 1\nfeatures: [gap, token]\nsvm: {bias: 0}\n",
+     ":1:1:", "needs a 'tokens' list"},
+    {"classifier: svm\nthreshold: 1\ntokens: [5]\nsvm: {bias: 0}\n",
+     ":3:9:", "does not list token"},
+    {"classifier: svm\nthreshold: 1\nfeatures: [token]\ntokens: [5, 6, 5]\nsvm: {bias: 0}\n",
+     ":4:16:", "token 5 listed twice"},
+    {"classifier: svm\nthreshold: 1\nfeatures: [token]\ntokens: []\nsvm: {bias: 0}\n",
+     ":4:9:", "list of 1 to 16 token ids"},
+    {"classifier: svm\nthreshold: 1\nfeatures: [token]\ntokens: 5\nsvm: {bias: 0}\n",
+     ":4:9:", "list of 1 to 16 token ids"},
+    {"classifier: svm\nthreshold: 1\nfeatures: [token]\ntokens: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, "
+     "11, 12, 13, 14, 15, 16, 17]\nsvm: {bias: 0}\n",
+     ":4:9:", "list of 1 to 16 token ids"},
+    {"classifier: svm\nthreshold: 1\nfeatures: [token]\ntokens: [-4]\nsvm: {bias: 0}\n",
+     ":4:10:", "non-negative integer"},
+    {"classifier: svm\nthreshold: 1\nfeatures: [token]\ntokens: [4, 2147483648]\nsvm: {bias: 0}\n",
+     ":4:13:", "out of range"},
+    {"classifier: svm\nthreshold: 1\nfeatures: [token]\ntokens: [4, 9]\nsvm: {w_token: [1], bias: "
+     "0}\n",
+     ":5:16:", "list of 2 numbers, one per entry of 'tokens'"},
+    {"classifier: svm\nthreshold: 1\nfeatures: [token]\ntokens: [4]\nsvm: {w_token: [x], bias: "
+     "0}\n",
+     ":5:17:", "must be a finite number"},
+    {"classifier: svm\nthreshold: 1\nsvm: {w_token: [1], bias: 0}\n",
+     ":3:16:", "does not list token"},
+    {"classifier: crf\nthreshold: 0.5\nfeatures: [gap]\ncrf: {continue: {token: [1]}, stop: "
+     "{gap: 1}, transitions: {continue: [1, 0], stop: [1, 2]}}\n",
+     ":4:25:", "does not list token"},
     {"- classifier\n- gap\n", ":1:1:", "must be a mapping"},
     {"", ":1:1:", "empty profile"},
 };
@@ -295,7 +360,7 @@ static void
 test_round_trip_features(void)
 {
 	const unsigned sd = EXITCLF_FEAT_BIT(EXITCLF_F_STABLE) | EXITCLF_FEAT_BIT(EXITCLF_F_DEPTH);
-	struct exitclf cs[3] = {
+	struct exitclf cs[4] = {
 	    {.kind = EXITCLF_SVM,
 	     .threshold = -0.123456789,
 	     .features = EXITCLF_FEATS_PAPER | EXITCLF_FEAT_BIT(EXITCLF_F_STABLE),
@@ -310,8 +375,18 @@ test_round_trip_features(void)
 	    {.kind = EXITCLF_CRF,
 	     .threshold = 0.75,
 	     .features = EXITCLF_FEATS_ALL,
-	     .crf_emit = {{0.1, 0.2, 0.3, 0.4, 0.5}, {-0.1, -0.2, -0.3, -0.4, 1.0 / 9}},
+	     .n_tokens = 3,
+	     .tokens = {846, 0, 2087},
+	     .crf_emit = {{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, -0.7, 0.8},
+			  {-0.1, -0.2, -0.3, -0.4, 1.0 / 9, 1e-300, 7, -1.0 / 7}},
 	     .crf_trans = {{1, 2}, {3, 4}}},
+	    {.kind = EXITCLF_SVM,
+	     .threshold = 0.25,
+	     .features = EXITCLF_FEATS_PAPER | EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN),
+	     .n_tokens = EXITCLF_MAX_TOKENS,
+	     .tokens = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 4095},
+	     .svm_w = {0.5, -0.5, 0, 0,  -1, 1.0 / 3, 2,  3,  4,  5,     6,
+		       7,   8,    9, 10, 11, 12,      13, 14, 15, -1e-17}},
 	};
 	struct calib_result res = {.min_layer = 6, .stride = 2, .agreement = 1, .pruning = 0.2};
 	const char *path = tmp_path("trec.yaml");
@@ -439,7 +514,8 @@ test_cleanup(void)
 }
 
 TEST_MAIN(TEST_CASE(test_parse_svm), TEST_CASE(test_parse_gap_and_crf),
-	  TEST_CASE(test_parse_stable_depth), TEST_CASE(test_errors_with_location),
-	  TEST_CASE(test_missing_file), TEST_CASE(test_round_trip),
-	  TEST_CASE(test_round_trip_features), TEST_CASE(test_directory_and_default),
-	  TEST_CASE(test_inline_node), TEST_CASE(test_cleanup))
+	  TEST_CASE(test_parse_stable_depth), TEST_CASE(test_parse_token),
+	  TEST_CASE(test_errors_with_location), TEST_CASE(test_missing_file),
+	  TEST_CASE(test_round_trip), TEST_CASE(test_round_trip_features),
+	  TEST_CASE(test_directory_and_default), TEST_CASE(test_inline_node),
+	  TEST_CASE(test_cleanup))
