@@ -2,7 +2,8 @@
  * calib.c — fitting AdaInfer's stopping classifiers and measuring them, from
  * a per-prompt x per-layer feature matrix: labels, the linear SVM (through
  * Debian's liblinear, classes balanced with weights), the 2-state CRF
- * (hand-written L-BFGS on the L2-regularised log-likelihood; 46 parameters),
+ * (hand-written L-BFGS on the L2-regularised log-likelihood over the φ slots
+ * in use: 10 parameters for the paper's pair, at most 46),
  * over a chosen feature set (exitclf.h's φ), the threshold sweep on a
  * held-out fold, the choice of schedule and feature set on held-out scores,
  * and the evaluation numbers.
@@ -17,6 +18,7 @@
 #include <errno.h>
 #include <linear.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,7 +182,29 @@ checked_layers(const struct calib_data *cd, uint32_t min_layer, uint32_t stride,
 	return k;
 }
 
+/*
+ * The φ slots c's parameters use, ascending: the scalar features of its set,
+ * the bias, then one per answer token when the set has token. Returns the
+ * count (at most EXITCLF_N_PHI); every other slot of φ is 0 for c.
+ */
+static int
+phi_slots(const struct exitclf *c, int slot[EXITCLF_N_PHI])
+{
+	int n = 0;
+
+	for (int f = 0; f < EXITCLF_F_BIAS; f++)
+		if (c->features & EXITCLF_FEAT_BIT(f))
+			slot[n++] = f;
+	slot[n++] = EXITCLF_F_BIAS;
+	if (c->features & EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN))
+		for (uint32_t j = 0; j < c->n_tokens && j < EXITCLF_MAX_TOKENS; j++)
+			slot[n++] = EXITCLF_N_FEAT + (int)j;
+	return n;
+}
+
 /* ---- SVM ---------------------------------------------------------------- */
+
+static pthread_mutex_t liblinear_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void
 liblinear_quiet(const char *s)
@@ -214,13 +238,8 @@ fit_svm(const struct calib_data *cd, const struct calib_opts *o, const uint32_t 
 	size_t rows;
 	int rc = 0, labels[2] = {0, 0}, weight_label[2] = {+1, -1};
 	double weight[2], n_pos = 0, n_neg = 0, *phi = NULL;
-	bool used[EXITCLF_N_PHI] = {false};
+	int slot[EXITCLF_N_PHI], n_slot = phi_slots(c, slot);
 	enum { NODES = EXITCLF_N_PHI + 1 }; /* features, bias, terminator */
-
-	for (int f = 0; f < EXITCLF_F_BIAS; f++)
-		used[f] = c->features & EXITCLF_FEAT_BIT(f);
-	for (uint32_t j = 0; j < c->n_tokens; j++)
-		used[EXITCLF_N_FEAT + j] = c->features & EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN);
 	if (size_mul(&rows, cd->n, k) < 0 || rows == 0 || rows > INT32_MAX)
 		return diag_set(d, -EINVAL, "calibration: no checked layer to fit on");
 	prob.l = (int)rows;
@@ -241,13 +260,14 @@ fit_svm(const struct calib_data *cd, const struct calib_opts *o, const uint32_t 
 			const double *ph = phi + (size_t)j * EXITCLF_N_PHI;
 			int nx = 0;
 
-			for (int f = 0; f < EXITCLF_F_BIAS; f++)
-				if (used[f])
+			/* ascending liblinear indices; sparse: only the token indicator that is set
+			 */
+			for (int a = 0; a < n_slot; a++) {
+				int f = slot[a];
+
+				if (f < EXITCLF_F_BIAS || (f > EXITCLF_F_BIAS && ph[f] != 0))
 					x[nx++] = (struct feature_node){svm_index(f), ph[f]};
-			for (int f = EXITCLF_N_FEAT; f < EXITCLF_N_PHI; f++)
-				if (used[f] &&
-				    ph[f] != 0) /* sparse: the one indicator that is set */
-					x[nx++] = (struct feature_node){svm_index(f), ph[f]};
+			}
 			x[nx++] = (struct feature_node){svm_index(EXITCLF_F_BIAS), prob.bias};
 			x[nx] = (struct feature_node){-1, 0};
 			prob.x[r] = x;
@@ -278,7 +298,14 @@ fit_svm(const struct calib_data *cd, const struct calib_opts *o, const uint32_t 
 		rc = diag_set(d, -EINVAL, "calibration: liblinear: %s", err);
 		goto out;
 	}
-	if ((m = train(&prob, &param)) == NULL) {
+	/* liblinear's dual solver visits the rows in an order drawn from rand(): seed it,
+	 * under a lock, so that a fit depends on its data only (not on what the process
+	 * fitted before, nor on a concurrent calibration). */
+	pthread_mutex_lock(&liblinear_lock);
+	srand(1);
+	m = train(&prob, &param);
+	pthread_mutex_unlock(&liblinear_lock);
+	if (m == NULL) {
 		rc = diag_set(d, -ENOMEM, "calibration: liblinear train failed");
 		goto out;
 	}
@@ -287,9 +314,10 @@ fit_svm(const struct calib_data *cd, const struct calib_opts *o, const uint32_t 
 	{
 		double sign = labels[0] == +1 ? 1.0 : -1.0;
 
-		for (int f = 0; f < EXITCLF_N_PHI; f++)
-			if (used[f])
-				c->svm_w[f] = sign * get_decfun_coef(m, svm_index(f), 0);
+		for (int a = 0; a < n_slot; a++)
+			if (slot[a] != EXITCLF_F_BIAS)
+				c->svm_w[slot[a]] =
+				    sign * get_decfun_coef(m, svm_index(slot[a]), 0);
 		c->svm_w[EXITCLF_F_BIAS] = sign * get_decfun_bias(m, 0); /* = bias * w[bias node] */
 	}
 out:
@@ -304,14 +332,21 @@ out:
 
 /* ---- CRF ---------------------------------------------------------------- */
 
-#define NF     EXITCLF_N_PHI
-#define CRF_NP (2 * NF + 4) /* emit[2][NF] then trans[2][2] */
+/*
+ * The CRF is fitted on the φ slots it uses only (phi_slots: nf of them), so
+ * its parameter vector is θ = [emit[continue][nf], emit[stop][nf], trans[2][2]]
+ * and the cost of a fit does not grow with unused slots.
+ */
+#define CRF_NP(nf) (2 * (nf) + 4)
+#define CRF_NP_MAX CRF_NP(EXITCLF_N_PHI)
 
 static void
-crf_unpack(const double *th, struct exitclf *c)
+crf_unpack(const double *th, const int *slot, int nf, struct exitclf *c)
 {
-	memcpy(c->crf_emit, th, 2 * NF * sizeof(double));
-	memcpy(c->crf_trans, th + 2 * NF, 4 * sizeof(double));
+	for (int s = 0; s < 2; s++)
+		for (int a = 0; a < nf; a++)
+			c->crf_emit[s][slot[a]] = th[nf * s + a];
+	memcpy(c->crf_trans, th + 2 * nf, 4 * sizeof(double));
 }
 
 static double
@@ -325,27 +360,27 @@ lse2(double a, double b)
 /*
  * Negative mean log-likelihood plus λ/2 |θ|², and its gradient, over every
  * prompt's sequence of checked layers (forward-backward in log space).
- * phi: n x k x NF, y: n x k.
+ * phi: n x k x nf, y: n x k.
  */
 static double
 crf_objective(const double *th, const double *phi, const unsigned char *y, uint32_t n, uint32_t k,
-	      double l2, double *grad, double *work)
+	      int nf, double l2, double *grad, double *work)
 {
 	double *la = work, *lb = work + 2 * k, *em = work + 4 * k;
 	double nll = 0;
 
-	memset(grad, 0, CRF_NP * sizeof(double));
+	memset(grad, 0, (size_t)CRF_NP(nf) * sizeof(double));
 	for (uint32_t i = 0; i < n; i++) {
-		const double *ph = phi + (size_t)i * k * NF;
+		const double *ph = phi + (size_t)i * k * nf;
 		const unsigned char *yi = y + (size_t)i * k;
-		const double *A = th + 2 * NF;
+		const double *A = th + 2 * nf;
 		double logz, sc = 0;
 
 		for (uint32_t t = 0; t < k; t++)
 			for (int s = 0; s < 2; s++) {
 				em[2 * t + s] = 0;
-				for (int f = 0; f < NF; f++)
-					em[2 * t + s] += th[NF * s + f] * ph[NF * t + f];
+				for (int f = 0; f < nf; f++)
+					em[2 * t + s] += th[nf * s + f] * ph[nf * t + f];
 			}
 		for (int s = 0; s < 2; s++)
 			la[s] = em[s];
@@ -369,8 +404,8 @@ crf_objective(const double *th, const double *phi, const unsigned char *y, uint3
 				double p = exp(la[2 * t + s] + lb[2 * t + s] - logz);
 				double delta = (yi[t] == s) - p;
 
-				for (int f = 0; f < NF; f++)
-					grad[NF * s + f] -= delta * ph[NF * t + f];
+				for (int f = 0; f < nf; f++)
+					grad[nf * s + f] -= delta * ph[nf * t + f];
 			}
 			if (t == 0)
 				continue;
@@ -379,14 +414,14 @@ crf_objective(const double *th, const double *phi, const unsigned char *y, uint3
 					double p = exp(la[2 * (t - 1) + a] + A[a * 2 + b] +
 						       em[2 * t + b] + lb[2 * t + b] - logz);
 
-					grad[2 * NF + a * 2 + b] -=
+					grad[2 * nf + a * 2 + b] -=
 					    (yi[t - 1] == a && yi[t] == b) - p;
 				}
 		}
 		nll -= sc - logz;
 	}
 	nll /= n;
-	for (int j = 0; j < CRF_NP; j++) {
+	for (int j = 0; j < CRF_NP(nf); j++) {
 		grad[j] = grad[j] / n + l2 * th[j];
 		nll += 0.5 * l2 * th[j] * th[j];
 	}
@@ -407,68 +442,69 @@ dot(const double *a, const double *b, int n)
 
 /* Minimises crf_objective from th with L-BFGS and a backtracking (Armijo) line search. */
 static void
-crf_lbfgs(double *th, const double *phi, const unsigned char *y, uint32_t n, uint32_t k, double l2,
-	  double *work)
+crf_lbfgs(double *th, const double *phi, const unsigned char *y, uint32_t n, uint32_t k, int nf,
+	  double l2, double *work)
 {
-	double s[LBFGS_M][CRF_NP], yv[LBFGS_M][CRF_NP], rho[LBFGS_M], alpha[LBFGS_M];
-	double g[CRF_NP], gn[CRF_NP], dir[CRF_NP], tn[CRF_NP], f, fn;
+	double s[LBFGS_M][CRF_NP_MAX], yv[LBFGS_M][CRF_NP_MAX], rho[LBFGS_M], alpha[LBFGS_M];
+	double g[CRF_NP_MAX], gn[CRF_NP_MAX], dir[CRF_NP_MAX], tn[CRF_NP_MAX], f, fn;
+	const int np = CRF_NP(nf);
 	int hist = 0, head = 0;
 
-	f = crf_objective(th, phi, y, n, k, l2, g, work);
+	f = crf_objective(th, phi, y, n, k, nf, l2, g, work);
 	for (int it = 0; it < 300; it++) {
 		double gmax = 0, step = 1, gd;
 
-		for (int j = 0; j < CRF_NP; j++)
+		for (int j = 0; j < np; j++)
 			gmax = fmax(gmax, fabs(g[j]));
 		if (gmax < 1e-7)
 			break;
 		/* two-loop recursion: dir = -H g */
-		for (int j = 0; j < CRF_NP; j++)
+		for (int j = 0; j < np; j++)
 			dir[j] = -g[j];
 		for (int h = 0; h < hist; h++) {
 			int i = (head - 1 - h + LBFGS_M) % LBFGS_M;
 
-			alpha[i] = rho[i] * dot(s[i], dir, CRF_NP);
-			for (int j = 0; j < CRF_NP; j++)
+			alpha[i] = rho[i] * dot(s[i], dir, np);
+			for (int j = 0; j < np; j++)
 				dir[j] -= alpha[i] * yv[i][j];
 		}
 		if (hist > 0) {
 			int i = (head - 1 + LBFGS_M) % LBFGS_M;
-			double gamma = dot(s[i], yv[i], CRF_NP) / dot(yv[i], yv[i], CRF_NP);
+			double gamma = dot(s[i], yv[i], np) / dot(yv[i], yv[i], np);
 
-			for (int j = 0; j < CRF_NP; j++)
+			for (int j = 0; j < np; j++)
 				dir[j] *= gamma;
 		}
 		for (int h = hist - 1; h >= 0; h--) {
 			int i = (head - 1 - h + LBFGS_M) % LBFGS_M;
-			double b = rho[i] * dot(yv[i], dir, CRF_NP);
+			double b = rho[i] * dot(yv[i], dir, np);
 
-			for (int j = 0; j < CRF_NP; j++)
+			for (int j = 0; j < np; j++)
 				dir[j] += s[i][j] * (alpha[i] - b);
 		}
-		gd = dot(g, dir, CRF_NP);
+		gd = dot(g, dir, np);
 		if (gd >= 0) { /* not a descent direction: restart from steepest descent */
-			for (int j = 0; j < CRF_NP; j++)
+			for (int j = 0; j < np; j++)
 				dir[j] = -g[j];
-			gd = dot(g, dir, CRF_NP);
+			gd = dot(g, dir, np);
 			hist = 0;
 		}
 		for (;;) {
-			for (int j = 0; j < CRF_NP; j++)
+			for (int j = 0; j < np; j++)
 				tn[j] = th[j] + step * dir[j];
-			fn = crf_objective(tn, phi, y, n, k, l2, gn, work);
+			fn = crf_objective(tn, phi, y, n, k, nf, l2, gn, work);
 			if (fn <= f + 1e-4 * step * gd || step < 1e-10)
 				break;
 			step *= 0.5;
 		}
 		if (step < 1e-10)
 			break;
-		for (int j = 0; j < CRF_NP; j++) {
+		for (int j = 0; j < np; j++) {
 			s[head][j] = tn[j] - th[j];
 			yv[head][j] = gn[j] - g[j];
 		}
 		{
-			double sy = dot(s[head], yv[head], CRF_NP);
+			double sy = dot(s[head], yv[head], np);
 
 			if (sy > 1e-12) {
 				rho[head] = 1 / sy;
@@ -476,8 +512,8 @@ crf_lbfgs(double *th, const double *phi, const unsigned char *y, uint32_t n, uin
 				hist = hist < LBFGS_M ? hist + 1 : LBFGS_M;
 			}
 		}
-		memcpy(th, tn, sizeof(tn));
-		memcpy(g, gn, sizeof(gn));
+		memcpy(th, tn, (size_t)np * sizeof(*th));
+		memcpy(g, gn, (size_t)np * sizeof(*g));
 		if (f - fn < 1e-10 * (1 + fabs(f))) {
 			f = fn;
 			break;
@@ -490,29 +526,37 @@ static int
 fit_crf(const struct calib_data *cd, const struct calib_opts *o, const uint32_t *lay, uint32_t k,
 	struct exitclf *c, struct diag *d)
 {
-	double th[CRF_NP] = {0}, *phi = NULL, *work = NULL;
+	double th[CRF_NP_MAX] = {0}, *phi = NULL, *row = NULL, *work = NULL;
 	unsigned char *y = NULL;
+	int slot[EXITCLF_N_PHI], nf = phi_slots(c, slot);
 	size_t cells;
 	int rc = 0;
 
 	if (cd->n == 0 || k == 0 || size_mul(&cells, cd->n, k) < 0)
 		return diag_set(d, -EINVAL, "calibration: no checked layer to fit on");
-	phi = malloc(cells * NF * sizeof(*phi));
+	phi = malloc(cells * (size_t)nf * sizeof(*phi));
+	row = malloc((size_t)k * EXITCLF_N_PHI * sizeof(*row));
 	y = malloc(cells);
 	work = malloc((size_t)k * 6 * sizeof(*work));
-	if (!phi || !y || !work) {
+	if (!phi || !row || !y || !work) {
 		rc = diag_set(d, -ENOMEM, "calibration: out of memory");
 		goto out;
 	}
 	for (uint32_t i = 0; i < cd->n; i++) {
-		phi_seq(cd, i, lay, k, c, phi + (size_t)i * k * NF);
-		for (uint32_t t = 0; t < k; t++)
+		phi_seq(cd, i, lay, k, c, row);
+		for (uint32_t t = 0; t < k; t++) {
+			double *dst = phi + ((size_t)i * k + t) * (size_t)nf;
+
+			for (int a = 0; a < nf; a++)
+				dst[a] = row[(size_t)t * EXITCLF_N_PHI + (size_t)slot[a]];
 			y[(size_t)i * k + t] = calib_label_of(cd, i, lay[t], o->label);
+		}
 	}
-	crf_lbfgs(th, phi, y, cd->n, k, o->crf_l2 > 0 ? o->crf_l2 : 1e-6, work);
-	crf_unpack(th, c);
+	crf_lbfgs(th, phi, y, cd->n, k, nf, o->crf_l2 > 0 ? o->crf_l2 : 1e-6, work);
+	crf_unpack(th, slot, nf, c);
 out:
 	free(phi);
+	free(row);
 	free(y);
 	free(work);
 	return rc;
@@ -665,46 +709,99 @@ cmp_desc(const void *a, const void *b)
 	return (x < y) - (x > y);
 }
 
+/* A prompt's exit moving earlier once the threshold is at or below v. */
+struct sweep_event {
+	double v;
+	uint32_t i, layer;
+};
+
+static int
+cmp_event_desc(const void *a, const void *b)
+{
+	const struct sweep_event *x = a, *y = b;
+
+	return (x->v < y->v) - (x->v > y->v);
+}
+
 /*
- * Threshold sweep over a score matrix: every distinct score, from the
+ * Threshold sweep over a score matrix: every distinct finite score, from the
  * highest down; keeps the largest net saving (pruning minus the cost of the
- * feature checks made, in layers) with agreement >= target. With
- * check_cost 0 the net saving is the pruning ratio.
+ * feature checks made, in layers) with agreement >= target (the highest
+ * such threshold on ties). With check_cost 0 the net saving is the pruning
+ * ratio.
+ *
+ * A prompt exits at its first checked layer scoring >= the threshold, so its
+ * exit only changes where a score beats every earlier one in its row (a
+ * running record): lowering the threshold past a record moves the exit
+ * there. Sorting those at most n x n_layers events once and applying them
+ * while walking down the candidates keeps the counts (agreeing prompts,
+ * skipped layers, checks made) current: O(cells log cells) instead of
+ * re-running every prompt for every candidate.
  */
 static int
 sweep(const struct calib_data *cd, const double *sc, double target, double check_cost,
       struct calib_result *res)
 {
-	size_t nc = 0, cells = (size_t)cd->n * cd->n_layers;
 	const uint32_t L = cd->n_layers;
-	double *cand;
+	size_t nc = 0, n_ev = 0, cells = (size_t)cd->n * L;
+	double *cand = malloc((cells ? cells : 1) * sizeof(*cand));
+	struct sweep_event *ev = malloc((cells ? cells : 1) * sizeof(*ev));
+	uint32_t *exit = malloc((cd->n ? cd->n : 1) * sizeof(*exit));
+	uint32_t *checks_to = malloc((cells ? cells : 1) * sizeof(*checks_to));
+	uint64_t agree = 0, skipped = 0, checks = 0;
+	int rc = 0;
 
 	res->threshold = INFINITY;
 	res->pruning = 0;
 	res->net = 0;
 	res->agreement = 1;
-	if ((cand = malloc((cells ? cells : 1) * sizeof(*cand))) == NULL)
-		return -ENOMEM;
-	for (size_t j = 0; j < cells; j++)
-		if (isfinite(sc[j]))
-			cand[nc++] = sc[j];
+	if (!cand || !ev || !exit || !checks_to) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < cd->n; i++) {
+		double best = -INFINITY;
+		uint32_t k = 0;
+
+		for (uint32_t l = 1; l <= L; l++) {
+			double s = sc[AT(cd, i, l)];
+
+			/* checks_to[l]: checks made by a prompt exiting at l (the last layer is
+			 * never checked) */
+			if (l < L && !isnan(s)) {
+				k++;
+				if (s > best) {
+					ev[n_ev++] = (struct sweep_event){s, i, l};
+					best = s;
+				}
+			}
+			checks_to[AT(cd, i, l)] = k;
+			if (isfinite(s))
+				cand[nc++] = s;
+		}
+		exit[i] = L; /* +inf threshold: nobody stops */
+		agree++;
+		checks += k;
+	}
 	qsort(cand, nc, sizeof(*cand), cmp_desc);
-	for (size_t j = 0; j < nc; j++) {
-		uint32_t agree = 0;
-		double pruning = 0, checks = 0, net;
+	qsort(ev, n_ev, sizeof(*ev), cmp_event_desc);
+	for (size_t j = 0, k = 0; j < nc; j++) {
+		double pruning, net;
 
 		if (j > 0 && cand[j] == cand[j - 1])
 			continue;
-		for (uint32_t i = 0; i < cd->n; i++) {
-			uint32_t e = exit_of(cd, sc, i, cand[j]);
+		for (; k < n_ev && ev[k].v >= cand[j]; k++) {
+			uint32_t i = ev[k].i, from = exit[i], to = ev[k].layer;
+			int32_t fin = cd->top1[AT(cd, i, L)];
 
-			agree += cd->top1[AT(cd, i, e)] == cd->top1[AT(cd, i, L)];
-			pruning += (double)(L - e) / L;
-			for (uint32_t l = 1; l <= e && l < L; l++)
-				checks += !isnan(sc[AT(cd, i, l)]);
+			agree +=
+			    (cd->top1[AT(cd, i, to)] == fin) - (cd->top1[AT(cd, i, from)] == fin);
+			skipped += from - to;
+			checks -= checks_to[AT(cd, i, from)] - checks_to[AT(cd, i, to)];
+			exit[i] = to;
 		}
-		pruning /= cd->n;
-		net = pruning - check_cost * checks / ((double)cd->n * L);
+		pruning = (double)skipped / ((double)cd->n * L);
+		net = pruning - check_cost * (double)checks / ((double)cd->n * L);
 		if ((double)agree / cd->n >= target && net > res->net) {
 			res->pruning = pruning;
 			res->net = net;
@@ -712,8 +809,12 @@ sweep(const struct calib_data *cd, const double *sc, double target, double check
 			res->threshold = cand[j];
 		}
 	}
+out:
 	free(cand);
-	return 0;
+	free(ev);
+	free(exit);
+	free(checks_to);
+	return rc;
 }
 
 int

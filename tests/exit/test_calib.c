@@ -168,6 +168,96 @@ fill_synthetic(struct calib_data *cd, uint64_t seed, double late)
 	}
 }
 
+/*
+ * The threshold sweep against the definition, on random matrices: for every
+ * distinct gap at a checked layer (highest first), run every prompt to its
+ * first checked layer with gap >= it, count agreement, skipped layers and
+ * checks, and keep the first threshold with the largest net saving at the
+ * target. Gaps on a coarse grid (many ties) and unrestricted.
+ */
+static double
+brute_threshold(const struct calib_data *cd, uint32_t min_layer, uint32_t stride, double target,
+		double check_cost)
+{
+	const uint32_t L = cd->n_layers;
+	double best_thr = INFINITY, best_net = 0;
+
+	for (uint32_t ci = 0; ci < cd->n; ci++) {
+		for (uint32_t cl = 1; cl < L; cl++) {
+			double thr = cd->gap[ci * L + cl - 1], net;
+			uint64_t agree = 0, skipped = 0, checks = 0;
+			bool seen = false;
+
+			if (!exitclf_layer_checked(cl, min_layer, stride, L))
+				continue;
+			/* each distinct value once: skip it if it appeared before in row order */
+			for (uint32_t pi = 0; pi < cd->n && !seen; pi++)
+				for (uint32_t pl = 1; pl < L && !seen; pl++)
+					if ((pi < ci || (pi == ci && pl < cl)) &&
+					    exitclf_layer_checked(pl, min_layer, stride, L) &&
+					    (double)cd->gap[pi * L + pl - 1] == thr)
+						seen = true;
+			if (seen)
+				continue;
+			for (uint32_t i = 0; i < cd->n; i++) {
+				uint32_t e = L;
+
+				for (uint32_t l = 1; l < L; l++) {
+					if (!exitclf_layer_checked(l, min_layer, stride, L))
+						continue;
+					checks++;
+					if ((double)cd->gap[i * L + l - 1] >= thr) {
+						e = l;
+						break;
+					}
+				}
+				agree += cd->top1[i * L + e - 1] == cd->top1[i * L + L - 1];
+				skipped += L - e;
+			}
+			net = (double)skipped / ((double)cd->n * L) -
+			      check_cost * (double)checks / ((double)cd->n * L);
+			if ((double)agree / cd->n >= target &&
+			    (net > best_net || (net == best_net && thr > best_thr && net > 0)))
+				best_net = net, best_thr = thr;
+		}
+	}
+	return best_thr;
+}
+
+static void
+test_threshold_sweep_random(void)
+{
+	srand(7);
+	for (int round = 0; round < 200; round++) {
+		struct calib_data cd;
+		struct calib_opts o;
+		struct exitclf c = {.kind = EXITCLF_GAP};
+		uint32_t n = 1 + (uint32_t)(rand() % 40), L = 2 + (uint32_t)(rand() % 10);
+		bool grid = round % 2 == 0;
+		double want;
+
+		ASSERT_OK(calib_data_init(&cd, n, L));
+		for (uint32_t j = 0; j < n * L; j++) {
+			cd.top1[j] = rand() % 3;
+			cd.gap[j] =
+			    grid ? (float)(rand() % 5) / 4 : (float)rand() / (float)RAND_MAX;
+		}
+		calib_opts_default(&o, EXITCLF_GAP);
+		o.min_layer = 1 + (uint32_t)(rand() % (int)(L - 1));
+		o.stride = 1 + (uint32_t)(rand() % 3);
+		o.target_agreement = (double)(rand() % 5) / 4;
+		o.check_cost = round % 3 == 0 ? 0 : (double)(rand() % 100) / 200;
+		ASSERT_OK(calib_choose_threshold(&cd, &o, &c, NULL));
+		want =
+		    brute_threshold(&cd, o.min_layer, o.stride, o.target_agreement, o.check_cost);
+		if (c.threshold != want)
+			fprintf(stderr, "round %d: n %u L %u min %u stride %u: %g, want %g\n",
+				round, n, L, o.min_layer, o.stride, c.threshold, want);
+		ASSERT(c.threshold == want);
+		calib_data_deinit(&cd);
+	}
+}
+
 static void
 test_svm_fit_synthetic(void)
 {
@@ -203,6 +293,19 @@ test_svm_fit_synthetic(void)
 		/* separable at gap .5: both classes (the minority too, thanks to the weights) */
 		ASSERT(ok_pos >= 0.97 * n_pos);
 		ASSERT(ok_neg >= 0.97 * n_neg);
+		/* a fit depends on its data only: the same again after another fit (liblinear
+		 * draws its visiting order from rand()) */
+		{
+			struct calib_data other;
+			struct exitclf c2 = {0}, junk = {0};
+
+			ASSERT_OK(calib_data_init(&other, 50, 8));
+			fill_synthetic(&other, 7, 0.5);
+			ASSERT_OK(calib_fit(&other, &o, &junk, &d));
+			ASSERT_OK(calib_fit(&cd, &o, &c2, &d));
+			ASSERT(memcmp(c.svm_w, c2.svm_w, sizeof(c.svm_w)) == 0);
+			calib_data_deinit(&other);
+		}
 		calib_data_deinit(&cd);
 	}
 }
@@ -516,7 +619,7 @@ test_feature_choice_golden(void)
 }
 
 TEST_MAIN(TEST_CASE(test_golden_layer_table), TEST_CASE(test_threshold_sweep_hand),
-	  TEST_CASE(test_svm_fit_synthetic), TEST_CASE(test_crf_fit_synthetic),
-	  TEST_CASE(test_bad_input), TEST_CASE(test_render), TEST_CASE(test_check_cost),
-	  TEST_CASE(test_stable_feature_synthetic), TEST_CASE(test_calibrate_golden),
-	  TEST_CASE(test_feature_choice_golden))
+	  TEST_CASE(test_threshold_sweep_random), TEST_CASE(test_svm_fit_synthetic),
+	  TEST_CASE(test_crf_fit_synthetic), TEST_CASE(test_bad_input), TEST_CASE(test_render),
+	  TEST_CASE(test_check_cost), TEST_CASE(test_stable_feature_synthetic),
+	  TEST_CASE(test_calibrate_golden), TEST_CASE(test_feature_choice_golden))

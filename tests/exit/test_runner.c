@@ -277,7 +277,7 @@ runtime_vs_simulation(unsigned features)
 	fixture_close(&f);
 }
 
-/* The paper's features, then all four (stable and depth come from the runner's lens). */
+/* The paper's features, then all five (stable, depth and token come from the runner's lens). */
 static void
 test_runtime_matches_feature_simulation(void)
 {
