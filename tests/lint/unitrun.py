@@ -59,12 +59,15 @@ def read_notify(ns, want, deadline_s, proc):
     seen = []
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
-        if proc.poll() is not None:
-            sys.exit(f"FAIL: adainferd exited with {proc.returncode} waiting for {want}; saw {seen}")
-        ns.settimeout(0.5)
+        exited = proc.poll() is not None
+        # a datagram sent just before exiting is still queued: read before giving up
+        ns.settimeout(0.05 if exited else 0.5)
         try:
             data = ns.recv(4096)
         except socket.timeout:
+            if exited:
+                sys.exit(f"FAIL: adainferd exited with {proc.returncode} waiting for {want}; "
+                         f"saw {seen}")
             continue
         lines = data.decode(errors="replace").split("\n")
         seen += [line for line in lines if line]
