@@ -4,9 +4,8 @@
  * threshold. Three classifiers (gap threshold, linear SVM, linear-chain CRF
  * filtered online with the forward algorithm) over the feature vector φ
  * (the paper's gap and top_prob, optionally stable, depth and the answer
- * token); see exitclf.h
- * for the maths. The one place φ is computed, for the runner and for
- * calibration alike, so both see the same features.
+ * token); see exitclf.h for the maths. The one place φ is computed, for the
+ * runner and for calibration alike, so both see the same features.
  *
  * Pure arithmetic on a handful of doubles: no allocation, no I/O, and it must
  * never fail or abort on any feature value (a NaN from a broken model is
@@ -136,13 +135,11 @@ exitclf_phi(const struct exitclf *c, const struct exitclf_run *r, const struct e
 	    double phi[EXITCLF_N_PHI])
 {
 	const unsigned features = exitclf_features(c);
-	const uint32_t n_tok = MIN_U32(c->n_tokens, EXITCLF_MAX_TOKENS);
+	const bool tok = features & EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN);
+	const uint32_t n_tok = tok ? MIN_U32(c->n_tokens, EXITCLF_MAX_TOKENS) : 0;
 
 	for (uint32_t j = 0; j < EXITCLF_MAX_TOKENS; j++)
-		phi[EXITCLF_N_FEAT + j] = (features & EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN)) &&
-						  j < n_tok && f->top1 == c->tokens[j]
-					      ? 1.0
-					      : 0.0;
+		phi[EXITCLF_N_FEAT + j] = j < n_tok && f->top1 == c->tokens[j] ? 1.0 : 0.0;
 	phi[EXITCLF_F_GAP] = finite_or_zero(f->gap);
 	phi[EXITCLF_F_TOP_PROB] = finite_or_zero(f->top_prob);
 	phi[EXITCLF_F_STABLE] = r->n_seen > 0 && f->top1 == r->prev_top1 ? 1.0 : 0.0;

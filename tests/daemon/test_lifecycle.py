@@ -73,6 +73,19 @@ def t_inline_profiles():
         check("demo" in c.ok("info")["tasks"], "inline profile loaded")
         r = c.ok("complete", {"prompt": "Review: fine\nSentiment:", "task": "demo"})
         check(r["exit_layers"] == [3], "inline profile stops at its min_layer: %r" % r)
+        # the token feature: stop exactly where the top-1 first is the final answer
+        prompt = "Question: What is the capital of France ?\nType:"
+        layers = c.ok("trace", {"prompt": prompt})["layers"]
+        final = layers[-1]["top1"]
+        want = next((l["layer"] for l in layers[1:-1] if l["top1"] == final), len(layers))
+        d.write_conf("profiles:\n  inline:\n    tok:\n      classifier: svm\n"
+                     "      threshold: 0.5\n      min_layer: 2\n      features: [token]\n"
+                     "      tokens: [%d, 7]\n      svm: {w_token: [1, 5], bias: 0}\n" % final)
+        c.ok("reload")
+        r = c.ok("complete", {"prompt": prompt, "task": "tok"})
+        check(r["exit_layers"] == [want] and r["tokens"] == [final],
+              "token profile stops at layer %d, where the top-1 first is %d: %r"
+              % (want, final, r))
     finally:
         d.cleanup()
 
