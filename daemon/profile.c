@@ -154,13 +154,15 @@ walk(const struct pctx *c, yaml_node_t *map, const char *what, const char *const
 static int
 get_token_weights(const struct pctx *c, yaml_node_t *v, const char *key, uint32_t n, double *w)
 {
-	yaml_node_item_t *it = v->data.sequence.items.start;
+	yaml_node_item_t *it;
 
 	if (n == 0) /* parse_tokens: no tokens exactly when the feature is not listed */
 		return perr(c, v, "'%s' given but 'features' does not list token", key);
-	if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.top - it != (ptrdiff_t)n)
+	if (v->type != YAML_SEQUENCE_NODE ||
+	    v->data.sequence.items.top - v->data.sequence.items.start != (ptrdiff_t)n)
 		return perr(c, v, "'%s' must be a list of %u numbers, one per entry of 'tokens'",
 			    key, n);
+	it = v->data.sequence.items.start;
 	for (uint32_t j = 0; j < n; j++) {
 		yaml_node_t *e = yaml_document_get_node(c->doc, it[j]);
 		int rc = e ? get_double(c, e, key, -1e6, 1e6, &w[EXITCLF_N_FEAT + j])
@@ -382,9 +384,12 @@ parse_tokens(const struct pctx *c, yaml_node_t *v, yaml_node_t *root, struct exi
 			   : 0;
 	if (!want)
 		return perr(c, v, "'tokens' given but 'features' does not list token");
+	if (v->type != YAML_SEQUENCE_NODE)
+		return perr(c, v, "'tokens' must be a list of 1 to %d token ids",
+			    EXITCLF_MAX_TOKENS);
 	it = v->data.sequence.items.start;
 	n = v->data.sequence.items.top - it;
-	if (v->type != YAML_SEQUENCE_NODE || n < 1 || n > EXITCLF_MAX_TOKENS)
+	if (n < 1 || n > EXITCLF_MAX_TOKENS)
 		return perr(c, v, "'tokens' must be a list of 1 to %d token ids",
 			    EXITCLF_MAX_TOKENS);
 	for (ptrdiff_t j = 0; j < n; j++) {
