@@ -343,6 +343,16 @@ batch_model_info(struct batch *b, char *name, size_t name_sz, char *sha, size_t 
 	return 0;
 }
 
+int
+batch_check_args(struct batch *b, int optind_, int argc, char **argv)
+{
+	if (b->task == NULL || b->path == NULL)
+		return cli_usage_error(b->cli, argv[0], "--task and --data are required");
+	if (optind_ < argc)
+		return cli_usage_error(b->cli, argv[0], "unexpected argument '%s'", argv[optind_]);
+	return 0;
+}
+
 /* ---- calibrate ---------------------------------------------------------------------- */
 
 /* "gap,top_prob,stable" -> feature bits. Returns 0 or -EINVAL. */
@@ -485,10 +495,8 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 					       argv[optind - 1]);
 		}
 	}
-	if (b.task == NULL || b.path == NULL)
-		return cli_usage_error(cli, argv[0], "--task and --data are required");
-	if (optind < argc)
-		return cli_usage_error(cli, argv[0], "unexpected argument '%s'", argv[optind]);
+	if ((rc = batch_check_args(&b, optind, argc, argv)) != 0)
+		return rc;
 	if (strlen(b.task) == 0 || strlen(b.task) >= PROFILE_TASK_MAX || strchr(b.task, '/'))
 		return cli_usage_error(cli, argv[0], "--task: '%s' is not a task name", b.task);
 	if (strcmp(kind_s, "best") != 0) {

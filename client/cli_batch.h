@@ -39,6 +39,9 @@ typedef int (*done_fn)(struct batch *b, size_t i, const struct adainfer_value *r
 
 /** Frees the items and the matrix. */
 void batch_free(struct batch *b);
+/** After option parsing: --task and --data given and no argument left (argv[optind..argc)).
+ * Returns 0 or the usage-error exit status. */
+int batch_check_args(struct batch *b, int optind_, int argc, char **argv);
 /** Reads b->path (one object a line: "prompt" string, optional "answer"). Returns 0 or an exit
  * status. */
 int batch_load(struct batch *b);

@@ -335,10 +335,8 @@ cmd_eval(struct cli *cli, int argc, char **argv)
 			return cli_usage_error(cli, argv[0], "unknown option or missing value '%s'",
 					       argv[optind - 1]);
 	}
-	if (b.task == NULL || b.path == NULL)
-		return cli_usage_error(cli, argv[0], "--task and --data are required");
-	if (optind < argc)
-		return cli_usage_error(cli, argv[0], "unexpected argument '%s'", argv[optind]);
+	if ((rc = batch_check_args(&b, optind, argc, argv)) != 0)
+		return rc;
 	if (prof_path != NULL) {
 		if ((rc = load_profile(&b, prof_path, &doc, &have_doc, &inline_prof, &arena)) != 0)
 			goto out;
