@@ -53,6 +53,17 @@ struct tol {
  * comment of each row. Before the first flip the match is much tighter: the
  * first cases of q4_k_m match every layer's l_out within 1e-5 and the final
  * logits within 5e-7, those of q8_0 likewise; a float engine could not.
+ *
+ * The maxima are over the OpenBLAS kernels a user may get: prefill attention
+ * runs on cblas_sgemm, whose summation order is the kernel's (Haswell,
+ * SkylakeX, Zen, ... by CPU or OPENBLAS_CORETYPE), and a ~1e-7 change there
+ * is enough to flip one Q8_K quantum of the next product's activations.
+ * q6_k shows it: with Haswell kernels its "long" case never flips (1.4e-6 on
+ * logits, 6.2e-6 on l_out), with SkylakeX ones one activation of layer 1
+ * flips (l_out 0.093, float64-lens features 4.2e-4, logits 0.052). Its bounds
+ * are therefore those of q4_k_m, which shares the Q8_K activation format:
+ * the flip, not one kernel's luck, is what the tolerance must admit. The
+ * suite runs this test with OPENBLAS_CORETYPE unset and set to Haswell.
  */
 static const struct tol variants[] = {
     /* variant logits feat lens hidden top1 */
@@ -62,7 +73,7 @@ static const struct tol variants[] = {
     {"q8_0", 0.3, 2e-2, 8e-2, 0.1, false},    /* 0.18 0.20 0.0068 0.038 0.042 (stories) */
     {"q4_0", 0.1, 5e-3, 5e-3, 0.1, false},    /* 0.038 0.047 0.0015 0.0016 0.053 */
     {"q4_k_m", 0.1, 5e-3, 5e-3, 0.15, false}, /* 0.059 0.047 9.4e-4 0.0016 0.079 */
-    {"q6_k", 2e-2, 1e-4, 5e-3, 1e-3, false},  /* 1.4e-6 0.0083 5.3e-8 0.0015 6.2e-6 */
+    {"q6_k", 0.1, 5e-3, 5e-3, 0.15, false},   /* 0.052 0.054 4.2e-4 0.0015 0.093 */
 };
 
 static const struct tol *
