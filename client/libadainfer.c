@@ -339,8 +339,7 @@ static int
 send_request(struct adainfer_client *c, const char *method, const struct adainfer_value *params,
 	     bool internal, uint32_t *msgid)
 {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
+	struct proto_out o;
 	struct slot *s;
 	uint32_t id;
 	int rc;
@@ -365,27 +364,26 @@ send_request(struct adainfer_client *c, const char *method, const struct adainfe
 	do /* skip 0 and ids still pending after a wrap */
 		id = c->next_msgid++;
 	while (id == 0 || find_slot(c, id) != NULL);
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	if ((rc = proto_pack_request(&pk, id, method)) < 0)
+	proto_out_init(&o);
+	if ((rc = proto_pack_request(&o.pk, id, method)) < 0)
 		goto out;
 	if (params == NULL)
-		rc = msgpack_pack_array(&pk, 0) < 0 ? -ENOMEM : 0;
-	else if (msgpack_pack_array(&pk, 1) < 0)
+		rc = msgpack_pack_array(&o.pk, 0) < 0 ? -ENOMEM : 0;
+	else if (msgpack_pack_array(&o.pk, 1) < 0)
 		rc = -ENOMEM;
 	else
-		rc = lib_value_pack(&pk, params, 2);
+		rc = lib_value_pack(&o.pk, params, 2);
 	if (rc < 0) {
 		rc = fail(c, rc,
 			  rc == -EINVAL ? "bad params (NULL pointer, key or nesting)"
 					: "out of memory");
 		goto out;
 	}
-	if (sb.size > CLIENT_MAX_MSG) {
-		rc = fail(c, -EMSGSIZE, "request of %zu bytes over the limit", sb.size);
+	if (o.sb.size > CLIENT_MAX_MSG) {
+		rc = fail(c, -EMSGSIZE, "request of %zu bytes over the limit", o.sb.size);
 		goto out;
 	}
-	if ((rc = write_all(c, sb.data, sb.size, deadline_of(c))) < 0) {
+	if ((rc = write_all(c, o.sb.data, o.sb.size, deadline_of(c))) < 0) {
 		if (rc != -ETIMEDOUT) /* a partial write desynchronises the stream */
 			c->broken = rc;
 		goto out;
@@ -397,7 +395,7 @@ send_request(struct adainfer_client *c, const char *method, const struct adainfe
 	if (msgid != NULL)
 		*msgid = id;
 out:
-	msgpack_sbuffer_destroy(&sb);
+	proto_out_deinit(&o);
 	return rc;
 }
 

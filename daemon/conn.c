@@ -146,40 +146,33 @@ conn_write(struct conn *c, char *data, size_t len)
 	}
 }
 
-static void
-send_packed(struct conn *c, int rc, msgpack_sbuffer *sb)
+void
+conn_send(struct conn *c, struct proto_out *o, int rc)
 {
-	size_t len = sb->size;
+	size_t len;
+	char *data = proto_out_take(o, rc, &len);
 
-	if (rc < 0) {
-		msgpack_sbuffer_destroy(sb);
-		return;
-	}
-	conn_write(c, msgpack_sbuffer_release(sb), len);
+	conn_write(c, data, len);
 }
 
 void
 conn_send_error(struct conn *c, uint32_t msgid, enum proto_err code, const char *msg)
 {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
+	struct proto_out o;
 
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	send_packed(c, proto_pack_error(&pk, msgid, code, msg), &sb);
+	proto_out_init(&o);
+	conn_send(c, &o, proto_pack_error(&o.pk, msgid, code, msg));
 }
 
 void
 conn_fail(struct conn *c, enum proto_err code, const char *msg)
 {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
+	struct proto_out o;
 
 	log_info("connection %llu (pid %ld): %s: %s", (unsigned long long)c->id, (long)c->pid,
 		 proto_err_name(code), msg);
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	send_packed(c, proto_pack_error_notification(&pk, code, msg), &sb);
+	proto_out_init(&o);
+	conn_send(c, &o, proto_pack_error_notification(&o.pk, code, msg));
 	conn_close_after_writes(c);
 }
 

@@ -51,6 +51,8 @@ void conn_unref(struct conn *c);
  * pass limits.max_write_queue_bytes (it stopped reading) is closed.
  */
 void conn_write(struct conn *c, char *data, size_t len);
+/** Writes what o holds when rc == 0 (o is consumed either way; nothing is sent when rc < 0). */
+void conn_send(struct conn *c, struct proto_out *o, int rc);
 /** Packs and writes an error response. */
 void conn_send_error(struct conn *c, uint32_t msgid, enum proto_err code, const char *msg);
 /** Sends an "error" notification, then closes after it is written. */

@@ -37,17 +37,13 @@ struct method {
 	const char *const *keys; /* accepted parameter keys */
 };
 
+/* Sends what o holds, or an internal error when packing it failed. */
 static void
-reply(struct call *k, int rc, msgpack_sbuffer *sb)
+reply(struct call *k, int rc, struct proto_out *o)
 {
-	size_t len = sb->size;
-
-	if (rc < 0) {
-		msgpack_sbuffer_destroy(sb);
+	conn_send(k->c, o, rc);
+	if (rc < 0)
 		conn_send_error(k->c, k->msgid, PROTO_ERR_INTERNAL, "out of memory");
-		return;
-	}
-	conn_write(k->c, msgpack_sbuffer_release(sb), len);
 }
 
 #define P(x)                                                                                       \
@@ -72,16 +68,14 @@ static const char *const no_keys[] = {NULL};
 static enum proto_err
 reply_result(struct call *k, int (*pack)(msgpack_packer *, struct daemon *))
 {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
+	struct proto_out o;
 	int rc;
 
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	rc = proto_pack_result(&pk, k->msgid);
+	proto_out_init(&o);
+	rc = proto_pack_result(&o.pk, k->msgid);
 	if (rc == 0)
-		rc = pack(&pk, k->dm);
-	reply(k, rc, &sb);
+		rc = pack(&o.pk, k->dm);
+	reply(k, rc, &o);
 	return PROTO_ERR_NONE;
 }
 
@@ -222,8 +216,7 @@ static const char *const cancel_keys[] = {PROTO_K_MSGID, NULL};
 static enum proto_err
 m_cancel(struct call *k)
 {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
+	struct proto_out o;
 	struct req *r;
 	int64_t id;
 	int rc;
@@ -233,14 +226,13 @@ m_cancel(struct call *k)
 	r = conn_find_req(k->c, (uint32_t)id);
 	if (r != NULL)
 		atomic_store(&r->cancel, true);
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	rc = proto_pack_result(&pk, k->msgid);
+	proto_out_init(&o);
+	rc = proto_pack_result(&o.pk, k->msgid);
 	if (rc == 0 &&
-	    (msgpack_pack_map(&pk, 1) < 0 || proto_pack_cstr(&pk, PROTO_K_CANCELLED) < 0 ||
-	     (r != NULL ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk)) < 0))
+	    (msgpack_pack_map(&o.pk, 1) < 0 || proto_pack_cstr(&o.pk, PROTO_K_CANCELLED) < 0 ||
+	     (r != NULL ? msgpack_pack_true(&o.pk) : msgpack_pack_false(&o.pk)) < 0))
 		rc = -ENOMEM;
-	reply(k, rc, &sb);
+	reply(k, rc, &o);
 	return PROTO_ERR_NONE;
 }
 

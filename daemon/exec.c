@@ -19,51 +19,31 @@
 #include "engine/tokenizer.h"
 #include "log.h"
 
-struct out {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
-};
-
+/* Hands what o packed to emit; on a packing failure sends an internal error instead. */
 static void
-out_init(struct out *o)
+out_emit(struct proto_out *o, int rc, struct req *r, bool final, exec_emit_fn emit, void *ud)
 {
-	msgpack_sbuffer_init(&o->sb);
-	msgpack_packer_init(&o->pk, &o->sb, msgpack_sbuffer_write);
-}
+	size_t len;
+	char *data = proto_out_take(o, rc, &len);
 
-/* Hands the packed bytes to emit; on a packing failure sends an internal error instead. */
-static void
-out_emit(struct out *o, int rc, struct req *r, bool final, exec_emit_fn emit, void *ud)
-{
-	if (rc < 0) {
-		msgpack_sbuffer_destroy(&o->sb);
-		if (final)
-			exec_fail(r, PROTO_ERR_INTERNAL, "out of memory packing the reply", emit,
-				  ud);
-		return;
-	}
-	emit(ud, r, msgpack_sbuffer_release(&o->sb), o->sb.size, final);
-	msgpack_sbuffer_destroy(&o->sb);
+	if (rc == 0)
+		emit(ud, r, data, len, final);
+	else if (final)
+		exec_fail(r, PROTO_ERR_INTERNAL, "out of memory packing the reply", emit, ud);
 }
 
 void
 exec_fail(struct req *r, enum proto_err err, const char *msg, exec_emit_fn emit, void *ud)
 {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
+	struct proto_out o;
 	size_t len;
+	char *data;
 
 	r->err = err;
 	r->t_done = util_now();
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	if (proto_pack_error(&pk, r->msgid, err, msg) < 0) {
-		msgpack_sbuffer_destroy(&sb);
-		emit(ud, r, NULL, 0, true); /* the loop answers from r->err */
-		return;
-	}
-	len = sb.size;
-	emit(ud, r, msgpack_sbuffer_release(&sb), len, true);
+	proto_out_init(&o);
+	data = proto_out_take(&o, proto_pack_error(&o.pk, r->msgid, err, msg), &len);
+	emit(ud, r, data, len, true); /* data NULL: the loop answers from r->err */
 }
 
 void
@@ -299,7 +279,7 @@ exec_trace(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	const struct model *m = &r->snap->model->m;
 	struct lens *layers = NULL;
 	float *logits = NULL;
-	struct out o;
+	struct proto_out o;
 	int rc;
 
 	rc = run_trace(e, r, &layers, &logits);
@@ -312,7 +292,7 @@ exec_trace(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	}
 	r->tokens_in = r->n_tokens;
 	r->layers_run = (uint64_t)m->hp.n_layers;
-	out_init(&o);
+	proto_out_init(&o);
 	rc = proto_pack_result(&o.pk, r->msgid);
 	if (rc == 0)
 		rc = pack_trace(&o.pk, r, &m->vocab, m->hp.n_layers, layers, logits, r->top_k);
@@ -326,11 +306,11 @@ out:
 static void
 exec_tokenize(struct req *r, exec_emit_fn emit, void *ud)
 {
-	struct out o;
+	struct proto_out o;
 	int rc;
 
 	r->tokens_in = r->n_tokens;
-	out_init(&o);
+	proto_out_init(&o);
 	rc = proto_pack_result(&o.pk, r->msgid);
 	if (rc == 0 &&
 	    (msgpack_pack_map(&o.pk, 1) < 0 || proto_pack_cstr(&o.pk, PROTO_K_TOKENS) < 0 ||
@@ -346,7 +326,7 @@ exec_detokenize(struct req *r, exec_emit_fn emit, void *ud)
 	const struct vocab *v = &r->snap->model->m.vocab;
 	char *buf = NULL;
 	long n;
-	struct out o;
+	struct proto_out o;
 	int rc;
 
 	const int32_t *ids = r->tokens;
@@ -368,7 +348,7 @@ exec_detokenize(struct req *r, exec_emit_fn emit, void *ud)
 			  "cannot detokenize", emit, ud);
 		goto out;
 	}
-	out_init(&o);
+	proto_out_init(&o);
 	rc = proto_pack_result(&o.pk, r->msgid);
 	if (rc == 0 &&
 	    (msgpack_pack_map(&o.pk, 1) < 0 || proto_pack_cstr(&o.pk, PROTO_K_TEXT) < 0 ||
@@ -448,10 +428,10 @@ on_token(void *ud, int32_t id, uint32_t exit_layer)
 		return 1;
 	}
 	if (g->r->stream) {
-		struct out o;
+		struct proto_out o;
 		int rc;
 
-		out_init(&o);
+		proto_out_init(&o);
 		rc = proto_pack_notification(&o.pk, PROTO_N_TOKEN);
 		if (rc == 0 &&
 		    (msgpack_pack_array(&o.pk, 1) < 0 || msgpack_pack_map(&o.pk, 5) < 0 ||
@@ -554,7 +534,7 @@ exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	struct run_result res = {0};
 	struct lens *layers = NULL;
 	float *logits = NULL;
-	struct out o;
+	struct proto_out o;
 	int rc;
 
 	if (r->trace && (rc = run_trace(e, r, &layers, &logits)) < 0) {
@@ -597,7 +577,7 @@ exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 		exec_fail(r, PROTO_ERR_TIMEOUT, "deadline passed", emit, ud);
 		goto out;
 	}
-	out_init(&o);
+	proto_out_init(&o);
 	rc = proto_pack_result(&o.pk, r->msgid);
 	if (rc == 0)
 		rc = pack_complete(&o.pk, r, &g, &res, m->hp.n_layers, layers, logits);

@@ -54,7 +54,7 @@ log_parse_level(const char *name, enum log_level *out)
 	return -EINVAL;
 }
 
-static void
+__attribute__((format(printf, 3, 0))) static void
 log_vline(enum log_level level, const char *suffix, const char *fmt, va_list ap)
 {
 	char line[1024];

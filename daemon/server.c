@@ -167,29 +167,23 @@ reload_finish(struct daemon *dm, struct snap *ns, int rc, const char *msg)
 		if (rc < 0) {
 			conn_send_error(w->conn, w->msgid, PROTO_ERR_RELOAD, msg);
 		} else {
-			msgpack_sbuffer sb;
-			msgpack_packer pk;
+			struct proto_out o;
+			msgpack_packer *pk = &o.pk;
 			int prc;
 
-			msgpack_sbuffer_init(&sb);
-			msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-			prc = proto_pack_result(&pk, w->msgid);
+			proto_out_init(&o);
+			prc = proto_pack_result(pk, w->msgid);
 			if (prc == 0 &&
-			    (msgpack_pack_map(&pk, 2) < 0 ||
-			     proto_pack_cstr(&pk, PROTO_K_MODEL_CHANGED) < 0 ||
-			     (*msg ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk)) < 0 ||
-			     proto_pack_cstr(&pk, PROTO_K_TASKS) < 0 ||
-			     tasks_pack_names(dm->snap->profiles, &pk) < 0))
+			    (msgpack_pack_map(pk, 2) < 0 ||
+			     proto_pack_cstr(pk, PROTO_K_MODEL_CHANGED) < 0 ||
+			     (*msg ? msgpack_pack_true(pk) : msgpack_pack_false(pk)) < 0 ||
+			     proto_pack_cstr(pk, PROTO_K_TASKS) < 0 ||
+			     tasks_pack_names(dm->snap->profiles, pk) < 0))
 				prc = -ENOMEM;
-			if (prc == 0) {
-				size_t len = sb.size;
-
-				conn_write(w->conn, msgpack_sbuffer_release(&sb), len);
-			} else {
-				msgpack_sbuffer_destroy(&sb);
+			conn_send(w->conn, &o, prc);
+			if (prc < 0)
 				conn_send_error(w->conn, w->msgid, PROTO_ERR_INTERNAL,
 						"out of memory");
-			}
 		}
 		conn_unref(w->conn);
 		free(w);

@@ -157,44 +157,49 @@ proto_pack_cstr(msgpack_packer *pk, const char *s)
 	return 0;
 }
 
+/* Length of the valid UTF-8 sequence at p[0..avail) (no overlongs, no surrogates), or 0. */
+static size_t
+utf8_seq(const unsigned char *p, size_t avail)
+{
+	unsigned c = p[0];
+	size_t n;
+	uint32_t cp;
+
+	if (c < 0x80)
+		return 1;
+	if ((c & 0xe0) == 0xc0) {
+		n = 1;
+		cp = c & 0x1f;
+	} else if ((c & 0xf0) == 0xe0) {
+		n = 2;
+		cp = c & 0x0f;
+	} else if ((c & 0xf8) == 0xf0) {
+		n = 3;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (avail <= n)
+		return 0;
+	for (size_t k = 1; k <= n; k++) {
+		if ((p[k] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[k] & 0x3f);
+	}
+	if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n + 1;
+}
+
 bool
 proto_utf8_valid(const char *s, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
 
-	while (i < len) {
-		unsigned c = p[i];
-		size_t n;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			n = 1;
-			cp = c & 0x1f;
-		} else if ((c & 0xf0) == 0xe0) {
-			n = 2;
-			cp = c & 0x0f;
-		} else if ((c & 0xf8) == 0xf0) {
-			n = 3;
-			cp = c & 0x07;
-		} else {
+	for (size_t i = 0, n; i < len; i += n)
+		if ((n = utf8_seq(p + i, len - i)) == 0)
 			return false;
-		}
-		if (len - i <= n)
-			return false;
-		for (size_t k = 1; k <= n; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (p[i + k] & 0x3f);
-		}
-		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += n + 1;
-	}
 	return true;
 }
 
@@ -209,6 +214,52 @@ proto_pack_text(msgpack_packer *pk, const char *s, size_t len)
 			return -ENOMEM;
 	}
 	return 0;
+}
+
+int
+proto_pack_str_lossy(msgpack_packer *pk, const char *s, size_t len)
+{
+	static const char repl[] = "\xef\xbf\xbd"; /* U+FFFD */
+	const unsigned char *p = (const unsigned char *)s;
+	size_t out = 0, i, n;
+
+	for (i = 0; i < len; i += n ? n : 1)
+		out += (n = utf8_seq(p + i, len - i)) ? n : sizeof(repl) - 1;
+	if (msgpack_pack_str(pk, out) < 0)
+		return -ENOMEM;
+	for (i = 0; i < len; i += n ? n : 1) {
+		n = utf8_seq(p + i, len - i);
+		if ((n ? msgpack_pack_str_body(pk, s + i, n)
+		       : msgpack_pack_str_body(pk, repl, sizeof(repl) - 1)) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+void
+proto_out_init(struct proto_out *o)
+{
+	msgpack_sbuffer_init(&o->sb);
+	msgpack_packer_init(&o->pk, &o->sb, msgpack_sbuffer_write);
+}
+
+void
+proto_out_deinit(struct proto_out *o)
+{
+	msgpack_sbuffer_destroy(&o->sb);
+	msgpack_sbuffer_init(&o->sb);
+}
+
+char *
+proto_out_take(struct proto_out *o, int rc, size_t *len)
+{
+	*len = 0;
+	if (rc < 0) {
+		proto_out_deinit(o);
+		return NULL;
+	}
+	*len = o->sb.size; /* before the release below resets it */
+	return msgpack_sbuffer_release(&o->sb);
 }
 
 int
@@ -236,7 +287,7 @@ pack_error_map(msgpack_packer *pk, enum proto_err code, const char *message)
 	    msgpack_pack_int(pk, (int)code) < 0 || proto_pack_cstr(pk, PROTO_K_NAME) < 0 ||
 	    proto_pack_cstr(pk, proto_err_name((int)code)) < 0 ||
 	    proto_pack_cstr(pk, PROTO_K_MESSAGE) < 0 ||
-	    proto_pack_text(pk, message ? message : "", message ? strlen(message) : 0) < 0)
+	    proto_pack_str_lossy(pk, message ? message : "", message ? strlen(message) : 0) < 0)
 		return -ENOMEM;
 	return 0;
 }

@@ -309,10 +309,37 @@ int proto_pack_notification(msgpack_packer *pk, const char *method);
 /** Packs a whole notification [2, "error", [{code, name, message}]]. */
 int proto_pack_error_notification(msgpack_packer *pk, enum proto_err code, const char *message);
 
+/**
+ * An outgoing message: proto_out_init, pack into o->pk, then proto_out_take
+ * the bytes, or proto_out_deinit to drop them. The one place that turns a
+ * packer's buffer into a writable message (the length is read before the
+ * buffer is released: C leaves the order of a call's arguments open).
+ */
+struct proto_out {
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+};
+
+void proto_out_init(struct proto_out *o);
+/** Frees what was packed; o may be initialised again. */
+void proto_out_deinit(struct proto_out *o);
+/**
+ * When rc == 0 returns the packed bytes (the caller frees them with free())
+ * and their length in *len; when rc < 0 (packing failed) frees them and
+ * returns NULL. Either way o is left deinitialised.
+ */
+char *proto_out_take(struct proto_out *o, int rc, size_t *len);
+
 /** Packs a NUL-terminated string as str. */
 int proto_pack_cstr(msgpack_packer *pk, const char *s);
 /** Packs bytes as str when they are valid UTF-8, else as bin. */
 int proto_pack_text(msgpack_packer *pk, const char *s, size_t len);
+/**
+ * Packs bytes as str, always: each byte that does not start a valid UTF-8
+ * sequence becomes U+FFFD, so an error message that echoes client bytes (or
+ * was cut mid-character) is still a valid str for strict clients.
+ */
+int proto_pack_str_lossy(msgpack_packer *pk, const char *s, size_t len);
 /** True when s[0..len) is valid UTF-8 (no overlongs, no surrogates). */
 bool proto_utf8_valid(const char *s, size_t len);
 
