@@ -6,7 +6,8 @@ set -eu
 PKGS="build-essential meson ninja-build pkg-config
 libuv1-dev libyaml-dev libopenblas-dev libmsgpack-dev
 liblinear-dev libjansson-dev libmd-dev
-python3 python3-msgpack mandoc systemd clang-format strace"
+python3 python3-msgpack mandoc systemd clang-format strace
+clang libclang-rt-dev"
 
 missing=""
 for p in $PKGS; do

@@ -1,13 +1,16 @@
 #!/bin/sh
-# Sets up, builds and runs the whole test suite twice: a release build and an
-# ASan+UBSan build (warnings are errors in both). Ends with one line
-# "N passed, N failed" counted from meson's testlog.json of both builds.
+# Sets up, builds and runs the whole test suite three times: a gcc release
+# build, a gcc ASan+UBSan build and a clang ASan+UBSan build (warnings are
+# errors in all). Ends with one line "N passed, N failed" counted from
+# meson's testlog.json of every build.
 set -u
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh || exit 1
 
 rc=0
-build() { # dir, extra meson options...
+rm -f build-release/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
+	build-clang/meson-logs/testlog.json # a build that fails must not count an old run
+build() { # dir, extra meson options... (CC in the environment picks the compiler)
 	dir=$1; shift
 	if [ -d "$dir" ]; then
 		meson setup --reconfigure "$dir" --werror "$@" >/dev/null || return 1
@@ -24,7 +27,13 @@ build build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=fal
 # The slow suite (full calibration, benchmarks) runs in the release build only.
 [ -d build-asan ] && { meson test -C build-asan --print-errorlogs --num-processes 2 --no-suite slow || rc=1; }
 
-/usr/bin/python3 - build-release/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY'
+# clang evaluates and contracts differently from gcc (argument order, FMA):
+# the same suites again, built by clang.
+CC=clang build build-clang --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false || rc=1
+[ -d build-clang ] && { meson test -C build-clang --print-errorlogs --num-processes 2 --no-suite slow || rc=1; }
+
+/usr/bin/python3 - build-release/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
+	build-clang/meson-logs/testlog.json <<'PY'
 import json, sys, os
 p = f = s = 0
 for path in sys.argv[1:]:
