@@ -216,6 +216,22 @@ proto_pack_text(msgpack_packer *pk, const char *s, size_t len)
 	return 0;
 }
 
+/* Length of s without a character cut at its end (a lead byte and too few continuations). */
+static size_t
+utf8_uncut(const unsigned char *s, size_t len)
+{
+	for (size_t k = 1; k <= 3 && k <= len; k++) {
+		unsigned c = s[len - k];
+
+		if ((c & 0xc0) == 0x80)
+			continue; /* a continuation byte: look further back for its lead */
+		if ((c >= 0xc0 && k < 2) || (c >= 0xe0 && k < 3) || (c >= 0xf0 && k < 4))
+			return len - k;
+		break;
+	}
+	return len;
+}
+
 int
 proto_pack_str_lossy(msgpack_packer *pk, const char *s, size_t len)
 {
@@ -223,6 +239,7 @@ proto_pack_str_lossy(msgpack_packer *pk, const char *s, size_t len)
 	const unsigned char *p = (const unsigned char *)s;
 	size_t out = 0, i, n;
 
+	len = utf8_uncut(p, len); /* a message cut mid-character ends before it */
 	for (i = 0; i < len; i += n ? n : 1)
 		out += (n = utf8_seq(p + i, len - i)) ? n : sizeof(repl) - 1;
 	if (msgpack_pack_str(pk, out) < 0)
@@ -352,8 +369,9 @@ proto_type_name(const msgpack_object *o)
 static bool
 key_is(const msgpack_object *k, const char *key, size_t n)
 {
+	/* msgpack-c gives an empty str a NULL ptr, which memcmp must not get even for n == 0 */
 	return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-	       memcmp(k->via.str.ptr, key, n) == 0;
+	       (n == 0 || memcmp(k->via.str.ptr, key, n) == 0);
 }
 
 const msgpack_object *
@@ -423,6 +441,8 @@ proto_get_str(const msgpack_object *map, const char *key, const char **s, size_t
 		return rc;
 	if (o->type != MSGPACK_OBJECT_STR)
 		return wrong_type(d, key, "str", o);
+	if (!proto_utf8_valid(o->via.str.ptr, o->via.str.size))
+		return pdiag(d, -EINVAL, "parameter '%s': not valid UTF-8", key);
 	*s = o->via.str.ptr;
 	*len = o->via.str.size;
 	return 0;
@@ -852,6 +872,11 @@ proto_reader_next(struct proto_reader *r, msgpack_unpacked *out, struct diag *d)
 	r->scan = 0;
 	r->skip = 0;
 	r->depth = 0;
+	if (r->len == 0 && r->cap > PROTO_READ_CHUNK) { /* a large message gone: give it back */
+		free(r->buf);
+		r->buf = NULL;
+		r->cap = 0;
+	}
 	ur = msgpack_unpack_next(out, frame, n, &off);
 	if (ur != MSGPACK_UNPACK_SUCCESS || off != n || out->zone == NULL) {
 		free(frame);

@@ -335,9 +335,10 @@ int proto_pack_cstr(msgpack_packer *pk, const char *s);
 /** Packs bytes as str when they are valid UTF-8, else as bin. */
 int proto_pack_text(msgpack_packer *pk, const char *s, size_t len);
 /**
- * Packs bytes as str, always: each byte that does not start a valid UTF-8
- * sequence becomes U+FFFD, so an error message that echoes client bytes (or
- * was cut mid-character) is still a valid str for strict clients.
+ * Packs bytes as str, always: a character cut at the end is dropped (the text
+ * ends on a UTF-8 boundary) and each other byte that does not start a valid
+ * UTF-8 sequence becomes U+FFFD, so an error message that echoes client bytes
+ * is still a valid str for strict clients.
  */
 int proto_pack_str_lossy(msgpack_packer *pk, const char *s, size_t len);
 /** True when s[0..len) is valid UTF-8 (no overlongs, no surrogates). */
@@ -356,7 +357,7 @@ const msgpack_object *proto_map_get(const msgpack_object *map, const char *key);
 /** Every key of map is a string listed in allowed (NULL-terminated); else -EINVAL naming the key.
  */
 int proto_check_keys(const msgpack_object *map, const char *const *allowed, struct diag *d);
-/** A str (only). */
+/** A str (only) holding valid UTF-8 (it may be echoed back: stats, results, errors). */
 int proto_get_str(const msgpack_object *map, const char *key, const char **s, size_t *len,
 		  struct diag *d);
 /** A str or bin (raw bytes). */
@@ -385,7 +386,8 @@ const char *proto_type_name(const msgpack_object *o);
  * declared str/bin/ext length or array/map count larger than max_msg, a
  * message longer than max_msg or nesting deeper than PROTO_MAX_DEPTH is
  * rejected at the header, so msgpack-c never allocates from a size the peer
- * declared. Buffered bytes never exceed max_msg + PROTO_READ_CHUNK.
+ * declared. Buffered bytes never exceed max_msg + PROTO_READ_CHUNK, and a
+ * buffer grown past one chunk is freed once it holds nothing.
  */
 #define PROTO_READ_CHUNK (64u << 10)
 

@@ -5,6 +5,7 @@
  * the limit rejected at the header, nesting depth).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proto/proto.h"
@@ -175,5 +176,73 @@ test_envelopes(void)
 	ASSERT(!proto_utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
 }
 
+/* Error messages echo client bytes: always a valid str, U+FFFD for what is not UTF-8. */
+static void
+test_str_lossy(void)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+	    {"plain", "plain"},
+	    {"h\xc3\xa9", "h\xc3\xa9"},
+	    {"a\xff"
+	     "b",
+	     "a\xef\xbf\xbd"
+	     "b"},
+	    {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* a surrogate: 3 bad bytes */
+	    {"cut \xe2\x82", "cut "},                                 /* truncated mid-character */
+	};
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct proto_out o;
+		msgpack_unpacked u;
+		size_t len, off = 0;
+		char *data;
+
+		proto_out_init(&o);
+		data = proto_out_take(
+		    &o, proto_pack_str_lossy(&o.pk, cases[i].in, strlen(cases[i].in)), &len);
+		ASSERT(data != NULL);
+		msgpack_unpacked_init(&u);
+		ASSERT_EQ(msgpack_unpack_next(&u, data, len, &off), MSGPACK_UNPACK_SUCCESS);
+		ASSERT_EQ(u.data.type, MSGPACK_OBJECT_STR);
+		ASSERT_EQ(u.data.via.str.size, strlen(cases[i].out));
+		ASSERT(memcmp(u.data.via.str.ptr, cases[i].out, strlen(cases[i].out)) == 0);
+		ASSERT(proto_utf8_valid(u.data.via.str.ptr, u.data.via.str.size));
+		msgpack_unpacked_destroy(&u);
+		free(data);
+	}
+}
+
+/* A str parameter must be UTF-8 (bin is for raw bytes); the reply length is taken before release.
+ */
+static void
+test_get_str_utf8(void)
+{
+	const char bytes[] = "\x82\xa4task\xa2\xff\xfe\xa2ok\xa3s\xc3\xa9";
+	msgpack_unpacked u;
+	struct diag d = {{0}};
+	size_t off = 0, len;
+	const char *s;
+	struct proto_out o;
+	char *data;
+
+	msgpack_unpacked_init(&u);
+	ASSERT_EQ(msgpack_unpack_next(&u, bytes, sizeof(bytes) - 1, &off), MSGPACK_UNPACK_SUCCESS);
+	ASSERT_EQ(proto_get_str(&u.data, "task", &s, &len, &d), -EINVAL);
+	ASSERT_CONTAINS(d.msg, "not valid UTF-8");
+	ASSERT_OK(proto_get_str(&u.data, "ok", &s, &len, &d));
+	ASSERT_EQ(len, 3);
+	ASSERT_OK(proto_get_bytes(&u.data, "task", &s, &len, &d));
+	msgpack_unpacked_destroy(&u);
+	proto_out_init(&o);
+	data = proto_out_take(&o, proto_pack_error(&o.pk, 9, PROTO_ERR_BUSY, "x"), &len);
+	ASSERT(data != NULL && len > 10);
+	free(data);
+	proto_out_init(&o);
+	ASSERT(proto_out_take(&o, -ENOMEM, &len) == NULL && len == 0);
+}
+
 TEST_MAIN(TEST_CASE(test_reader_fragmented), TEST_CASE(test_reader_declared_sizes),
-	  TEST_CASE(test_reader_depth_and_garbage), TEST_CASE(test_envelopes))
+	  TEST_CASE(test_reader_depth_and_garbage), TEST_CASE(test_envelopes),
+	  TEST_CASE(test_str_lossy), TEST_CASE(test_get_str_utf8))
