@@ -512,6 +512,8 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 		snprintf(default_out, sizeof(default_out), "%s.yaml", b.task);
 		out_path = default_out;
 	}
+	if (profile_save_check(out_path, &d) < 0)
+		return cli_fail(cli, argv[0], "--out: %s", d.msg);
 	cost_from_daemon = isnan(cost);
 	if ((rc = batch_load(&b)) != 0 ||
 	    (rc = batch_model_info(&b, name, sizeof(name), sha, sizeof(sha),
@@ -578,6 +580,7 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 		    json_pack("{s:s, s:i, s:i, s:s, s:O}", "task", b.task, "n", (int)k, "skipped",
 			      (int)(b.n - k), "out", out_path, "candidates", cands);
 
+		json_object_set_new(j, "stops_early", json_boolean(isfinite(best.threshold)));
 		if (cand_fill(j, &best, &best_res) == 0) { /* the chosen one's keys at the top */
 			json_object_set_new(j, "in_sample_pruning_ratio", json_real(ev.pruning));
 			json_object_set_new(j, "oracle_pruning_ratio",
@@ -585,6 +588,11 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 		}
 		rc = cli_json_print(cli, j);
 		json_decref(j);
+	} else if (!isfinite(best.threshold)) {
+		printf("\nno stopping rule saves time at agreement %.3g on these prompts: the "
+		       "profile never stops early (every layer runs, no check is made)\n",
+		       target);
+		printf("profile written to %s\n", out_path);
 	} else {
 		printf("\nchosen: %s (best held-out net saving); per layer on the calibration "
 		       "set:\n",

@@ -121,7 +121,17 @@ int profile_check_model(const struct profile *p, const char *model_sha256, uint3
 
 /** Writes p as a YAML document to f. Returns 0 or -EIO. */
 int profile_write(const struct profile *p, FILE *f);
-/** Writes p to path atomically (path.tmp, then rename). Returns 0 or a negative errno with d->msg.
+/**
+ * Whether profile_save could write path, checked before any work: 0, or a
+ * negative errno with d->msg when path exists and is not a regular file (a
+ * symbolic link is refused, not written through) or its directory is
+ * missing, not a directory or not writable (naming the directory).
+ */
+int profile_save_check(const char *path, struct diag *d);
+/**
+ * Writes p to path atomically (a new file beside it, fsync, rename), after
+ * profile_save_check. Returns 0 or a negative errno with d->msg giving the
+ * system's reason (ENOSPC: "No space left on device").
  */
 int profile_save(const struct profile *p, const char *path, struct diag *d);
 

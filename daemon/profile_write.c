@@ -12,6 +12,9 @@
 #include <errno.h>
 #include <math.h>
 #include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -237,19 +240,59 @@ profile_write(const struct profile *p, FILE *f)
 }
 
 int
+profile_save_check(const char *path, struct diag *d)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+
+	if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+		return diag_set(d, -EEXIST,
+				"%s: exists and is not a regular file; not replacing it%s", path,
+				S_ISLNK(st.st_mode) ? " (a symbolic link: name its target)" : "");
+	if (slash == NULL)
+		strlcpy_(dir, ".", sizeof(dir));
+	else if ((size_t)(slash - path) >= sizeof(dir))
+		return diag_set(d, -ENAMETOOLONG, "%s: path too long", path);
+	else
+		snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	if (stat(dir, &st) < 0)
+		return diag_set(d, -errno, "%s: directory %s: %s", path, dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return diag_set(d, -ENOTDIR, "%s: %s is not a directory", path, dir);
+	if (access(dir, W_OK | X_OK) < 0)
+		return diag_set(d, -errno, "%s: directory %s: %s", path, dir, strerror(errno));
+	return 0;
+}
+
+int
 profile_save(const struct profile *p, const char *path, struct diag *d)
 {
 	char tmp[4096];
-	FILE *f;
-	int rc;
+	FILE *f = NULL;
+	int fd, rc;
 
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+	if ((rc = profile_save_check(path, d)) < 0)
+		return rc;
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= sizeof(tmp))
 		return diag_set(d, -ENAMETOOLONG, "%s: path too long", path);
-	if ((f = fopen(tmp, "w")) == NULL)
-		return diag_set(d, -errno, "%s: %s", tmp, strerror(errno));
+	/* a fresh file beside path (never an existing one, never through a link), then rename */
+	if ((fd = mkstemp(tmp)) < 0 || fchmod(fd, 0644) < 0 || (f = fdopen(fd, "w")) == NULL) {
+		rc = -errno;
+		if (fd >= 0) {
+			close(fd);
+			unlink(tmp);
+		}
+		return diag_set(d, rc, "%s: cannot create %s: %s", path, tmp, strerror(-rc));
+	}
+	errno = 0;
 	rc = profile_write(p, f);
+	if (rc < 0 && errno != 0) /* the write's own reason (ENOSPC: "No space left on device") */
+		rc = -errno;
+	if (rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0))
+		rc = -errno;
 	if (fclose(f) != 0 && rc == 0)
-		rc = -EIO;
+		rc = -errno;
 	if (rc == 0 && rename(tmp, path) != 0)
 		rc = -errno;
 	if (rc < 0) {

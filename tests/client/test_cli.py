@@ -7,6 +7,7 @@ and the shared library's exported symbols."""
 import json
 import os
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -211,6 +212,44 @@ def test_calibrate_eval():
     fails(1, "eval", "--task", "sst2", "--data", DEV, want="unknown_task")
 
 
+def test_calibrate_out():
+    """--out never replaces a link or a non-file, checks the directory first, says ENOSPC."""
+    target = os.path.join(TMP, "target.yaml")
+    with open(target, "w") as f:
+        f.write("keep me\n")
+    link = os.path.join(TMP, "link.yaml")
+    os.symlink(target, link)
+    args = ("calibrate", "--task", "sst2", "--data", CAL, "--out")
+    fails(5, *args, link, want="symbolic link")
+    check(os.path.islink(link) and open(target).read() == "keep me\n", "link and target kept")
+    fails(5, *args, TMP, want="not a regular file")
+    missing = os.path.join(TMP, "no-such-dir")
+    rc, out, err = cli(*args, os.path.join(missing, "x.yaml"))
+    check(rc == 5 and missing in err and out == b"",
+          "missing directory named before any work: %d %r %r" % (rc, out, err))
+    # a calibration in which no rule pays says so (checks priced at 1000 layers)
+    out = ok(*args, os.path.join(TMP, "never.yaml"), "--check-cost", "1000").decode()
+    check("never stops early" in out and "chosen:" not in out, out)
+    j = js(*args, os.path.join(TMP, "never.yaml"), "--check-cost", "1000")
+    check(j["stops_early"] is False, j)
+    # a full file system: "No space left on device" (needs a private mount: root only)
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        print("     (ENOSPC case skipped: needs root and unshare)")
+        return
+    full = os.path.join(TMP, "full")
+    os.mkdir(full)
+    sh = ("mount -t tmpfs -o size=16k tmpfs %s && (dd if=/dev/zero of=%s/fill bs=4k "
+          "2>/dev/null; true) && exec \"$@\"" % (full, full))
+    p = subprocess.run(["unshare", "-m", "sh", "-c", sh, "sh", CLIENT, "--socket", D.sock,
+                        *args, os.path.join(full, "p.yaml")], capture_output=True, timeout=120)
+    err = p.stderr.decode("utf-8", "replace")
+    if "mount" in err and p.returncode not in (0, 5):
+        print("     (ENOSPC case skipped: %s)" % err.strip())
+        return
+    check(p.returncode == 5 and "No space left on device" in err, "ENOSPC: %d %r" %
+          (p.returncode, err))
+
+
 def run_on_pty(args):
     """Runs the tool with stderr on a pseudo-terminal; returns (rc, stderr bytes)."""
     master, slave = os.openpty()
@@ -264,7 +303,7 @@ def main():
         return run_tests([(f.__name__, f) for f in [
             test_help, test_usage_errors, test_cannot_connect, test_timeout, test_server_error,
             test_info, test_run, test_raw_bytes, test_trace, test_stats_reload,
-            test_calibrate_eval, test_progress, test_exports]])
+            test_calibrate_eval, test_calibrate_out, test_progress, test_exports]])
     finally:
         D.cleanup()
 
