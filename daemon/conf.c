@@ -527,8 +527,17 @@ conf_load(struct conf *c, const char *path, const struct conf_overrides *o, stru
 	return 0;
 }
 
+static bool
+gid_allowed(const struct conf *c, gid_t gid)
+{
+	for (int i = 0; i < c->n_allow_gids; i++)
+		if (c->allow_gids[i] == gid)
+			return true;
+	return false;
+}
+
 bool
-conf_peer_allowed(const struct conf *c, uid_t uid, gid_t gid)
+conf_peer_allowed(const struct conf *c, uid_t uid, gid_t gid, const gid_t *groups, int n_groups)
 {
 	if (c->n_allow_uids == 0 && c->n_allow_gids == 0)
 		return true;
@@ -537,8 +546,10 @@ conf_peer_allowed(const struct conf *c, uid_t uid, gid_t gid)
 	for (int i = 0; i < c->n_allow_uids; i++)
 		if (c->allow_uids[i] == uid)
 			return true;
-	for (int i = 0; i < c->n_allow_gids; i++)
-		if (c->allow_gids[i] == gid)
+	if (gid_allowed(c, gid))
+		return true;
+	for (int i = 0; i < n_groups; i++)
+		if (gid_allowed(c, groups[i]))
 			return true;
 	return false;
 }

@@ -95,7 +95,12 @@ void conf_defaults(struct conf *c);
  */
 int conf_load(struct conf *c, const char *path, const struct conf_overrides *o, struct diag *d);
 
-/** True when a peer with uid/gid may connect (own uid, root, allow lists, or empty lists). */
-bool conf_peer_allowed(const struct conf *c, uid_t uid, gid_t gid);
+/**
+ * True when a peer may connect: root, the daemon's own uid, empty allow
+ * lists, a uid in allow_uids, or its primary gid or one of its n_groups
+ * supplementary groups in allow_gids.
+ */
+bool conf_peer_allowed(const struct conf *c, uid_t uid, gid_t gid, const gid_t *groups,
+		       int n_groups);
 
 #endif

@@ -33,7 +33,6 @@ conn_free(struct conn *c)
 		dm->conns = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
-	dm->n_conns--;
 	msgpack_unpacked_destroy(&c->msg);
 	proto_reader_deinit(&c->rd);
 	log_debug("connection %llu freed", (unsigned long long)c->id);
@@ -68,6 +67,7 @@ conn_close(struct conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	c->dm->n_conns--; /* a closed connection no longer counts, though its requests drain */
 	for (struct req *r = c->reqs; r != NULL; r = r->cnext)
 		atomic_store(&r->cancel, true);
 	uv_close((uv_handle_t *)&c->pipe, on_handle_closed);
@@ -84,8 +84,18 @@ on_shutdown(uv_shutdown_t *s, int status)
 	conn_unref(c);
 }
 
+static void
+on_flush_deadline(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+
+	log_info("connection %llu (pid %ld): replies not read in time, closing",
+		 (unsigned long long)c->id, (long)c->pid);
+	conn_close(c);
+}
+
 void
-conn_close_after_writes(struct conn *c)
+conn_close_after_writes(struct conn *c, uint32_t flush_ms)
 {
 	if (c->closing || c->shutting)
 		return;
@@ -96,7 +106,10 @@ conn_close_after_writes(struct conn *c)
 	if (uv_shutdown(&c->shut, (uv_stream_t *)&c->pipe, on_shutdown) < 0) {
 		conn_close(c);
 		conn_unref(c);
+		return;
 	}
+	/* a peer that never reads would hold the shutdown (and a stopping daemon) forever */
+	uv_timer_start(&c->idle, on_flush_deadline, flush_ms, 0);
 }
 
 static void
@@ -173,7 +186,7 @@ conn_fail(struct conn *c, enum proto_err code, const char *msg)
 		 proto_err_name(code), msg);
 	proto_out_init(&o);
 	conn_send(c, &o, proto_pack_error_notification(&o.pk, code, msg));
-	conn_close_after_writes(c);
+	conn_close_after_writes(c, CONN_FLUSH_MS);
 }
 
 void
@@ -231,7 +244,7 @@ conn_touch(struct conn *c)
 {
 	uint32_t ms = c->dm->snap->conf.limits.idle_timeout_ms;
 
-	if (ms > 0 && !c->closing)
+	if (ms > 0 && !c->closing && !c->shutting)
 		uv_timer_start(&c->idle, on_idle, ms, 0);
 }
 
@@ -272,7 +285,6 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (nread == 0)
 		return;
 	proto_reader_commit(&c->rd, (size_t)nread);
-	conn_touch(c);
 	conn_ref(c); /* dispatch may close c */
 	while (!c->closing && !c->shutting && (rc = proto_reader_next(&c->rd, &c->msg, &d)) != 0) {
 		if (rc < 0) {
@@ -280,9 +292,41 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 				  d.msg);
 			break;
 		}
+		conn_touch(c); /* idle time counts from the last whole message, not the last byte */
 		dispatch_message(c, &c->msg.data);
+		/* dispatch copied what it keeps: drop the message's zone now, not at the next one
+		 */
+		msgpack_unpacked_destroy(&c->msg);
+		msgpack_unpacked_init(&c->msg);
 	}
 	conn_unref(c);
+}
+
+/*
+ * The peer's supplementary groups as they were at connect (SO_PEERGROUPS,
+ * Linux 4.13), so that `usermod -aG adainfer` works. Returns how many are in
+ * *out (malloc'd, or NULL when none or the kernel cannot say).
+ */
+static int
+peer_groups(int fd, gid_t **out)
+{
+	socklen_t len = 64 * sizeof(gid_t);
+
+	*out = NULL;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		gid_t *g = malloc(len > 0 ? len : 1);
+
+		if (g == NULL)
+			return 0;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) == 0) {
+			*out = g;
+			return (int)(len / sizeof(gid_t));
+		}
+		free(g);
+		if (errno != ERANGE) /* ERANGE: len now says how much is needed */
+			break;
+	}
+	return 0;
 }
 
 int
@@ -292,8 +336,10 @@ conn_accept(struct daemon *dm)
 	const struct conf *cf = &dm->snap->conf;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
+	gid_t *groups;
 	uv_os_fd_t fd;
-	int rc;
+	int rc, n_groups;
+	bool allowed;
 
 	c->dm = dm;
 	c->id = ++dm->n_conns_total;
@@ -327,7 +373,10 @@ conn_accept(struct daemon *dm)
 		return -EPERM;
 	}
 	proto_reader_init(&c->rd, cf->limits.max_message_bytes);
-	if (!conf_peer_allowed(cf, c->uid, c->gid)) {
+	n_groups = peer_groups(fd, &groups);
+	allowed = conf_peer_allowed(cf, c->uid, c->gid, groups, n_groups);
+	free(groups);
+	if (!allowed) {
 		log_warnx(
 		    "connection %llu: refused uid %ld gid %ld (pid %ld): not in the access lists",
 		    (unsigned long long)c->id, (long)c->uid, (long)c->gid, (long)c->pid);

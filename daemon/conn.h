@@ -59,15 +59,20 @@ void conn_send_error(struct conn *c, uint32_t msgid, enum proto_err code, const 
 void conn_fail(struct conn *c, enum proto_err code, const char *msg);
 /** Closes now: cancels its requests, closes its handles. Idempotent. */
 void conn_close(struct conn *c);
-/** Closes once the pending writes are flushed (graceful stop). */
-void conn_close_after_writes(struct conn *c);
+/** How long an error notification may wait for a peer to read it before the connection closes. */
+#define CONN_FLUSH_MS 2000
+/**
+ * Stops reading and closes once the pending writes are flushed, or after
+ * flush_ms if the peer does not read them.
+ */
+void conn_close_after_writes(struct conn *c, uint32_t flush_ms);
 /** Links r into c's in-flight list (takes a conn reference). */
 void conn_add_req(struct conn *c, struct req *r);
 /** Unlinks r (drops the reference r held). */
 void conn_del_req(struct conn *c, struct req *r);
 /** The in-flight request with msgid, or NULL. */
 struct req *conn_find_req(struct conn *c, uint32_t msgid);
-/** Re-arms the idle timer (after activity). */
+/** Re-arms the idle timer (after a whole message, or when the last request is answered). */
 void conn_touch(struct conn *c);
 
 #endif

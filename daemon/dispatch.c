@@ -124,6 +124,31 @@ rss_extra(const struct model *m)
 	return rss > mapped_res ? rss - mapped_res : 0;
 }
 
+static const char *const file_state_names[] = {
+    [MAPPING_SAME] = "unchanged", [MAPPING_MODIFIED] = "modified", [MAPPING_REPLACED] = "replaced"};
+
+/*
+ * The model file against what was mapped (one stat), logged when that
+ * changes: a file written in place while mapped can feed the engine other
+ * bytes than were validated at load.
+ */
+static enum mapping_state
+model_file_state(struct smodel *sm)
+{
+	enum mapping_state st = mapping_check(&sm->m.map, sm->m.path);
+
+	if (st != sm->file_state && st == MAPPING_MODIFIED)
+		log_warnx("%s was modified in place while mapped: results may be wrong; restart "
+			  "adainferd, and replace model files by renaming a new one over them",
+			  sm->m.path);
+	else if (st != sm->file_state && st == MAPPING_REPLACED)
+		log_warnx("%s was replaced: still serving the file mapped at load (reload with "
+			  "another path, or restart, to serve the new one)",
+			  sm->m.path);
+	sm->file_state = st;
+	return st;
+}
+
 static int
 pack_info(msgpack_packer *pk, struct daemon *dm)
 {
@@ -136,7 +161,7 @@ pack_info(msgpack_packer *pk, struct daemon *dm)
 	P(proto_pack_cstr(pk, ADAINFER_VERSION));
 	P(kv_u64(pk, PROTO_K_PROTOCOL, PROTO_VERSION));
 	P(proto_pack_cstr(pk, PROTO_K_MODEL));
-	P(msgpack_pack_map(pk, 15));
+	P(msgpack_pack_map(pk, 16));
 	P(proto_pack_cstr(pk, "name"));
 	P(proto_pack_text(pk, m->name, strlen(m->name)));
 	P(proto_pack_cstr(pk, "arch"));
@@ -154,6 +179,8 @@ pack_info(msgpack_packer *pk, struct daemon *dm)
 	P(kv_u64(pk, "n_kv_heads", m->hp.n_kv_heads));
 	P(kv_u64(pk, "file_type", m->file_type));
 	P(kv_u64(pk, "mapped_bytes", m->map.size));
+	P(proto_pack_cstr(pk, "file_state"));
+	P(proto_pack_cstr(pk, file_state_names[model_file_state(s->model)]));
 	P(kv_u64(pk, "rss_extra_bytes", rss_extra(m)));
 	P(proto_pack_cstr(pk, "check_cost"));
 	P(msgpack_pack_double(pk, runner_check_cost(m, 1)));
@@ -319,10 +346,6 @@ copy_prompt(struct call *k, struct req *r)
 	}
 	if ((e = copy_bytes(k, PROTO_K_PROMPT, false, r)) != PROTO_ERR_NONE)
 		return e;
-	if (r->has_text && r->text_len > k->dm->snap->conf.limits.max_message_bytes) {
-		diag_set(&k->d, -E2BIG, "prompt too long");
-		return PROTO_ERR_TOO_LARGE;
-	}
 	r->add_bos = true;
 	return copy_tokens(k, false, r);
 }
@@ -331,7 +354,7 @@ static enum proto_err
 parse_complete(struct call *k, struct req *r)
 {
 	const struct conf_limits *l = &k->dm->snap->conf.limits;
-	const msgpack_object *stop, *prof;
+	const msgpack_object *stop, *prof, *mt;
 	const char *task;
 	size_t task_len;
 	int64_t iv;
@@ -356,18 +379,23 @@ parse_complete(struct call *k, struct req *r)
 	} else if (rc != -ENOENT) {
 		return PROTO_ERR_BAD_REQUEST;
 	}
-	if (!OPT(proto_get_int(k->params, PROTO_K_MAX_TOKENS, 1, INT32_MAX, &iv, &k->d)))
+	mt = proto_map_get(k->params, PROTO_K_MAX_TOKENS);
+	rc = proto_get_int(k->params, PROTO_K_MAX_TOKENS, 1, INT64_MAX, &iv, &k->d);
+	if (rc == -ERANGE && mt->type == MSGPACK_OBJECT_POSITIVE_INTEGER && mt->via.u64 > INT64_MAX)
+		rc = 0, iv = INT64_MAX; /* past int64: past any limit */
+	if (rc < 0 && rc != -ENOENT)
 		return PROTO_ERR_BAD_REQUEST;
 	if (rc == 0) {
-		if (iv > l->max_tokens) {
-			diag_set(&k->d, -E2BIG, "max_tokens %lld over the limit %u", (long long)iv,
-				 l->max_tokens);
+		if (iv > l->max_tokens) { /* however large: too_large, as the man page says */
+			diag_set(&k->d, -E2BIG,
+				 "max_tokens %lld over the limit %u (limits.max_tokens)",
+				 (long long)iv, l->max_tokens);
 			return PROTO_ERR_TOO_LARGE;
 		}
 		r->max_tokens = (uint32_t)iv;
 	}
 	if (!OPT(proto_get_float(k->params, PROTO_K_TEMPERATURE, 0, 100, &r->temperature, &k->d)) ||
-	    !OPT(proto_get_float(k->params, PROTO_K_TOP_P, 1e-6, 1, &r->top_p, &k->d)) ||
+	    !OPT(proto_get_float(k->params, PROTO_K_TOP_P, 0, 1, &r->top_p, &k->d)) ||
 	    !OPT(proto_get_bool(k->params, PROTO_K_STREAM, &r->stream, &k->d)) ||
 	    !OPT(proto_get_bool(k->params, PROTO_K_FULL_DEPTH, &r->full_depth, &k->d)) ||
 	    !OPT(proto_get_bool(k->params, PROTO_K_TRACE, &r->trace, &k->d)) ||
@@ -377,6 +405,10 @@ parse_complete(struct call *k, struct req *r)
 		return PROTO_ERR_BAD_REQUEST;
 	if (rc == 0)
 		r->seed = (uint64_t)iv;
+	if (r->top_p == 0) { /* documented as (0, 1] */
+		diag_set(&k->d, -ERANGE, "parameter 'top_p': must be in (0, 1]");
+		return PROTO_ERR_BAD_REQUEST;
+	}
 	if (!OPT(proto_get_int(k->params, PROTO_K_TOP_K, 1, PROTO_MAX_TOP_K, &iv, &k->d)))
 		return PROTO_ERR_BAD_REQUEST;
 	if (rc == 0)
@@ -465,6 +497,15 @@ parse_tokenize(struct call *k, struct req *r)
 	return PROTO_ERR_NONE;
 }
 
+/* r's task for the stats: its name when the daemon has a profile for it (or none is named). */
+static const char *
+stats_name(const struct req *r)
+{
+	if (r->task[0] == '\0' || tasks_find(r->snap->profiles, r->task) != NULL)
+		return r->task;
+	return NULL;
+}
+
 static enum proto_err
 queue(struct call *k, enum req_kind kind, enum proto_err (*parse)(struct call *, struct req *))
 {
@@ -485,6 +526,8 @@ queue(struct call *k, enum req_kind kind, enum proto_err (*parse)(struct call *,
 		goto fail;
 	if (kind == REQ_DETOKENIZE || kind == REQ_TOKENIZE)
 		r->task[0] = '\0';
+	else
+		model_file_state(r->snap->model);
 	conn_add_req(k->c, r);
 	if (sched_submit(&dm->sched, r) < 0) {
 		conn_del_req(k->c, r);
@@ -495,7 +538,7 @@ queue(struct call *k, enum req_kind kind, enum proto_err (*parse)(struct call *,
 	return PROTO_ERR_NONE;
 fail:
 	if (kind == REQ_COMPLETE || kind == REQ_TRACE)
-		stats_record(&dm->stats, r->task, e, 0, 0, 0, 0, 0);
+		stats_record(&dm->stats, stats_name(r), e, 0, 0, 0, 0, 0);
 	req_free(r);
 	return e;
 }
@@ -607,9 +650,11 @@ dispatch_deliver(struct sched_out *o, void *ud)
 		conn_send_error(c, r->msgid, r->err ? r->err : PROTO_ERR_INTERNAL, "out of memory");
 	o->data = NULL;
 	if (r->kind == REQ_COMPLETE || r->kind == REQ_TRACE)
-		stats_record(&dm->stats, r->task, r->err, r->tokens_in, r->tokens_out,
+		stats_record(&dm->stats, stats_name(r), r->err, r->tokens_in, r->tokens_out,
 			     r->layers_run, r->layers_skipped,
 			     (r->t_done > 0 ? r->t_done : util_now()) - r->t_submit);
+	if (c->n_reqs == 1)
+		conn_touch(c); /* idle from the last answer on */
 	conn_del_req(c, r);
 	req_free(r);
 	sched_out_free(o);

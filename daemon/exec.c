@@ -82,10 +82,20 @@ exec_ctx(struct exec *e, struct req *r, struct diag *d)
 	return 0;
 }
 
-/* The prompt as ids: r->tokens as given, or r->text tokenized (BOS per add_bos). */
+/*
+ * The prompt as ids: r->tokens as given, or r->text tokenized (BOS per
+ * add_bos) in one pass. A prompt for the engine (complete, trace) whose text
+ * cannot fit limits.max_prompt_tokens is refused before tokenizing (a token
+ * covers at most max(max_token_len, 4) bytes), and the ids buffer holds at
+ * most one token past the limit: its memory is bounded by the limit, not by
+ * the text.
+ */
 static int
 exec_prompt(struct req *r, const struct vocab *v, enum proto_err *err, char *msg, size_t msgcap)
 {
+	uint32_t max = r->snap->conf.limits.max_prompt_tokens;
+	bool limited = r->kind == REQ_COMPLETE || r->kind == REQ_TRACE;
+	size_t per = MAX(v->max_token_len, 4), cap, bytes;
 	long n;
 
 	if (!r->has_text) {
@@ -100,18 +110,25 @@ exec_prompt(struct req *r, const struct vocab *v, enum proto_err *err, char *msg
 			}
 		return 0;
 	}
-	n = tokenizer_encode(v, r->text, r->text_len, r->add_bos, NULL, 0);
-	if (n >= 0) {
-		size_t bytes;
-
-		free(r->tokens);
-		r->tokens = NULL;
-		if (size_mul(&bytes, (size_t)n + 1, sizeof(int32_t)) < 0 ||
-		    (r->tokens = malloc(bytes)) == NULL)
-			n = -ENOMEM;
-		else
-			n = tokenizer_encode(v, r->text, r->text_len, r->add_bos, r->tokens,
-					     (size_t)n + 1);
+	if (limited && r->text_len / per > max) {
+		*err = PROTO_ERR_TOO_LARGE;
+		snprintf(msg, msgcap, "prompt of %zu bytes has over %u tokens, the limit",
+			 r->text_len, max);
+		return -E2BIG;
+	}
+	/* every token covers at least one byte; plus BOS, EOS and the space prefix */
+	cap = r->text_len + 3;
+	if (limited && cap > (size_t)max + 1)
+		cap = (size_t)max + 1;
+	free(r->tokens);
+	if (size_mul(&bytes, cap, sizeof(int32_t)) < 0 || (r->tokens = malloc(bytes)) == NULL)
+		n = -ENOMEM;
+	else
+		n = tokenizer_encode(v, r->text, r->text_len, r->add_bos, r->tokens, cap);
+	if (n > (long)cap) { /* only when limited: the ids past cap were not stored */
+		*err = PROTO_ERR_TOO_LARGE;
+		snprintf(msg, msgcap, "prompt has %ld tokens, limit is %u", n, max);
+		return -E2BIG;
 	}
 	if (n < 0) {
 		*err = n == -ENOMEM ? PROTO_ERR_INTERNAL : PROTO_ERR_BAD_REQUEST;
@@ -260,17 +277,32 @@ pack_trace(msgpack_packer *pk, const struct req *r, const struct vocab *v, uint3
 	return 0;
 }
 
-/* Runs the full-depth trace of r's prompt into freshly allocated layers/logits. */
+/*
+ * Runs the full-depth trace of r's prompt into freshly allocated
+ * layers/logits. On failure answers r (cancelled, out of memory, or the
+ * engine's reason) and returns the negative errno.
+ */
 static int
-run_trace(struct exec *e, struct req *r, struct lens **layers, float **logits)
+run_trace(struct exec *e, struct req *r, struct lens **layers, float **logits, exec_emit_fn emit,
+	  void *ud)
 {
 	const struct model *m = &r->snap->model->m;
+	int rc = -ENOMEM;
 
 	*layers = calloc(m->hp.n_layers, sizeof(**layers));
 	*logits = calloc(m->hp.n_vocab, sizeof(**logits));
-	if (*layers == NULL || *logits == NULL)
-		return -ENOMEM;
-	return runner_trace(e->ctx, r->tokens, r->n_tokens, &r->cancel, *layers, *logits);
+	if (*layers != NULL && *logits != NULL)
+		rc = runner_trace(e->ctx, r->tokens, r->n_tokens, &r->cancel, *layers, *logits);
+	if (atomic_load(&r->cancel))
+		rc = -ECANCELED;
+	if (rc == -ECANCELED)
+		exec_fail(r, PROTO_ERR_CANCELLED, "cancelled", emit, ud);
+	else if (rc == -ENOSPC)
+		exec_fail(r, PROTO_ERR_CONTEXT, "prompt does not fit the context", emit, ud);
+	else if (rc < 0)
+		exec_fail(r, rc == -ENOMEM ? PROTO_ERR_INTERNAL : PROTO_ERR_BAD_REQUEST,
+			  strerror(-rc), emit, ud);
+	return rc;
 }
 
 static void
@@ -282,14 +314,8 @@ exec_trace(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	struct proto_out o;
 	int rc;
 
-	rc = run_trace(e, r, &layers, &logits);
-	if (rc < 0 || atomic_load(&r->cancel)) {
-		if (atomic_load(&r->cancel))
-			exec_fail(r, PROTO_ERR_CANCELLED, "cancelled", emit, ud);
-		else
-			exec_fail(r, PROTO_ERR_INTERNAL, strerror(-rc), emit, ud);
+	if (run_trace(e, r, &layers, &logits, emit, ud) < 0)
 		goto out;
-	}
 	r->tokens_in = r->n_tokens;
 	r->layers_run = (uint64_t)m->hp.n_layers;
 	proto_out_init(&o);
@@ -376,6 +402,8 @@ struct gen {
 static int
 gen_append(struct gen *g, const char *s, size_t n)
 {
+	if (n == 0) /* an empty piece: g->text may still be NULL */
+		return 0;
 	if (g->cap - g->len < n) {
 		size_t cap = g->cap ? g->cap : 256;
 		char *nt;
@@ -537,11 +565,8 @@ exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	struct proto_out o;
 	int rc;
 
-	if (r->trace && (rc = run_trace(e, r, &layers, &logits)) < 0) {
-		exec_fail(r, rc == -ENOMEM ? PROTO_ERR_INTERNAL : PROTO_ERR_BAD_REQUEST,
-			  strerror(-rc), emit, ud);
+	if (r->trace && run_trace(e, r, &layers, &logits, emit, ud) < 0)
 		goto out;
-	}
 	p.prompt = r->tokens;
 	p.n_prompt = r->n_tokens;
 	p.max_tokens = r->max_tokens;

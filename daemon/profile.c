@@ -51,16 +51,26 @@ scalar(const yaml_node_t *n)
 	return n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
 }
 
+/* A number is a plain scalar: "0.5" or '3' is a string, as in the daemon's config. */
+static const char *
+number(const yaml_node_t *n)
+{
+	return n->type == YAML_SCALAR_NODE && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE
+		   ? (const char *)n->data.scalar.value
+		   : NULL;
+}
+
 static int
 get_double(const struct pctx *c, const yaml_node_t *n, const char *key, double lo, double hi,
 	   double *out)
 {
-	const char *s = scalar(n);
+	const char *s = number(n);
 	char *end;
 	double v;
 
 	if (s == NULL || *s == '\0')
-		return perr(c, n, "'%s' must be a number", key);
+		return perr(c, n, "'%s' must be a number%s", key,
+			    scalar(n) != NULL ? ", got a quoted string" : "");
 	errno = 0;
 	v = strtod(s, &end);
 	if (*end != '\0' || errno == ERANGE || !isfinite(v))
@@ -75,12 +85,13 @@ static int
 get_u32(const struct pctx *c, const yaml_node_t *n, const char *key, uint32_t lo, uint32_t hi,
 	uint32_t *out)
 {
-	const char *s = scalar(n);
+	const char *s = number(n);
 	char *end;
 	unsigned long long v;
 
 	if (s == NULL || !isdigit((unsigned char)*s))
-		return perr(c, n, "'%s' must be a non-negative integer", key);
+		return perr(c, n, "'%s' must be a non-negative integer%s", key,
+			    s == NULL && scalar(n) != NULL ? ", got a quoted string" : "");
 	errno = 0;
 	v = strtoull(s, &end, 10);
 	if (*end != '\0' || errno == ERANGE)

@@ -35,6 +35,7 @@ struct profile;
 struct smodel {
 	atomic_int refs;
 	struct model m;
+	enum mapping_state file_state; /* last seen by dispatch (loop thread only) */
 };
 
 /** Loads path into a new shared model (refs = 1). Returns 0 or a negative errno with d. */

@@ -1,7 +1,7 @@
 /*
  * server.c — the listening socket (ntpd's control_init: length check,
- * unlink only a stale socket, umask around bind, explicit chmod, small
- * backlog; or the fd systemd passed), and the daemon-wide state changes
+ * unlink only a stale socket, umask around bind, explicit chmod, the
+ * system's backlog; or the fd systemd passed), and the daemon-wide state changes
  * driven from the loop: reload with an atomic snapshot swap, and the
  * graceful stop. Loop thread only; the one slow step, loading a changed
  * model, runs on the libuv threadpool. It must never unlink a live socket
@@ -37,7 +37,14 @@ on_connection(uv_stream_t *s, int status)
 		log_warnx("accept: %s", uv_strerror(rc));
 }
 
-/* 1 when something accepts connections at path, 0 when not (stale), negative on error. */
+/*
+ * What listens at path: SOCKET_LIVE (a connect succeeded), SOCKET_STUCK
+ * (bound and listening but its backlog is full: a stopped or hung daemon),
+ * SOCKET_STALE (nobody), or a negative errno. Never blocks: the connect is
+ * non-blocking, so a live-but-stopped daemon cannot hold the start-up.
+ */
+enum { SOCKET_STALE, SOCKET_LIVE, SOCKET_STUCK };
+
 static int
 socket_live(const char *path)
 {
@@ -45,12 +52,14 @@ socket_live(const char *path)
 	int fd, rc;
 
 	strlcpy_(sa.sun_path, path, sizeof(sa.sun_path));
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
 		return -errno;
-	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 1 : -errno;
+	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? SOCKET_LIVE : -errno;
 	close(fd);
 	if (rc == -ECONNREFUSED || rc == -ENOENT)
-		rc = 0;
+		rc = SOCKET_STALE;
+	else if (rc == -EAGAIN || rc == -EINPROGRESS) /* a Unix socket's full backlog */
+		rc = SOCKET_STUCK;
 	return rc;
 }
 
@@ -78,9 +87,15 @@ server_open(struct daemon *dm, int fd, struct diag *d)
 		if (lstat(path, &st) == 0) {
 			if (!S_ISSOCK(st.st_mode))
 				return diag_set(d, -EEXIST, "%s: exists and is not a socket", path);
-			if ((rc = socket_live(path)) > 0)
+			if ((rc = socket_live(path)) == SOCKET_LIVE)
 				return diag_set(d, -EADDRINUSE,
 						"%s: another daemon is listening on this socket",
+						path);
+			if (rc == SOCKET_STUCK)
+				return diag_set(d, -EADDRINUSE,
+						"%s: a process listens on this socket but does not "
+						"accept (its backlog is full: a stopped or hung "
+						"daemon?); stop it or choose another --socket",
 						path);
 			if (rc < 0)
 				return diag_set(d, rc, "%s: %s", path, strerror(-rc));
@@ -98,7 +113,7 @@ server_open(struct daemon *dm, int fd, struct diag *d)
 			return diag_set(d, -errno, "%s: chmod %o: %s", path, c->socket_mode,
 					strerror(errno));
 	}
-	if ((rc = uv_listen((uv_stream_t *)&dm->listener, 16, on_connection)) < 0)
+	if ((rc = uv_listen((uv_stream_t *)&dm->listener, SOMAXCONN, on_connection)) < 0)
 		return diag_set(d, rc, "listen: %s", uv_strerror(rc));
 	dm->listening = true;
 	return 0;
@@ -259,6 +274,9 @@ daemon_reload(struct daemon *dm, struct conn *c, uint32_t msgid)
 
 /* ---- stop ---------------------------------------------------------------------- */
 
+/* Least time the final replies get to be written at stop, even past the grace period. */
+#define STOP_FLUSH_MIN_MS 100
+
 static void
 on_grace(uv_timer_t *t)
 {
@@ -288,9 +306,12 @@ void
 daemon_check_stopped(struct daemon *dm)
 {
 	struct conn *c, *next;
+	double left_ms;
 
 	if (!dm->stopping || dm->stopped || dm->reloading || in_flight(dm) > 0)
 		return;
+	/* the last replies get what is left of the grace period (at least STOP_FLUSH_MIN_MS) */
+	left_ms = (dm->t_stop + dm->snap->conf.limits.shutdown_grace_ms / 1e3 - util_now()) * 1e3;
 	dm->stopped = true;
 	uv_close((uv_handle_t *)&dm->grace_timer, NULL);
 	uv_close((uv_handle_t *)&dm->sig_term, NULL);
@@ -299,7 +320,7 @@ daemon_check_stopped(struct daemon *dm)
 	sched_deinit(&dm->sched, on_sched_closed);
 	for (c = dm->conns; c != NULL; c = next) {
 		next = c->next;
-		conn_close_after_writes(c);
+		conn_close_after_writes(c, (uint32_t)MAX(left_ms, STOP_FLUSH_MIN_MS));
 	}
 	log_info("stopped");
 }
@@ -312,6 +333,7 @@ daemon_stop(struct daemon *dm)
 	if (dm->stopping)
 		return;
 	dm->stopping = true;
+	dm->t_stop = util_now();
 	notify_send("STOPPING=1");
 	server_close(dm);
 	n = in_flight(dm);

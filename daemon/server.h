@@ -50,7 +50,8 @@ struct daemon {
 
 	/* shutdown */
 	bool stopping;
-	bool stopped; /* everything answered; handles closing */
+	bool stopped;  /* everything answered; handles closing */
+	double t_stop; /* util_now() when the stop began */
 	uv_timer_t grace_timer;
 	uv_signal_t sig_term, sig_int, sig_hup;
 	double t_start;

@@ -13,6 +13,8 @@
 static struct stats_task *
 find(struct stats *s, const char *task)
 {
+	if (task == NULL)
+		task = STATS_OTHER;
 	for (int i = 0; i < s->n_tasks; i++)
 		if (strcmp(s->tasks[i].name, task) == 0)
 			return &s->tasks[i];
@@ -23,7 +25,7 @@ find(struct stats *s, const char *task)
 		return t;
 	}
 	if (s->n_tasks == STATS_MAX_TASKS - 1) {
-		strlcpy_(s->tasks[s->n_tasks].name, "(other)", sizeof(s->tasks[0].name));
+		strlcpy_(s->tasks[s->n_tasks].name, STATS_OTHER, sizeof(s->tasks[0].name));
 		s->n_tasks++;
 	}
 	return &s->tasks[STATS_MAX_TASKS - 1];

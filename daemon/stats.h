@@ -12,7 +12,9 @@
 #include "proto/proto.h"
 
 #define STATS_MAX_TASKS 32
-#define STATS_LAT_RING  1024
+/** The slot of requests whose task has no profile, and of every task past the slots. */
+#define STATS_OTHER    "(other)"
+#define STATS_LAT_RING 1024
 
 struct stats_task {
 	char name[64];
@@ -28,7 +30,11 @@ struct stats {
 	uint64_t tokens_in, tokens_out;
 };
 
-/** Records one finished request under task (the method name for non-task methods). */
+/**
+ * Records one finished request under task: a loaded task's name, "" for none,
+ * or NULL for a name the client made up (counted under STATS_OTHER, so that
+ * clients cannot fill the named slots).
+ */
 void stats_record(struct stats *s, const char *task, enum proto_err outcome, uint64_t tokens_in,
 		  uint64_t tokens_out, uint64_t layers_run, uint64_t layers_skipped,
 		  double latency_s);

@@ -177,6 +177,8 @@ emit(struct text *t, const msgpack_object *o, int depth, struct diag *d)
 		put(t, "%.17g", o->via.f64);
 		return 0;
 	case MSGPACK_OBJECT_STR:
+		if (memchr(o->via.str.ptr, '\0', o->via.str.size) != NULL)
+			return diag_set(d, -EINVAL, "profile: a string or key holds a NUL byte");
 		put(t, "\"");
 		for (uint32_t i = 0; i < o->via.str.size; i++) {
 			unsigned char c = (unsigned char)o->via.str.ptr[i];

@@ -53,6 +53,9 @@ mapping_open(struct mapping *mp, const char *path, struct diag *d)
 	}
 	mp->base = p;
 	mp->size = (size_t)st.st_size;
+	mp->dev = st.st_dev;
+	mp->ino = st.st_ino;
+	mp->mtime = st.st_mtim;
 out:
 	close(fd);
 	return rc;
@@ -67,16 +70,15 @@ mapping_close(struct mapping *mp)
 	mp->size = 0;
 }
 
-void
-mapping_prefetch(const struct mapping *mp, size_t off, size_t len)
+enum mapping_state
+mapping_check(const struct mapping *mp, const char *path)
 {
-	long pg = sysconf(_SC_PAGESIZE);
-	size_t start;
+	struct stat st;
 
-	if (mp->base == NULL || off >= mp->size || pg <= 0)
-		return;
-	if (len > mp->size - off)
-		len = mp->size - off;
-	start = off - off % (size_t)pg; /* madvise wants a page-aligned start */
-	(void)madvise((char *)mp->base + start, len + (off - start), MADV_WILLNEED);
+	if (stat(path, &st) < 0 || st.st_dev != mp->dev || st.st_ino != mp->ino)
+		return MAPPING_REPLACED;
+	if ((uintmax_t)st.st_size != mp->size || st.st_mtim.tv_sec != mp->mtime.tv_sec ||
+	    st.st_mtim.tv_nsec != mp->mtime.tv_nsec)
+		return MAPPING_MODIFIED;
+	return MAPPING_SAME;
 }

@@ -209,6 +209,8 @@ static const struct {
     {"classifier: gap\nthreshold: 0.5\nthreshold: 0.6\n", ":3:1:", "duplicate key"},
     {"classifier: gap\nthreshold: high\n", ":2:12:", "must be a finite number"},
     {"classifier: gap\nthreshold: {a: 1}\n", ":2:12:", "must be a number"},
+    {"classifier: gap\nthreshold: \"0.5\"\n", ":2:12:", "got a quoted string"},
+    {"classifier: gap\nthreshold: 0.5\nmin_layer: '3'\n", ":3:12:", "got a quoted string"},
     {"classifier: gap\nthreshold: 0.5\nmin_layer: -3\n", ":3:12:", "non-negative integer"},
     {"classifier: gap\nthreshold: 0.5\nmin_layer: 0\n", ":3:12:", "out of range"},
     {"classifier: gap\nthreshold: 3\n", ":2:12:", "out of range [0, 2]"},
