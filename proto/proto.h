@@ -50,7 +50,10 @@
  *     model: {name: str, arch: str, path: str, sha256: str (hex of the file),
  *             n_layers, n_vocab, n_ctx (context the daemon serves),
  *             n_ctx_train, n_embd, n_heads, n_kv_heads: int,
+ *             file_type: int (GGUF general.file_type),
  *             mapped_bytes: int (size of the read-only mapping),
+ *             file_state: str ("unchanged", "modified" in place since it
+ *             was mapped, or "replaced" by another file at its path),
  *             rss_extra_bytes: int (resident memory beyond the mapping),
  *             check_cost: float (one stopping check, i.e. one logit-lens
  *             evaluation, in layers of a one-token batch; for an n-token
