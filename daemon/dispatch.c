@@ -644,10 +644,18 @@ dispatch_deliver(struct sched_out *o, void *ud)
 		sched_out_free(o);
 		return;
 	}
-	if (o->data != NULL)
+	if (atomic_load(&r->cancel) && r->err == PROTO_ERR_NONE) {
+		/* cancelled after the worker finished: `cancel` said true and token
+		 * notifications after it were dropped, so the answer is cancelled */
+		free(o->data);
+		o->data = NULL;
+		r->err = PROTO_ERR_CANCELLED;
+		conn_send_error(c, r->msgid, PROTO_ERR_CANCELLED, "cancelled");
+	} else if (o->data != NULL) {
 		conn_write(c, o->data, o->len);
-	else
+	} else {
 		conn_send_error(c, r->msgid, r->err ? r->err : PROTO_ERR_INTERNAL, "out of memory");
+	}
 	o->data = NULL;
 	if (r->kind == REQ_COMPLETE || r->kind == REQ_TRACE)
 		stats_record(&dm->stats, stats_name(r), r->err, r->tokens_in, r->tokens_out,

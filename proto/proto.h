@@ -127,7 +127,7 @@
  *
  * "cancel"      params: msgid: int (of an earlier request on the same
  *               connection). result: {cancelled: bool} (false when it had
- *               already finished or was never seen). The cancelled request
+ *               already been answered or was never seen). When true, the request
  *               is answered with PROTO_ERR_CANCELLED.
  *
  * This module packs and validates; it knows nothing of libuv or the engine.
