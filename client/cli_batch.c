@@ -18,8 +18,8 @@
 #include <yaml.h>
 
 #include "cli_batch.h"
-#include "engine/calib.h"
-#include "profile.h"
+#include "daemon/calib/calib.h"
+#include "daemon/profile/profile.h"
 
 void
 batch_free(struct batch *b)
@@ -570,7 +570,7 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 		rc = cli_fail(cli, argv[0], "cannot evaluate the chosen classifier");
 		goto out;
 	}
-	profile_from_calib(&prof, b.task, &best, &best_res, name, sha, b.n_layers, b.path);
+	calib_profile(&prof, b.task, &best, &best_res, name, sha, b.n_layers, b.path);
 	if (profile_save(&prof, out_path, &d) < 0) {
 		rc = cli_fail(cli, argv[0], "%s", d.msg);
 		goto out;

@@ -7,7 +7,7 @@
 #define ADAINFER_CLI_BATCH_H
 
 #include "cli.h"
-#include "engine/calib.h"
+#include "daemon/calib/calib.h"
 
 #define WINDOW 8 /* requests in flight: keeps the worker busy, far below max_queued */
 

@@ -18,7 +18,7 @@
 #include <yaml.h>
 
 #include "cli_batch.h"
-#include "profile.h"
+#include "daemon/profile/profile.h"
 
 #define EVAL_MAX_REPEAT 15
 

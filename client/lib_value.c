@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "lib_value.h"
-#include "proto.h"
+#include "proto/proto.h"
 
 /* ---- values ------------------------------------------------------------------ */
 

@@ -27,7 +27,7 @@
 
 #include "config.h"
 #include "lib_value.h"
-#include "proto.h"
+#include "proto/proto.h"
 
 /* The public codes mirror proto.h's; the numbers are part of the protocol. */
 _Static_assert((int)ADAINFER_SERR_BAD_REQUEST == (int)PROTO_ERR_BAD_REQUEST, "server codes");

@@ -34,9 +34,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "log.h"
-#include "profile.h"
-#include "util.h"
+#include "daemon/base/log.h"
+#include "daemon/profile/profile.h"
+#include "daemon/base/util.h"
 
 #define CONF_MAX_IDS             64
 #define CONF_MAX_INLINE_PROFILES 16

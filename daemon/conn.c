@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 
 #include "dispatch.h"
-#include "log.h"
+#include "daemon/base/log.h"
 #include "server.h"
 
 struct wreq {

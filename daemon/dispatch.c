@@ -16,8 +16,8 @@
 
 #include "config.h"
 #include "conn.h"
-#include "engine/runner.h"
-#include "log.h"
+#include "daemon/engine/runner.h"
+#include "daemon/base/log.h"
 #include "server.h"
 #include "tasks.h"
 

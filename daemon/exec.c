@@ -14,10 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/forward.h"
-#include "engine/runner.h"
-#include "engine/tokenizer.h"
-#include "log.h"
+#include "daemon/engine/forward.h"
+#include "daemon/engine/runner.h"
+#include "daemon/engine/tokenizer.h"
+#include "daemon/base/log.h"
 
 /* Hands what o packed to emit; on a packing failure sends an internal error instead. */
 static void
@@ -574,7 +574,7 @@ exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	p.top_p = (float)r->top_p;
 	p.seed = r->seed;
 	p.stop_at_eos = r->eos;
-	p.profile = r->full_depth ? NULL : r->profile;
+	p.policy = r->full_depth || r->profile == NULL ? NULL : &r->profile->pol;
 	p.full_depth = r->full_depth || r->profile == NULL;
 	p.cancel = &r->cancel;
 	p.deadline = r->deadline;

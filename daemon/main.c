@@ -15,7 +15,7 @@
 #include "config.h"
 #include "conn.h"
 #include "dispatch.h"
-#include "log.h"
+#include "daemon/base/log.h"
 #include "notify.h"
 #include "server.h"
 #include "tasks.h"

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "exec.h"
-#include "log.h"
+#include "daemon/base/log.h"
 #include "tasks.h"
 
 struct worker {

@@ -25,7 +25,7 @@
 #include <uv.h>
 
 #include "conf.h"
-#include "engine/model.h"
+#include "daemon/engine/model.h"
 #include "proto/proto.h"
 
 struct profile_set;

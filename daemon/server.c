@@ -19,7 +19,7 @@
 
 #include "conn.h"
 #include "dispatch.h"
-#include "log.h"
+#include "daemon/base/log.h"
 #include "notify.h"
 #include "tasks.h"
 

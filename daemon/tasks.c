@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "profile.h"
+#include "daemon/profile/profile.h"
 #include "proto/proto.h"
 
 #define INLINE_MAX_TEXT  (16u << 10)
@@ -111,12 +111,13 @@ tasks_pack_profiles(const struct profile_set *ps, msgpack_packer *pk)
 		if (proto_pack_cstr(pk, p->task) < 0 ||
 		    msgpack_pack_map(pk, 5 + (size_t)has_agr + (size_t)has_pr) < 0 ||
 		    proto_pack_cstr(pk, "classifier") < 0 ||
-		    proto_pack_cstr(pk, kind_name(p->clf.kind)) < 0 ||
+		    proto_pack_cstr(pk, kind_name(p->pol.clf.kind)) < 0 ||
 		    proto_pack_cstr(pk, "threshold") < 0 ||
-		    msgpack_pack_double(pk, p->clf.threshold) < 0 ||
+		    msgpack_pack_double(pk, p->pol.clf.threshold) < 0 ||
 		    proto_pack_cstr(pk, "min_layer") < 0 ||
-		    msgpack_pack_uint32(pk, p->min_layer) < 0 ||
-		    proto_pack_cstr(pk, "stride") < 0 || msgpack_pack_uint32(pk, p->stride) < 0 ||
+		    msgpack_pack_uint32(pk, p->pol.min_layer) < 0 ||
+		    proto_pack_cstr(pk, "stride") < 0 ||
+		    msgpack_pack_uint32(pk, p->pol.stride) < 0 ||
 		    proto_pack_cstr(pk, "source") < 0 || proto_pack_cstr(pk, p->source) < 0)
 			return -ENOMEM;
 		if (has_agr && (proto_pack_cstr(pk, "agreement") < 0 ||

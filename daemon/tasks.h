@@ -11,7 +11,7 @@
 #include <msgpack.h>
 
 #include "conf.h"
-#include "engine/model.h"
+#include "daemon/engine/model.h"
 
 struct profile_set;
 struct profile;

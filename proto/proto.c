@@ -1,10 +1,8 @@
 /*
- * proto.c — packing, envelope validation, typed getters and the bounded
- * streaming reader of the adainfer MessagePack-RPC protocol (see proto.h).
- * Used by both the daemon and the client library, so it must never depend
- * on libuv, the engine or the daemon's util.c (only struct diag's layout),
- * and never trust a size it reads from the peer before checking it against
- * the message limit.
+ * proto.c — packing, envelope validation and typed getters of the adainfer
+ * MessagePack-RPC protocol (see proto.h; the streaming reader is in
+ * proto_reader.c). Used by both the daemon and the client library, so it
+ * depends on base and msgpack-c only.
  */
 #include "proto.h"
 
@@ -24,20 +22,6 @@ static const char *const proto_err_names[PROTO_ERR_COUNT] = {
     [PROTO_ERR_LIMIT] = "limit",         [PROTO_ERR_SHUTTING_DOWN] = "shutting_down",
     [PROTO_ERR_RELOAD] = "reload",       [PROTO_ERR_INTERNAL] = "internal",
 };
-
-/* diag_set lives in daemon/util.c, which the client library does not link. */
-__attribute__((format(printf, 3, 4))) static int
-pdiag(struct diag *d, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (d != NULL) {
-		va_start(ap, fmt);
-		vsnprintf(d->msg, sizeof(d->msg), fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
 
 const char *
 proto_err_name(int e)
@@ -64,15 +48,15 @@ parse_params(const msgpack_object *p, struct proto_msg *m, struct diag *d)
 		return 0;
 	}
 	if (p->type != MSGPACK_OBJECT_ARRAY)
-		return pdiag(d, -EPROTO, "params must be an array, got %s", proto_type_name(p));
+		return diag_set(d, -EPROTO, "params must be an array, got %s", proto_type_name(p));
 	if (p->via.array.size > 1)
-		return pdiag(d, -EPROTO, "params must hold at most one map, got %u elements",
-			     p->via.array.size);
+		return diag_set(d, -EPROTO, "params must hold at most one map, got %u elements",
+				p->via.array.size);
 	if (p->via.array.size == 0)
 		return 0;
 	if (p->via.array.ptr[0].type != MSGPACK_OBJECT_MAP)
-		return pdiag(d, -EPROTO, "params[0] must be a map, got %s",
-			     proto_type_name(&p->via.array.ptr[0]));
+		return diag_set(d, -EPROTO, "params[0] must be a map, got %s",
+				proto_type_name(&p->via.array.ptr[0]));
 	m->params = &p->via.array.ptr[0];
 	return 0;
 }
@@ -81,9 +65,9 @@ static int
 parse_method(const msgpack_object *o, struct proto_msg *m, struct diag *d)
 {
 	if (o->type != MSGPACK_OBJECT_STR)
-		return pdiag(d, -EPROTO, "method must be a string, got %s", proto_type_name(o));
+		return diag_set(d, -EPROTO, "method must be a string, got %s", proto_type_name(o));
 	if (o->via.str.size == 0 || o->via.str.size > PROTO_MAX_METHOD)
-		return pdiag(d, -EPROTO, "method name must be 1..%d bytes", PROTO_MAX_METHOD);
+		return diag_set(d, -EPROTO, "method name must be 1..%d bytes", PROTO_MAX_METHOD);
 	m->method = o->via.str.ptr;
 	m->method_len = o->via.str.size;
 	return 0;
@@ -98,38 +82,38 @@ proto_msg_parse(const msgpack_object *o, struct proto_msg *m, struct diag *d)
 
 	memset(m, 0, sizeof(*m));
 	if (o->type != MSGPACK_OBJECT_ARRAY)
-		return pdiag(d, -EPROTO, "message must be an array, got %s", proto_type_name(o));
+		return diag_set(d, -EPROTO, "message must be an array, got %s", proto_type_name(o));
 	n = o->via.array.size;
 	a = o->via.array.ptr;
 	if (n != 3 && n != 4)
-		return pdiag(d, -EPROTO, "message must have 3 or 4 elements, got %u", n);
+		return diag_set(d, -EPROTO, "message must have 3 or 4 elements, got %u", n);
 	if (!is_int(&a[0]))
-		return pdiag(d, -EPROTO, "message type must be an integer, got %s",
-			     proto_type_name(&a[0]));
+		return diag_set(d, -EPROTO, "message type must be an integer, got %s",
+				proto_type_name(&a[0]));
 	if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[0].via.u64 > PROTO_NOTIFICATION)
-		return pdiag(d, -EPROTO, "unknown message type %lld", (long long)a[0].via.i64);
+		return diag_set(d, -EPROTO, "unknown message type %lld", (long long)a[0].via.i64);
 	m->kind = (enum proto_kind)a[0].via.u64;
 	if (m->kind == PROTO_NOTIFICATION) {
 		if (n != 3)
-			return pdiag(d, -EPROTO, "notification must have 3 elements, got %u", n);
+			return diag_set(d, -EPROTO, "notification must have 3 elements, got %u", n);
 		if ((rc = parse_method(&a[1], m, d)) < 0)
 			return rc;
 		return parse_params(&a[2], m, d);
 	}
 	if (n != 4)
-		return pdiag(d, -EPROTO, "%s must have 4 elements, got %u",
-			     m->kind == PROTO_REQUEST ? "request" : "response", n);
+		return diag_set(d, -EPROTO, "%s must have 4 elements, got %u",
+				m->kind == PROTO_REQUEST ? "request" : "response", n);
 	if (!is_int(&a[1]))
-		return pdiag(d, -EPROTO, "msgid must be an integer, got %s",
-			     proto_type_name(&a[1]));
+		return diag_set(d, -EPROTO, "msgid must be an integer, got %s",
+				proto_type_name(&a[1]));
 	if (a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[1].via.u64 > UINT32_MAX)
-		return pdiag(d, -EPROTO, "msgid must be in 0..%u", UINT32_MAX);
+		return diag_set(d, -EPROTO, "msgid must be in 0..%u", UINT32_MAX);
 	m->msgid = (uint32_t)a[1].via.u64;
 	m->has_msgid = true;
 	if (m->kind == PROTO_RESPONSE) {
 		if (a[2].type != MSGPACK_OBJECT_NIL && a[2].type != MSGPACK_OBJECT_MAP)
-			return pdiag(d, -EPROTO, "response error must be nil or a map, got %s",
-				     proto_type_name(&a[2]));
+			return diag_set(d, -EPROTO, "response error must be nil or a map, got %s",
+					proto_type_name(&a[2]));
 		m->error = &a[2];
 		m->result = &a[3];
 		return 0;
@@ -393,23 +377,23 @@ proto_check_keys(const msgpack_object *map, const char *const *allowed, struct d
 	if (map == NULL)
 		return 0;
 	if (map->type != MSGPACK_OBJECT_MAP)
-		return pdiag(d, -EINVAL, "params must be a map, got %s", proto_type_name(map));
+		return diag_set(d, -EINVAL, "params must be a map, got %s", proto_type_name(map));
 	for (uint32_t i = 0; i < map->via.map.size; i++) {
 		const msgpack_object *k = &map->via.map.ptr[i].key;
 		bool ok = false;
 
 		if (k->type != MSGPACK_OBJECT_STR)
-			return pdiag(d, -EINVAL, "parameter names must be strings, got %s",
-				     proto_type_name(k));
+			return diag_set(d, -EINVAL, "parameter names must be strings, got %s",
+					proto_type_name(k));
 		for (size_t j = 0; allowed[j] != NULL && !ok; j++)
 			ok = key_is(k, allowed[j], strlen(allowed[j]));
 		if (!ok)
-			return pdiag(d, -EINVAL, "unknown parameter '%.*s'",
-				     (int)MIN(k->via.str.size, 64u), k->via.str.ptr);
+			return diag_set(d, -EINVAL, "unknown parameter '%.*s'",
+					(int)MIN(k->via.str.size, 64u), k->via.str.ptr);
 		for (uint32_t j = 0; j < i; j++)
 			if (key_is(&map->via.map.ptr[j].key, k->via.str.ptr, k->via.str.size))
-				return pdiag(d, -EINVAL, "duplicate parameter '%.*s'",
-					     (int)MIN(k->via.str.size, 64u), k->via.str.ptr);
+				return diag_set(d, -EINVAL, "duplicate parameter '%.*s'",
+						(int)MIN(k->via.str.size, 64u), k->via.str.ptr);
 	}
 	return 0;
 }
@@ -419,15 +403,15 @@ lookup(const msgpack_object *map, const char *key, const msgpack_object **o, str
 {
 	*o = proto_map_get(map, key);
 	if (*o == NULL)
-		return pdiag(d, -ENOENT, "missing parameter '%s'", key);
+		return diag_set(d, -ENOENT, "missing parameter '%s'", key);
 	return 0;
 }
 
 static int
 wrong_type(struct diag *d, const char *key, const char *want, const msgpack_object *o)
 {
-	return pdiag(d, -EINVAL, "parameter '%s': expected %s, got %s", key, want,
-		     proto_type_name(o));
+	return diag_set(d, -EINVAL, "parameter '%s': expected %s, got %s", key, want,
+			proto_type_name(o));
 }
 
 int
@@ -442,7 +426,7 @@ proto_get_str(const msgpack_object *map, const char *key, const char **s, size_t
 	if (o->type != MSGPACK_OBJECT_STR)
 		return wrong_type(d, key, "str", o);
 	if (!proto_utf8_valid(o->via.str.ptr, o->via.str.size))
-		return pdiag(d, -EINVAL, "parameter '%s': not valid UTF-8", key);
+		return diag_set(d, -EINVAL, "parameter '%s': not valid UTF-8", key);
 	*s = o->via.str.ptr;
 	*len = o->via.str.size;
 	return 0;
@@ -481,8 +465,8 @@ proto_get_int(const msgpack_object *map, const char *key, int64_t min, int64_t m
 		return rc;
 	if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
 		if (o->via.u64 > (uint64_t)INT64_MAX)
-			return pdiag(d, -ERANGE, "parameter '%s': must be in %lld..%lld", key,
-				     (long long)min, (long long)max);
+			return diag_set(d, -ERANGE, "parameter '%s': must be in %lld..%lld", key,
+					(long long)min, (long long)max);
 		v = (int64_t)o->via.u64;
 	} else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
 		v = o->via.i64;
@@ -490,8 +474,8 @@ proto_get_int(const msgpack_object *map, const char *key, int64_t min, int64_t m
 		return wrong_type(d, key, "integer", o);
 	}
 	if (v < min || v > max)
-		return pdiag(d, -ERANGE, "parameter '%s': %lld not in %lld..%lld", key,
-			     (long long)v, (long long)min, (long long)max);
+		return diag_set(d, -ERANGE, "parameter '%s': %lld not in %lld..%lld", key,
+				(long long)v, (long long)min, (long long)max);
 	*out = v;
 	return 0;
 }
@@ -521,7 +505,7 @@ proto_get_float(const msgpack_object *map, const char *key, double min, double m
 		return wrong_type(d, key, "float", o);
 	}
 	if (isnan(v) || v < min || v > max)
-		return pdiag(d, -ERANGE, "parameter '%s': %g not in [%g, %g]", key, v, min, max);
+		return diag_set(d, -ERANGE, "parameter '%s': %g not in [%g, %g]", key, v, min, max);
 	*out = v;
 	return 0;
 }
@@ -552,8 +536,8 @@ proto_get_array(const msgpack_object *map, const char *key, size_t max_len,
 	if (o->type != MSGPACK_OBJECT_ARRAY)
 		return wrong_type(d, key, "array", o);
 	if (o->via.array.size > max_len)
-		return pdiag(d, -ERANGE, "parameter '%s': %u elements, at most %zu allowed", key,
-			     o->via.array.size, max_len);
+		return diag_set(d, -ERANGE, "parameter '%s': %u elements, at most %zu allowed", key,
+				o->via.array.size, max_len);
 	*out = o;
 	return 0;
 }
@@ -571,320 +555,4 @@ proto_get_map(const msgpack_object *map, const char *key, const msgpack_object *
 		return wrong_type(d, key, "map", o);
 	*out = o;
 	return 0;
-}
-
-/* ---- bounded streaming reader ---------------------------------------------- */
-
-int
-proto_reader_init(struct proto_reader *r, size_t max_msg)
-{
-	memset(r, 0, sizeof(*r));
-	if (max_msg < PROTO_MAX_MSG_MIN || max_msg > PROTO_MAX_MSG_LIMIT)
-		return -EINVAL;
-	r->max_msg = max_msg;
-	return 0;
-}
-
-void
-proto_reader_deinit(struct proto_reader *r)
-{
-	free(r->buf);
-	r->buf = NULL;
-	r->len = r->cap = 0;
-}
-
-int
-proto_reader_reserve(struct proto_reader *r, char **buf, size_t *len)
-{
-	size_t want;
-
-	if (r->err < 0)
-		return r->err;
-	if (r->len > r->max_msg)
-		return -EMSGSIZE;
-	if (r->cap - r->len < PROTO_READ_CHUNK / 4) {
-		/* Grow geometrically, never past max_msg + one chunk. */
-		want = r->cap ? r->cap * 2 : PROTO_READ_CHUNK;
-		if (want > r->max_msg + PROTO_READ_CHUNK)
-			want = r->max_msg + PROTO_READ_CHUNK;
-		if (want > r->cap) {
-			char *nb = realloc(r->buf, want);
-
-			if (nb == NULL)
-				return -ENOMEM;
-			r->buf = nb;
-			r->cap = want;
-		}
-		if (r->cap == r->len)
-			return -EMSGSIZE;
-	}
-	*buf = r->buf + r->len;
-	*len = r->cap - r->len;
-	return 0;
-}
-
-void
-proto_reader_commit(struct proto_reader *r, size_t n)
-{
-	if (n > r->cap - r->len)
-		n = r->cap - r->len;
-	r->len += n;
-}
-
-int
-proto_reader_feed(struct proto_reader *r, const char *data, size_t n)
-{
-	while (n > 0) {
-		char *buf;
-		size_t avail;
-		int rc;
-
-		if ((rc = proto_reader_reserve(r, &buf, &avail)) < 0)
-			return rc;
-		if (avail > n)
-			avail = n;
-		memcpy(buf, data, avail);
-		proto_reader_commit(r, avail);
-		data += avail;
-		n -= avail;
-	}
-	return 0;
-}
-
-size_t
-proto_reader_pending(const struct proto_reader *r)
-{
-	return r->len;
-}
-
-static uint64_t
-be(const unsigned char *p, unsigned n)
-{
-	uint64_t v = 0;
-
-	for (unsigned i = 0; i < n; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-/* One item (scalar or whole container) finished: pop finished containers. Returns true at message
- * end. */
-static bool
-item_done(struct proto_reader *r)
-{
-	while (r->depth > 0) {
-		if (--r->remain[r->depth - 1] > 0)
-			return false;
-		r->depth--;
-	}
-	return true;
-}
-
-static int fail(struct proto_reader *r, int rc, struct diag *d, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int
-fail(struct proto_reader *r, int rc, struct diag *d, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (d != NULL) {
-		va_start(ap, fmt);
-		vsnprintf(d->msg, sizeof(d->msg), fmt, ap);
-		va_end(ap);
-	}
-	r->err = rc;
-	return rc;
-}
-
-/*
- * Advances the structural scan of the message at buf[0]. Returns 1 when the
- * whole message is buf[0..scan), 0 when more bytes are needed, or an error.
- * Every declared size is checked against max_msg before it is trusted.
- */
-static int
-scan(struct proto_reader *r, struct diag *d)
-{
-	const unsigned char *p = (const unsigned char *)r->buf;
-
-	for (;;) {
-		unsigned c, hlen, lbytes = 0;
-		uint64_t payload = 0, items = 0;
-		bool container = false;
-
-		if (r->skip > 0) {
-			uint64_t take = MIN(r->skip, (uint64_t)(r->len - r->scan));
-
-			r->scan += take;
-			r->skip -= take;
-			if (r->skip > 0)
-				return 0;
-			if (item_done(r))
-				return 1;
-			continue;
-		}
-		if (r->scan >= r->len) {
-			if (r->scan > r->max_msg)
-				return fail(r, -EMSGSIZE, d, "message longer than %zu bytes",
-					    r->max_msg);
-			return 0;
-		}
-		c = p[r->scan];
-		hlen = 1;
-		if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
-			/* fixint, nil, bool */
-		} else if ((c & 0xf0) == 0x80) {
-			items = 2 * (uint64_t)(c & 0x0f);
-			container = true;
-		} else if ((c & 0xf0) == 0x90) {
-			items = c & 0x0f;
-			container = true;
-		} else if ((c & 0xe0) == 0xa0) {
-			payload = c & 0x1f;
-		} else {
-			switch (c) {
-			case 0xc4: /* bin 8/16/32 */
-			case 0xc5:
-			case 0xc6:
-				lbytes = 1u << (c - 0xc4);
-				break;
-			case 0xc7: /* ext 8/16/32: + type byte */
-			case 0xc8:
-			case 0xc9:
-				lbytes = 1u << (c - 0xc7);
-				hlen = 2;
-				break;
-			case 0xca:
-				payload = 4;
-				break;
-			case 0xcb:
-				payload = 8;
-				break;
-			case 0xcc: /* uint 8..64 */
-			case 0xcd:
-			case 0xce:
-			case 0xcf:
-				payload = 1u << (c - 0xcc);
-				break;
-			case 0xd0: /* int 8..64 */
-			case 0xd1:
-			case 0xd2:
-			case 0xd3:
-				payload = 1u << (c - 0xd0);
-				break;
-			case 0xd4: /* fixext 1..16: type byte + data */
-			case 0xd5:
-			case 0xd6:
-			case 0xd7:
-			case 0xd8:
-				payload = 1 + (1u << (c - 0xd4));
-				break;
-			case 0xd9: /* str 8/16/32 */
-			case 0xda:
-			case 0xdb:
-				lbytes = 1u << (c - 0xd9);
-				break;
-			case 0xdc: /* array 16/32 */
-			case 0xdd:
-				lbytes = c == 0xdc ? 2 : 4;
-				container = true;
-				break;
-			case 0xde: /* map 16/32 */
-			case 0xdf:
-				lbytes = c == 0xde ? 2 : 4;
-				container = true;
-				break;
-			default: /* 0xc1: never used */
-				return fail(r, -EPROTO, d,
-					    "invalid MessagePack byte 0x%02x at offset %zu", c,
-					    r->scan);
-			}
-		}
-		if (r->len - r->scan < (size_t)hlen + lbytes) {
-			if (r->scan + hlen + lbytes > r->max_msg)
-				return fail(r, -EMSGSIZE, d, "message longer than %zu bytes",
-					    r->max_msg);
-			return 0;
-		}
-		if (lbytes > 0) {
-			uint64_t v = be(p + r->scan + 1, lbytes);
-
-			if (container)
-				items = (c == 0xde || c == 0xdf) ? 2 * v : v;
-			else
-				payload = v + (hlen == 2 ? 1 : 0);
-		}
-		r->scan += hlen + lbytes;
-		if (hlen == 2)
-			r->scan -= 1; /* ext: the type byte is counted in payload */
-		/* Each item takes at least one byte, so a count above the limit cannot fit. */
-		if (payload > r->max_msg || items > r->max_msg || r->scan + payload > r->max_msg)
-			return fail(
-			    r, -EMSGSIZE, d,
-			    "declared size %llu at offset %zu exceeds the %zu-byte message limit",
-			    (unsigned long long)(container ? items : payload), r->scan, r->max_msg);
-		if (container && items > 0) {
-			if (r->depth >= PROTO_MAX_DEPTH)
-				return fail(r, -EPROTO, d, "nesting deeper than %d",
-					    PROTO_MAX_DEPTH);
-			r->remain[r->depth++] = items;
-			continue;
-		}
-		if (payload > 0) {
-			r->skip = payload;
-			continue;
-		}
-		if (item_done(r))
-			return 1;
-	}
-}
-
-static void
-free_frame(void *p)
-{
-	free(p);
-}
-
-int
-proto_reader_next(struct proto_reader *r, msgpack_unpacked *out, struct diag *d)
-{
-	msgpack_unpack_return ur;
-	size_t off = 0, n;
-	char *frame;
-	int rc;
-
-	if (r->err < 0)
-		return fail(r, r->err, d, "stream already failed");
-	if (r->len == 0)
-		return 0;
-	if ((rc = scan(r, d)) <= 0)
-		return rc;
-	n = r->scan;
-	/*
-	 * The message gets its own copy, owned by out's zone, so the objects
-	 * msgpack-c points into stay valid however the reader's buffer moves.
-	 */
-	if ((frame = malloc(n)) == NULL)
-		return fail(r, -ENOMEM, d, "out of memory");
-	memcpy(frame, r->buf, n);
-	memmove(r->buf, r->buf + n, r->len - n);
-	r->len -= n;
-	r->scan = 0;
-	r->skip = 0;
-	r->depth = 0;
-	if (r->len == 0 && r->cap > PROTO_READ_CHUNK) { /* a large message gone: give it back */
-		free(r->buf);
-		r->buf = NULL;
-		r->cap = 0;
-	}
-	ur = msgpack_unpack_next(out, frame, n, &off);
-	if (ur != MSGPACK_UNPACK_SUCCESS || off != n || out->zone == NULL) {
-		free(frame);
-		return fail(r, -EPROTO, d, "malformed MessagePack message (%zu bytes)", n);
-	}
-	if (!msgpack_zone_push_finalizer(out->zone, free_frame, frame)) {
-		free(frame);
-		return fail(r, -ENOMEM, d, "out of memory");
-	}
-	return 1;
 }

@@ -141,7 +141,7 @@
 
 #include <msgpack.h>
 
-#include "util.h"
+#include "daemon/base/util.h"
 
 /* ---- constants ---------------------------------------------------------- */
 

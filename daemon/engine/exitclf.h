@@ -163,4 +163,22 @@ int exitclf_kind_parse(const char *name, enum exitclf_kind *out);
  */
 bool exitclf_layer_checked(uint32_t layer, uint32_t min_layer, uint32_t stride, uint32_t n_layers);
 
+/** How generation uses the policy after the prompt. */
+enum exit_gen {
+	EXIT_GEN_PER_TOKEN = 0,    /* every generated token may exit early */
+	EXIT_GEN_FULL_AFTER_FIRST, /* the first token exits early, the rest run full depth */
+};
+
+/**
+ * Everything the runner needs to stop early: the classifier, where checks
+ * start and how often, and how generation uses it. A stopping profile
+ * (daemon/profile) embeds one; the engine never sees the profile itself.
+ */
+struct exit_policy {
+	struct exitclf clf; /* kind, feature set (clf.features, never 0), parameters, threshold */
+	uint32_t min_layer; /* >= 1 */
+	uint32_t stride;    /* >= 1 */
+	enum exit_gen generation;
+};
+
 #endif

@@ -26,7 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../util.h"
+#include "daemon/base/util.h"
 #include "ops.h"
 #include "pool.h"
 #include "quant.h"

@@ -10,7 +10,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#include "../util.h"
+#include "daemon/base/util.h"
 
 struct mapping {
 	const void *base; /* PROT_READ, MAP_PRIVATE; NULL when closed */

@@ -14,7 +14,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../util.h"
+#include "daemon/base/util.h"
 #include "quant.h"
 
 void

@@ -13,7 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "../util.h"
+#include "daemon/base/util.h"
 
 struct pool {
 	int n_threads;

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util.h"
+#include "daemon/base/util.h"
 #include "quant_impl.h"
 
 /* ---- half precision ---------------------------------------------------- */

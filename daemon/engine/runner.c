@@ -1,7 +1,7 @@
 /*
  * runner.c — one request through the engine with AdaInfer early exit. Each
  * batch (the prompt, then one token at a time) runs layer by layer; from the
- * profile's min_layer on, every stride layers, the logit lens at the last
+ * policy's min_layer on, every stride layers, the logit lens at the last
  * position gives the features and the classifier decides; at the first
  * layer where it fires the batch ends there: the token comes from that
  * layer's lens (argmax, or a sample from its softmax), and forward_finish
@@ -20,9 +20,8 @@
 #include <string.h>
 
 #include "exitclf.h"
-#include "profile.h"
 #include "sampler.h"
-#include "util.h"
+#include "daemon/base/util.h"
 
 struct run_state {
 	struct ctx *c;
@@ -48,13 +47,13 @@ should_stop(const struct run_params *p, enum run_stop *why)
 }
 
 /*
- * Runs one batch with the stopping rule of prof (NULL: full depth) and
+ * Runs one batch with the stopping rule of pol (NULL: full depth) and
  * chooses the next token from the exit layer's lens. Returns 0 with *tok
  * and *exit_layer, 1 when cancelled/deadline (r->stop set), or a negative
  * errno from the forward pass.
  */
 static int
-run_batch(struct run_state *s, const int32_t *tokens, uint32_t n, const struct profile *prof,
+run_batch(struct run_state *s, const int32_t *tokens, uint32_t n, const struct exit_policy *pol,
 	  int32_t *tok, uint32_t *exit_layer)
 {
 	const uint32_t L = s->n_layers;
@@ -72,8 +71,7 @@ run_batch(struct run_state *s, const int32_t *tokens, uint32_t n, const struct p
 			return 1;
 		if ((rc = forward_layer(s->c, l)) < 0)
 			return rc;
-		if (prof != NULL &&
-		    exitclf_layer_checked(l + 1, prof->min_layer, prof->stride, L)) {
+		if (pol != NULL && exitclf_layer_checked(l + 1, pol->min_layer, pol->stride, L)) {
 			struct exitclf_feat f;
 			double t0 = util_now();
 
@@ -87,7 +85,7 @@ run_batch(struct run_state *s, const int32_t *tokens, uint32_t n, const struct p
 			f.top1 = lens.top1; /* `stable` compares it with the previous check's */
 			f.layer = l + 1;
 			f.n_layers = L;
-			if (exitclf_decide(&prof->clf, &st, &f)) {
+			if (exitclf_decide(&pol->clf, &st, &f)) {
 				n_run = l + 1;
 				have_lens = true;
 				break;
@@ -131,7 +129,7 @@ runner_run(struct ctx *c, const struct run_params *p, struct run_result *r)
 {
 	struct run_state s = {.c = c, .p = p, .r = r};
 	const struct model *m = ctx_model(c);
-	const struct profile *prof = p->full_depth ? NULL : p->profile;
+	const struct exit_policy *pol = p->full_depth ? NULL : p->policy;
 	uint32_t cap;
 	double t0 = util_now();
 	int32_t tok;
@@ -156,10 +154,10 @@ runner_run(struct ctx *c, const struct run_params *p, struct run_result *r)
 	r->stop = RUN_STOP_LENGTH;
 	for (const int32_t *batch = p->prompt; r->n_tokens < cap;) {
 		uint32_t n = batch == p->prompt ? p->n_prompt : 1, exit_layer;
-		const struct profile *bp = prof;
+		const struct exit_policy *bp = pol;
 
-		if (batch != p->prompt && prof != NULL &&
-		    prof->generation == PROFILE_GEN_FULL_AFTER_FIRST)
+		if (batch != p->prompt && pol != NULL &&
+		    pol->generation == EXIT_GEN_FULL_AFTER_FIRST)
 			bp = NULL;
 		if (ctx_n_past(c) + n > ctx_n_ctx(c)) {
 			r->stop = RUN_STOP_CONTEXT;

@@ -1,8 +1,8 @@
 /*
  * runner.h — one request through the engine with AdaInfer early exit: prefill
- * the prompt layer by layer, consult the stopping profile after each eligible
+ * the prompt layer by layer, consult the exit policy after each eligible
  * layer, skip the rest when it fires, then decode token by token the same way
- * (or at full depth after the first token, as the profile chooses). This is
+ * (or at full depth after the first token, as the policy chooses). This is
  * the only code that combines forward.h with exitclf.h; the daemon's worker
  * and the tests call it.
  */
@@ -15,7 +15,7 @@
 
 #include "forward.h"
 
-struct profile; /* profile.h: classifier, threshold, min_layer, stride, ... */
+#include "exitclf.h"
 
 enum run_stop {
 	RUN_STOP_LENGTH = 0, /* max_tokens reached */
@@ -34,7 +34,7 @@ struct run_params {
 	float top_p;         /* 1 = off */
 	uint64_t seed;
 	bool stop_at_eos;
-	const struct profile *profile; /* NULL or full_depth: run every layer */
+	const struct exit_policy *policy; /* NULL or full_depth: run every layer */
 	bool full_depth;
 	const atomic_bool *cancel; /* may be NULL; checked between layers */
 	double deadline;           /* util_now() seconds; 0 = none */

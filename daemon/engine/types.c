@@ -6,7 +6,7 @@
 
 #include <errno.h>
 
-#include "../util.h"
+#include "daemon/base/util.h"
 
 /* QK_K = 256 for the K-quants. Sizes are sizeof(block_*) in ggml-common.h. */
 static const struct type_info type_table[GGML_TYPE_COUNT] = {

@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/forward.h"
-#include "engine/model.h"
-#include "engine/quant.h"
-#include "util.h"
+#include "daemon/engine/forward.h"
+#include "daemon/engine/model.h"
+#include "daemon/engine/quant.h"
+#include "daemon/base/util.h"
 
 static int
 cmp_d(const void *a, const void *b)

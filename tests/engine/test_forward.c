@@ -9,9 +9,9 @@
 
 #include "test.h"
 
-#include "engine/forward.h"
-#include "engine/model.h"
-#include "engine/quant.h"
+#include "daemon/engine/forward.h"
+#include "daemon/engine/model.h"
+#include "daemon/engine/quant.h"
 
 /* ---- the naive model ----------------------------------------------------- */
 

@@ -13,9 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/gguf.h"
-#include "engine/mapping.h"
-#include "engine/model.h"
+#include "daemon/engine/gguf.h"
+#include "daemon/engine/mapping.h"
+#include "daemon/engine/model.h"
 #include "test.h"
 #include "util/gguf_writer.h"
 

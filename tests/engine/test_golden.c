@@ -15,9 +15,9 @@
 
 #include "test.h"
 
-#include "engine/forward.h"
-#include "engine/model.h"
-#include "engine/tokenizer.h"
+#include "daemon/engine/forward.h"
+#include "daemon/engine/model.h"
+#include "daemon/engine/tokenizer.h"
 
 struct tol {
 	const char *variant;
@@ -144,7 +144,7 @@ struct worst {
 	int forks, cases;
 };
 
-#include "engine/quant.h"
+#include "daemon/engine/quant.h"
 
 /* The golden files' own lens definition: float64 softmax(W_out . rmsnorm(h)) with dequantized
  * weights. */

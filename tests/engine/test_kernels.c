@@ -13,9 +13,9 @@
 
 #include "test.h"
 
-#include "engine/ops.h"
-#include "engine/pool.h"
-#include "engine/quant.h"
+#include "daemon/engine/ops.h"
+#include "daemon/engine/pool.h"
+#include "daemon/engine/quant.h"
 
 /* ---- random numbers ------------------------------------------------------ */
 

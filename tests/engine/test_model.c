@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/model.h"
+#include "daemon/engine/model.h"
 #include "test.h"
 #include "util/gguf_writer.h"
 

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/gguf.h"
-#include "engine/mapping.h"
-#include "engine/tokenizer.h"
+#include "daemon/engine/gguf.h"
+#include "daemon/engine/mapping.h"
+#include "daemon/engine/tokenizer.h"
 #include "test.h"
 
 #define SEP "\n__ggml_vocab_test__\n"

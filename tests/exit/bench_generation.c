@@ -16,10 +16,10 @@
 
 #include <jansson.h>
 
-#include "engine/calib.h"
-#include "engine/runner.h"
+#include "daemon/calib/calib.h"
+#include "daemon/engine/runner.h"
 #include "feat_load.h"
-#include "profile.h"
+#include "daemon/profile/profile.h"
 
 #define N_GEN 32
 
@@ -117,8 +117,8 @@ main(int argc, char **argv)
 				fprintf(stderr, "calibration: %s\n", d.msg);
 				goto out;
 			}
-			profile_from_calib(&p, "stories", &clf, &res, m.name, m.sha256,
-					   m.hp.n_layers, golden);
+			calib_profile(&p, "stories", &clf, &res, m.name, m.sha256, m.hp.n_layers,
+				      golden);
 			for (size_t i = half; i < json_array_size(cases); i++) {
 				json_t *cs = json_array_get(cases, i);
 				int32_t tok[512];
@@ -142,7 +142,7 @@ main(int argc, char **argv)
 					goto out;
 				t_full += util_now() - t0;
 				rp.full_depth = false;
-				rp.profile = &p;
+				rp.policy = &p.pol;
 				t0 = util_now();
 				if (runner_run(c, &rp, &ad) < 0) {
 					runner_result_free(&full);
@@ -171,8 +171,8 @@ main(int argc, char **argv)
 			printf("| %s | %.2f | %.2f | %u | %u | %u/%u | %.3f | %.3f | %.2f | %.4f | "
 			       "%.4f | "
 			       "%.2fx |\n",
-			       exitclf_kind_name(clf.kind), targets[ti], o.check_cost, p.min_layer,
-			       p.stride, n_eq, n_seq, (double)tok_eq / tok_all,
+			       exitclf_kind_name(clf.kind), targets[ti], o.check_cost,
+			       p.pol.min_layer, p.pol.stride, n_eq, n_seq, (double)tok_eq / tok_all,
 			       (double)skipped / (run + skipped), (double)checks / tok_all, t_full,
 			       t_ad, t_full / t_ad);
 		}

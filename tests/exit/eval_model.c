@@ -19,9 +19,9 @@
 
 #include <jansson.h>
 
-#include "engine/calib.h"
-#include "engine/runner.h"
-#include "profile.h"
+#include "daemon/calib/calib.h"
+#include "daemon/engine/runner.h"
+#include "daemon/profile/profile.h"
 
 struct prompts {
 	uint32_t n;
@@ -135,7 +135,7 @@ time_run(struct ctx *c, const struct prompts *p, const struct profile *prof, uin
 					.n_prompt = p->len[i],
 					.max_tokens = 1,
 					.top_p = 1,
-					.profile = prof,
+					.policy = prof ? &prof->pol : NULL,
 					.full_depth = prof == NULL};
 		struct run_result r;
 
@@ -225,8 +225,8 @@ main(int argc, char **argv)
 				fprintf(stderr, "%s: %s\n", argv[t], d.msg);
 				goto out;
 			}
-			profile_from_calib(&p, argv[t], &clf, &res, m.name, m.sha256, m.hp.n_layers,
-					   calib_path);
+			calib_profile(&p, argv[t], &clf, &res, m.name, m.sha256, m.hp.n_layers,
+				      calib_path);
 			if (res.net > best_net) {
 				best_net = res.net;
 				best = p;

@@ -9,7 +9,7 @@
 
 #include <jansson.h>
 
-#include "engine/calib.h"
+#include "daemon/calib/calib.h"
 
 /** Reads path (JSONL: top1[], top_prob[], gap[], answer_id). Returns 0 or a negative errno with
  * d->msg. */

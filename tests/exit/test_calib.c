@@ -8,7 +8,7 @@
  */
 #include "test.h"
 
-#include "engine/calib.h"
+#include "daemon/calib/calib.h"
 #include "feat_load.h"
 
 static int

@@ -6,7 +6,7 @@
  */
 #include "test.h"
 
-#include "engine/exitclf.h"
+#include "daemon/engine/exitclf.h"
 
 static void
 test_gap_threshold(void)

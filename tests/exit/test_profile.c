@@ -11,7 +11,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#include "profile.h"
+#include "daemon/calib/calib.h"
+#include "daemon/profile/profile.h"
 
 static char tmpdir[256];
 
@@ -63,15 +64,15 @@ test_parse_svm(void)
 
 	profile_init(&p);
 	ASSERT_OK(profile_parse_buffer(&p, svm_yaml, strlen(svm_yaml), "svm.yaml", &d));
-	ASSERT_EQ(p.clf.kind, EXITCLF_SVM);
-	ASSERT_NEAR(p.clf.threshold, 1.5, 0);
-	ASSERT_NEAR(p.clf.svm_w[0], 9.5, 0);
-	ASSERT_NEAR(p.clf.svm_w[1], -0.25, 0);
-	ASSERT_NEAR(p.clf.svm_w[EXITCLF_F_BIAS], -4, 0);
-	ASSERT_EQ(p.min_layer, 4);
-	ASSERT_EQ(p.stride, 2);
-	ASSERT_EQ(p.generation, PROFILE_GEN_FULL_AFTER_FIRST);
-	ASSERT_EQ(p.clf.features, EXITCLF_FEATS_PAPER);
+	ASSERT_EQ(p.pol.clf.kind, EXITCLF_SVM);
+	ASSERT_NEAR(p.pol.clf.threshold, 1.5, 0);
+	ASSERT_NEAR(p.pol.clf.svm_w[0], 9.5, 0);
+	ASSERT_NEAR(p.pol.clf.svm_w[1], -0.25, 0);
+	ASSERT_NEAR(p.pol.clf.svm_w[EXITCLF_F_BIAS], -4, 0);
+	ASSERT_EQ(p.pol.min_layer, 4);
+	ASSERT_EQ(p.pol.stride, 2);
+	ASSERT_EQ(p.pol.generation, EXIT_GEN_FULL_AFTER_FIRST);
+	ASSERT_EQ(p.pol.clf.features, EXITCLF_FEATS_PAPER);
 	ASSERT(p.prov.present);
 	ASSERT_STREQ(p.prov.model_sha256,
 		     "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
@@ -109,19 +110,19 @@ test_parse_gap_and_crf(void)
 
 	profile_init(&p);
 	ASSERT_OK(profile_parse_buffer(&p, gap, strlen(gap), "gap.yaml", &d));
-	ASSERT_EQ(p.clf.kind, EXITCLF_GAP);
-	ASSERT_EQ(p.clf.features, EXITCLF_FEAT_BIT(EXITCLF_F_GAP));
-	ASSERT_EQ(p.min_layer, 1);
+	ASSERT_EQ(p.pol.clf.kind, EXITCLF_GAP);
+	ASSERT_EQ(p.pol.clf.features, EXITCLF_FEAT_BIT(EXITCLF_F_GAP));
+	ASSERT_EQ(p.pol.min_layer, 1);
 	ASSERT(!p.prov.present);
 	profile_init(&p);
 	ASSERT_OK(profile_parse_buffer(&p, crf, strlen(crf), "crf.yaml", &d));
-	ASSERT_EQ(p.clf.kind, EXITCLF_CRF);
-	ASSERT_EQ(p.clf.features, EXITCLF_FEAT_BIT(EXITCLF_F_GAP));
-	ASSERT_NEAR(p.clf.crf_emit[EXITCLF_STOP][EXITCLF_F_GAP], 2, 0);
-	ASSERT_NEAR(p.clf.crf_emit[EXITCLF_CONTINUE][EXITCLF_F_BIAS], 1, 0);
-	ASSERT_NEAR(p.clf.crf_emit[EXITCLF_STOP][EXITCLF_F_TOP_PROB], 0, 0);
-	ASSERT_NEAR(p.clf.crf_trans[EXITCLF_STOP][EXITCLF_CONTINUE], -2, 0);
-	ASSERT_NEAR(p.clf.crf_trans[EXITCLF_CONTINUE][EXITCLF_STOP], -1, 0);
+	ASSERT_EQ(p.pol.clf.kind, EXITCLF_CRF);
+	ASSERT_EQ(p.pol.clf.features, EXITCLF_FEAT_BIT(EXITCLF_F_GAP));
+	ASSERT_NEAR(p.pol.clf.crf_emit[EXITCLF_STOP][EXITCLF_F_GAP], 2, 0);
+	ASSERT_NEAR(p.pol.clf.crf_emit[EXITCLF_CONTINUE][EXITCLF_F_BIAS], 1, 0);
+	ASSERT_NEAR(p.pol.clf.crf_emit[EXITCLF_STOP][EXITCLF_F_TOP_PROB], 0, 0);
+	ASSERT_NEAR(p.pol.clf.crf_trans[EXITCLF_STOP][EXITCLF_CONTINUE], -2, 0);
+	ASSERT_NEAR(p.pol.clf.crf_trans[EXITCLF_CONTINUE][EXITCLF_STOP], -1, 0);
 }
 
 /* The optional features: stable and depth in the list and as weights. */
@@ -144,21 +145,21 @@ test_parse_stable_depth(void)
 
 	profile_init(&p);
 	ASSERT_OK(profile_parse_buffer(&p, svm, strlen(svm), "svm.yaml", &d));
-	ASSERT_EQ(p.clf.features, EXITCLF_FEAT_BIT(EXITCLF_F_GAP) |
-				      EXITCLF_FEAT_BIT(EXITCLF_F_STABLE) |
-				      EXITCLF_FEAT_BIT(EXITCLF_F_DEPTH));
-	ASSERT_NEAR(p.clf.svm_w[EXITCLF_F_GAP], 2, 0);
-	ASSERT_NEAR(p.clf.svm_w[EXITCLF_F_TOP_PROB], 0, 0);
-	ASSERT_NEAR(p.clf.svm_w[EXITCLF_F_STABLE], 1.5, 0);
-	ASSERT_NEAR(p.clf.svm_w[EXITCLF_F_DEPTH], -3, 0);
-	ASSERT_NEAR(p.clf.svm_w[EXITCLF_F_BIAS], -1, 0);
+	ASSERT_EQ(p.pol.clf.features, EXITCLF_FEAT_BIT(EXITCLF_F_GAP) |
+					  EXITCLF_FEAT_BIT(EXITCLF_F_STABLE) |
+					  EXITCLF_FEAT_BIT(EXITCLF_F_DEPTH));
+	ASSERT_NEAR(p.pol.clf.svm_w[EXITCLF_F_GAP], 2, 0);
+	ASSERT_NEAR(p.pol.clf.svm_w[EXITCLF_F_TOP_PROB], 0, 0);
+	ASSERT_NEAR(p.pol.clf.svm_w[EXITCLF_F_STABLE], 1.5, 0);
+	ASSERT_NEAR(p.pol.clf.svm_w[EXITCLF_F_DEPTH], -3, 0);
+	ASSERT_NEAR(p.pol.clf.svm_w[EXITCLF_F_BIAS], -1, 0);
 	profile_init(&p);
 	ASSERT_OK(profile_parse_buffer(&p, crf, strlen(crf), "crf.yaml", &d));
-	ASSERT_EQ(p.clf.features,
+	ASSERT_EQ(p.pol.clf.features,
 		  EXITCLF_FEAT_BIT(EXITCLF_F_TOP_PROB) | EXITCLF_FEAT_BIT(EXITCLF_F_STABLE));
-	ASSERT_NEAR(p.clf.crf_emit[EXITCLF_STOP][EXITCLF_F_STABLE], 2, 0);
-	ASSERT_NEAR(p.clf.crf_emit[EXITCLF_CONTINUE][EXITCLF_F_STABLE], -1, 0);
-	ASSERT_NEAR(p.clf.crf_emit[EXITCLF_STOP][EXITCLF_F_TOP_PROB], 0.5, 0);
+	ASSERT_NEAR(p.pol.clf.crf_emit[EXITCLF_STOP][EXITCLF_F_STABLE], 2, 0);
+	ASSERT_NEAR(p.pol.clf.crf_emit[EXITCLF_CONTINUE][EXITCLF_F_STABLE], -1, 0);
+	ASSERT_NEAR(p.pol.clf.crf_emit[EXITCLF_STOP][EXITCLF_F_TOP_PROB], 0.5, 0);
 }
 
 /* The token feature: its answer ids and one weight per id. */
@@ -183,19 +184,19 @@ test_parse_token(void)
 
 	profile_init(&p);
 	ASSERT_OK(profile_parse_buffer(&p, svm, strlen(svm), "svm.yaml", &d));
-	ASSERT_EQ(p.clf.features,
+	ASSERT_EQ(p.pol.clf.features,
 		  EXITCLF_FEAT_BIT(EXITCLF_F_GAP) | EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN));
-	ASSERT_EQ(p.clf.n_tokens, 3);
-	ASSERT_EQ(p.clf.tokens[0], 846);
-	ASSERT_EQ(p.clf.tokens[2], 2087);
-	ASSERT_NEAR(p.clf.svm_w[EXITCLF_N_FEAT + 0], 1.5, 0);
-	ASSERT_NEAR(p.clf.svm_w[EXITCLF_N_FEAT + 1], -0.25, 0);
-	ASSERT_NEAR(p.clf.svm_w[EXITCLF_F_BIAS], -1, 0);
+	ASSERT_EQ(p.pol.clf.n_tokens, 3);
+	ASSERT_EQ(p.pol.clf.tokens[0], 846);
+	ASSERT_EQ(p.pol.clf.tokens[2], 2087);
+	ASSERT_NEAR(p.pol.clf.svm_w[EXITCLF_N_FEAT + 0], 1.5, 0);
+	ASSERT_NEAR(p.pol.clf.svm_w[EXITCLF_N_FEAT + 1], -0.25, 0);
+	ASSERT_NEAR(p.pol.clf.svm_w[EXITCLF_F_BIAS], -1, 0);
 	profile_init(&p);
 	ASSERT_OK(profile_parse_buffer(&p, crf, strlen(crf), "crf.yaml", &d));
-	ASSERT_EQ(p.clf.n_tokens, 1);
-	ASSERT_NEAR(p.clf.crf_emit[EXITCLF_STOP][EXITCLF_N_FEAT], 3, 0);
-	ASSERT_NEAR(p.clf.crf_emit[EXITCLF_CONTINUE][EXITCLF_N_FEAT], 0, 0);
+	ASSERT_EQ(p.pol.clf.n_tokens, 1);
+	ASSERT_NEAR(p.pol.clf.crf_emit[EXITCLF_STOP][EXITCLF_N_FEAT], 3, 0);
+	ASSERT_NEAR(p.pol.clf.crf_emit[EXITCLF_CONTINUE][EXITCLF_N_FEAT], 0, 0);
 }
 
 /* Each bad profile and the "line:column: reason" it must produce. */
@@ -333,15 +334,15 @@ test_round_trip(void)
 	struct diag d = {{0}};
 	const char *path = tmp_path("sst2.yaml");
 
-	profile_from_calib(&a, "sst2", &c, &res, "tiny \"tasks\": model",
-			   "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", 12,
-			   "data/sst2/calib.jsonl");
+	calib_profile(&a, "sst2", &c, &res, "tiny \"tasks\": model",
+		      "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", 12,
+		      "data/sst2/calib.jsonl");
 	ASSERT_OK(profile_save(&a, path, &d));
 	ASSERT_OK(profile_load_file(&b, path, &d));
 	ASSERT_STREQ(b.task, "sst2");
-	ASSERT_EQ(b.clf.kind, EXITCLF_CRF);
-	ASSERT(memcmp(&a.clf, &b.clf, sizeof(a.clf)) == 0); /* bit for bit */
-	ASSERT_EQ(b.min_layer, 3);
+	ASSERT_EQ(b.pol.clf.kind, EXITCLF_CRF);
+	ASSERT(memcmp(&a.pol.clf, &b.pol.clf, sizeof(a.pol.clf)) == 0); /* bit for bit */
+	ASSERT_EQ(b.pol.min_layer, 3);
 	ASSERT_STREQ(b.prov.model, "tiny \"tasks\": model");
 	ASSERT_STREQ(b.prov.model_sha256, a.prov.model_sha256);
 	ASSERT_STREQ(b.prov.date, a.prov.date);
@@ -349,11 +350,11 @@ test_round_trip(void)
 	ASSERT_EQ(b.prov.n_layers, 12);
 	/* a calibration that found no safe threshold still saves a loadable profile */
 	c.threshold = INFINITY;
-	profile_from_calib(&a, "trec", &c, &res, "m", "", 12, "x");
+	calib_profile(&a, "trec", &c, &res, "m", "", 12, "x");
 	ASSERT_OK(profile_save(&a, path, &d));
 	ASSERT_OK(profile_load_file(&b, path, &d));
-	ASSERT(b.clf.threshold > 1);
-	ASSERT_EQ(b.min_layer, 12); /* and no checks at all */
+	ASSERT(b.pol.clf.threshold > 1);
+	ASSERT_EQ(b.pol.min_layer, 12); /* and no checks at all */
 	unlink(path);
 }
 
@@ -397,13 +398,13 @@ test_round_trip_features(void)
 		struct profile a, b;
 		struct diag d = {{0}};
 
-		profile_from_calib(&a, "trec", &cs[i], &res, "m", "", 12, "x");
-		ASSERT_EQ(a.clf.features, cs[i].features);
+		calib_profile(&a, "trec", &cs[i], &res, "m", "", 12, "x");
+		ASSERT_EQ(a.pol.clf.features, cs[i].features);
 		ASSERT_OK(profile_save(&a, path, &d));
 		ASSERT_OK(profile_load_file(&b, path, &d));
-		ASSERT_EQ(b.clf.features, cs[i].features);
-		ASSERT(memcmp(&a.clf, &b.clf, sizeof(a.clf)) == 0);
-		ASSERT(memcmp(&cs[i], &b.clf, sizeof(b.clf)) == 0);
+		ASSERT_EQ(b.pol.clf.features, cs[i].features);
+		ASSERT(memcmp(&a.pol.clf, &b.pol.clf, sizeof(a.pol.clf)) == 0);
+		ASSERT(memcmp(&cs[i], &b.pol.clf, sizeof(b.pol.clf)) == 0);
 	}
 	unlink(path);
 }
@@ -424,7 +425,7 @@ test_directory_and_default(void)
 	ASSERT_OK(profile_set_load_dir(&s, dir, &d));
 	ASSERT_EQ(s->n, 2);
 	ASSERT(profile_set_find(s, "sst2") != NULL);
-	ASSERT_NEAR(profile_set_find(s, "agnews")->clf.threshold, 0.3, 0);
+	ASSERT_NEAR(profile_set_find(s, "agnews")->pol.clf.threshold, 0.3, 0);
 	ASSERT(profile_set_find(s, "trec") == NULL); /* no default: unknown task */
 	profile_set_free(s);
 	write_file(tmp_path("profiles/default.yaml"), "classifier: gap\nthreshold: 0.9\n");
@@ -496,7 +497,7 @@ test_inline_node(void)
 		if (profile_from_node(&pr, &doc, yaml_document_get_node(&doc, p->value),
 				      "adainferd.yaml", &d) == 0) {
 			n_ok++;
-			ASSERT_NEAR(pr.clf.threshold, 0.25, 0);
+			ASSERT_NEAR(pr.pol.clf.threshold, 0.25, 0);
 		} else {
 			n_bad++;
 			ASSERT_CONTAINS(d.msg, "adainferd.yaml:8:16:");

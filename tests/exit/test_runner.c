@@ -18,10 +18,10 @@
 #include <jansson.h>
 #include <stdatomic.h>
 
-#include "engine/calib.h"
-#include "engine/runner.h"
+#include "daemon/calib/calib.h"
+#include "daemon/engine/runner.h"
 #include "feat_load.h"
-#include "profile.h"
+#include "daemon/profile/profile.h"
 
 /* The bundled demo model lives in the source tree's models/, not in the fixtures. */
 static const char *
@@ -87,9 +87,9 @@ always_at(uint32_t k)
 	struct profile p;
 
 	profile_init(&p);
-	p.clf.kind = EXITCLF_GAP;
-	p.clf.threshold = 0; /* gap >= 0 always: fires at the first checked layer */
-	p.min_layer = k;
+	p.pol.clf.kind = EXITCLF_GAP;
+	p.pol.clf.threshold = 0; /* gap >= 0 always: fires at the first checked layer */
+	p.pol.min_layer = k;
 	return p;
 }
 
@@ -150,7 +150,7 @@ test_stop_at_layer_k(void)
 						.n_prompt = n,
 						.max_tokens = 1,
 						.top_p = 1,
-						.profile = &p};
+						.policy = &p.pol};
 			struct run_result r;
 
 			ASSERT_OK(runner_run(f.c, &rp, &r));
@@ -245,7 +245,7 @@ runtime_vs_simulation(unsigned features)
 			o.features = features;
 			ASSERT_OK(calib_run(&cal, &o, &c, &res, &d));
 			ASSERT_EQ(c.features, features);
-			profile_from_calib(&p, task, &c, &res, "tiny-tasks", f.m.sha256, 12, rel);
+			calib_profile(&p, task, &c, &res, "tiny-tasks", f.m.sha256, 12, rel);
 		}
 		exitclf_run_init(&st);
 		for (uint32_t l = 1; l < 12; l++) {
@@ -257,13 +257,13 @@ runtime_vs_simulation(unsigned features)
 			    .layer = l,
 			    .n_layers = 12};
 
-			if (exitclf_layer_checked(l, p.min_layer, p.stride, 12) &&
-			    exitclf_decide(&p.clf, &st, &ft)) {
+			if (exitclf_layer_checked(l, p.pol.min_layer, p.pol.stride, 12) &&
+			    exitclf_decide(&p.pol.clf, &st, &ft)) {
 				sim = l;
 				break;
 			}
 		}
-		rp.profile = &p;
+		rp.policy = &p.pol;
 		ASSERT_OK(runner_run(f.c, &rp, &r));
 		same += r.exit_layers[0] == sim;
 		total++;
@@ -359,7 +359,7 @@ test_generation_last_layer_equals_full(void)
 	fixture_open(&f, "models/stories260K.gguf", "golden/stories260K/f32.json", 512);
 	ASSERT(f.ok);
 	profile_init(&never);
-	never.clf.threshold = 2; /* gap <= 1: never fires */
+	never.pol.clf.threshold = 2; /* gap <= 1: never fires */
 	cases = json_object_get(f.golden, "cases");
 	for (size_t i = 0; i < json_array_size(cases); i++) {
 		json_t *cs = json_array_get(cases, i);
@@ -367,8 +367,11 @@ test_generation_last_layer_equals_full(void)
 		uint32_t n = json_ids(json_object_get(cs, "tokens"), tok, 512);
 		uint32_t nw =
 		    json_ids(json_object_get(json_object_get(cs, "greedy"), "tokens"), want, 32);
-		struct run_params rp = {
-		    .prompt = tok, .n_prompt = n, .max_tokens = nw, .top_p = 1, .profile = &never};
+		struct run_params rp = {.prompt = tok,
+					.n_prompt = n,
+					.max_tokens = nw,
+					.top_p = 1,
+					.policy = &never.pol};
 		struct run_result r, full;
 
 		ASSERT_OK(runner_run(f.c, &rp, &r));
@@ -391,7 +394,7 @@ test_generation_last_layer_equals_full(void)
 		int32_t tok[1] = {1};
 		struct profile p = always_at(3);
 		struct run_params rp = {
-		    .prompt = tok, .n_prompt = 1, .max_tokens = 8, .top_p = 1, .profile = &p};
+		    .prompt = tok, .n_prompt = 1, .max_tokens = 8, .top_p = 1, .policy = &p.pol};
 		struct run_result r;
 
 		ASSERT_OK(runner_run(f.c, &rp, &r));
@@ -401,7 +404,7 @@ test_generation_last_layer_equals_full(void)
 		ASSERT_EQ(r.layers_run, 3 * 8);
 		ASSERT_EQ(r.layers_skipped, 2 * 8);
 		runner_result_free(&r);
-		p.generation = PROFILE_GEN_FULL_AFTER_FIRST;
+		p.pol.generation = EXIT_GEN_FULL_AFTER_FIRST;
 		ASSERT_OK(runner_run(f.c, &rp, &r));
 		ASSERT_EQ(r.exit_layers[0], 3);
 		for (uint32_t t = 1; t < 8; t++)
@@ -420,7 +423,7 @@ test_generation_last_layer_equals_full(void)
 					.temperature = 1.0f,
 					.top_p = 0.9f,
 					.seed = 42,
-					.profile = &p};
+					.policy = &p.pol};
 		struct run_result a, b;
 		int differ = 0;
 

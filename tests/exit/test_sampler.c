@@ -5,7 +5,7 @@
  */
 #include "test.h"
 
-#include "engine/sampler.h"
+#include "daemon/engine/sampler.h"
 
 static void
 test_greedy(void)

@@ -142,7 +142,7 @@ profile_write(const struct profile *p, FILE *f)
 {
 	struct em m = {.ok = 1};
 	yaml_event_t ev;
-	const struct exitclf *c = &p->clf;
+	const struct exitclf *c = &p->pol.clf;
 	const unsigned feats = exitclf_features(c);
 
 	if (!yaml_emitter_initialize(&m.e))
@@ -160,8 +160,8 @@ profile_write(const struct profile *p, FILE *f)
 		kv_str(&m, "task", p->task);
 	kv_str(&m, "classifier", exitclf_kind_name(c->kind));
 	kv_num(&m, "threshold", c->threshold);
-	kv_u32(&m, "min_layer", p->min_layer);
-	kv_u32(&m, "stride", p->stride);
+	kv_u32(&m, "min_layer", p->pol.min_layer);
+	kv_u32(&m, "stride", p->pol.stride);
 	ev_scalar(&m, "features");
 	ev_seq(&m, true);
 	for (int k = 0; k <= EXITCLF_F_TOKEN; k++)
@@ -180,7 +180,7 @@ profile_write(const struct profile *p, FILE *f)
 		ev_seq(&m, false);
 	}
 	kv_str(&m, "generation",
-	       p->generation == PROFILE_GEN_PER_TOKEN ? "per_token" : "full_after_first");
+	       p->pol.generation == EXIT_GEN_PER_TOKEN ? "per_token" : "full_after_first");
 	if (c->kind == EXITCLF_SVM) {
 		ev_scalar(&m, "svm");
 		emit_weights(&m, "w_", c, c->svm_w, false);
@@ -300,35 +300,4 @@ profile_save(const struct profile *p, const char *path, struct diag *d)
 		return diag_set(d, rc, "%s: cannot write profile: %s", path, strerror(-rc));
 	}
 	return 0;
-}
-
-void
-profile_from_calib(struct profile *p, const char *task, const struct exitclf *c,
-		   const struct calib_result *res, const char *model_name, const char *model_sha256,
-		   uint32_t n_layers, const char *calibration_data)
-{
-	time_t now = time(NULL);
-	struct tm tm;
-
-	profile_init(p);
-	strlcpy_(p->task, task ? task : "", sizeof(p->task));
-	p->clf = *c;
-	p->min_layer = res->min_layer ? res->min_layer : 1;
-	p->stride = res->stride ? res->stride : 1;
-	if (!isfinite(p->clf.threshold)) { /* no threshold pays off: never check, never stop */
-		p->clf.threshold = c->kind == EXITCLF_SVM ? 1e6 : 2.0;
-		p->min_layer = n_layers ? n_layers : 1;
-	}
-	p->clf.features = exitclf_features(c);
-	p->prov.present = true;
-	strlcpy_(p->prov.model, model_name ? model_name : "", sizeof(p->prov.model));
-	strlcpy_(p->prov.model_sha256, model_sha256 ? model_sha256 : "",
-		 sizeof(p->prov.model_sha256));
-	p->prov.n_layers = n_layers;
-	strlcpy_(p->prov.calibration_data, calibration_data ? calibration_data : "",
-		 sizeof(p->prov.calibration_data));
-	if (gmtime_r(&now, &tm) != NULL)
-		strftime(p->prov.date, sizeof(p->prov.date), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	p->prov.agreement = res->agreement;
-	p->prov.pruning = res->pruning;
 }

@@ -434,37 +434,39 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 	if (u.node[K_CLASSIFIER] == NULL)
 		return perr(&c, node, "'classifier' is required (gap, svm or crf)");
 	s = scalar(u.node[K_CLASSIFIER]);
-	if (s == NULL || exitclf_kind_parse(s, &p->clf.kind) < 0)
+	if (s == NULL || exitclf_kind_parse(s, &p->pol.clf.kind) < 0)
 		return perr(&c, u.node[K_CLASSIFIER], "'classifier' must be gap, svm or crf");
 	if (u.node[K_THRESHOLD] == NULL)
 		return perr(&c, node, "'threshold' is required");
-	if (p->clf.kind == EXITCLF_SVM)
-		rc = get_double(&c, u.node[K_THRESHOLD], "threshold", -1e6, 1e6, &p->clf.threshold);
+	if (p->pol.clf.kind == EXITCLF_SVM)
+		rc = get_double(&c, u.node[K_THRESHOLD], "threshold", -1e6, 1e6,
+				&p->pol.clf.threshold);
 	else
-		rc = get_double(&c, u.node[K_THRESHOLD], "threshold", 0, 2, &p->clf.threshold);
+		rc = get_double(&c, u.node[K_THRESHOLD], "threshold", 0, 2, &p->pol.clf.threshold);
 	if (rc < 0)
 		return rc;
 	if (u.node[K_MIN_LAYER] &&
-	    (rc = get_u32(&c, u.node[K_MIN_LAYER], "min_layer", 1, 4096, &p->min_layer)) < 0)
+	    (rc = get_u32(&c, u.node[K_MIN_LAYER], "min_layer", 1, 4096, &p->pol.min_layer)) < 0)
 		return rc;
 	if (u.node[K_STRIDE] &&
-	    (rc = get_u32(&c, u.node[K_STRIDE], "stride", 1, 4096, &p->stride)) < 0)
+	    (rc = get_u32(&c, u.node[K_STRIDE], "stride", 1, 4096, &p->pol.stride)) < 0)
 		return rc;
-	p->clf.features = 0;
-	p->clf.features = exitclf_features(&p->clf); /* the kind's default */
+	p->pol.clf.features = 0;
+	p->pol.clf.features = exitclf_features(&p->pol.clf); /* the kind's default */
 	if (u.node[K_FEATURES] &&
-	    (rc = parse_features(&c, u.node[K_FEATURES], &p->clf.features)) < 0)
+	    (rc = parse_features(&c, u.node[K_FEATURES], &p->pol.clf.features)) < 0)
 		return rc;
-	if (p->clf.kind == EXITCLF_GAP && p->clf.features != EXITCLF_FEAT_BIT(EXITCLF_F_GAP))
+	if (p->pol.clf.kind == EXITCLF_GAP &&
+	    p->pol.clf.features != EXITCLF_FEAT_BIT(EXITCLF_F_GAP))
 		return perr(&c, u.node[K_FEATURES], "classifier gap uses exactly [gap]");
-	if ((rc = parse_tokens(&c, u.node[K_TOKENS], node, &p->clf)) < 0)
+	if ((rc = parse_tokens(&c, u.node[K_TOKENS], node, &p->pol.clf)) < 0)
 		return rc;
 	if (u.node[K_GENERATION]) {
 		s = scalar(u.node[K_GENERATION]);
 		if (s != NULL && strcmp(s, "per_token") == 0)
-			p->generation = PROFILE_GEN_PER_TOKEN;
+			p->pol.generation = EXIT_GEN_PER_TOKEN;
 		else if (s != NULL && strcmp(s, "full_after_first") == 0)
-			p->generation = PROFILE_GEN_FULL_AFTER_FIRST;
+			p->pol.generation = EXIT_GEN_FULL_AFTER_FIRST;
 		else
 			return perr(&c, u.node[K_GENERATION],
 				    "'generation' must be per_token or full_after_first");
@@ -475,27 +477,27 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 		if (p->task[0] == '\0')
 			return perr(&c, u.node[K_TASK], "'task' is empty");
 	}
-	if (u.node[K_SVM] && p->clf.kind != EXITCLF_SVM)
+	if (u.node[K_SVM] && p->pol.clf.kind != EXITCLF_SVM)
 		return perr(&c, u.node[K_SVM], "'svm' parameters given for classifier %s",
-			    exitclf_kind_name(p->clf.kind));
-	if (u.node[K_CRF] && p->clf.kind != EXITCLF_CRF)
+			    exitclf_kind_name(p->pol.clf.kind));
+	if (u.node[K_CRF] && p->pol.clf.kind != EXITCLF_CRF)
 		return perr(&c, u.node[K_CRF], "'crf' parameters given for classifier %s",
-			    exitclf_kind_name(p->clf.kind));
-	if (p->clf.kind == EXITCLF_SVM) {
+			    exitclf_kind_name(p->pol.clf.kind));
+	if (p->pol.clf.kind == EXITCLF_SVM) {
 		unsigned seen = 0;
 
 		if (u.node[K_SVM] == NULL)
 			return perr(&c, node, "classifier svm needs an 'svm' section");
 		if ((rc = walk(&c, u.node[K_SVM], "'svm'", svm_keys, (int)ARRAY_LEN(svm_keys),
-			       svm_pair, &p->clf, &seen)) < 0 ||
-		    (rc = check_unused_weight(&c, u.node[K_SVM], p->clf.features, seen, "'svm'")) <
-			0)
+			       svm_pair, &p->pol.clf, &seen)) < 0 ||
+		    (rc = check_unused_weight(&c, u.node[K_SVM], p->pol.clf.features, seen,
+					      "'svm'")) < 0)
 			return rc;
 		if (!(seen & (1u << EXITCLF_F_BIAS)))
 			return perr(&c, u.node[K_SVM], "'svm' needs a 'bias'");
 	}
-	if (p->clf.kind == EXITCLF_CRF) {
-		struct crf_ud cu = {.clf = &p->clf};
+	if (p->pol.clf.kind == EXITCLF_CRF) {
+		struct crf_ud cu = {.clf = &p->pol.clf};
 		unsigned seen = 0;
 
 		if (u.node[K_CRF] == NULL)
@@ -506,7 +508,7 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 			return perr(&c, u.node[K_CRF],
 				    "'crf' needs continue, stop and transitions");
 		for (int st = 0; st < 2; st++)
-			if ((rc = check_unused_weight(&c, u.node[K_CRF], p->clf.features,
+			if ((rc = check_unused_weight(&c, u.node[K_CRF], p->pol.clf.features,
 						      cu.emit_seen[st], "'crf'")) < 0)
 				return rc;
 	}
@@ -515,10 +517,10 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 		if ((rc = walk(&c, u.node[K_PROVENANCE], "'provenance'", prov_keys, 7, prov_pair,
 			       &p->prov, NULL)) < 0)
 			return rc;
-		if (p->prov.n_layers && p->min_layer > p->prov.n_layers)
+		if (p->prov.n_layers && p->pol.min_layer > p->prov.n_layers)
 			return perr(&c, u.node[K_MIN_LAYER] ? u.node[K_MIN_LAYER] : node,
-				    "min_layer %u is beyond the model's %u layers", p->min_layer,
-				    p->prov.n_layers);
+				    "min_layer %u is beyond the model's %u layers",
+				    p->pol.min_layer, p->prov.n_layers);
 	}
 	return 0;
 }
@@ -628,10 +630,10 @@ profile_check_model(const struct profile *p, const char *model_sha256, uint32_t 
 				"%s: profile '%s' was calibrated for a %u-layer model, the loaded "
 				"model has %u layers",
 				p->source, p->task, v->n_layers, n_layers);
-	if (p->min_layer > n_layers)
+	if (p->pol.min_layer > n_layers)
 		return diag_set(d, -EINVAL,
 				"%s: profile '%s' min_layer %u is beyond the model's %u layers",
-				p->source, p->task, p->min_layer, n_layers);
+				p->source, p->task, p->pol.min_layer, n_layers);
 	return 0;
 }
 
@@ -641,12 +643,12 @@ void
 profile_init(struct profile *p)
 {
 	memset(p, 0, sizeof(*p));
-	p->clf.kind = EXITCLF_GAP;
-	p->clf.threshold = 1.0;
-	p->min_layer = 1;
-	p->stride = 1;
-	p->clf.features = EXITCLF_FEAT_BIT(EXITCLF_F_GAP);
-	p->generation = PROFILE_GEN_PER_TOKEN;
+	p->pol.clf.kind = EXITCLF_GAP;
+	p->pol.clf.threshold = 1.0;
+	p->pol.min_layer = 1;
+	p->pol.stride = 1;
+	p->pol.clf.features = EXITCLF_FEAT_BIT(EXITCLF_F_GAP);
+	p->pol.generation = EXIT_GEN_PER_TOKEN;
 	p->prov.agreement = NAN;
 	p->prov.pruning = NAN;
 }

@@ -48,23 +48,16 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "engine/calib.h"
-#include "engine/exitclf.h"
-#include "util.h"
+#include "daemon/base/util.h"
+#include "daemon/engine/exitclf.h"
 
 #define PROFILE_TASK_MAX       64
 #define PROFILE_MAX_FILE_BYTES (1u << 20) /* a profile is a few hundred bytes */
 
 /* libyaml's document and node (yaml.h typedefs them as yaml_document_t and
- * yaml_node_t); declared here so that the engine's runner can read struct
- * profile without seeing YAML. */
+ * yaml_node_t); declared here so that users of profiles need not see YAML. */
 struct yaml_document_s;
 struct yaml_node_s;
-
-enum profile_gen {
-	PROFILE_GEN_PER_TOKEN = 0,    /* every generated token may exit early */
-	PROFILE_GEN_FULL_AFTER_FIRST, /* the first token exits early, the rest run full depth */
-};
 
 struct profile_provenance {
 	bool present;
@@ -79,10 +72,7 @@ struct profile_provenance {
 
 struct profile {
 	char task[PROFILE_TASK_MAX];
-	struct exitclf clf; /* kind, feature set (clf.features, never 0), parameters, threshold */
-	uint32_t min_layer; /* >= 1 */
-	uint32_t stride;    /* >= 1 */
-	enum profile_gen generation;
+	struct exit_policy pol; /* what the runner applies */
 	struct profile_provenance prov;
 	char source[1024]; /* file (or "<inline>") it was read from, for messages */
 };
@@ -134,15 +124,6 @@ int profile_save_check(const char *path, struct diag *d);
  * system's reason (ENOSPC: "No space left on device").
  */
 int profile_save(const struct profile *p, const char *path, struct diag *d);
-
-/**
- * Builds a calibrated profile: classifier c, min_layer/stride and the held-out
- * numbers from res, provenance from the model and data named. date is filled
- * with the current UTC time.
- */
-void profile_from_calib(struct profile *p, const char *task, const struct exitclf *c,
-			const struct calib_result *res, const char *model_name,
-			const char *model_sha256, uint32_t n_layers, const char *calibration_data);
 
 /** Profiles keyed by task name. */
 struct profile_set {

@@ -25,8 +25,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "exitclf.h"
-#include "util.h"
+#include "daemon/base/util.h"
+#include "daemon/engine/exitclf.h"
+#include "daemon/profile/profile.h"
 
 /** Per-prompt x per-layer features; row-major n x n_layers, index 0 = layer 1. */
 struct calib_data {
@@ -175,5 +176,15 @@ void calib_eval_free(struct calib_eval *ev);
 void calib_print_layers(FILE *f, const struct calib_eval *ev);
 /** Prints ev's summary (n, accuracies, agreement, pruning vs oracle) under title. */
 void calib_print_summary(FILE *f, const char *title, const struct calib_eval *ev);
+
+/**
+ * Builds a calibrated profile: classifier c, min_layer/stride and the held-out
+ * numbers from res, provenance from the model and data named. date is filled
+ * with the current UTC time. A classifier whose threshold is not finite (no
+ * rule pays) becomes a profile that never checks.
+ */
+void calib_profile(struct profile *p, const char *task, const struct exitclf *c,
+		   const struct calib_result *res, const char *model_name, const char *model_sha256,
+		   uint32_t n_layers, const char *calibration_data);
 
 #endif
