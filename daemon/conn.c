@@ -13,9 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "dispatch.h"
 #include "daemon/base/log.h"
-#include "server.h"
 
 struct wreq {
 	uv_write_t w;
@@ -25,12 +23,12 @@ struct wreq {
 static void
 conn_free(struct conn *c)
 {
-	struct daemon *dm = c->dm;
+	struct conn_host *h = c->host;
 
 	if (c->prev != NULL)
 		c->prev->next = c->next;
-	else if (dm->conns == c)
-		dm->conns = c->next;
+	else if (h->conns == c)
+		h->conns = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	msgpack_unpacked_destroy(&c->msg);
@@ -67,7 +65,7 @@ conn_close(struct conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
-	c->dm->n_conns--; /* a closed connection no longer counts, though its requests drain */
+	c->host->n_open--; /* a closed connection no longer counts, though its requests drain */
 	for (struct req *r = c->reqs; r != NULL; r = r->cnext)
 		atomic_store(&r->cancel, true);
 	uv_close((uv_handle_t *)&c->pipe, on_handle_closed);
@@ -152,7 +150,7 @@ conn_write(struct conn *c, char *data, size_t len)
 		return;
 	}
 	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) >
-	    c->dm->snap->conf.limits.max_write_queue_bytes) {
+	    c->host->conf->limits.max_write_queue_bytes) {
 		log_warnx("connection %llu (pid %ld): not reading its replies, closing",
 			  (unsigned long long)c->id, (long)c->pid);
 		conn_close(c);
@@ -242,7 +240,7 @@ on_idle(uv_timer_t *t)
 void
 conn_touch(struct conn *c)
 {
-	uint32_t ms = c->dm->snap->conf.limits.idle_timeout_ms;
+	uint32_t ms = c->host->conf->limits.idle_timeout_ms;
 
 	if (ms > 0 && !c->closing && !c->shutting)
 		uv_timer_start(&c->idle, on_idle, ms, 0);
@@ -293,7 +291,7 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			break;
 		}
 		conn_touch(c); /* idle time counts from the last whole message, not the last byte */
-		dispatch_message(c, &c->msg.data);
+		c->host->on_message(c, &c->msg.data);
 		/* dispatch copied what it keeps: drop the message's zone now, not at the next one
 		 */
 		msgpack_unpacked_destroy(&c->msg);
@@ -330,10 +328,10 @@ peer_groups(int fd, gid_t **out)
 }
 
 int
-conn_accept(struct daemon *dm)
+conn_accept(struct conn_host *h, uv_stream_t *listener)
 {
 	struct conn *c = xcalloc(1, sizeof(*c));
-	const struct conf *cf = &dm->snap->conf;
+	const struct conf *cf = h->conf;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	gid_t *groups;
@@ -341,24 +339,24 @@ conn_accept(struct daemon *dm)
 	int rc, n_groups;
 	bool allowed;
 
-	c->dm = dm;
-	c->id = ++dm->n_conns_total;
+	c->host = h;
+	c->id = ++h->n_total;
 	c->refs = 1;
 	msgpack_unpacked_init(&c->msg);
-	if ((rc = uv_pipe_init(dm->loop, &c->pipe, 0)) < 0) {
+	if ((rc = uv_pipe_init(h->loop, &c->pipe, 0)) < 0) {
 		free(c);
 		return rc;
 	}
 	c->pipe.data = c;
-	uv_timer_init(dm->loop, &c->idle);
+	uv_timer_init(h->loop, &c->idle);
 	c->idle.data = c;
 	c->open_handles = 2;
-	c->next = dm->conns;
-	if (dm->conns != NULL)
-		dm->conns->prev = c;
-	dm->conns = c;
-	dm->n_conns++;
-	if ((rc = uv_accept((uv_stream_t *)&dm->listener, (uv_stream_t *)&c->pipe)) < 0) {
+	c->next = h->conns;
+	if (h->conns != NULL)
+		h->conns->prev = c;
+	h->conns = c;
+	h->n_open++;
+	if ((rc = uv_accept(listener, (uv_stream_t *)&c->pipe)) < 0) {
 		conn_close(c);
 		return rc;
 	}
@@ -383,11 +381,11 @@ conn_accept(struct daemon *dm)
 		conn_fail(c, PROTO_ERR_DENIED, "access denied");
 		return 0;
 	}
-	if (dm->n_conns > cf->limits.max_connections) {
+	if (h->n_open > cf->limits.max_connections) {
 		conn_fail(c, PROTO_ERR_LIMIT, "too many connections");
 		return 0;
 	}
-	if (dm->stopping) {
+	if (h->stopping) {
 		conn_fail(c, PROTO_ERR_SHUTTING_DOWN, "the daemon is stopping");
 		return 0;
 	}
@@ -399,4 +397,22 @@ conn_accept(struct daemon *dm)
 		return rc;
 	}
 	return 0;
+}
+
+uint32_t
+conn_host_in_flight(const struct conn_host *h)
+{
+	uint32_t n = 0;
+
+	for (const struct conn *c = h->conns; c != NULL; c = c->next)
+		n += c->n_reqs;
+	return n;
+}
+
+void
+conn_host_cancel_all(struct conn_host *h)
+{
+	for (struct conn *c = h->conns; c != NULL; c = c->next)
+		for (struct req *r = c->reqs; r != NULL; r = r->cnext)
+			atomic_store(&r->cancel, true);
 }

@@ -14,16 +14,35 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "conf.h"
 #include "proto/proto.h"
 #include "scheduler.h"
 
-struct daemon;
+struct conn;
+
+/**
+ * What connections need from whoever owns them (the daemon root), so that
+ * this module depends on nothing above it: the loop, the current
+ * configuration, whether new peers are refused, and where whole messages go.
+ */
+struct conn_host {
+	uv_loop_t *loop;
+	const struct conf *conf; /* current; the owner repoints it on reload */
+	bool stopping;           /* new connections get shutting_down */
+	/* A whole message read from c (borrowed until it returns). */
+	void (*on_message)(struct conn *c, const msgpack_object *msg);
+	void *owner; /* for on_message: the daemon */
+
+	struct conn *conns; /* every connection not yet freed */
+	uint32_t n_open;    /* not closing: what max_connections counts */
+	uint64_t n_total;
+};
 
 struct conn {
 	uv_pipe_t pipe; /* handles first: freed only after their close callbacks */
 	uv_timer_t idle;
 	uv_shutdown_t shut;
-	struct daemon *dm;
+	struct conn_host *host;
 	int refs;
 	int open_handles;
 	bool closing;
@@ -37,11 +56,15 @@ struct conn {
 	struct sched_client sc;
 	struct req *reqs; /* in flight: queued or running */
 	uint32_t n_reqs;
-	struct conn *prev, *next; /* dm->conns */
+	struct conn *prev, *next; /* host->conns */
 };
 
-/** Accepts one pending connection from dm's listener. Returns 0 or a negative errno. */
-int conn_accept(struct daemon *dm);
+/** Accepts one pending connection from listener. Returns 0 or a negative errno. */
+int conn_accept(struct conn_host *h, uv_stream_t *listener);
+/** Requests in flight on every connection (queued or running). */
+uint32_t conn_host_in_flight(const struct conn_host *h);
+/** Cancels every request in flight (the grace period is over). */
+void conn_host_cancel_all(struct conn_host *h);
 void conn_ref(struct conn *c);
 /** Drops a reference; frees on the last one. */
 void conn_unref(struct conn *c);

@@ -10,7 +10,6 @@
 #include "scheduler.h"
 
 struct conn;
-struct daemon;
 
 /**
  * Handles one message from c (borrowed; everything a request needs is
@@ -23,8 +22,5 @@ void dispatch_message(struct conn *c, const msgpack_object *o);
 /** Loop thread: delivers a worker output (token notification or final response). Takes ownership of
  * o. */
 void dispatch_deliver(struct sched_out *o, void *ud);
-
-/** Cancels every in-flight request of every connection (shutdown after the grace period). */
-void dispatch_cancel_all(struct daemon *dm);
 
 #endif

@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "scheduler.h"
+#include "request.h"
 
 struct ctx;
 

@@ -17,7 +17,7 @@
 #include "dispatch.h"
 #include "daemon/base/log.h"
 #include "notify.h"
-#include "server.h"
+#include "daemon.h"
 #include "tasks.h"
 
 static void
@@ -191,7 +191,11 @@ main(int argc, char **argv)
 		fatalx("cannot start workers: %s", strerror(-rc));
 	if ((fd = notify_listen_fd()) < 0)
 		fatalx("socket activation: unusable LISTEN_FDS (%s)", strerror(-fd));
-	if ((rc = server_open(&dm, fd > 0 ? fd : -1, &d)) < 0)
+	dm.host.loop = &loop;
+	dm.host.conf = &dm.snap->conf;
+	dm.host.on_message = dispatch_message;
+	dm.host.owner = &dm;
+	if ((rc = daemon_listen(&dm, fd > 0 ? fd : -1, &d)) < 0)
 		fatalx("%s", d.msg);
 	uv_timer_init(&loop, &dm.grace_timer);
 	uv_signal_init(&loop, &dm.sig_term);
@@ -204,8 +208,8 @@ main(int argc, char **argv)
 
 	log_info("serving %s (%u layers, sha256 %.12s) on %s%s with %d worker%s", conf.model,
 		 dm.snap->model->m.hp.n_layers, dm.snap->model->m.sha256,
-		 dm.activated ? "a socket from systemd" : dm.sock_path, "", dm.sched.n_workers,
-		 dm.sched.n_workers == 1 ? "" : "s");
+		 dm.server.activated ? "a socket from systemd" : dm.server.path, "",
+		 dm.sched.n_workers, dm.sched.n_workers == 1 ? "" : "s");
 	notify_send("READY=1");
 
 	uv_run(&loop, UV_RUN_DEFAULT);

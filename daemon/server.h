@@ -1,7 +1,6 @@
 /*
- * server.h — the daemon root (struct daemon, created in main.c and passed
- * down; no other globals) and the listening Unix socket: path checks,
- * stale-socket replacement, umask/chmod, socket activation, accept.
+ * server.h — the listening Unix socket: path checks, stale-socket
+ * replacement, umask/chmod, socket activation.
  */
 #ifndef ADAINFER_SERVER_H
 #define ADAINFER_SERVER_H
@@ -11,77 +10,25 @@
 #include <uv.h>
 
 #include "conf.h"
-#include "scheduler.h"
-#include "stats.h"
+#include "daemon/base/util.h"
 
-struct conn;
-
-struct reload_waiter {
-	struct conn *conn; /* ref held */
-	uint32_t msgid;
-	struct reload_waiter *next;
-};
-
-struct daemon {
-	uv_loop_t *loop;
-	const char *conf_path; /* NULL: no config file */
-	struct conf_overrides ov;
-	struct snap *snap; /* current; ref held */
-	struct sched sched;
-	struct stats stats;
-
-	uv_pipe_t listener;
+/** The listening socket. */
+struct server {
+	uv_pipe_t pipe;
 	bool listening;
-	bool activated;      /* the socket came from systemd: never unlink it */
-	char sock_path[108]; /* what we bound, for unlink at stop */
-
-	struct conn *conns; /* every open connection */
-	uint32_t n_conns;
-	uint64_t n_conns_total;
-
-	/* reload in progress (model loading on the threadpool) */
-	bool reloading;
-	uv_work_t reload_work;
-	struct conf reload_conf;
-	struct smodel *reload_model;
-	struct diag reload_diag;
-	int reload_rc;
-	struct reload_waiter *reload_waiters;
-
-	/* shutdown */
-	bool stopping;
-	bool stopped;  /* everything answered; handles closing */
-	double t_stop; /* util_now() when the stop began */
-	uv_timer_t grace_timer;
-	uv_signal_t sig_term, sig_int, sig_hup;
-	double t_start;
-	int exit_code;
+	bool activated; /* the socket came from systemd: never unlink it */
+	char path[108]; /* what we bound, for unlink at stop */
 };
 
 /**
  * Starts listening: fd (from socket activation) when >= 0, else
- * dm->snap->conf.socket_path, replacing a stale socket but refusing a live
- * one. Returns 0 or a negative errno with d naming the path.
+ * c->socket_path, replacing a stale socket but refusing a live or stuck
+ * one. on_connection gets each new connection (the pipe's data is data).
+ * Returns 0 or a negative errno with d naming the path.
  */
-int server_open(struct daemon *dm, int fd, struct diag *d);
+int server_open(struct server *sv, uv_loop_t *loop, const struct conf *c, int fd,
+		uv_connection_cb on_connection, void *data, struct diag *d);
 /** Stops accepting and removes the socket file we created. */
-void server_close(struct daemon *dm);
-
-/**
- * Builds a snapshot from conf c (copied) and model sm (a reference is
- * taken), loading the profiles. Returns 0 or a negative errno with d.
- */
-int daemon_snap_new(struct snap **out, const struct conf *c, struct smodel *sm, struct diag *d);
-/**
- * Re-reads the configuration and profiles (SIGHUP, or the `reload` method
- * from c with msgid when c != NULL, which gets the answer). A changed model
- * path loads the new model on the threadpool beside the old one. On any
- * error the old snapshot stays.
- */
-void daemon_reload(struct daemon *dm, struct conn *c, uint32_t msgid);
-/** Begins a graceful stop: stop accepting, finish or (after the grace period) cancel requests. */
-void daemon_stop(struct daemon *dm);
-/** Called whenever a request finishes: completes a stop once nothing is in flight. */
-void daemon_check_stopped(struct daemon *dm);
+void server_close(struct server *sv);
 
 #endif

@@ -15,8 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/gguf.h"
-#include "engine/types.h"
+#include "daemon/engine/gguf.h"
+#include "daemon/engine/types.h"
 
 void
 gw_free(struct gw *w)

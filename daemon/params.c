@@ -1,0 +1,296 @@
+/*
+ * params.c — the parameters of the worker methods (complete, trace,
+ * tokenize, detokenize) checked and copied out of a request's map into a
+ * struct req, so nothing borrows from the message once it is queued. Every
+ * refusal names the key; sizes are checked against the request's snapshot
+ * limits before anything is allocated from them.
+ */
+#include "params.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tasks.h"
+
+const char *const params_complete_keys[] = {
+    PROTO_K_PROMPT,      PROTO_K_TOKENS,      PROTO_K_TASK,  PROTO_K_MAX_TOKENS,
+    PROTO_K_STOP,        PROTO_K_TEMPERATURE, PROTO_K_TOP_P, PROTO_K_SEED,
+    PROTO_K_STREAM,      PROTO_K_FULL_DEPTH,  PROTO_K_TRACE, PROTO_K_PROFILE,
+    PROTO_K_DEADLINE_MS, PROTO_K_EOS,         PROTO_K_TOP_K, NULL};
+const char *const params_trace_keys[] = {PROTO_K_PROMPT, PROTO_K_TOKENS, PROTO_K_TOP_K, NULL};
+const char *const params_tokenize_keys[] = {PROTO_K_TEXT, PROTO_K_ADD_BOS, NULL};
+const char *const params_detokenize_keys[] = {PROTO_K_TOKENS, NULL};
+
+/* Optional-parameter helpers: absent keeps the default; any other failure is the caller's error. */
+#define OPT(call) ((rc = (call)) == 0 || rc == -ENOENT)
+
+static enum proto_err
+copy_bytes(const msgpack_object *pm, struct diag *d, const char *key, bool required, struct req *r)
+{
+	const char *s;
+	size_t n;
+	int rc = proto_get_bytes(pm, key, &s, &n, d);
+
+	if (rc == -ENOENT && !required)
+		return PROTO_ERR_NONE;
+	if (rc < 0)
+		return PROTO_ERR_BAD_REQUEST;
+	if ((r->text = malloc(n + 1)) == NULL) {
+		diag_set(d, -ENOMEM, "out of memory");
+		return PROTO_ERR_INTERNAL;
+	}
+	memcpy(r->text, s, n);
+	r->text[n] = '\0';
+	r->text_len = n;
+	r->has_text = true;
+	return PROTO_ERR_NONE;
+}
+
+static enum proto_err
+copy_tokens(const msgpack_object *pm, struct diag *d, bool required, struct req *r)
+{
+	const msgpack_object *a;
+	uint32_t max = r->snap->conf.limits.max_prompt_tokens;
+	int rc = proto_get_array(pm, PROTO_K_TOKENS, UINT32_MAX, &a, d);
+
+	if (rc == -ENOENT && !required)
+		return PROTO_ERR_NONE;
+	if (rc < 0)
+		return PROTO_ERR_BAD_REQUEST;
+	if (a->via.array.size > max) {
+		diag_set(d, -E2BIG, "%u tokens, limit is %u", a->via.array.size, max);
+		return PROTO_ERR_TOO_LARGE;
+	}
+	if ((r->tokens = malloc(((size_t)a->via.array.size + 1) * sizeof(int32_t))) == NULL) {
+		diag_set(d, -ENOMEM, "out of memory");
+		return PROTO_ERR_INTERNAL;
+	}
+	for (uint32_t i = 0; i < a->via.array.size; i++) {
+		const msgpack_object *e = &a->via.array.ptr[i];
+
+		if (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER || e->via.u64 > INT32_MAX) {
+			diag_set(d, -EINVAL, "tokens[%u]: expected a token id, got %s", i,
+				 proto_type_name(e));
+			return PROTO_ERR_BAD_REQUEST;
+		}
+		r->tokens[i] = (int32_t)e->via.u64;
+	}
+	r->n_tokens = a->via.array.size;
+	return PROTO_ERR_NONE;
+}
+
+/* prompt xor tokens. */
+static enum proto_err
+copy_prompt(const msgpack_object *pm, struct diag *d, struct req *r)
+{
+	enum proto_err e;
+	bool has_p = proto_map_get(pm, PROTO_K_PROMPT) != NULL;
+	bool has_t = proto_map_get(pm, PROTO_K_TOKENS) != NULL;
+
+	if (has_p == has_t) {
+		diag_set(d, -EINVAL, "give exactly one of 'prompt' and 'tokens'");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	if ((e = copy_bytes(pm, d, PROTO_K_PROMPT, false, r)) != PROTO_ERR_NONE)
+		return e;
+	r->add_bos = true;
+	return copy_tokens(pm, d, false, r);
+}
+
+static enum proto_err
+parse_task(const msgpack_object *pm, struct diag *d, struct req *r)
+{
+	const char *task;
+	size_t task_len;
+	int rc;
+
+	if ((rc = proto_get_str(pm, PROTO_K_TASK, &task, &task_len, d)) == -ENOENT)
+		return PROTO_ERR_NONE;
+	if (rc < 0)
+		return PROTO_ERR_BAD_REQUEST;
+	if (task_len >= sizeof(r->task) || memchr(task, '\0', task_len) != NULL) {
+		diag_set(d, -EINVAL, "parameter 'task': not a task name");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	memcpy(r->task, task, task_len);
+	r->task[task_len] = '\0';
+	return PROTO_ERR_NONE;
+}
+
+/* max_tokens past the limit is too_large however large (man page), even past int64. */
+static enum proto_err
+parse_max_tokens(const msgpack_object *pm, struct diag *d, struct req *r)
+{
+	const struct conf_limits *l = &r->snap->conf.limits;
+	const msgpack_object *mt = proto_map_get(pm, PROTO_K_MAX_TOKENS);
+	int64_t iv;
+	int rc = proto_get_int(pm, PROTO_K_MAX_TOKENS, 1, INT64_MAX, &iv, d);
+
+	if (rc == -ERANGE && mt->type == MSGPACK_OBJECT_POSITIVE_INTEGER && mt->via.u64 > INT64_MAX)
+		rc = 0, iv = INT64_MAX;
+	if (rc == -ENOENT)
+		return PROTO_ERR_NONE;
+	if (rc < 0)
+		return PROTO_ERR_BAD_REQUEST;
+	if (iv > l->max_tokens) {
+		diag_set(d, -E2BIG, "max_tokens %lld over the limit %u (limits.max_tokens)",
+			 (long long)iv, l->max_tokens);
+		return PROTO_ERR_TOO_LARGE;
+	}
+	r->max_tokens = (uint32_t)iv;
+	return PROTO_ERR_NONE;
+}
+
+/* temperature, top_p, seed, top_k, the flags, and the deadline. */
+static enum proto_err
+parse_options(const msgpack_object *pm, struct diag *d, struct req *r)
+{
+	const struct conf_limits *l = &r->snap->conf.limits;
+	int64_t iv;
+	double fv;
+	int rc;
+
+	if (!OPT(proto_get_float(pm, PROTO_K_TEMPERATURE, 0, 100, &r->temperature, d)) ||
+	    !OPT(proto_get_float(pm, PROTO_K_TOP_P, 0, 1, &r->top_p, d)) ||
+	    !OPT(proto_get_bool(pm, PROTO_K_STREAM, &r->stream, d)) ||
+	    !OPT(proto_get_bool(pm, PROTO_K_FULL_DEPTH, &r->full_depth, d)) ||
+	    !OPT(proto_get_bool(pm, PROTO_K_TRACE, &r->trace, d)) ||
+	    !OPT(proto_get_bool(pm, PROTO_K_EOS, &r->eos, d)))
+		return PROTO_ERR_BAD_REQUEST;
+	if (r->top_p == 0) { /* documented as (0, 1] */
+		diag_set(d, -ERANGE, "parameter 'top_p': must be in (0, 1]");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	if (!OPT(proto_get_int(pm, PROTO_K_SEED, 0, INT64_MAX, &iv, d)))
+		return PROTO_ERR_BAD_REQUEST;
+	if (rc == 0)
+		r->seed = (uint64_t)iv;
+	if (!OPT(proto_get_int(pm, PROTO_K_TOP_K, 1, PROTO_MAX_TOP_K, &iv, d)))
+		return PROTO_ERR_BAD_REQUEST;
+	if (rc == 0)
+		r->top_k = (uint32_t)iv;
+	if (!OPT(proto_get_int(pm, PROTO_K_DEADLINE_MS, 1, 86400000, &iv, d)))
+		return PROTO_ERR_BAD_REQUEST;
+	fv = l->request_deadline_ms;
+	if (rc == 0 && (fv == 0 || (double)iv < fv))
+		fv = (double)iv;
+	r->deadline = fv > 0 ? r->t_submit + fv / 1e3 : 0;
+	return PROTO_ERR_NONE;
+}
+
+static enum proto_err
+parse_stop(const msgpack_object *pm, struct diag *d, struct req *r)
+{
+	const msgpack_object *stop;
+	int rc = proto_get_array(pm, PROTO_K_STOP, PROTO_MAX_STOP, &stop, d);
+
+	if (rc == -ENOENT)
+		return PROTO_ERR_NONE;
+	if (rc < 0)
+		return rc == -ERANGE ? PROTO_ERR_TOO_LARGE : PROTO_ERR_BAD_REQUEST;
+	for (uint32_t i = 0; i < stop->via.array.size; i++) {
+		const msgpack_object *s = &stop->via.array.ptr[i];
+		const char *p = s->via.str.ptr;
+		size_t n = s->via.str.size;
+
+		if (s->type == MSGPACK_OBJECT_BIN) {
+			p = s->via.bin.ptr;
+			n = s->via.bin.size;
+		} else if (s->type != MSGPACK_OBJECT_STR) {
+			diag_set(d, -EINVAL, "stop[%u]: expected str, got %s", i,
+				 proto_type_name(s));
+			return PROTO_ERR_BAD_REQUEST;
+		}
+		if (n == 0 || n > PROTO_MAX_STOP_LEN) {
+			diag_set(d, -EINVAL, "stop[%u]: length must be 1..%d", i,
+				 PROTO_MAX_STOP_LEN);
+			return PROTO_ERR_BAD_REQUEST;
+		}
+		r->stop[i] = xmalloc(n);
+		memcpy(r->stop[i], p, n);
+		r->stop_len[i] = n;
+		r->n_stop++;
+	}
+	return PROTO_ERR_NONE;
+}
+
+/* The inline profile, else the task's (a named task must have one). */
+static enum proto_err
+parse_profile(const msgpack_object *pm, struct diag *d, struct req *r)
+{
+	const msgpack_object *prof;
+	int rc;
+
+	if ((rc = proto_get_map(pm, PROTO_K_PROFILE, &prof, d)) == 0) {
+		if (tasks_inline(&r->inline_profile, prof, &r->snap->model->m, d) < 0)
+			return PROTO_ERR_BAD_REQUEST;
+		r->profile = r->inline_profile;
+	} else if (rc != -ENOENT) {
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	if (r->profile == NULL && r->task[0] != '\0') {
+		r->profile = tasks_find(r->snap->profiles, r->task);
+		if (r->profile == NULL) {
+			diag_set(d, -ENOENT, "no profile for task '%s'", r->task);
+			return PROTO_ERR_UNKNOWN_TASK;
+		}
+	}
+	return PROTO_ERR_NONE;
+}
+
+enum proto_err
+params_complete(const msgpack_object *pm, struct req *r, struct diag *d)
+{
+	enum proto_err e;
+
+	r->max_tokens = 1;
+	r->temperature = 0;
+	r->top_p = 1;
+	r->eos = true;
+	r->top_k = 10;
+	if ((e = copy_prompt(pm, d, r)) != PROTO_ERR_NONE ||
+	    (e = parse_task(pm, d, r)) != PROTO_ERR_NONE ||
+	    (e = parse_max_tokens(pm, d, r)) != PROTO_ERR_NONE ||
+	    (e = parse_options(pm, d, r)) != PROTO_ERR_NONE ||
+	    (e = parse_stop(pm, d, r)) != PROTO_ERR_NONE)
+		return e;
+	return parse_profile(pm, d, r);
+}
+
+enum proto_err
+params_trace(const msgpack_object *pm, struct req *r, struct diag *d)
+{
+	int64_t iv;
+	enum proto_err e;
+	int rc;
+
+	if ((e = copy_prompt(pm, d, r)) != PROTO_ERR_NONE)
+		return e;
+	r->top_k = 10;
+	if (!OPT(proto_get_int(pm, PROTO_K_TOP_K, 1, PROTO_MAX_TOP_K, &iv, d)))
+		return PROTO_ERR_BAD_REQUEST;
+	if (rc == 0)
+		r->top_k = (uint32_t)iv;
+	return PROTO_ERR_NONE;
+}
+
+enum proto_err
+params_tokenize(const msgpack_object *pm, struct req *r, struct diag *d)
+{
+	enum proto_err e;
+	int rc;
+
+	if ((e = copy_bytes(pm, d, PROTO_K_TEXT, true, r)) != PROTO_ERR_NONE)
+		return e;
+	r->add_bos = true;
+	if (!OPT(proto_get_bool(pm, PROTO_K_ADD_BOS, &r->add_bos, d)))
+		return PROTO_ERR_BAD_REQUEST;
+	return PROTO_ERR_NONE;
+}
+
+enum proto_err
+params_detokenize(const msgpack_object *pm, struct req *r, struct diag *d)
+{
+	return copy_tokens(pm, d, true, r);
+}
