@@ -20,77 +20,25 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "daemon/profile/yamlx.h"
 #include "proto/proto.h"
 
 struct parse {
-	const char *file;
+	struct yx y;    /* file, document, diag: the shared YAML rules (yamlx.h) */
 	char dir[4096]; /* directory of file, for relative paths */
-	yaml_document_t *doc;
 	struct conf *c;
-	struct diag *d;
 };
-
-__attribute__((format(printf, 3, 4))) static int
-perr(struct parse *p, const yaml_node_t *n, const char *fmt, ...)
-{
-	char msg[200];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return diag_set(p->d, -EINVAL, "%s:%zu:%zu: %s", p->file, n->start_mark.line + 1,
-			n->start_mark.column + 1, msg);
-}
-
-static const char *
-node_kind(const yaml_node_t *n)
-{
-	switch (n->type) {
-	case YAML_SCALAR_NODE:
-		return "a scalar";
-	case YAML_SEQUENCE_NODE:
-		return "a list";
-	case YAML_MAPPING_NODE:
-		return "a mapping";
-	default:
-		return "nothing";
-	}
-}
-
-static int
-want_scalar(struct parse *p, const yaml_node_t *n, const char *key, const char **s)
-{
-	if (n->type != YAML_SCALAR_NODE)
-		return perr(p, n, "'%s' must be a scalar, got %s", key, node_kind(n));
-	*s = (const char *)n->data.scalar.value;
-	return 0;
-}
 
 static int
 get_uint(struct parse *p, const yaml_node_t *n, const char *key, uint64_t min, uint64_t max,
 	 uint32_t *out, int base)
 {
-	const char *s = NULL;
-	char *end;
-	unsigned long long v;
-	int rc;
+	uint64_t v;
+	int rc = yx_uint(&p->y, n, key, min, max, base, &v);
 
-	if ((rc = want_scalar(p, n, key, &s)) < 0)
-		return rc;
-	if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE && base == 10)
-		return perr(p, n, "'%s' must be an integer, got a quoted string", key);
-	errno = 0;
-	if (*s == '\0' || *s == '-' || *s == '+')
-		return perr(p, n, "'%s' must be a non-negative integer, got '%s'", key, s);
-	v = strtoull(s, &end, base);
-	if (*end != '\0')
-		return perr(p, n, "'%s' must be an integer, got '%s'", key, s);
-	if (errno == ERANGE || v < min || v > max)
-		return perr(p, n, "'%s' must be in %llu..%llu, got %s", key,
-			    (unsigned long long)min, (unsigned long long)max, s);
-	*out = (uint32_t)v;
-	return 0;
+	if (rc == 0)
+		*out = (uint32_t)v;
+	return rc;
 }
 
 static int
@@ -99,16 +47,16 @@ get_path(struct parse *p, const yaml_node_t *n, const char *key, char *out, size
 	const char *s = NULL;
 	int rc, w;
 
-	if ((rc = want_scalar(p, n, key, &s)) < 0)
+	if ((rc = yx_scalar(&p->y, n, key, &s)) < 0)
 		return rc;
 	if (*s == '\0')
-		return perr(p, n, "'%s' must not be empty", key);
+		return yx_err(&p->y, n, "'%s' must not be empty", key);
 	if (s[0] == '/' || p->dir[0] == '\0')
 		w = snprintf(out, cap, "%s", s);
 	else
 		w = snprintf(out, cap, "%s/%s", p->dir, s);
 	if (w < 0 || (size_t)w >= cap)
-		return perr(p, n, "'%s' is too long (at most %zu bytes)", key, cap - 1);
+		return yx_err(&p->y, n, "'%s' is too long (at most %zu bytes)", key, cap - 1);
 	return 0;
 }
 
@@ -118,35 +66,35 @@ get_ids(struct parse *p, const yaml_node_t *n, const char *key, bool groups)
 	struct conf *c = p->c;
 
 	if (n->type != YAML_SEQUENCE_NODE)
-		return perr(p, n, "'%s' must be a list, got %s", key, node_kind(n));
+		return yx_err(&p->y, n, "'%s' must be a list, got %s", key, yx_kind(n));
 	for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
 	     it++) {
-		yaml_node_t *e = yaml_document_get_node(p->doc, *it);
+		yaml_node_t *e = yaml_document_get_node(p->y.doc, *it);
 		const char *s = NULL;
 		char *end;
 		unsigned long v;
 		int rc;
 
-		if ((rc = want_scalar(p, e, key, &s)) < 0)
+		if ((rc = yx_scalar(&p->y, e, key, &s)) < 0)
 			return rc;
 		if ((groups ? c->n_allow_gids : c->n_allow_uids) >= CONF_MAX_IDS)
-			return perr(p, e, "'%s' has more than %d entries", key, CONF_MAX_IDS);
+			return yx_err(&p->y, e, "'%s' has more than %d entries", key, CONF_MAX_IDS);
 		errno = 0;
 		v = strtoul(s, &end, 10);
 		if (*s >= '0' && *s <= '9' && *end == '\0') {
 			if (errno == ERANGE || v >= (unsigned long)UINT32_MAX)
-				return perr(p, e, "'%s': id %s out of range", key, s);
+				return yx_err(&p->y, e, "'%s': id %s out of range", key, s);
 		} else if (groups) {
 			struct group *g = getgrnam(s);
 
 			if (g == NULL)
-				return perr(p, e, "'%s': no such group '%s'", key, s);
+				return yx_err(&p->y, e, "'%s': no such group '%s'", key, s);
 			v = g->gr_gid;
 		} else {
 			struct passwd *pw = getpwnam(s);
 
 			if (pw == NULL)
-				return perr(p, e, "'%s': no such user '%s'", key, s);
+				return yx_err(&p->y, e, "'%s': no such user '%s'", key, s);
 			v = pw->pw_uid;
 		}
 		if (groups)
@@ -160,59 +108,54 @@ get_ids(struct parse *p, const yaml_node_t *n, const char *key, bool groups)
 /* One level of a mapping: each key dispatched through a table; unknown keys are errors. */
 struct key_handler {
 	const char *key;
-	int (*fn)(struct parse *p, const yaml_node_t *v, const char *key);
+	int (*fn)(struct parse *p, yaml_node_t *v, const char *key);
+};
+
+struct walk_ud {
+	struct parse *p;
+	const struct key_handler *t;
 };
 
 static int
-walk(struct parse *p, const yaml_node_t *map, const char *where, const struct key_handler *t)
+walk_pair(const struct yx *y, yaml_node_t *v, int idx, void *ud)
 {
-	if (map->type != YAML_MAPPING_NODE)
-		return perr(p, map, "%s must be a mapping, got %s", where, node_kind(map));
-	for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
-	     pr++) {
-		yaml_node_t *k = yaml_document_get_node(p->doc, pr->key);
-		yaml_node_t *v = yaml_document_get_node(p->doc, pr->value);
-		const struct key_handler *h;
-		const char *ks;
-		int rc;
+	const struct walk_ud *w = ud;
 
-		if (k->type != YAML_SCALAR_NODE)
-			return perr(p, k, "keys of %s must be scalars", where);
-		ks = (const char *)k->data.scalar.value;
-		for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < pr; q++) {
-			yaml_node_t *k2 = yaml_document_get_node(p->doc, q->key);
+	(void)y;
+	return w->t[idx].fn(w->p, v, w->t[idx].key);
+}
 
-			if (k2->type == YAML_SCALAR_NODE &&
-			    strcmp((const char *)k2->data.scalar.value, ks) == 0)
-				return perr(p, k, "duplicate key '%s' in %s", ks, where);
-		}
-		for (h = t; h->key != NULL; h++)
-			if (strcmp(h->key, ks) == 0)
-				break;
-		if (h->key == NULL)
-			return perr(p, k, "unknown key '%s' in %s", ks, where);
-		if ((rc = h->fn(p, v, ks)) < 0)
-			return rc;
+static int
+walk(struct parse *p, yaml_node_t *map, const char *where, const struct key_handler *t)
+{
+	const char *names[32];
+	struct walk_ud w = {p, t};
+	int n = 0;
+
+	while (t[n].key != NULL && n < (int)ARRAY_LEN(names)) {
+		names[n] = t[n].key;
+		n++;
 	}
-	return 0;
+	return yx_walk(&p->y, map, where, names, n, walk_pair, &w, NULL);
 }
 
 /* Where a path key was written ("file:line:column"), for the checks made after the overrides. */
 static void
 mark(struct parse *p, const yaml_node_t *n, char *out, size_t cap)
 {
-	snprintf(out, cap, "%s:%zu:%zu", p->file, n->start_mark.line + 1, n->start_mark.column + 1);
+	snprintf(out, cap, "%s:%zu:%zu", p->y.file, n->start_mark.line + 1,
+		 n->start_mark.column + 1);
 }
 
 static int
-k_model(struct parse *p, const yaml_node_t *v, const char *key)
+k_model(struct parse *p, yaml_node_t *v, const char *key)
 {
 	mark(p, v, p->c->model_where, sizeof(p->c->model_where));
 	return get_path(p, v, key, p->c->model, sizeof(p->c->model));
 }
 
 static int
-k_threads(struct parse *p, const yaml_node_t *v, const char *key)
+k_threads(struct parse *p, yaml_node_t *v, const char *key)
 {
 	uint32_t x = 0;
 	int rc = get_uint(p, v, key, 0, 256, &x, 10);
@@ -222,7 +165,7 @@ k_threads(struct parse *p, const yaml_node_t *v, const char *key)
 }
 
 static int
-k_workers(struct parse *p, const yaml_node_t *v, const char *key)
+k_workers(struct parse *p, yaml_node_t *v, const char *key)
 {
 	uint32_t x = 0;
 	int rc = get_uint(p, v, key, 1, 16, &x, 10);
@@ -232,26 +175,26 @@ k_workers(struct parse *p, const yaml_node_t *v, const char *key)
 }
 
 static int
-k_context(struct parse *p, const yaml_node_t *v, const char *key)
+k_context(struct parse *p, yaml_node_t *v, const char *key)
 {
 	return get_uint(p, v, key, 0, 1u << 20, &p->c->context, 10);
 }
 
 static int
-k_sock_path(struct parse *p, const yaml_node_t *v, const char *key)
+k_sock_path(struct parse *p, yaml_node_t *v, const char *key)
 {
 	return get_path(p, v, key, p->c->socket_path, sizeof(p->c->socket_path));
 }
 
 static int
-k_sock_mode(struct parse *p, const yaml_node_t *v, const char *key)
+k_sock_mode(struct parse *p, yaml_node_t *v, const char *key)
 {
 	/* YAML 1.1 reads 0660 as octal only sometimes; we always read the digits as octal. */
 	return get_uint(p, v, key, 0, 0777, &p->c->socket_mode, 8);
 }
 
 static int
-k_socket(struct parse *p, const yaml_node_t *v, const char *key)
+k_socket(struct parse *p, yaml_node_t *v, const char *key)
 {
 	static const struct key_handler t[] = {
 	    {"path", k_sock_path}, {"mode", k_sock_mode}, {NULL, NULL}};
@@ -261,19 +204,19 @@ k_socket(struct parse *p, const yaml_node_t *v, const char *key)
 }
 
 static int
-k_uids(struct parse *p, const yaml_node_t *v, const char *key)
+k_uids(struct parse *p, yaml_node_t *v, const char *key)
 {
 	return get_ids(p, v, key, false);
 }
 
 static int
-k_gids(struct parse *p, const yaml_node_t *v, const char *key)
+k_gids(struct parse *p, yaml_node_t *v, const char *key)
 {
 	return get_ids(p, v, key, true);
 }
 
 static int
-k_access(struct parse *p, const yaml_node_t *v, const char *key)
+k_access(struct parse *p, yaml_node_t *v, const char *key)
 {
 	static const struct key_handler t[] = {
 	    {"allow_uids", k_uids}, {"allow_gids", k_gids}, {NULL, NULL}};
@@ -283,7 +226,7 @@ k_access(struct parse *p, const yaml_node_t *v, const char *key)
 }
 
 #define LIMIT(name, lo, hi)                                                                        \
-	static int k_##name(struct parse *p, const yaml_node_t *v, const char *key)                \
+	static int k_##name(struct parse *p, yaml_node_t *v, const char *key)                      \
 	{                                                                                          \
 		return get_uint(p, v, key, lo, hi, &p->c->limits.name, 10);                        \
 	}
@@ -299,7 +242,7 @@ LIMIT(max_write_queue_bytes, 65536, 1u << 30)
 #undef LIMIT
 
 static int
-k_limits(struct parse *p, const yaml_node_t *v, const char *key)
+k_limits(struct parse *p, yaml_node_t *v, const char *key)
 {
 	static const struct key_handler t[] = {{"max_message_bytes", k_max_message_bytes},
 					       {"max_prompt_tokens", k_max_prompt_tokens},
@@ -317,20 +260,21 @@ k_limits(struct parse *p, const yaml_node_t *v, const char *key)
 }
 
 static int
-k_level(struct parse *p, const yaml_node_t *v, const char *key)
+k_level(struct parse *p, yaml_node_t *v, const char *key)
 {
 	const char *s = NULL;
 	int rc;
 
-	if ((rc = want_scalar(p, v, key, &s)) < 0)
+	if ((rc = yx_scalar(&p->y, v, key, &s)) < 0)
 		return rc;
 	if (log_parse_level(s, &p->c->log_level) < 0)
-		return perr(p, v, "'%s' must be error, warning, info or debug, got '%s'", key, s);
+		return yx_err(&p->y, v, "'%s' must be error, warning, info or debug, got '%s'", key,
+			      s);
 	return 0;
 }
 
 static int
-k_log(struct parse *p, const yaml_node_t *v, const char *key)
+k_log(struct parse *p, yaml_node_t *v, const char *key)
 {
 	static const struct key_handler t[] = {{"level", k_level}, {NULL, NULL}};
 
@@ -339,7 +283,7 @@ k_log(struct parse *p, const yaml_node_t *v, const char *key)
 }
 
 static int
-k_pdir(struct parse *p, const yaml_node_t *v, const char *key)
+k_pdir(struct parse *p, yaml_node_t *v, const char *key)
 {
 	mark(p, v, p->c->profile_dir_where, sizeof(p->c->profile_dir_where));
 	return get_path(p, v, key, p->c->profile_dir, sizeof(p->c->profile_dir));
@@ -347,41 +291,42 @@ k_pdir(struct parse *p, const yaml_node_t *v, const char *key)
 
 /* profiles.inline: TASK -> a profile mapping, parsed by profile.c's own parser. */
 static int
-k_pinline(struct parse *p, const yaml_node_t *v, const char *key)
+k_pinline(struct parse *p, yaml_node_t *v, const char *key)
 {
 	if (v->type != YAML_MAPPING_NODE)
-		return perr(p, v, "'%s' must be a mapping of task: profile, got %s", key,
-			    node_kind(v));
+		return yx_err(&p->y, v, "'%s' must be a mapping of task: profile, got %s", key,
+			      yx_kind(v));
 	for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top;
 	     pr++) {
-		yaml_node_t *k = yaml_document_get_node(p->doc, pr->key);
-		yaml_node_t *pv = yaml_document_get_node(p->doc, pr->value);
+		yaml_node_t *k = yaml_document_get_node(p->y.doc, pr->key);
+		yaml_node_t *pv = yaml_document_get_node(p->y.doc, pr->value);
 		struct profile *pf;
 		const char *task;
 		int rc;
 
 		if (k == NULL || pv == NULL || k->type != YAML_SCALAR_NODE)
-			return perr(p, k != NULL ? k : v, "a task name must be a scalar");
+			return yx_err(&p->y, k != NULL ? k : v, "a task name must be a scalar");
 		task = (const char *)k->data.scalar.value;
 		if (task[0] == '\0' || strlen(task) >= PROFILE_TASK_MAX || strchr(task, '/'))
-			return perr(p, k, "'%s' is not a task name", task);
+			return yx_err(&p->y, k, "'%s' is not a task name", task);
 		if (p->c->n_inline_profiles >= CONF_MAX_INLINE_PROFILES)
-			return perr(p, k, "more than %d inline profiles", CONF_MAX_INLINE_PROFILES);
+			return yx_err(&p->y, k, "more than %d inline profiles",
+				      CONF_MAX_INLINE_PROFILES);
 		pf = &p->c->inline_profiles[p->c->n_inline_profiles];
 		profile_init(pf);
 		strlcpy_(pf->task, task, sizeof(pf->task));
-		if ((rc = profile_from_node(pf, p->doc, pv, p->file, p->d)) < 0)
+		if ((rc = profile_from_node(pf, p->y.doc, pv, p->y.file, p->y.d)) < 0)
 			return rc;
 		if (strcmp(pf->task, task) != 0)
-			return perr(p, pv, "the profile under '%s' names task '%s'", task,
-				    pf->task);
+			return yx_err(&p->y, pv, "the profile under '%s' names task '%s'", task,
+				      pf->task);
 		p->c->n_inline_profiles++;
 	}
 	return 0;
 }
 
 static int
-k_profiles(struct parse *p, const yaml_node_t *v, const char *key)
+k_profiles(struct parse *p, yaml_node_t *v, const char *key)
 {
 	static const struct key_handler t[] = {
 	    {"dir", k_pdir}, {"inline", k_pinline}, {NULL, NULL}};
@@ -430,7 +375,7 @@ conf_defaults(struct conf *c)
 static int
 load_file(struct conf *c, const char *path, struct diag *d)
 {
-	struct parse p = {.file = path, .c = c, .d = d};
+	struct parse p = {.y = {.file = path, .d = d}, .c = c};
 	yaml_parser_t parser;
 	yaml_document_t doc;
 	yaml_node_t *root;
@@ -451,15 +396,12 @@ load_file(struct conf *c, const char *path, struct diag *d)
 		return diag_set(d, -ENOMEM, "%s: out of memory", path);
 	}
 	yaml_parser_set_input_file(&parser, f);
-	if (!yaml_parser_load(&parser, &doc)) {
-		rc = diag_set(d, -EINVAL, "%s:%zu:%zu: %s", path, parser.problem_mark.line + 1,
-			      parser.problem_mark.column + 1,
-			      parser.problem ? parser.problem : "YAML syntax error");
+	if ((rc = yx_load(&parser, &doc, path, d)) < 0) {
 		yaml_parser_delete(&parser);
 		fclose(f);
 		return rc;
 	}
-	p.doc = &doc;
+	p.y.doc = &doc;
 	root = yaml_document_get_root_node(&doc);
 	if (root == NULL) /* an empty file: defaults only */
 		rc = 0;

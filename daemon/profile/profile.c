@@ -12,6 +12,8 @@
 
 #include <yaml.h>
 
+#include "yamlx.h"
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -23,136 +25,34 @@
 #include <sys/stat.h>
 #include <time.h>
 
-struct pctx {
-	yaml_document_t *doc;
-	const char *file;
-	struct diag *d;
-};
-
-static int perr(const struct pctx *c, const yaml_node_t *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-perr(const struct pctx *c, const yaml_node_t *n, const char *fmt, ...)
-{
-	char msg[200];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return diag_set(c->d, -EINVAL, "%s:%zu:%zu: %s", c->file, n->start_mark.line + 1,
-			n->start_mark.column + 1, msg);
-}
-
 static const char *
 scalar(const yaml_node_t *n)
 {
 	return n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
 }
 
-/* A number is a plain scalar: "0.5" or '3' is a string, as in the daemon's config. */
-static const char *
-number(const yaml_node_t *n)
-{
-	return n->type == YAML_SCALAR_NODE && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE
-		   ? (const char *)n->data.scalar.value
-		   : NULL;
-}
-
 static int
-get_double(const struct pctx *c, const yaml_node_t *n, const char *key, double lo, double hi,
-	   double *out)
-{
-	const char *s = number(n);
-	char *end;
-	double v;
-
-	if (s == NULL || *s == '\0')
-		return perr(c, n, "'%s' must be a number%s", key,
-			    scalar(n) != NULL ? ", got a quoted string" : "");
-	errno = 0;
-	v = strtod(s, &end);
-	if (*end != '\0' || errno == ERANGE || !isfinite(v))
-		return perr(c, n, "'%s' must be a finite number, not '%s'", key, s);
-	if (v < lo || v > hi)
-		return perr(c, n, "'%s' = %g is out of range [%g, %g]", key, v, lo, hi);
-	*out = v;
-	return 0;
-}
-
-static int
-get_u32(const struct pctx *c, const yaml_node_t *n, const char *key, uint32_t lo, uint32_t hi,
+get_u32(const struct yx *c, const yaml_node_t *n, const char *key, uint32_t lo, uint32_t hi,
 	uint32_t *out)
 {
-	const char *s = number(n);
-	char *end;
-	unsigned long long v;
+	uint64_t v;
+	int rc = yx_uint(c, n, key, lo, hi, 10, &v);
 
-	if (s == NULL || !isdigit((unsigned char)*s))
-		return perr(c, n, "'%s' must be a non-negative integer%s", key,
-			    s == NULL && scalar(n) != NULL ? ", got a quoted string" : "");
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (*end != '\0' || errno == ERANGE)
-		return perr(c, n, "'%s' must be a non-negative integer, not '%s'", key, s);
-	if (v < lo || v > hi)
-		return perr(c, n, "'%s' = %llu is out of range [%u, %u]", key, v, lo, hi);
-	*out = (uint32_t)v;
-	return 0;
+	if (rc == 0)
+		*out = (uint32_t)v;
+	return rc;
 }
 
 static int
-get_str(const struct pctx *c, const yaml_node_t *n, const char *key, char *buf, size_t cap)
+get_str(const struct yx *c, const yaml_node_t *n, const char *key, char *buf, size_t cap)
 {
 	const char *s = scalar(n);
 
 	if (s == NULL)
-		return perr(c, n, "'%s' must be a string", key);
+		return yx_err(c, n, "'%s' must be a string", key);
 	if (strlen(s) >= cap)
-		return perr(c, n, "'%s' is longer than %zu bytes", key, cap - 1);
+		return yx_err(c, n, "'%s' is longer than %zu bytes", key, cap - 1);
 	strlcpy_(buf, s, cap);
-	return 0;
-}
-
-/*
- * Walks a mapping: for each pair, finds the key in names[] (n_names), rejects
- * unknown and duplicate keys, and calls fn(c, value, index, ud).
- */
-typedef int (*pair_fn)(const struct pctx *c, yaml_node_t *v, int idx, void *ud);
-
-static int
-walk(const struct pctx *c, yaml_node_t *map, const char *what, const char *const *names,
-     int n_names, pair_fn fn, void *ud, unsigned *seen_out)
-{
-	unsigned seen = 0;
-	int rc;
-
-	if (map == NULL || map->type != YAML_MAPPING_NODE)
-		return map ? perr(c, map, "%s must be a mapping", what)
-			   : diag_set(c->d, -EINVAL, "%s: %s is missing", c->file, what);
-	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-	     p++) {
-		yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
-		yaml_node_t *v = yaml_document_get_node(c->doc, p->value);
-		const char *ks = k ? scalar(k) : NULL;
-		int i;
-
-		if (ks == NULL || v == NULL)
-			return perr(c, k ? k : map, "keys of %s must be strings", what);
-		for (i = 0; i < n_names; i++)
-			if (strcmp(ks, names[i]) == 0)
-				break;
-		if (i == n_names)
-			return perr(c, k, "unknown key '%s' in %s", ks, what);
-		if (seen & (1u << i))
-			return perr(c, k, "duplicate key '%s' in %s", ks, what);
-		seen |= 1u << i;
-		if ((rc = fn(c, v, i, ud)) < 0)
-			return rc;
-	}
-	if (seen_out != NULL)
-		*seen_out = seen;
 	return 0;
 }
 
@@ -163,21 +63,21 @@ walk(const struct pctx *c, yaml_node_t *map, const char *what, const char *const
  * into w[EXITCLF_N_FEAT..].
  */
 static int
-get_token_weights(const struct pctx *c, yaml_node_t *v, const char *key, uint32_t n, double *w)
+get_token_weights(const struct yx *c, yaml_node_t *v, const char *key, uint32_t n, double *w)
 {
 	yaml_node_item_t *it;
 
 	if (n == 0) /* parse_tokens: no tokens exactly when the feature is not listed */
-		return perr(c, v, "'%s' given but 'features' does not list token", key);
+		return yx_err(c, v, "'%s' given but 'features' does not list token", key);
 	if (v->type != YAML_SEQUENCE_NODE ||
 	    v->data.sequence.items.top - v->data.sequence.items.start != (ptrdiff_t)n)
-		return perr(c, v, "'%s' must be a list of %u numbers, one per entry of 'tokens'",
-			    key, n);
+		return yx_err(c, v, "'%s' must be a list of %u numbers, one per entry of 'tokens'",
+			      key, n);
 	it = v->data.sequence.items.start;
 	for (uint32_t j = 0; j < n; j++) {
 		yaml_node_t *e = yaml_document_get_node(c->doc, it[j]);
-		int rc = e ? get_double(c, e, key, -1e6, 1e6, &w[EXITCLF_N_FEAT + j])
-			   : perr(c, v, "'%s' has a bad entry", key);
+		int rc = e ? yx_double(c, e, key, -1e6, 1e6, &w[EXITCLF_N_FEAT + j])
+			   : yx_err(c, v, "'%s' has a bad entry", key);
 
 		if (rc < 0)
 			return rc;
@@ -190,13 +90,13 @@ static const char *const svm_keys[] = {"w_gap",   "w_top_prob", "w_stable",
 				       "w_depth", "bias",       "w_token"};
 
 static int
-svm_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
+svm_pair(const struct yx *c, yaml_node_t *v, int idx, void *ud)
 {
 	struct exitclf *clf = ud;
 
 	if (idx == EXITCLF_F_TOKEN)
 		return get_token_weights(c, v, svm_keys[idx], clf->n_tokens, clf->svm_w);
-	return get_double(c, v, svm_keys[idx], -1e6, 1e6, &clf->svm_w[idx]);
+	return yx_double(c, v, svm_keys[idx], -1e6, 1e6, &clf->svm_w[idx]);
 }
 
 static const char *const emit_keys[] = {"gap", "top_prob", "stable", "depth", "bias", "token"};
@@ -207,32 +107,32 @@ struct emit_ud {
 };
 
 static int
-emit_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
+emit_pair(const struct yx *c, yaml_node_t *v, int idx, void *ud)
 {
 	struct emit_ud *u = ud;
 
 	if (idx == EXITCLF_F_TOKEN)
 		return get_token_weights(c, v, emit_keys[idx], u->clf->n_tokens, u->w);
-	return get_double(c, v, emit_keys[idx], -1e6, 1e6, &u->w[idx]);
+	return yx_double(c, v, emit_keys[idx], -1e6, 1e6, &u->w[idx]);
 }
 
 static const char *const state_keys[] = {"continue", "stop"};
 
 static int
-trans_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
+trans_pair(const struct yx *c, yaml_node_t *v, int idx, void *ud)
 {
 	struct exitclf *clf = ud;
 	yaml_node_item_t *it;
 
 	if (v->type != YAML_SEQUENCE_NODE ||
 	    v->data.sequence.items.top - v->data.sequence.items.start != 2)
-		return perr(c, v,
-			    "transitions.%s must be a list of 2 numbers [to continue, to stop]",
-			    state_keys[idx]);
+		return yx_err(c, v,
+			      "transitions.%s must be a list of 2 numbers [to continue, to stop]",
+			      state_keys[idx]);
 	it = v->data.sequence.items.start;
 	for (int j = 0; j < 2; j++) {
-		int rc = get_double(c, yaml_document_get_node(c->doc, it[j]), "transition", -1e6,
-				    1e6, &clf->crf_trans[idx][j]);
+		int rc = yx_double(c, yaml_document_get_node(c->doc, it[j]), "transition", -1e6,
+				   1e6, &clf->crf_trans[idx][j]);
 		if (rc < 0)
 			return rc;
 	}
@@ -247,22 +147,23 @@ struct crf_ud {
 static const char *const crf_keys[] = {"continue", "stop", "transitions"};
 
 static int
-crf_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
+crf_pair(const struct yx *c, yaml_node_t *v, int idx, void *ud)
 {
 	struct crf_ud *u = ud;
 	struct emit_ud eu = {u->clf, NULL};
 	unsigned seen = 0;
 
 	if (idx == 2) {
-		int rc = walk(c, v, "'crf.transitions'", state_keys, 2, trans_pair, u->clf, &seen);
+		int rc =
+		    yx_walk(c, v, "'crf.transitions'", state_keys, 2, trans_pair, u->clf, &seen);
 
 		if (rc == 0 && seen != 3)
-			rc = perr(c, v, "crf.transitions needs both 'continue' and 'stop'");
+			rc = yx_err(c, v, "crf.transitions needs both 'continue' and 'stop'");
 		return rc;
 	}
 	eu.w = u->clf->crf_emit[idx];
-	return walk(c, v, idx == 0 ? "'crf.continue'" : "'crf.stop'", emit_keys,
-		    (int)ARRAY_LEN(emit_keys), emit_pair, &eu, &u->emit_seen[idx]);
+	return yx_walk(c, v, idx == 0 ? "'crf.continue'" : "'crf.stop'", emit_keys,
+		       (int)ARRAY_LEN(emit_keys), emit_pair, &eu, &u->emit_seen[idx]);
 }
 
 /* ---- the profile mapping ------------------------------------------------ */
@@ -295,7 +196,7 @@ static const char *const prov_keys[] = {"model", "model_sha256", "n_layers", "ca
 					"date",  "agreement",    "pruning"};
 
 static int
-prov_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
+prov_pair(const struct yx *c, yaml_node_t *v, int idx, void *ud)
 {
 	struct profile_provenance *pv = ud;
 
@@ -306,7 +207,7 @@ prov_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
 		const char *s = scalar(v);
 
 		if (s == NULL || strlen(s) != 64 || strspn(s, "0123456789abcdefABCDEF") != 64)
-			return perr(c, v, "'model_sha256' must be 64 hex digits");
+			return yx_err(c, v, "'model_sha256' must be 64 hex digits");
 		for (int i = 0; i < 64; i++)
 			pv->model_sha256[i] = (char)tolower((unsigned char)s[i]);
 		pv->model_sha256[64] = '\0';
@@ -320,14 +221,14 @@ prov_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
 	case 4:
 		return get_str(c, v, "date", pv->date, sizeof(pv->date));
 	case 5:
-		return get_double(c, v, "agreement", 0, 1, &pv->agreement);
+		return yx_double(c, v, "agreement", 0, 1, &pv->agreement);
 	default:
-		return get_double(c, v, "pruning", 0, 1, &pv->pruning);
+		return yx_double(c, v, "pruning", 0, 1, &pv->pruning);
 	}
 }
 
 static int
-top_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
+top_pair(const struct yx *c, yaml_node_t *v, int idx, void *ud)
 {
 	struct top_ud *u = ud;
 
@@ -337,13 +238,13 @@ top_pair(const struct pctx *c, yaml_node_t *v, int idx, void *ud)
 }
 
 static int
-parse_features(const struct pctx *c, yaml_node_t *v, unsigned *out)
+parse_features(const struct yx *c, yaml_node_t *v, unsigned *out)
 {
 	unsigned f = 0;
 
 	if (v->type != YAML_SEQUENCE_NODE)
-		return perr(c, v,
-			    "'features' must be a list of gap, top_prob, stable, depth, token");
+		return yx_err(c, v,
+			      "'features' must be a list of gap, top_prob, stable, depth, token");
 	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
 	     it++) {
 		yaml_node_t *n = yaml_document_get_node(c->doc, *it);
@@ -351,29 +252,30 @@ parse_features(const struct pctx *c, yaml_node_t *v, unsigned *out)
 		enum exitclf_feat_id id;
 
 		if (s == NULL || exitclf_feat_parse(s, &id) < 0)
-			return perr(c, n ? n : v,
-				    "unknown feature '%s' (gap, top_prob, stable, depth, token)",
-				    s ? s : "?");
+			return yx_err(c, n ? n : v,
+				      "unknown feature '%s' (gap, top_prob, stable, depth, token)",
+				      s ? s : "?");
 		if (f & EXITCLF_FEAT_BIT(id))
-			return perr(c, n, "feature '%s' listed twice", s);
+			return yx_err(c, n, "feature '%s' listed twice", s);
 		f |= EXITCLF_FEAT_BIT(id);
 	}
 	if (f == 0)
-		return perr(c, v, "'features' is empty");
+		return yx_err(c, v, "'features' is empty");
 	*out = f;
 	return 0;
 }
 
 /* seen: key bits of a weight mapping in EXITCLF_F_* order; a weight needs its feature listed. */
 static int
-check_unused_weight(const struct pctx *c, yaml_node_t *where, unsigned features, unsigned seen,
+check_unused_weight(const struct yx *c, yaml_node_t *where, unsigned features, unsigned seen,
 		    const char *section)
 {
 	for (int k = 0; k <= EXITCLF_F_TOKEN; k++)
 		if (k != EXITCLF_F_BIAS && (seen & (1u << k)) && !(features & EXITCLF_FEAT_BIT(k)))
-			return perr(c, where, "%s has a %s weight but 'features' does not list %s",
-				    section, exitclf_feat_name((enum exitclf_feat_id)k),
-				    exitclf_feat_name((enum exitclf_feat_id)k));
+			return yx_err(c, where,
+				      "%s has a %s weight but 'features' does not list %s", section,
+				      exitclf_feat_name((enum exitclf_feat_id)k),
+				      exitclf_feat_name((enum exitclf_feat_id)k));
 	return 0;
 }
 
@@ -382,7 +284,7 @@ check_unused_weight(const struct pctx *c, yaml_node_t *where, unsigned features,
  * lists token: 1..EXITCLF_MAX_TOKENS distinct non-negative integers.
  */
 static int
-parse_tokens(const struct pctx *c, yaml_node_t *v, yaml_node_t *root, struct exitclf *clf)
+parse_tokens(const struct yx *c, yaml_node_t *v, yaml_node_t *root, struct exitclf *clf)
 {
 	const bool want = clf->features & EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN);
 	yaml_node_item_t *it;
@@ -390,30 +292,30 @@ parse_tokens(const struct pctx *c, yaml_node_t *v, yaml_node_t *root, struct exi
 
 	clf->n_tokens = 0;
 	if (v == NULL)
-		return want
-			   ? perr(c, root, "feature token needs a 'tokens' list (answer token ids)")
-			   : 0;
+		return want ? yx_err(c, root,
+				     "feature token needs a 'tokens' list (answer token ids)")
+			    : 0;
 	if (!want)
-		return perr(c, v, "'tokens' given but 'features' does not list token");
+		return yx_err(c, v, "'tokens' given but 'features' does not list token");
 	if (v->type != YAML_SEQUENCE_NODE)
-		return perr(c, v, "'tokens' must be a list of 1 to %d token ids",
-			    EXITCLF_MAX_TOKENS);
+		return yx_err(c, v, "'tokens' must be a list of 1 to %d token ids",
+			      EXITCLF_MAX_TOKENS);
 	it = v->data.sequence.items.start;
 	n = v->data.sequence.items.top - it;
 	if (n < 1 || n > EXITCLF_MAX_TOKENS)
-		return perr(c, v, "'tokens' must be a list of 1 to %d token ids",
-			    EXITCLF_MAX_TOKENS);
+		return yx_err(c, v, "'tokens' must be a list of 1 to %d token ids",
+			      EXITCLF_MAX_TOKENS);
 	for (ptrdiff_t j = 0; j < n; j++) {
 		yaml_node_t *e = yaml_document_get_node(c->doc, it[j]);
-		uint32_t id;
+		uint32_t id = 0;
 		int rc = e ? get_u32(c, e, "tokens", 0, INT32_MAX, &id)
-			   : perr(c, v, "'tokens' has a bad entry");
+			   : yx_err(c, v, "'tokens' has a bad entry");
 
 		if (rc < 0)
 			return rc;
 		for (uint32_t k = 0; k < clf->n_tokens; k++)
 			if (clf->tokens[k] == (int32_t)id)
-				return perr(c, e, "token %u listed twice in 'tokens'", id);
+				return yx_err(c, e, "token %u listed twice in 'tokens'", id);
 		clf->tokens[clf->n_tokens++] = (int32_t)id;
 	}
 	return 0;
@@ -423,26 +325,26 @@ int
 profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, const char *file,
 		  struct diag *d)
 {
-	struct pctx c = {doc, file ? file : "<profile>", d};
+	struct yx c = {.file = file ? file : "<profile>", .doc = doc, .d = d};
 	struct top_ud u = {.p = p};
 	const char *s;
 	int rc;
 
 	strlcpy_(p->source, c.file, sizeof(p->source));
-	if ((rc = walk(&c, node, "the profile", top_keys, K_N, top_pair, &u, NULL)) < 0)
+	if ((rc = yx_walk(&c, node, "the profile", top_keys, K_N, top_pair, &u, NULL)) < 0)
 		return rc;
 	if (u.node[K_CLASSIFIER] == NULL)
-		return perr(&c, node, "'classifier' is required (gap, svm or crf)");
+		return yx_err(&c, node, "'classifier' is required (gap, svm or crf)");
 	s = scalar(u.node[K_CLASSIFIER]);
 	if (s == NULL || exitclf_kind_parse(s, &p->pol.clf.kind) < 0)
-		return perr(&c, u.node[K_CLASSIFIER], "'classifier' must be gap, svm or crf");
+		return yx_err(&c, u.node[K_CLASSIFIER], "'classifier' must be gap, svm or crf");
 	if (u.node[K_THRESHOLD] == NULL)
-		return perr(&c, node, "'threshold' is required");
+		return yx_err(&c, node, "'threshold' is required");
 	if (p->pol.clf.kind == EXITCLF_SVM)
-		rc = get_double(&c, u.node[K_THRESHOLD], "threshold", -1e6, 1e6,
-				&p->pol.clf.threshold);
+		rc = yx_double(&c, u.node[K_THRESHOLD], "threshold", -1e6, 1e6,
+			       &p->pol.clf.threshold);
 	else
-		rc = get_double(&c, u.node[K_THRESHOLD], "threshold", 0, 2, &p->pol.clf.threshold);
+		rc = yx_double(&c, u.node[K_THRESHOLD], "threshold", 0, 2, &p->pol.clf.threshold);
 	if (rc < 0)
 		return rc;
 	if (u.node[K_MIN_LAYER] &&
@@ -458,7 +360,7 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 		return rc;
 	if (p->pol.clf.kind == EXITCLF_GAP &&
 	    p->pol.clf.features != EXITCLF_FEAT_BIT(EXITCLF_F_GAP))
-		return perr(&c, u.node[K_FEATURES], "classifier gap uses exactly [gap]");
+		return yx_err(&c, u.node[K_FEATURES], "classifier gap uses exactly [gap]");
 	if ((rc = parse_tokens(&c, u.node[K_TOKENS], node, &p->pol.clf)) < 0)
 		return rc;
 	if (u.node[K_GENERATION]) {
@@ -468,45 +370,46 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 		else if (s != NULL && strcmp(s, "full_after_first") == 0)
 			p->pol.generation = EXIT_GEN_FULL_AFTER_FIRST;
 		else
-			return perr(&c, u.node[K_GENERATION],
-				    "'generation' must be per_token or full_after_first");
+			return yx_err(&c, u.node[K_GENERATION],
+				      "'generation' must be per_token or full_after_first");
 	}
 	if (u.node[K_TASK]) {
 		if ((rc = get_str(&c, u.node[K_TASK], "task", p->task, sizeof(p->task))) < 0)
 			return rc;
 		if (p->task[0] == '\0')
-			return perr(&c, u.node[K_TASK], "'task' is empty");
+			return yx_err(&c, u.node[K_TASK], "'task' is empty");
 	}
 	if (u.node[K_SVM] && p->pol.clf.kind != EXITCLF_SVM)
-		return perr(&c, u.node[K_SVM], "'svm' parameters given for classifier %s",
-			    exitclf_kind_name(p->pol.clf.kind));
+		return yx_err(&c, u.node[K_SVM], "'svm' parameters given for classifier %s",
+			      exitclf_kind_name(p->pol.clf.kind));
 	if (u.node[K_CRF] && p->pol.clf.kind != EXITCLF_CRF)
-		return perr(&c, u.node[K_CRF], "'crf' parameters given for classifier %s",
-			    exitclf_kind_name(p->pol.clf.kind));
+		return yx_err(&c, u.node[K_CRF], "'crf' parameters given for classifier %s",
+			      exitclf_kind_name(p->pol.clf.kind));
 	if (p->pol.clf.kind == EXITCLF_SVM) {
 		unsigned seen = 0;
 
 		if (u.node[K_SVM] == NULL)
-			return perr(&c, node, "classifier svm needs an 'svm' section");
-		if ((rc = walk(&c, u.node[K_SVM], "'svm'", svm_keys, (int)ARRAY_LEN(svm_keys),
-			       svm_pair, &p->pol.clf, &seen)) < 0 ||
+			return yx_err(&c, node, "classifier svm needs an 'svm' section");
+		if ((rc = yx_walk(&c, u.node[K_SVM], "'svm'", svm_keys, (int)ARRAY_LEN(svm_keys),
+				  svm_pair, &p->pol.clf, &seen)) < 0 ||
 		    (rc = check_unused_weight(&c, u.node[K_SVM], p->pol.clf.features, seen,
 					      "'svm'")) < 0)
 			return rc;
 		if (!(seen & (1u << EXITCLF_F_BIAS)))
-			return perr(&c, u.node[K_SVM], "'svm' needs a 'bias'");
+			return yx_err(&c, u.node[K_SVM], "'svm' needs a 'bias'");
 	}
 	if (p->pol.clf.kind == EXITCLF_CRF) {
 		struct crf_ud cu = {.clf = &p->pol.clf};
 		unsigned seen = 0;
 
 		if (u.node[K_CRF] == NULL)
-			return perr(&c, node, "classifier crf needs a 'crf' section");
-		if ((rc = walk(&c, u.node[K_CRF], "'crf'", crf_keys, 3, crf_pair, &cu, &seen)) < 0)
+			return yx_err(&c, node, "classifier crf needs a 'crf' section");
+		if ((rc = yx_walk(&c, u.node[K_CRF], "'crf'", crf_keys, 3, crf_pair, &cu, &seen)) <
+		    0)
 			return rc;
 		if (seen != 7)
-			return perr(&c, u.node[K_CRF],
-				    "'crf' needs continue, stop and transitions");
+			return yx_err(&c, u.node[K_CRF],
+				      "'crf' needs continue, stop and transitions");
 		for (int st = 0; st < 2; st++)
 			if ((rc = check_unused_weight(&c, u.node[K_CRF], p->pol.clf.features,
 						      cu.emit_seen[st], "'crf'")) < 0)
@@ -514,13 +417,13 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 	}
 	if (u.node[K_PROVENANCE]) {
 		p->prov.present = true;
-		if ((rc = walk(&c, u.node[K_PROVENANCE], "'provenance'", prov_keys, 7, prov_pair,
-			       &p->prov, NULL)) < 0)
+		if ((rc = yx_walk(&c, u.node[K_PROVENANCE], "'provenance'", prov_keys, 7, prov_pair,
+				  &p->prov, NULL)) < 0)
 			return rc;
 		if (p->prov.n_layers && p->pol.min_layer > p->prov.n_layers)
-			return perr(&c, u.node[K_MIN_LAYER] ? u.node[K_MIN_LAYER] : node,
-				    "min_layer %u is beyond the model's %u layers",
-				    p->pol.min_layer, p->prov.n_layers);
+			return yx_err(&c, u.node[K_MIN_LAYER] ? u.node[K_MIN_LAYER] : node,
+				      "min_layer %u is beyond the model's %u layers",
+				      p->pol.min_layer, p->prov.n_layers);
 	}
 	return 0;
 }
@@ -534,10 +437,8 @@ parse_doc(struct profile *p, yaml_parser_t *ps, const char *name, struct diag *d
 	yaml_node_t *root;
 	int rc;
 
-	if (!yaml_parser_load(ps, &doc))
-		return diag_set(d, -EINVAL, "%s:%zu:%zu: %s%s%s", name, ps->problem_mark.line + 1,
-				ps->problem_mark.column + 1, ps->problem ? ps->problem : "bad YAML",
-				ps->context ? " " : "", ps->context ? ps->context : "");
+	if ((rc = yx_load(ps, &doc, name, d)) < 0)
+		return rc;
 	root = yaml_document_get_root_node(&doc);
 	if (root == NULL)
 		rc = diag_set(d, -EINVAL, "%s:1:1: empty profile", name);

@@ -34,7 +34,7 @@ def t_check_config_example():
 BROKEN = [
     ("model: %s\nthreds: 2\n" % MODEL, 2, 1, "unknown key 'threds'"),
     ("model: %s\nlimits:\n  max_queued: lots\n" % MODEL, 3, 15, "max_queued"),
-    ("model: %s\nlimits:\n  max_queued: 0\n" % MODEL, 3, 15, "must be in"),
+    ("model: %s\nlimits:\n  max_queued: 0\n" % MODEL, 3, 15, "out of range"),
     ("model: %s\nsocket:\n  mode: 0999\n" % MODEL, 3, 9, "mode"),
     ("model: /nonexistent/model.gguf\n", 1, 8, "No such file"),
     ("model: %s\nprofiles:\n  dir: /nonexistent\n" % MODEL, 3, 8, "profile directory"),
