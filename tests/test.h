@@ -111,13 +111,20 @@ test_fixture(const char *rel)
 static inline int
 test_run_(const struct test_case_ *cases, size_t n, int argc, char **argv)
 {
+	size_t ran = 0;
+
 	for (size_t i = 0; i < n; i++) {
 		if (argc > 1 && strcmp(argv[1], cases[i].name) != 0)
 			continue;
+		ran++;
 		test_cur_failed_ = 0;
 		cases[i].fn();
 		fprintf(stderr, "%s %s\n", test_cur_failed_ ? "FAIL" : "ok  ", cases[i].name);
 		test_failed_ |= test_cur_failed_;
+	}
+	if (ran == 0) { /* a misspelt case name must not pass by running nothing */
+		fprintf(stderr, "no test case named '%s'\n", argc > 1 ? argv[1] : "");
+		return 1;
 	}
 	if (test_failed_)
 		return 1;
