@@ -221,6 +221,17 @@ sched_queued(struct sched *s)
 	return n;
 }
 
+struct req *
+sched_take(struct sched *s)
+{
+	struct req *r;
+
+	pthread_mutex_lock(&s->lock);
+	r = take(s);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
 uint32_t
 sched_running(struct sched *s)
 {

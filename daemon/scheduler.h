@@ -66,6 +66,12 @@ int sched_init(struct sched *s, uv_loop_t *loop, int n_workers, int n_threads, u
 int sched_submit(struct sched *s, struct req *r);
 /** Changes the queue bound (reload). */
 void sched_set_max_queued(struct sched *s, uint32_t max_queued);
+/**
+ * Takes the next queued request in round-robin client order, as a worker
+ * does (NULL when none); the caller then owns it. For schedulers started
+ * with no workers (tests).
+ */
+struct req *sched_take(struct sched *s);
 /** Requests waiting, and being run. */
 uint32_t sched_queued(struct sched *s);
 uint32_t sched_running(struct sched *s);

@@ -13,22 +13,19 @@
 static struct stats_task *
 find(struct stats *s, const char *task)
 {
-	if (task == NULL)
-		task = STATS_OTHER;
-	for (int i = 0; i < s->n_tasks; i++)
-		if (strcmp(s->tasks[i].name, task) == 0)
-			return &s->tasks[i];
-	if (s->n_tasks < STATS_MAX_TASKS - 1) {
-		struct stats_task *t = &s->tasks[s->n_tasks++];
+	if (task != NULL) {
+		for (int i = 0; i < s->n_tasks; i++)
+			if (strcmp(s->tasks[i].name, task) == 0)
+				return &s->tasks[i];
+		if (s->n_tasks < (int)ARRAY_LEN(s->tasks)) {
+			struct stats_task *t = &s->tasks[s->n_tasks++];
 
-		strlcpy_(t->name, task, sizeof(t->name));
-		return t;
+			strlcpy_(t->name, task, sizeof(t->name));
+			return t;
+		}
 	}
-	if (s->n_tasks == STATS_MAX_TASKS - 1) {
-		strlcpy_(s->tasks[s->n_tasks].name, STATS_OTHER, sizeof(s->tasks[0].name));
-		s->n_tasks++;
-	}
-	return &s->tasks[STATS_MAX_TASKS - 1];
+	strlcpy_(s->other.name, STATS_OTHER, sizeof(s->other.name));
+	return &s->other;
 }
 
 void
@@ -89,9 +86,11 @@ stats_pack_tasks(const struct stats *s, msgpack_packer *pk)
 {
 	static float sorted[STATS_LAT_RING]; /* loop thread only */
 
-	PK(msgpack_pack_map(pk, (size_t)s->n_tasks));
-	for (int i = 0; i < s->n_tasks; i++) {
-		const struct stats_task *t = &s->tasks[i];
+	bool other = s->other.name[0] != '\0';
+
+	PK(msgpack_pack_map(pk, (size_t)s->n_tasks + other));
+	for (int i = 0; i < s->n_tasks + other; i++) {
+		const struct stats_task *t = i < s->n_tasks ? &s->tasks[i] : &s->other;
 		uint64_t total = t->layers_run + t->layers_skipped;
 		int n_out = 0;
 

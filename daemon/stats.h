@@ -25,8 +25,9 @@ struct stats_task {
 };
 
 struct stats {
-	struct stats_task tasks[STATS_MAX_TASKS]; /* the last slot is "other" once full */
+	struct stats_task tasks[STATS_MAX_TASKS - 1]; /* named, first come first served */
 	int n_tasks;
+	struct stats_task other; /* STATS_OTHER: made-up names and the overflow */
 	uint64_t tokens_in, tokens_out;
 };
 

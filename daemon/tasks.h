@@ -2,8 +2,8 @@
  * tasks.h — the daemon's view of stopping profiles: the set loaded for a
  * snapshot (one profile per task from the profile directory), lookup by
  * task, inline profiles sent with a request, and their description for
- * `info`. A thin adapter over profile.h (engineer H3's module) so the rest
- * of the daemon does not depend on its details.
+ * `info`. A thin adapter over daemon/profile so the rest of the daemon
+ * does not depend on its details.
  */
 #ifndef ADAINFER_TASKS_H
 #define ADAINFER_TASKS_H

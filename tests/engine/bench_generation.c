@@ -18,7 +18,7 @@
 
 #include "daemon/calib/calib.h"
 #include "daemon/engine/runner.h"
-#include "feat_load.h"
+#include "util/feat_load.h"
 #include "daemon/profile/profile.h"
 
 #define N_GEN 32

@@ -20,7 +20,7 @@
 
 #include "daemon/calib/calib.h"
 #include "daemon/engine/runner.h"
-#include "feat_load.h"
+#include "util/feat_load.h"
 #include "daemon/profile/profile.h"
 
 /* The bundled demo model lives in the source tree's models/, not in the fixtures. */

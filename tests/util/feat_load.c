@@ -3,7 +3,7 @@
  * Test-side code: validates every line and reports file:line on errors; never
  * part of the daemon.
  */
-#include "feat_load.h"
+#include "util/feat_load.h"
 
 #include <errno.h>
 #include <jansson.h>

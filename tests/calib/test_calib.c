@@ -9,7 +9,7 @@
 #include "test.h"
 
 #include "daemon/calib/calib.h"
-#include "feat_load.h"
+#include "util/feat_load.h"
 
 static int
 load_task(struct calib_data *cd, const char *task, const char *split)

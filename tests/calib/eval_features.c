@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "feat_load.h"
+#include "util/feat_load.h"
 
 #define MAX_SETS 8
 
