@@ -532,19 +532,19 @@ pack_complete(msgpack_packer *pk, struct req *r, const struct gen *g, const stru
 	PACK(proto_pack_cstr(pk, stop_name(res->stop, g->stopped)));
 	PACK(proto_pack_cstr(pk, PROTO_K_TASK));
 	PACK(proto_pack_cstr(pk, r->task));
-	PACK(proto_pack_cstr(pk, "n_checks"));
+	PACK(proto_pack_cstr(pk, PROTO_K_N_CHECKS));
 	PACK(msgpack_pack_uint32(pk, res->n_checks));
 	PACK(proto_pack_cstr(pk, PROTO_K_TIMINGS));
 	PACK(msgpack_pack_map(pk, 5));
-	PACK(proto_pack_cstr(pk, "queue_s"));
+	PACK(proto_pack_cstr(pk, PROTO_K_QUEUE_S));
 	PACK(msgpack_pack_double(pk, r->t_start - r->t_submit));
-	PACK(proto_pack_cstr(pk, "prefill_s"));
+	PACK(proto_pack_cstr(pk, PROTO_K_PREFILL_S));
 	PACK(msgpack_pack_double(pk, res->t_prefill_s));
-	PACK(proto_pack_cstr(pk, "decode_s"));
+	PACK(proto_pack_cstr(pk, PROTO_K_DECODE_S));
 	PACK(msgpack_pack_double(pk, res->t_decode_s));
-	PACK(proto_pack_cstr(pk, "features_s"));
+	PACK(proto_pack_cstr(pk, PROTO_K_FEATURES_S));
 	PACK(msgpack_pack_double(pk, res->t_features_s));
-	PACK(proto_pack_cstr(pk, "total_s"));
+	PACK(proto_pack_cstr(pk, PROTO_K_TOTAL_S));
 	PACK(msgpack_pack_double(pk, util_now() - r->t_submit));
 	if (layers != NULL) {
 		PACK(proto_pack_cstr(pk, PROTO_K_TRACE));

@@ -121,11 +121,11 @@ stats_pack_tasks(const struct stats *s, msgpack_packer *pk)
 		qsort(sorted, t->n_lat, sizeof(float), cmp_float);
 		PK(proto_pack_cstr(pk, PROTO_K_LATENCY_MS));
 		PK(msgpack_pack_map(pk, 3));
-		PK(proto_pack_cstr(pk, "p50"));
+		PK(proto_pack_cstr(pk, PROTO_K_P50));
 		PK(msgpack_pack_double(pk, pct(sorted, t->n_lat, 50)));
-		PK(proto_pack_cstr(pk, "p95"));
+		PK(proto_pack_cstr(pk, PROTO_K_P95));
 		PK(msgpack_pack_double(pk, pct(sorted, t->n_lat, 95)));
-		PK(proto_pack_cstr(pk, "p99"));
+		PK(proto_pack_cstr(pk, PROTO_K_P99));
 		PK(msgpack_pack_double(pk, pct(sorted, t->n_lat, 99)));
 	}
 	return 0;

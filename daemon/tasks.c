@@ -110,20 +110,20 @@ tasks_pack_profiles(const struct profile_set *ps, msgpack_packer *pk)
 
 		if (proto_pack_cstr(pk, p->task) < 0 ||
 		    msgpack_pack_map(pk, 5 + (size_t)has_agr + (size_t)has_pr) < 0 ||
-		    proto_pack_cstr(pk, "classifier") < 0 ||
+		    proto_pack_cstr(pk, PROTO_K_CLASSIFIER) < 0 ||
 		    proto_pack_cstr(pk, kind_name(p->pol.clf.kind)) < 0 ||
-		    proto_pack_cstr(pk, "threshold") < 0 ||
+		    proto_pack_cstr(pk, PROTO_K_THRESHOLD) < 0 ||
 		    msgpack_pack_double(pk, p->pol.clf.threshold) < 0 ||
-		    proto_pack_cstr(pk, "min_layer") < 0 ||
+		    proto_pack_cstr(pk, PROTO_K_MIN_LAYER) < 0 ||
 		    msgpack_pack_uint32(pk, p->pol.min_layer) < 0 ||
-		    proto_pack_cstr(pk, "stride") < 0 ||
+		    proto_pack_cstr(pk, PROTO_K_STRIDE) < 0 ||
 		    msgpack_pack_uint32(pk, p->pol.stride) < 0 ||
-		    proto_pack_cstr(pk, "source") < 0 || proto_pack_cstr(pk, p->source) < 0)
+		    proto_pack_cstr(pk, PROTO_K_SOURCE) < 0 || proto_pack_cstr(pk, p->source) < 0)
 			return -ENOMEM;
-		if (has_agr && (proto_pack_cstr(pk, "agreement") < 0 ||
+		if (has_agr && (proto_pack_cstr(pk, PROTO_K_AGREEMENT) < 0 ||
 				msgpack_pack_double(pk, p->prov.agreement) < 0))
 			return -ENOMEM;
-		if (has_pr && (proto_pack_cstr(pk, "pruning") < 0 ||
+		if (has_pr && (proto_pack_cstr(pk, PROTO_K_PRUNING) < 0 ||
 			       msgpack_pack_double(pk, p->prov.pruning) < 0))
 			return -ENOMEM;
 	}

@@ -1,7 +1,8 @@
 /*
  * proto.h — the adainfer wire protocol, shared by adainferd and the client
- * library. This comment is the specification; adainfer-protocol(7) is
- * written from it.
+ * library. adainfer-protocol(7) is the specification; this comment sums it
+ * up, and every key the page documents has a PROTO_K_* name below
+ * (tests/lint/protokeys.py checks that the two agree key for key).
  *
  * TRANSPORT. A Unix stream socket carrying a sequence of MessagePack values
  * (no extra framing), each one a MessagePack-RPC message:
@@ -247,6 +248,46 @@ enum proto_kind {
 #define PROTO_K_REQUESTS       "requests"
 #define PROTO_K_PRUNING_RATIO  "pruning_ratio"
 #define PROTO_K_LATENCY_MS     "latency_ms"
+/* ... and those of info's model, limits and profiles, stats and timings. */
+#define PROTO_K_ARCH                  "arch"
+#define PROTO_K_CHECK_COST            "check_cost"
+#define PROTO_K_CLASSIFIER            "classifier"
+#define PROTO_K_CONNECTIONS_TOTAL     "connections_total"
+#define PROTO_K_DECODE_S              "decode_s"
+#define PROTO_K_FEATURES_S            "features_s"
+#define PROTO_K_FILE_STATE            "file_state"
+#define PROTO_K_FILE_TYPE             "file_type"
+#define PROTO_K_IDLE_TIMEOUT_MS       "idle_timeout_ms"
+#define PROTO_K_MAPPED_BYTES          "mapped_bytes"
+#define PROTO_K_MAX_CONNECTIONS       "max_connections"
+#define PROTO_K_MAX_MESSAGE_BYTES     "max_message_bytes"
+#define PROTO_K_MAX_PROMPT_TOKENS     "max_prompt_tokens"
+#define PROTO_K_MAX_QUEUED            "max_queued"
+#define PROTO_K_MAX_WRITE_QUEUE_BYTES "max_write_queue_bytes"
+#define PROTO_K_MIN_LAYER             "min_layer"
+#define PROTO_K_N_CTX                 "n_ctx"
+#define PROTO_K_N_CTX_TRAIN           "n_ctx_train"
+#define PROTO_K_N_EMBD                "n_embd"
+#define PROTO_K_N_HEADS               "n_heads"
+#define PROTO_K_N_KV_HEADS            "n_kv_heads"
+#define PROTO_K_N_VOCAB               "n_vocab"
+#define PROTO_K_P50                   "p50"
+#define PROTO_K_P95                   "p95"
+#define PROTO_K_P99                   "p99"
+#define PROTO_K_PATH                  "path"
+#define PROTO_K_PREFILL_S             "prefill_s"
+#define PROTO_K_QUEUE_MAX             "queue_max"
+#define PROTO_K_QUEUE_S               "queue_s"
+#define PROTO_K_RSS_EXTRA_BYTES       "rss_extra_bytes"
+#define PROTO_K_RUNNING               "running"
+#define PROTO_K_SHA256                "sha256"
+#define PROTO_K_THRESHOLD             "threshold"
+#define PROTO_K_TOTAL_S               "total_s"
+#define PROTO_K_N_CHECKS              "n_checks"
+#define PROTO_K_STRIDE                "stride"
+#define PROTO_K_SOURCE                "source"
+#define PROTO_K_AGREEMENT             "agreement"
+#define PROTO_K_PRUNING               "pruning"
 
 /**
  * Wire error codes. The numbers are part of the protocol: never renumber,

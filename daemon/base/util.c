@@ -116,8 +116,3 @@ util_require_fail(const char *file, int line, const char *expr)
 	abort();
 }
 
-void
-util_check_fail(const char *file, int line, const char *expr)
-{
-	fprintf(stderr, "adainfer: %s:%d: check failed: %s\n", file, line, expr);
-}

@@ -46,11 +46,7 @@ double util_now(void);
 			util_require_fail(__FILE__, __LINE__, #expr);                              \
 	} while (0)
 
-/** Recoverable invariant: logs file:line and evaluates to true when expr is false. */
-#define CHECK(expr) (!(expr) ? (util_check_fail(__FILE__, __LINE__, #expr), 1) : 0)
-
 _Noreturn void util_require_fail(const char *file, int line, const char *expr);
-void util_check_fail(const char *file, int line, const char *expr);
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 /* <sys/param.h> (pulled in by uv.h) defines the same two. */

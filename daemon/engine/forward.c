@@ -2,10 +2,12 @@
  * forward.c — the Llama forward pass over a KV cache, one block per call, so
  * that AdaInfer can look at the logit lens between blocks and stop.
  *
- *   h_0 = embd(tokens)
- *   h'  = h_{l-1} + W_o · attn(rope(W_q · n), rope(W_k · n), W_v · n),  n = rmsnorm(h_{l-1}) *
- * w_attn h_l = h' + W_down · (silu(W_gate · m) * (W_up · m)),                 m = rmsnorm(h') *
- * w_ffn lens = softmax(W_out · rmsnorm(h_l[last]) * w_out)
+ *   h_0  = embd(tokens)
+ *   h'   = h_{l-1} + W_o · attn(rope(W_q · n), rope(W_k · n), W_v · n)
+ *          with n = rmsnorm(h_{l-1}) * w_attn
+ *   h_l  = h' + W_down · (silu(W_gate · m) * (W_up · m))
+ *          with m = rmsnorm(h') * w_ffn
+ *   lens = softmax(W_out · (rmsnorm(h_l[last]) * w_out))
  *
  * Matrix products go through ops_matmul (cblas_sgemm / row dots for F32 weights,
  * ggml-style converted activations and per-block integer dots otherwise).
