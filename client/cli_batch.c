@@ -404,8 +404,19 @@ cand_json(const struct exitclf *c, const struct calib_result *r)
 	return j;
 }
 
-int
-cmd_calibrate(struct cli *cli, int argc, char **argv)
+/* calibrate's options. */
+struct cal_args {
+	const char *out_path, *kind_s;
+	enum calib_label label;
+	double target, cost; /* cost NAN: from the daemon's info */
+	bool auto_features;
+	unsigned features; /* 0: the paper's [gap, top_prob] */
+	char default_out[PROFILE_TASK_MAX + 8];
+};
+
+/* Parses calibrate's options into a and b. Returns -1 to go on, else the exit status. */
+static int
+cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_args *a)
 {
 	static const struct option lo[] = {{"task", required_argument, NULL, 't'},
 					   {"data", required_argument, NULL, 'd'},
@@ -417,22 +428,8 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 					   {"features", required_argument, NULL, 'f'},
 					   {"help", no_argument, NULL, 'h'},
 					   {NULL, 0, NULL, 0}};
-	struct batch b = {.cli = cli, .cmd = argv[0]};
-	struct calib_data kept = {0};
-	struct calib_eval ev = {0};
-	struct exitclf best = {0};
-	struct calib_result best_res = {0};
-	struct profile prof;
-	struct diag d = {{0}};
-	enum calib_label label = CALIB_LABEL_FINAL;
-	double target = 0.99, cost = NAN, best_net = -INFINITY;
-	bool cost_from_daemon, auto_features = false;
-	unsigned features = 0; /* 0: the paper's [gap, top_prob] */
-	const char *out_path = NULL, *kind_s = "best";
-	char name[128], sha[80], default_out[PROFILE_TASK_MAX + 8];
-	uint32_t *idx = NULL, k = 0;
-	json_t *cands = NULL;
-	int o, rc = 0;
+	enum exitclf_kind kk;
+	int o, rc;
 
 	optind = 0;
 	opterr = 0;
@@ -441,33 +438,33 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 
 		switch (o) {
 		case 't':
-			b.task = optarg;
+			b->task = optarg;
 			break;
 		case 'd':
-			b.path = optarg;
+			b->path = optarg;
 			break;
 		case 'o':
-			out_path = optarg;
+			a->out_path = optarg;
 			break;
 		case 'c':
-			kind_s = optarg;
+			a->kind_s = optarg;
 			break;
 		case 'a':
-			target = strtod(optarg, &end);
-			if (*end != '\0' || !(target > 0 && target <= 1))
+			a->target = strtod(optarg, &end);
+			if (*end != '\0' || !(a->target > 0 && a->target <= 1))
 				return cli_usage_error(cli, argv[0],
 						       "--target-agreement: '%s' is not in (0, 1]",
 						       optarg);
 			break;
 		case 'k':
-			cost = strtod(optarg, &end);
-			if (*end != '\0' || !(cost >= 0 && cost < 1e6))
+			a->cost = strtod(optarg, &end);
+			if (*end != '\0' || !(a->cost >= 0 && a->cost < 1e6))
 				return cli_usage_error(cli, argv[0], "--check-cost: '%s'", optarg);
 			break;
 		case 'f':
 			if (strcmp(optarg, "auto") == 0)
-				auto_features = true;
-			else if (parse_features(optarg, &features) < 0)
+				a->auto_features = true;
+			else if (parse_features(optarg, &a->features) < 0)
 				return cli_usage_error(
 				    cli, argv[0],
 				    "--features: '%s' is not auto or a comma-separated "
@@ -476,9 +473,9 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 			break;
 		case 'l':
 			if (strcmp(optarg, "final") == 0)
-				label = CALIB_LABEL_FINAL;
+				a->label = CALIB_LABEL_FINAL;
 			else if (strcmp(optarg, "gold") == 0)
-				label = CALIB_LABEL_GOLD;
+				a->label = CALIB_LABEL_GOLD;
 			else
 				return cli_usage_error(
 				    cli, argv[0], "--label: '%s' is not final or gold", optarg);
@@ -495,32 +492,128 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 					       argv[optind - 1]);
 		}
 	}
-	if ((rc = batch_check_args(&b, optind, argc, argv)) != 0)
+	if ((rc = batch_check_args(b, optind, argc, argv)) != 0)
 		return rc;
-	if (strlen(b.task) == 0 || strlen(b.task) >= PROFILE_TASK_MAX || strchr(b.task, '/'))
-		return cli_usage_error(cli, argv[0], "--task: '%s' is not a task name", b.task);
-	if (strcmp(kind_s, "best") != 0) {
-		enum exitclf_kind kk;
+	if (strlen(b->task) == 0 || strlen(b->task) >= PROFILE_TASK_MAX || strchr(b->task, '/'))
+		return cli_usage_error(cli, argv[0], "--task: '%s' is not a task name", b->task);
+	if (strcmp(a->kind_s, "best") != 0 && exitclf_kind_parse(a->kind_s, &kk) < 0)
+		return cli_usage_error(
+		    cli, argv[0], "--classifier: '%s' is not best, gap, svm or crf", a->kind_s);
+	if (a->out_path == NULL) {
+		snprintf(a->default_out, sizeof(a->default_out), "%s.yaml", b->task);
+		a->out_path = a->default_out;
+	}
+	return -1;
+}
 
-		if (exitclf_kind_parse(kind_s, &kk) < 0)
-			return cli_usage_error(cli, argv[0],
-					       "--classifier: '%s' is not best, gap, "
-					       "svm or crf",
-					       kind_s);
+/*
+ * Fits every classifier kind a asks for on kept, appending each to cands and
+ * printing its row; *best is the one with the best held-out net saving.
+ */
+static int
+cal_fit(struct batch *b, const struct cal_args *a, const struct calib_data *kept, double cost,
+	json_t *cands, struct exitclf *best, struct calib_result *best_res)
+{
+	double best_net = -INFINITY;
+	struct diag d = {{0}};
+
+	for (int kind = EXITCLF_GAP; kind <= EXITCLF_CRF; kind++) {
+		struct calib_opts opts;
+		struct calib_result res;
+		struct exitclf c = {0};
+
+		if (strcmp(a->kind_s, "best") != 0 &&
+		    strcmp(a->kind_s, exitclf_kind_name(kind)) != 0)
+			continue;
+		calib_opts_default(&opts, (enum exitclf_kind)kind);
+		opts.target_agreement = a->target;
+		opts.check_cost = cost;
+		opts.label = a->label;
+		opts.features = a->features;
+		if (a->auto_features)
+			calib_opts_auto_features(&opts);
+		if (calib_run(kept, &opts, &c, &res, &d) < 0)
+			return cli_fail(b->cli, b->cmd, "%s: %s", exitclf_kind_name(kind), d.msg);
+		json_array_append_new(cands, cand_json(&c, &res));
+		if (!b->cli->json)
+			printf("%-10s  %9u %6u  %9.4g  %9.3f  %7.3f  %6.3f\n",
+			       exitclf_kind_name(kind), res.min_layer, res.stride, c.threshold,
+			       res.agreement, res.pruning, res.net);
+		if (res.net > best_net) {
+			best_net = res.net;
+			*best = c;
+			*best_res = res;
+		}
 	}
-	if (out_path == NULL) {
-		snprintf(default_out, sizeof(default_out), "%s.yaml", b.task);
-		out_path = default_out;
+	return 0;
+}
+
+/* Prints what calibrate chose (a table, or one JSON object). */
+static int
+cal_report(struct batch *b, const struct cal_args *a, uint32_t k, json_t *cands,
+	   const struct exitclf *best, const struct calib_result *best_res,
+	   const struct calib_eval *ev)
+{
+	int rc = 0;
+
+	if (b->cli->json) {
+		json_t *j =
+		    json_pack("{s:s, s:i, s:i, s:s, s:O}", "task", b->task, "n", (int)k, "skipped",
+			      (int)(b->n - k), "out", a->out_path, "candidates", cands);
+
+		json_object_set_new(j, "stops_early", json_boolean(isfinite(best->threshold)));
+		if (cand_fill(j, best, best_res) == 0) { /* the chosen one's keys at the top */
+			json_object_set_new(j, "in_sample_pruning_ratio", json_real(ev->pruning));
+			json_object_set_new(j, "oracle_pruning_ratio",
+					    json_real(ev->oracle_pruning));
+		}
+		rc = cli_json_print(b->cli, j);
+		json_decref(j);
+	} else if (!isfinite(best->threshold)) {
+		printf("\nno stopping rule saves time at agreement %.3g on these prompts: the "
+		       "profile never stops early (every layer runs, no check is made)\n",
+		       a->target);
+		printf("profile written to %s\n", a->out_path);
+	} else {
+		printf("\nchosen: %s (best held-out net saving); per layer on the calibration "
+		       "set:\n",
+		       exitclf_kind_name(best->kind));
+		calib_print_layers(stdout, ev);
+		calib_print_summary(stdout, "calibration set (in-sample)", ev);
+		printf("profile written to %s\n", a->out_path);
 	}
-	if (profile_save_check(out_path, &d) < 0)
+	return rc;
+}
+
+int
+cmd_calibrate(struct cli *cli, int argc, char **argv)
+{
+	struct batch b = {.cli = cli, .cmd = argv[0]};
+	struct cal_args a = {
+	    .kind_s = "best", .label = CALIB_LABEL_FINAL, .target = 0.99, .cost = NAN};
+	struct calib_data kept = {0};
+	struct calib_eval ev = {0};
+	struct exitclf best = {0};
+	struct calib_result best_res = {0};
+	struct profile prof;
+	struct diag d = {{0}};
+	double cost;
+	char name[128], sha[80];
+	uint32_t *idx = NULL, k = 0;
+	json_t *cands = NULL;
+	int rc;
+
+	if ((rc = cal_parse(cli, argc, argv, &b, &a)) >= 0)
+		return rc;
+	if (profile_save_check(a.out_path, &d) < 0) /* before any work */
 		return cli_fail(cli, argv[0], "--out: %s", d.msg);
-	cost_from_daemon = isnan(cost);
+	cost = a.cost;
 	if ((rc = batch_load(&b)) != 0 ||
 	    (rc = batch_model_info(&b, name, sizeof(name), sha, sizeof(sha),
-				   cost_from_daemon ? &cost : NULL)) != 0 ||
+				   isnan(a.cost) ? &cost : NULL)) != 0 ||
 	    (rc = batch_features(&b)) != 0 || (rc = batch_kept(&b, &kept, &idx, &k)) != 0)
 		goto out;
-	if (cost_from_daemon) {
+	if (isnan(a.cost)) {
 		/* info's check_cost is for a one-token batch; a check at the end of
 		 * an n-token prompt costs 1/n of that in layers of that prompt. */
 		double inv_n = 0;
@@ -537,70 +630,18 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 		printf("%u prompts (%zu left out), %u layers, check cost %.3f layers\n\n"
 		       "classifier  min_layer stride  threshold  agreement  pruning     net\n",
 		       k, b.n - k, b.n_layers, cost);
-	for (int kind = EXITCLF_GAP; kind <= EXITCLF_CRF; kind++) {
-		struct calib_opts opts;
-		struct calib_result res;
-		struct exitclf c = {0};
-
-		if (strcmp(kind_s, "best") != 0 && strcmp(kind_s, exitclf_kind_name(kind)) != 0)
-			continue;
-		calib_opts_default(&opts, (enum exitclf_kind)kind);
-		opts.target_agreement = target;
-		opts.check_cost = cost;
-		opts.label = label;
-		opts.features = features;
-		if (auto_features)
-			calib_opts_auto_features(&opts);
-		if (calib_run(&kept, &opts, &c, &res, &d) < 0) {
-			rc = cli_fail(cli, argv[0], "%s: %s", exitclf_kind_name(kind), d.msg);
-			goto out;
-		}
-		json_array_append_new(cands, cand_json(&c, &res));
-		if (!cli->json)
-			printf("%-10s  %9u %6u  %9.4g  %9.3f  %7.3f  %6.3f\n",
-			       exitclf_kind_name(kind), res.min_layer, res.stride, c.threshold,
-			       res.agreement, res.pruning, res.net);
-		if (res.net > best_net) {
-			best_net = res.net;
-			best = c;
-			best_res = res;
-		}
-	}
+	if ((rc = cal_fit(&b, &a, &kept, cost, cands, &best, &best_res)) != 0)
+		goto out;
 	if (calib_evaluate(&kept, &best, best_res.min_layer, best_res.stride, &ev) < 0) {
 		rc = cli_fail(cli, argv[0], "cannot evaluate the chosen classifier");
 		goto out;
 	}
 	calib_profile(&prof, b.task, &best, &best_res, name, sha, b.n_layers, b.path);
-	if (profile_save(&prof, out_path, &d) < 0) {
+	if (profile_save(&prof, a.out_path, &d) < 0) {
 		rc = cli_fail(cli, argv[0], "%s", d.msg);
 		goto out;
 	}
-	if (cli->json) {
-		json_t *j =
-		    json_pack("{s:s, s:i, s:i, s:s, s:O}", "task", b.task, "n", (int)k, "skipped",
-			      (int)(b.n - k), "out", out_path, "candidates", cands);
-
-		json_object_set_new(j, "stops_early", json_boolean(isfinite(best.threshold)));
-		if (cand_fill(j, &best, &best_res) == 0) { /* the chosen one's keys at the top */
-			json_object_set_new(j, "in_sample_pruning_ratio", json_real(ev.pruning));
-			json_object_set_new(j, "oracle_pruning_ratio",
-					    json_real(ev.oracle_pruning));
-		}
-		rc = cli_json_print(cli, j);
-		json_decref(j);
-	} else if (!isfinite(best.threshold)) {
-		printf("\nno stopping rule saves time at agreement %.3g on these prompts: the "
-		       "profile never stops early (every layer runs, no check is made)\n",
-		       target);
-		printf("profile written to %s\n", out_path);
-	} else {
-		printf("\nchosen: %s (best held-out net saving); per layer on the calibration "
-		       "set:\n",
-		       exitclf_kind_name(best.kind));
-		calib_print_layers(stdout, &ev);
-		calib_print_summary(stdout, "calibration set (in-sample)", &ev);
-		printf("profile written to %s\n", out_path);
-	}
+	rc = cal_report(&b, &a, k, cands, &best, &best_res, &ev);
 out:
 	json_decref(cands);
 	calib_eval_free(&ev);

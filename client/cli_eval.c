@@ -287,6 +287,7 @@ num(double v)
 	return isfinite(v) ? json_real(v) : json_null();
 }
 
+/* ~115 lines, on purpose: options, one pass per round, one report, read top to bottom. */
 int
 cmd_eval(struct cli *cli, int argc, char **argv)
 {

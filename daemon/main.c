@@ -77,8 +77,12 @@ walk_close(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
-int
-main(int argc, char **argv)
+/*
+ * Reads the options into ov, *conf_path and *check. Returns -1 to go on, or
+ * the exit status (--help, --version, a usage error).
+ */
+static int
+parse_args(int argc, char **argv, struct conf_overrides *ov, const char **conf_path, bool *check)
 {
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
 					     {"model", required_argument, NULL, 'm'},
@@ -90,49 +94,38 @@ main(int argc, char **argv)
 					     {"help", no_argument, NULL, 'h'},
 					     {"version", no_argument, NULL, 'V'},
 					     {NULL, 0, NULL, 0}};
-	struct daemon dm;
-	struct conf conf;
-	struct smodel *sm = NULL;
-	struct diag d = {{0}};
-	struct sigaction sa;
-	bool check = false;
-	const char *conf_path = NULL;
-	uv_loop_t loop;
-	int ch, fd, rc;
+	int ch;
 	char *end;
 
-	memset(&dm, 0, sizeof(dm));
-	dm.ov.threads = -1;
-	log_init("adainferd", LOG_LEVEL_INFO);
 	while ((ch = getopt_long(argc, argv, "c:m:s:p:t:l:nhV", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
-			conf_path = optarg;
+			*conf_path = optarg;
 			break;
 		case 'm':
-			dm.ov.model = optarg;
+			ov->model = optarg;
 			break;
 		case 's':
-			dm.ov.socket = optarg;
+			ov->socket = optarg;
 			break;
 		case 'p':
-			dm.ov.profile_dir = optarg;
+			ov->profile_dir = optarg;
 			break;
 		case 't':
 			errno = 0;
-			dm.ov.threads = (int)strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || dm.ov.threads < 0 ||
-			    dm.ov.threads > 256) {
+			ov->threads = (int)strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || ov->threads < 0 ||
+			    ov->threads > 256) {
 				fprintf(stderr, "adainferd: --threads: expected 0..256, got '%s'\n",
 					optarg);
 				return 2;
 			}
 			break;
 		case 'l':
-			dm.ov.log_level = optarg;
+			ov->log_level = optarg;
 			break;
 		case 'n':
-			check = true;
+			*check = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -151,10 +144,66 @@ main(int argc, char **argv)
 		return 2;
 	}
 	/* With --model and --socket the built-in defaults are enough: no config file is read. */
-	if (conf_path == NULL && !(dm.ov.model != NULL && dm.ov.socket != NULL))
-		conf_path = ADAINFERD_CONF;
-	dm.conf_path = conf_path;
-	if (conf_load(&conf, conf_path, &dm.ov, &d) < 0) {
+	if (*conf_path == NULL && !(ov->model != NULL && ov->socket != NULL))
+		*conf_path = ADAINFERD_CONF;
+	return -1;
+}
+
+/* Starts the workers, the listener and the signals on loop, serves until stopped. */
+static void
+serve(struct daemon *dm, uv_loop_t *loop)
+{
+	const struct conf *conf = &dm->snap->conf;
+	struct diag d = {{0}};
+	int fd, rc;
+
+	dm->loop = loop;
+	dm->t_start = util_now();
+	if ((rc = sched_init(&dm->sched, loop, conf->workers, conf->threads,
+			     conf->limits.max_queued, dispatch_deliver, dm)) < 0)
+		fatalx("cannot start workers: %s", strerror(-rc));
+	if ((fd = notify_listen_fd()) < 0)
+		fatalx("socket activation: unusable LISTEN_FDS (%s)", strerror(-fd));
+	dm->host.loop = loop;
+	dm->host.conf = conf;
+	dm->host.on_message = dispatch_message;
+	dm->host.owner = dm;
+	if ((rc = daemon_listen(dm, fd > 0 ? fd : -1, &d)) < 0)
+		fatalx("%s", d.msg);
+	uv_timer_init(loop, &dm->grace_timer);
+	uv_signal_init(loop, &dm->sig_term);
+	uv_signal_init(loop, &dm->sig_int);
+	uv_signal_init(loop, &dm->sig_hup);
+	dm->sig_term.data = dm->sig_int.data = dm->sig_hup.data = dm;
+	uv_signal_start(&dm->sig_term, on_signal, SIGTERM);
+	uv_signal_start(&dm->sig_int, on_signal, SIGINT);
+	uv_signal_start(&dm->sig_hup, on_signal, SIGHUP);
+	log_info("serving %s (%u layers, sha256 %.12s) on %s with %d worker%s", conf->model,
+		 dm->snap->model->m.hp.n_layers, dm->snap->model->m.sha256,
+		 dm->server.activated ? "a socket from systemd" : dm->server.path,
+		 dm->sched.n_workers, dm->sched.n_workers == 1 ? "" : "s");
+	notify_send("READY=1");
+	uv_run(loop, UV_RUN_DEFAULT);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct daemon dm;
+	struct conf conf;
+	struct smodel *sm = NULL;
+	struct diag d = {{0}};
+	struct sigaction sa;
+	bool check = false;
+	uv_loop_t loop;
+	int rc;
+
+	memset(&dm, 0, sizeof(dm));
+	dm.ov.threads = -1;
+	log_init("adainferd", LOG_LEVEL_INFO);
+	if ((rc = parse_args(argc, argv, &dm.ov, &dm.conf_path, &check)) >= 0)
+		return rc;
+	if (conf_load(&conf, dm.conf_path, &dm.ov, &d) < 0) {
 		fprintf(stderr, "adainferd: %s\n", d.msg);
 		return 1;
 	}
@@ -177,43 +226,14 @@ main(int argc, char **argv)
 	smodel_unref(sm);
 	if (check) {
 		printf("%s: configuration OK (model %s, %d tasks)\n",
-		       conf_path ? conf_path : "(none)", dm.snap->model->m.name,
+		       dm.conf_path ? dm.conf_path : "(none)", dm.snap->model->m.name,
 		       tasks_count(dm.snap->profiles));
 		snap_unref(dm.snap);
 		return 0;
 	}
 
 	uv_loop_init(&loop);
-	dm.loop = &loop;
-	dm.t_start = util_now();
-	if ((rc = sched_init(&dm.sched, &loop, conf.workers, conf.threads, conf.limits.max_queued,
-			     dispatch_deliver, &dm)) < 0)
-		fatalx("cannot start workers: %s", strerror(-rc));
-	if ((fd = notify_listen_fd()) < 0)
-		fatalx("socket activation: unusable LISTEN_FDS (%s)", strerror(-fd));
-	dm.host.loop = &loop;
-	dm.host.conf = &dm.snap->conf;
-	dm.host.on_message = dispatch_message;
-	dm.host.owner = &dm;
-	if ((rc = daemon_listen(&dm, fd > 0 ? fd : -1, &d)) < 0)
-		fatalx("%s", d.msg);
-	uv_timer_init(&loop, &dm.grace_timer);
-	uv_signal_init(&loop, &dm.sig_term);
-	uv_signal_init(&loop, &dm.sig_int);
-	uv_signal_init(&loop, &dm.sig_hup);
-	dm.sig_term.data = dm.sig_int.data = dm.sig_hup.data = &dm;
-	uv_signal_start(&dm.sig_term, on_signal, SIGTERM);
-	uv_signal_start(&dm.sig_int, on_signal, SIGINT);
-	uv_signal_start(&dm.sig_hup, on_signal, SIGHUP);
-
-	log_info("serving %s (%u layers, sha256 %.12s) on %s%s with %d worker%s", conf.model,
-		 dm.snap->model->m.hp.n_layers, dm.snap->model->m.sha256,
-		 dm.server.activated ? "a socket from systemd" : dm.server.path, "",
-		 dm.sched.n_workers, dm.sched.n_workers == 1 ? "" : "s");
-	notify_send("READY=1");
-
-	uv_run(&loop, UV_RUN_DEFAULT);
-
+	serve(&dm, &loop);
 	/* Ordered teardown: every handle closed, then the loop, then the model. */
 	uv_walk(&loop, walk_close, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);

@@ -321,6 +321,7 @@ parse_tokens(const struct yx *c, yaml_node_t *v, yaml_node_t *root, struct exitc
 	return 0;
 }
 
+/* ~100 lines, on purpose: the schema's cross-key rules in the order profile.h states them. */
 int
 profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, const char *file,
 		  struct diag *d)
