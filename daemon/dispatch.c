@@ -159,7 +159,10 @@ m_info(struct call *k, msgpack_packer *pk)
 	const struct model *m = &s->model->m;
 	const struct conf_limits *l = &s->conf.limits;
 
-	P(msgpack_pack_map(pk, 7));
+	const char *simd, *blas;
+
+	forward_kernels(&simd, &blas);
+	P(msgpack_pack_map(pk, 8));
 	P(proto_pack_cstr(pk, PROTO_K_VERSION));
 	P(proto_pack_cstr(pk, ADAINFER_VERSION));
 	P(kv_u64(pk, PROTO_K_PROTOCOL, PROTO_VERSION));
@@ -202,6 +205,12 @@ m_info(struct call *k, msgpack_packer *pk)
 	P(kv_u64(pk, PROTO_K_IDLE_TIMEOUT_MS, l->idle_timeout_ms));
 	P(kv_u64(pk, PROTO_K_MAX_WRITE_QUEUE_BYTES, l->max_write_queue_bytes));
 	P(kv_u64(pk, PROTO_K_WORKERS, (uint64_t)dm->sched.n_workers));
+	P(proto_pack_cstr(pk, PROTO_K_KERNELS));
+	P(msgpack_pack_map(pk, 2));
+	P(proto_pack_cstr(pk, PROTO_K_SIMD));
+	P(proto_pack_cstr(pk, simd));
+	P(proto_pack_cstr(pk, PROTO_K_BLAS));
+	P(proto_pack_cstr(pk, blas));
 	return 0;
 }
 

@@ -64,7 +64,9 @@
  *                       ...} } (as loaded),
  *     limits: {max_message_bytes, max_prompt_tokens, max_tokens,
  *              max_connections, max_queued, deadline_ms, idle_timeout_ms: int},
- *     workers: int.
+ *     workers: int,
+ *     kernels: {simd: str (the SIMD level chosen at run time), blas: str
+ *               (the OpenBLAS core in use)}.
  *
  * "complete"    params:
  *     prompt?: str|bin    text, tokenized by the daemon with BOS added
@@ -286,6 +288,9 @@ enum proto_kind {
 #define PROTO_K_N_CHECKS              "n_checks"
 #define PROTO_K_STRIDE                "stride"
 #define PROTO_K_SOURCE                "source"
+#define PROTO_K_KERNELS               "kernels"
+#define PROTO_K_SIMD                  "simd"
+#define PROTO_K_BLAS                  "blas"
 #define PROTO_K_AGREEMENT             "agreement"
 #define PROTO_K_PRUNING               "pruning"
 

@@ -628,3 +628,10 @@ forward_finish(struct ctx *c, uint32_t n_run)
 	/* the batch stays readable (forward_lens, forward_hidden) until the next begin */
 	return 0;
 }
+
+void
+forward_kernels(const char **simd, const char **blas)
+{
+	*simd = quant_simd_name(quant_simd_level());
+	*blas = openblas_get_corename();
+}

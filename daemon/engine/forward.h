@@ -47,6 +47,12 @@ void ctx_reset(struct ctx *c);
 uint32_t ctx_n_past(const struct ctx *c);
 uint32_t ctx_n_ctx(const struct ctx *c);
 const struct model *ctx_model(const struct ctx *c);
+/**
+ * The kernels this process computes with, for `info` and bug reports: the
+ * SIMD level chosen at run time and the core OpenBLAS chose (by CPU, or
+ * OPENBLAS_CORETYPE). Both strings are static.
+ */
+void forward_kernels(const char **simd, const char **blas);
 
 /**
  * Starts a batch of n tokens at positions n_past .. n_past+n-1 and embeds

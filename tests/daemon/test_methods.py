@@ -23,6 +23,9 @@ def t_ping_info():
     for k in ("max_message_bytes", "max_prompt_tokens", "max_tokens", "max_queued"):
         check(info["limits"][k] > 0, "limit %s" % k)
     check(isinstance(info["tasks"], list), "tasks")
+    k = info["kernels"]
+    check(k["simd"] in ("scalar", "avx2", "avx512") and isinstance(k["blas"], str) and k["blas"],
+          "kernels: %r" % k)
 
 
 def t_tokenize_roundtrip():
