@@ -115,4 +115,3 @@ util_require_fail(const char *file, int line, const char *expr)
 	fprintf(stderr, "adainfer: %s:%d: invariant failed: %s\n", file, line, expr);
 	abort();
 }
-
