@@ -15,9 +15,9 @@ ADAINFER_LOAD_SECONDS (default 60) of 64 concurrent connections:
 
 Asserted: every msgid sent on a connection that stayed open is answered
 exactly once; token notifications come in order, before their response,
-and add up to the result (also for a request whose cancel came too late and
-that got its normal result); `cancel` says true only for a request not yet
-answered and false only for one already answered; the only error responses
+and add up to the result; `cancel` says true only for a request not yet
+answered, which is then answered `cancelled` (even when its work had just
+finished), and false only for one already answered; the only error responses
 are `cancelled` for requests we cancelled (busy and limit cannot happen with this config and are
 counted as failures); equal parameters give equal tokens under load; no
 connection is refused; every non-reader is closed by the daemon; after the
@@ -462,8 +462,10 @@ def act_cancel(conn, rng, st):
             continue
         if c.res["cancelled"]:
             st.add("cancel_true")
-            if t.err is None:
-                st.add("cancel_true_but_result")   # finished on the worker, not yet delivered
+            if t.err is None or t.err.get("name") != "cancelled":
+                st.add("cancel_true_but_result")
+                st.fail("cancel of msgid %d said true, but it was answered %r" %
+                        (t.msgid, t.err or "with a result"))
             if t.seq < c.seq:
                 st.fail("cancel of msgid %d said true, but its response came first" % t.msgid)
         else:
