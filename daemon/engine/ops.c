@@ -1,8 +1,9 @@
 /*
  * ops.c — RMSNorm, RoPE, softmax, SwiGLU and the weight-times-activations
  * product of the forward pass. Matrix products go through OpenBLAS for F32
- * weights and through quant.c's per-block kernels, threaded over weight rows,
- * for everything else.
+ * weights and through the quant module for everything else, threaded over
+ * weight rows: one token streams each row once (quant_gemv); more tokens are
+ * converted and packed in parallel, then multiplied tile by tile (quant_gemm).
  *
  * Shapes are the caller's to check (model.c validated them); nothing here
  * allocates or fails.
@@ -85,10 +86,24 @@ ops_swiglu(float *g, const float *u, size_t n)
 		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+/* Prefill products of this many tokens or more go through the tile kernels. */
+#define MM_GEMM_MIN_TOK 2
+/* Rows handed to a thread come in multiples of this (a multiple of every tile). */
+#define MM_ROW_CHUNK 16
+
+static bool
+use_gemm(const struct tensor *w, size_t n_tok)
+{
+	size_t unused;
+
+	return n_tok >= MM_GEMM_MIN_TOK && quant_gemm_supported(w->type) &&
+	       quant_pack_size(w->type, (size_t)w->ne[0], n_tok, &unused) == 0;
+}
+
 int
 ops_matmul_scratch(const struct tensor *w, size_t n_tok, size_t *out)
 {
-	size_t row;
+	size_t row, rows, pack;
 	int rc;
 
 	*out = 0;
@@ -96,21 +111,28 @@ ops_matmul_scratch(const struct tensor *w, size_t n_tok, size_t *out)
 		return 0;
 	if ((rc = quant_act_row_size(w->type, (size_t)w->ne[0], &row)) < 0)
 		return rc;
-	return size_mul(out, row, n_tok);
+	if ((rc = size_mul(&rows, row, n_tok)) < 0)
+		return rc;
+	if (!use_gemm(w, n_tok)) {
+		*out = rows;
+		return 0;
+	}
+	/* the pack follows the rows, 64-byte aligned */
+	if ((rc = quant_pack_size(w->type, (size_t)w->ne[0], n_tok, &pack)) < 0 ||
+	    (rc = size_add(&rows, rows, 64)) < 0)
+		return rc;
+	return size_add(out, rows, pack);
 }
 
 struct mm_job {
 	const struct tensor *w;
-	quant_dot_fn dot;
-	const uint8_t *act;
+	const uint8_t *act; /* converted rows, or the pack (gemm) */
 	size_t act_row;
 	size_t n_tok, rows, cols;
 	float *y;
 };
 
-/* Rows are walked in small groups so that a group stays in cache while every token passes. */
-#define MM_GROUP 8
-
+/* Each token against this thread's rows, each row streamed once per token (quant_gemv). */
 static void
 mm_worker(void *arg, int ith, int nth)
 {
@@ -119,17 +141,29 @@ mm_worker(void *arg, int ith, int nth)
 	long lo, hi;
 
 	pool_split((long)j->rows, ith, nth, &lo, &hi);
-	for (long r0 = lo; r0 < hi; r0 += MM_GROUP) {
-		long r1 = MIN(r0 + MM_GROUP, hi);
+	if (lo >= hi)
+		return;
+	for (size_t t = 0; t < j->n_tok; t++)
+		quant_gemv(j->w->type, wd + (size_t)lo * j->w->row_size, j->w->row_size,
+			   (size_t)(hi - lo), j->act + t * j->act_row, j->cols,
+			   j->y + t * j->rows + lo);
+}
 
-		for (size_t t = 0; t < j->n_tok; t++) {
-			const uint8_t *a = j->act + t * j->act_row;
-			float *yt = j->y + t * j->rows;
+/* This thread's rows, in chunks of MM_ROW_CHUNK, against every token of the pack. */
+static void
+mm_gemm_worker(void *arg, int ith, int nth)
+{
+	const struct mm_job *j = arg;
+	long nc = (long)((j->rows + MM_ROW_CHUNK - 1) / MM_ROW_CHUNK), lo, hi;
 
-			for (long r = r0; r < r1; r++)
-				yt[r] = j->dot(wd + (size_t)r * j->w->row_size, a, j->cols);
-		}
-	}
+	pool_split(nc, ith, nth, &lo, &hi);
+	lo *= MM_ROW_CHUNK;
+	hi = MIN(hi * MM_ROW_CHUNK, (long)j->rows);
+	if (lo >= hi)
+		return;
+	quant_gemm(j->w->type, (const uint8_t *)j->w->data + (size_t)lo * j->w->row_size,
+		   j->w->row_size, (size_t)(hi - lo), j->act, j->n_tok, j->cols, j->y + lo,
+		   j->rows);
 }
 
 /* F32 rows dotted one by one: only when a dimension does not fit BLAS's int. */
@@ -147,6 +181,40 @@ mm_f32_worker(void *arg, int ith, int nth)
 			    quant_dot_f32((const float *)((const uint8_t *)j->w->data +
 							  (size_t)r * j->w->row_size),
 					  x + t * j->cols, j->cols);
+}
+
+/* Converts (and, for the tiles, packs) the activations: tokens, or groups of them. */
+struct conv_job {
+	enum ggml_type wt;
+	const float *x;
+	uint8_t *rows, *pack; /* pack NULL: rows only */
+	size_t act_row, n_tok, cols, group_bytes;
+};
+
+static void
+conv_worker(void *arg, int ith, int nth)
+{
+	const struct conv_job *c = arg;
+	size_t unit = c->pack != NULL ? QUANT_PACK_TOK : 1;
+	long lo, hi;
+
+	pool_split((long)((c->n_tok + unit - 1) / unit), ith, nth, &lo, &hi);
+	size_t t0 = (size_t)lo * unit, t1 = MIN((size_t)hi * unit, c->n_tok);
+
+	for (size_t t = t0; t < t1; t++)
+		quant_act_from_float(c->wt, c->x + t * c->cols, c->rows + t * c->act_row, c->cols);
+	if (c->pack != NULL && t0 < t1)
+		quant_pack(c->wt, c->rows + t0 * c->act_row, c->act_row, t1 - t0, c->cols,
+			   c->pack + (size_t)lo * c->group_bytes);
+}
+
+static void
+run(struct pool *p, pool_fn fn, void *arg, int nth)
+{
+	if (p != NULL)
+		pool_run(p, fn, arg, nth);
+	else
+		fn(arg, 0, 1);
 }
 
 /* Below this many multiply-adds one thread is faster than waking the others. */
@@ -175,21 +243,29 @@ ops_matmul(struct pool *p, const struct tensor *w, const float *x, size_t n_tok,
 			return;
 		}
 		j.act = (const uint8_t *)x;
-		if (p != NULL)
-			pool_run(p, mm_f32_worker, &j, nth);
-		else
-			mm_f32_worker(&j, 0, 1);
+		run(p, mm_f32_worker, &j, nth);
 		return;
 	}
-	j.dot = quant_dot_get(w->type);
-	REQUIRE(j.dot != NULL); /* model.c refuses other types */
+	REQUIRE(quant_supported(w->type)); /* model.c refuses other types */
 	REQUIRE(quant_act_row_size(w->type, j.cols, &j.act_row) == 0);
-	for (size_t t = 0; t < n_tok; t++)
-		quant_act_from_float(w->type, x + t * j.cols, (uint8_t *)act + t * j.act_row,
-				     j.cols);
+	struct conv_job c = {.wt = w->type,
+			     .x = x,
+			     .rows = act,
+			     .act_row = j.act_row,
+			     .n_tok = n_tok,
+			     .cols = j.cols};
+
+	if (use_gemm(w, n_tok)) {
+		uintptr_t pk = (uintptr_t)((uint8_t *)act + n_tok * j.act_row);
+
+		c.pack = (uint8_t *)((pk + 63) & ~(uintptr_t)63);
+		REQUIRE(quant_pack_size(w->type, j.cols, QUANT_PACK_TOK, &c.group_bytes) == 0);
+		run(p, conv_worker, &c, n_tok > QUANT_PACK_TOK ? nth : 1);
+		j.act = c.pack;
+		run(p, mm_gemm_worker, &j, nth);
+		return;
+	}
+	run(p, conv_worker, &c, 1);
 	j.act = act;
-	if (p != NULL)
-		pool_run(p, mm_worker, &j, nth);
-	else
-		mm_worker(&j, 0, 1);
+	run(p, mm_worker, &j, nth);
 }

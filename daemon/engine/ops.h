@@ -48,9 +48,11 @@ int ops_matmul_scratch(const struct tensor *w, size_t n_tok, size_t *out);
  * F32 weights: cblas_sgemm when n_tok > 1; one token: float row dots split
  * over the pool (faster than OpenBLAS's sgemv on small models; bench_forward).
  * Other types: the n_tok activation rows are converted once into act
- * (ops_matmul_scratch bytes), then the rows of w are split over the pool's
- * threads and each row is dotted with every token — the same arithmetic
- * for any n_tok, so prefill and decode agree exactly. p may be NULL.
+ * (ops_matmul_scratch bytes). One token: quant_gemv over each thread's rows.
+ * More: the rows are packed (quant_pack) and each thread runs the tile
+ * kernels (quant_gemm) over its share of the weight rows. For the integer
+ * formats both give quant_dot's bits, so prefill and decode agree exactly;
+ * F16/BF16 tiles differ from the dots by summation order. p may be NULL.
  */
 void ops_matmul(struct pool *p, const struct tensor *w, const float *x, size_t n_tok, float *y,
 		void *act);

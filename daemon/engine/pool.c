@@ -1,19 +1,34 @@
 /*
- * pool.c — fixed worker threads behind one mutex and two condition
- * variables: pool_run publishes (fn, arg, nth) under a new generation number,
- * wakes the workers, runs item 0 itself and waits until every other item is
- * done. Used only by the forward pass, from its single worker thread.
+ * pool.c — fixed worker threads for the forward pass's matrix products.
+ * pool_run publishes (fn, arg, nth) under a new generation number, runs
+ * item 0 itself and waits until every other item is done. Used only by the
+ * forward pass, from its single worker thread.
  *
- * It must never spin (two cores are shared with everything else) and never
- * leave a thread behind: pool_free joins all of them.
+ * A decode step is hundreds of products a few hundred microseconds apart,
+ * so a hand-off must cost microseconds: idle workers first spin on the
+ * atomic generation (with a pause) for up to POOL_SPIN_NS, and only then
+ * sleep on a condition variable; the caller waits for the last item the
+ * same way. Past the spin nothing burns a core (two cores are shared with
+ * everything else). A sleeper announces itself in a counter before its last
+ * look at the generation and the publisher reads the counter after bumping
+ * the generation (both sequentially consistent), so a wake-up is never lost
+ * and the mutex is touched only when someone sleeps. It must never leave a
+ * thread behind: pool_free joins all of them.
  */
 #include "pool.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "daemon/base/util.h"
+
+/* How long an idle thread spins before it sleeps. */
+#define POOL_SPIN_NS 200000L
 
 struct pool {
 	int n_threads;
@@ -22,9 +37,11 @@ struct pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv_work; /* a new generation is posted (or stop) */
 	pthread_cond_t cv_done; /* pending reached 0 */
-	unsigned long gen;
-	int pending;
-	int stop;
+	atomic_ulong gen;
+	atomic_int pending;
+	atomic_int stop;
+	atomic_int sleepers;      /* workers in (or entering) cv_work */
+	atomic_int caller_asleep; /* the caller in (or entering) cv_done */
 	pool_fn fn;
 	void *arg;
 	int nth;
@@ -35,6 +52,61 @@ struct worker_arg {
 	int ith;
 };
 
+static inline void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+static long
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+/* Spins until cond(p, v) holds or POOL_SPIN_NS pass; true when it held. */
+static bool
+spin_until(struct pool *p, bool (*cond)(struct pool *, unsigned long), unsigned long v)
+{
+	long t0 = 0;
+
+	for (unsigned i = 1;; i++) {
+		if (cond(p, v))
+			return true;
+		cpu_relax();
+		if ((i & 255) == 0) {
+			/* let a thread that shares our core run (more threads than cores,
+			 * or a busy machine), and look at the clock now and then */
+			sched_yield();
+			long t = now_ns();
+
+			if (t0 == 0)
+				t0 = t;
+			else if (t - t0 > POOL_SPIN_NS)
+				return false;
+		}
+	}
+}
+
+static bool
+gen_moved(struct pool *p, unsigned long seen)
+{
+	return atomic_load_explicit(&p->gen, memory_order_acquire) != seen ||
+	       atomic_load_explicit(&p->stop, memory_order_relaxed);
+}
+
+static bool
+all_done(struct pool *p, unsigned long unused)
+{
+	(void)unused;
+	return atomic_load_explicit(&p->pending, memory_order_acquire) == 0;
+}
+
 static void *
 pool_worker(void *varg)
 {
@@ -43,26 +115,27 @@ pool_worker(void *varg)
 	unsigned long seen = 0;
 
 	free(varg);
-	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		while (!p->stop && p->gen == seen)
-			pthread_cond_wait(&p->cv_work, &p->mu);
-		if (p->stop)
+		if (!spin_until(p, gen_moved, seen)) {
+			pthread_mutex_lock(&p->mu);
+			atomic_fetch_add(&p->sleepers, 1);
+			while (!gen_moved(p, seen))
+				pthread_cond_wait(&p->cv_work, &p->mu);
+			atomic_fetch_sub(&p->sleepers, 1);
+			pthread_mutex_unlock(&p->mu);
+		}
+		if (atomic_load(&p->stop))
 			break;
-		seen = p->gen;
-		if (ith >= p->nth)
-			continue;
-		pool_fn fn = p->fn;
-		void *arg = p->arg;
-		int nth = p->nth;
-
-		pthread_mutex_unlock(&p->mu);
-		fn(arg, ith, nth);
-		pthread_mutex_lock(&p->mu);
-		if (--p->pending == 0)
+		seen = atomic_load_explicit(&p->gen, memory_order_acquire);
+		if (ith < p->nth)
+			p->fn(p->arg, ith, p->nth);
+		/* every worker checks in, so none can miss or overlap a generation */
+		if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_asleep)) {
+			pthread_mutex_lock(&p->mu);
 			pthread_cond_signal(&p->cv_done);
+			pthread_mutex_unlock(&p->mu);
+		}
 	}
-	pthread_mutex_unlock(&p->mu);
 	return NULL;
 }
 
@@ -115,7 +188,7 @@ pool_free(struct pool *p)
 	if (p == NULL)
 		return;
 	pthread_mutex_lock(&p->mu);
-	p->stop = 1;
+	atomic_store(&p->stop, 1);
 	pthread_cond_broadcast(&p->cv_work);
 	pthread_mutex_unlock(&p->mu);
 	for (int i = 0; i < p->n_started; i++)
@@ -142,21 +215,27 @@ pool_run(struct pool *p, pool_fn fn, void *arg, int nth)
 		fn(arg, 0, 1);
 		return;
 	}
-	pthread_mutex_lock(&p->mu);
 	p->fn = fn;
 	p->arg = arg;
 	p->nth = nth;
-	p->pending = nth - 1;
-	p->gen++;
-	pthread_cond_broadcast(&p->cv_work);
-	pthread_mutex_unlock(&p->mu);
+	atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
+	atomic_fetch_add(&p->gen, 1); /* releases fn, arg, nth; seq_cst against sleepers */
+	if (atomic_load(&p->sleepers) > 0) {
+		pthread_mutex_lock(&p->mu);
+		pthread_cond_broadcast(&p->cv_work);
+		pthread_mutex_unlock(&p->mu);
+	}
 
 	fn(arg, 0, nth);
 
-	pthread_mutex_lock(&p->mu);
-	while (p->pending > 0)
-		pthread_cond_wait(&p->cv_done, &p->mu);
-	pthread_mutex_unlock(&p->mu);
+	if (!spin_until(p, all_done, 0)) {
+		pthread_mutex_lock(&p->mu);
+		atomic_store(&p->caller_asleep, 1);
+		while (!all_done(p, 0))
+			pthread_cond_wait(&p->cv_done, &p->mu);
+		atomic_store(&p->caller_asleep, 0);
+		pthread_mutex_unlock(&p->mu);
+	}
 }
 
 void

@@ -1,8 +1,9 @@
 /*
  * pool.h — a small fixed pool of worker threads for splitting the rows of a
  * matrix product across cores. The calling thread takes part as worker 0, so
- * a pool of one thread starts no threads at all. Idle workers sleep on a
- * condition variable (the machine is shared; nothing spins).
+ * a pool of one thread starts no threads at all. Idle workers spin briefly
+ * on an atomic generation counter (hand-offs cost microseconds), then sleep
+ * on a condition variable (the machine is shared; nothing spins for long).
  */
 #ifndef ADAINFER_POOL_H
 #define ADAINFER_POOL_H
@@ -24,8 +25,8 @@ void pool_free(struct pool *p);
 int pool_size(const struct pool *p);
 /**
  * Runs fn(arg, i, n) for i = 0 .. n-1 with n = min(nth, pool_size) (nth <= 0:
- * pool_size), item 0 on the calling thread, and returns when all are done.
- * One caller at a time.
+ * pool_size), item 0 on the calling thread, and returns when all are done
+ * (what they wrote is then visible to the caller). One caller at a time.
  */
 void pool_run(struct pool *p, pool_fn fn, void *arg, int nth);
 

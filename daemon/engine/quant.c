@@ -1,9 +1,11 @@
 /*
  * quant.c — scalar reference kernels for ggml's weight formats: half/bfloat
  * conversions, dequantization, activation conversion to the vec_dot_type and
- * the per-block dot products, plus the run-time choice of the SIMD variants
- * in quant_x86.c. The scalar code restates the block formula in the plainest
- * form; it is what the SIMD kernels are tested against.
+ * the per-block dot products, plus the run-time choice of a SIMD level
+ * (scalar, AVX2: quant_x86*.c, AVX-512: quant_x86_512.c, quant_x86_dot512.c;
+ * a level takes the kernels of the level below where it has none of its own).
+ * The scalar code restates the block formula in the plainest form; it is what
+ * the SIMD kernels are tested against.
  *
  * It must never trust alignment of weight bytes (they come from a file) and
  * never allocate: every buffer is the caller's.
@@ -18,107 +20,6 @@
 
 #include "daemon/base/util.h"
 #include "quant_impl.h"
-
-/* ---- half precision ---------------------------------------------------- */
-
-static inline uint32_t
-f32_bits(float f)
-{
-	uint32_t u;
-
-	memcpy(&u, &f, sizeof(u));
-	return u;
-}
-
-static inline float
-f32_from_bits(uint32_t u)
-{
-	float f;
-
-	memcpy(&f, &u, sizeof(f));
-	return f;
-}
-
-float
-quant_fp16_to_fp32(uint16_t h)
-{
-	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-	uint32_t exp = (h >> 10) & 0x1f;
-	uint32_t mant = h & 0x3ff;
-
-	if (exp == 0x1f) /* inf, nan */
-		return f32_from_bits(sign | 0x7f800000u | (mant << 13));
-	if (exp == 0) {
-		/* zero or subnormal: mant * 2^-24, exact in float */
-		float v = (float)mant * 0x1p-24f;
-		return sign ? -v : v;
-	}
-	return f32_from_bits(sign | ((exp + 112) << 23) | (mant << 13));
-}
-
-uint16_t
-quant_fp32_to_fp16(float f)
-{
-	uint32_t x = f32_bits(f);
-	uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
-	uint32_t ax = x & 0x7fffffffu;
-
-	if (ax > 0x7f800000u) /* nan: quiet, top mantissa bits kept (as F16C) */
-		return sign | 0x7e00 | (uint16_t)((ax & 0x7fffff) >> 13);
-	if (ax >= 0x477ff000u) /* >= 65520 rounds to inf */
-		return sign | 0x7c00;
-	if (ax < 0x38800000u) {
-		/* result is subnormal or zero: count units of 2^-24 */
-		if (ax <= 0x33000000u) /* <= 2^-25: ties to even gives 0 */
-			return sign;
-		uint32_t e = ax >> 23;
-		uint32_t mant = (ax & 0x7fffff) | 0x800000;
-		uint32_t shift = 126 - e; /* 14 .. 24 */
-		uint32_t q = mant >> shift;
-		uint32_t rem = mant & ((1u << shift) - 1);
-		uint32_t half = 1u << (shift - 1);
-
-		if (rem > half || (rem == half && (q & 1)))
-			q++;
-		return sign | (uint16_t)q;
-	}
-	uint32_t h = ((ax >> 23) - 112) << 10 | ((ax & 0x7fffff) >> 13);
-	uint32_t rem = ax & 0x1fff;
-
-	if (rem > 0x1000 || (rem == 0x1000 && (h & 1)))
-		h++; /* may carry into the exponent: still correct */
-	return sign | (uint16_t)h;
-}
-
-float
-quant_bf16_to_fp32(uint16_t h)
-{
-	return f32_from_bits((uint32_t)h << 16);
-}
-
-uint16_t
-quant_fp32_to_bf16(float f)
-{
-	uint32_t u = f32_bits(f);
-
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return (uint16_t)((u >> 16) | 64);
-	return (uint16_t)((u + (0x7fffu + ((u >> 16) & 1))) >> 16);
-}
-
-/* ---- small helpers shared with quant_x86.c ------------------------------- */
-
-void
-quant_q4k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
-{
-	if (j < 4) {
-		*sc = q[j] & 63;
-		*m = q[j + 4] & 63;
-	} else {
-		*sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-		*m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-	}
-}
 
 /* ---- type table ---------------------------------------------------------- */
 
@@ -219,18 +120,6 @@ dequant_q4_k(const uint8_t *b, float *y, size_t nb)
 	}
 }
 
-/* The 6-bit value of element e (0..255) of a Q6_K block, 0..63. */
-static inline int
-q6k_value(const uint8_t *ql, const uint8_t *qh, int e)
-{
-	int half = e / 128, r = e % 128, quad = r / 32, l = r % 32;
-	const uint8_t *L = ql + 64 * half, *H = qh + 32 * half;
-	int lo = (quad & 1) ? L[l + 32] : L[l];
-
-	lo = (quad & 2) ? lo >> 4 : lo & 0xF;
-	return lo | (((H[l] >> (2 * quad)) & 3) << 4);
-}
-
 static void
 dequant_q6_k(const uint8_t *b, float *y, size_t nb)
 {
@@ -240,7 +129,7 @@ dequant_q6_k(const uint8_t *b, float *y, size_t nb)
 		float d = quant_fp16_to_fp32(quant_ld16(b + 208));
 
 		for (int e = 0; e < 256; e++)
-			y[e] = d * (float)sc[e / 16] * (float)(q6k_value(ql, qh, e) - 32);
+			y[e] = d * (float)sc[e / 16] * (float)(quant_q6k_value(ql, qh, e) - 32);
 	}
 }
 
@@ -285,8 +174,10 @@ quant_dequantize_row(enum ggml_type t, const void *src, float *dst, size_t n)
  * q = round-half-even(x * (127/amax)) with the float (not F16) inverse.
  */
 static void
-act_q8_0(const float *x, uint8_t *b, size_t nb)
+act_q8_0(const float *x, void *vb, size_t nb)
 {
+	uint8_t *b = vb;
+
 	for (size_t i = 0; i < nb; i++, x += 32, b += 34) {
 		float amax = 0.0f;
 
@@ -309,8 +200,10 @@ act_q8_0(const float *x, uint8_t *b, size_t nb)
  * d = 1/iscale as float, bsums = sums of 16 consecutive q.
  */
 static void
-act_q8_k(const float *x, struct quant_block_q8_k *y, size_t nb)
+act_q8_k(const float *x, void *vy, size_t nb)
 {
+	struct quant_block_q8_k *y = vy;
+
 	for (size_t i = 0; i < nb; i++, x += 256, y++) {
 		float max = 0.0f, amax = 0.0f;
 
@@ -358,10 +251,10 @@ quant_act_from_float(enum ggml_type wt, const float *x, void *act, size_t n)
 			h[i] = quant_fp32_to_bf16(x[i]);
 		break;
 	case GGML_TYPE_Q8_0:
-		act_q8_0(x, act, n / 32);
+		quant_kern()->q8_0_from_f32(x, act, n / 32);
 		break;
 	case GGML_TYPE_Q8_K:
-		act_q8_k(x, act, n / 256);
+		quant_kern()->q8_k_from_f32(x, act, n / 256);
 		break;
 	default:
 		memcpy(act, x, n * sizeof(float));
@@ -491,7 +384,7 @@ dot_q6_k_scalar(const void *w, const void *a, size_t n)
 			for (int l = 0; l < 16; l++) {
 				int e = 16 * j + l;
 
-				s += (q6k_value(x, x + 128, e) - 32) * y->qs[e];
+				s += (quant_q6k_value(x, x + 128, e) - 32) * y->qs[e];
 			}
 			sumi += sc[j] * s;
 		}
@@ -521,6 +414,8 @@ static const struct quant_kernels kern_scalar = {
 	    [GGML_TYPE_Q6_K] = dot_q6_k_scalar,
 	},
     .f16_from_f32 = f16_from_f32_scalar,
+    .q8_0_from_f32 = act_q8_0,
+    .q8_k_from_f32 = act_q8_k,
 };
 
 /* ---- run-time selection -------------------------------------------------- */
@@ -528,6 +423,31 @@ static const struct quant_kernels kern_scalar = {
 static const struct quant_kernels *kern_cur;
 static enum quant_simd level_cur;
 static pthread_once_t kern_once = PTHREAD_ONCE_INIT;
+#if defined(__x86_64__) || defined(__i386__)
+static struct quant_kernels kern_512; /* quant_kern_avx512 over quant_kern_avx2 */
+#endif
+
+/* dst = base, with every kernel over has of its own in its place. */
+static void
+kern_merge(struct quant_kernels *dst, const struct quant_kernels *base,
+	   const struct quant_kernels *over)
+{
+	*dst = *base;
+	for (int t = 0; t < GGML_TYPE_COUNT; t++) {
+		if (over->dot[t] != NULL)
+			dst->dot[t] = over->dot[t];
+		if (over->gemm[t] != NULL)
+			dst->gemm[t] = over->gemm[t];
+		if (over->gemv[t] != NULL)
+			dst->gemv[t] = over->gemv[t];
+	}
+	if (over->f16_from_f32 != NULL)
+		dst->f16_from_f32 = over->f16_from_f32;
+	if (over->q8_0_from_f32 != NULL)
+		dst->q8_0_from_f32 = over->q8_0_from_f32;
+	if (over->q8_k_from_f32 != NULL)
+		dst->q8_k_from_f32 = over->q8_k_from_f32;
+}
 
 enum quant_simd
 quant_simd_best(void)
@@ -535,7 +455,7 @@ quant_simd_best(void)
 #if defined(__x86_64__) || defined(__i386__)
 	__builtin_cpu_init();
 	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && quant_x86_has_f16c())
-		return QUANT_SIMD_AVX2;
+		return quant_x86_has_avx512() ? QUANT_SIMD_AVX512 : QUANT_SIMD_AVX2;
 #endif
 	return QUANT_SIMD_SCALAR;
 }
@@ -544,6 +464,8 @@ static const struct quant_kernels *
 kern_for(enum quant_simd level)
 {
 #if defined(__x86_64__) || defined(__i386__)
+	if (level == QUANT_SIMD_AVX512)
+		return &kern_512;
 	if (level == QUANT_SIMD_AVX2)
 		return &quant_kern_avx2;
 #endif
@@ -551,13 +473,32 @@ kern_for(enum quant_simd level)
 	return &kern_scalar;
 }
 
+/* The level ADAINFER_NO_SIMD / ADAINFER_SIMD ask for (at most best). */
+static enum quant_simd
+level_from_env(enum quant_simd best)
+{
+	const char *no = getenv("ADAINFER_NO_SIMD");
+	const char *want = getenv("ADAINFER_SIMD");
+
+	if (no != NULL && *no != '\0' && strcmp(no, "0") != 0)
+		return QUANT_SIMD_SCALAR;
+	if (want == NULL || *want == '\0')
+		return best;
+	for (int l = QUANT_SIMD_SCALAR; l <= QUANT_SIMD_AVX512; l++)
+		if (strcmp(want, quant_simd_name((enum quant_simd)l)) == 0)
+			return MIN((enum quant_simd)l, best);
+	return best; /* an unknown name changes nothing */
+}
+
 static void
 kern_init(void)
 {
-	const char *no = getenv("ADAINFER_NO_SIMD");
-
-	level_cur = (no != NULL && *no != '\0' && strcmp(no, "0") != 0) ? QUANT_SIMD_SCALAR
-									: quant_simd_best();
+#if defined(__x86_64__) || defined(__i386__)
+	kern_merge(&kern_512, &quant_kern_avx2, &quant_kern_avx512);
+	if (quant_x86_has_avx512_bf16())
+		kern_512.gemm[GGML_TYPE_BF16] = quant_gemm_bf16_512bf;
+#endif
+	level_cur = level_from_env(quant_simd_best());
 	kern_cur = kern_for(level_cur);
 }
 
@@ -589,7 +530,14 @@ quant_simd_set(enum quant_simd level)
 const char *
 quant_simd_name(enum quant_simd level)
 {
-	return level == QUANT_SIMD_AVX2 ? "avx2" : "scalar";
+	switch (level) {
+	case QUANT_SIMD_AVX2:
+		return "avx2";
+	case QUANT_SIMD_AVX512:
+		return "avx512";
+	default:
+		return "scalar";
+	}
 }
 
 float
@@ -616,4 +564,48 @@ float
 quant_dot_f32(const float *x, const float *y, size_t n)
 {
 	return quant_kern()->dot[GGML_TYPE_F32](x, y, n);
+}
+
+void
+quant_gemm(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *pack, size_t nt,
+	   size_t n, float *y, size_t ldy)
+{
+	quant_gemm_fn f = quant_kern()->gemm[wt];
+
+	if (f == NULL)
+		f = quant_gemm_scalar_fns[wt];
+	REQUIRE(f != NULL);
+	f(w, w_row, nr, pack, nt, n, y, ldy);
+}
+
+bool
+quant_gemm_exact(enum ggml_type wt)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	if (wt == GGML_TYPE_BF16 && quant_kern()->gemm[wt] == quant_gemm_bf16_512bf)
+		return false;
+#endif
+	return quant_gemm_supported(wt);
+}
+
+void
+quant_gemm_scalar(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *pack,
+		  size_t nt, size_t n, float *y, size_t ldy)
+{
+	REQUIRE(quant_gemm_scalar_fns[wt] != NULL);
+	quant_gemm_scalar_fns[wt](w, w_row, nr, pack, nt, n, y, ldy);
+}
+
+void
+quant_gemv(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *act, size_t n,
+	   float *y)
+{
+	const struct quant_kernels *k = quant_kern();
+
+	if (k->gemv[wt] != NULL) {
+		k->gemv[wt](w, w_row, nr, act, n, y);
+		return;
+	}
+	for (size_t r = 0; r < nr; r++)
+		y[r] = k->dot[wt]((const uint8_t *)w + r * w_row, act, n);
 }

@@ -19,11 +19,12 @@
  * Doing the same is what lets the engine match llama.cpp's logits to float
  * rounding instead of to quantization noise (tests/fixtures/golden READMEs).
  *
- * Every kernel has a plain scalar reference. On x86-64 AVX2 variants are
- * chosen at run time (cpuid), never assumed at compile time; the environment
- * variable ADAINFER_NO_SIMD=1 forces the scalar path. Integer kernels give
- * bit-identical results on both paths (the per-block float accumulation is
- * done in the same order); float kernels differ by summation order only.
+ * Every kernel has a plain scalar reference. On x86-64 AVX2 and AVX-512
+ * variants are chosen at run time (cpuid), never assumed at compile time;
+ * ADAINFER_NO_SIMD=1 forces the scalar path and ADAINFER_SIMD=avx2 caps the
+ * level. Integer kernels give bit-identical results on every path (the
+ * per-block float accumulation is done in the same order); float kernels
+ * differ by summation order only.
  *
  * Weight rows are borrowed bytes of a mapping and may sit at any alignment:
  * multi-byte fields are read with memcpy. Activation rows are ours.
@@ -35,6 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "half.h"
 #include "types.h"
 
 #define QUANT_QK8_0 32
@@ -57,15 +59,6 @@ struct quant_block_q8_k {
 	int8_t qs[QUANT_QK_K];
 	int16_t bsums[QUANT_QK_K / 16];
 };
-
-/** IEEE half -> float (exact). */
-float quant_fp16_to_fp32(uint16_t h);
-/** float -> IEEE half, round to nearest even (as F16C's vcvtps2ph with imm 0). */
-uint16_t quant_fp32_to_fp16(float f);
-/** bfloat16 -> float (exact). */
-float quant_bf16_to_fp32(uint16_t h);
-/** float -> bfloat16, round to nearest even, NaN kept quiet (ggml_compute_fp32_to_bf16). */
-uint16_t quant_fp32_to_bf16(float f);
 
 /** True when the engine computes with weights of type t (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K).
  */
@@ -113,12 +106,74 @@ float quant_dot_scalar(enum ggml_type wt, const void *w, const void *act, size_t
 /** Plain float dot product of n elements on the selected SIMD level. */
 float quant_dot_f32(const float *x, const float *y, size_t n);
 
+/*
+ * Matrix products for prefill. The activation rows (already converted by
+ * quant_act_from_float) are rearranged once per product into a "pack" of
+ * QUANT_PACK_TOK tokens side by side; the tile kernels then decode each
+ * weight block once and multiply it with every token of the tile. For the
+ * integer formats every (row, token) result is bit-identical to quant_dot
+ * for that row and token: the per-block integer sums are exact and the float
+ * accumulation is the same expression in the same block order. The F16 and
+ * BF16 tiles keep the dots' partial sums and their order (quant_x86_gemmf.c),
+ * except vdpbf16ps's BF16 tile, which differs by rounding (quant_gemm_exact).
+ */
+#define QUANT_PACK_TOK 16
+
+/** True when weights of type wt have tile kernels (Q8_0, Q4_0, Q4_K, Q6_K, F16, BF16). */
+bool quant_gemm_supported(enum ggml_type wt);
+
+/**
+ * Bytes of the pack of n_tok activation rows of n elements for weights of
+ * type wt (quant_gemm_supported). Returns 0, -EINVAL or -EOVERFLOW.
+ */
+int quant_pack_size(enum ggml_type wt, size_t n, size_t n_tok, size_t *out);
+
+/**
+ * Packs n_tok converted activation rows (act, act_row bytes apart, n elements
+ * each) into pack (quant_pack_size bytes; 64-byte alignment is fastest).
+ * Tokens past n_tok in the last group are zero.
+ */
+void quant_pack(enum ggml_type wt, const void *act, size_t act_row, size_t n_tok, size_t n,
+		void *pack);
+
+/**
+ * y[t*ldy + r] = dot(weight row r, token t) for r < nr, t < nt: rows of n
+ * elements of type wt, w_row bytes apart, against a pack of nt tokens (the
+ * whole pack: token 0 is its first). Uses the selected SIMD level.
+ */
+void quant_gemm(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *pack,
+		size_t nt, size_t n, float *y, size_t ldy);
+
+/**
+ * True when quant_gemm for weights of type wt gives quant_dot's bits for
+ * every (row, token) at the selected level: always for the integer formats
+ * and F16, for BF16 unless the AVX-512 BF16 tile (vdpbf16ps) is in use.
+ */
+bool quant_gemm_exact(enum ggml_type wt);
+
+/** The same product on the scalar reference tiles. */
+void quant_gemm_scalar(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *pack,
+		       size_t nt, size_t n, float *y, size_t ldy);
+
+/**
+ * y[r] = dot(weight row r, act) for r < nr (rows w_row bytes apart): one
+ * token against many rows, bit-identical to quant_dot per row. Uses the
+ * selected SIMD level; any type quant_supported.
+ */
+void quant_gemv(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *act,
+		size_t n, float *y);
+
 enum quant_simd {
 	QUANT_SIMD_SCALAR = 0,
-	QUANT_SIMD_AVX2, /* AVX2 + FMA + F16C */
+	QUANT_SIMD_AVX2,   /* AVX2 + FMA + F16C */
+	QUANT_SIMD_AVX512, /* the AVX2 level + AVX512F/BW/VL/VNNI */
 };
 
-/** The level in use: the best the CPU supports unless ADAINFER_NO_SIMD=1 is set. */
+/**
+ * The level in use: the best the CPU supports, capped by the environment:
+ * ADAINFER_NO_SIMD=1 forces scalar, ADAINFER_SIMD=scalar|avx2|avx512 asks
+ * for at most that level (so the AVX2 path can run on an AVX-512 CPU).
+ */
 enum quant_simd quant_simd_level(void);
 /** Best level this CPU supports (ignores the environment). */
 enum quant_simd quant_simd_best(void);
@@ -127,7 +182,7 @@ enum quant_simd quant_simd_best(void);
  * Not thread-safe against concurrent kernels: call between computations.
  */
 int quant_simd_set(enum quant_simd level);
-/** "scalar", "avx2". */
+/** "scalar", "avx2", "avx512". */
 const char *quant_simd_name(enum quant_simd level);
 
 #endif

@@ -10,6 +10,7 @@
  * scalar throughout; the SIMD-vs-scalar cases still switch levels explicitly.
  */
 #include <stdint.h>
+#include <time.h>
 
 #include "test.h"
 
@@ -250,15 +251,33 @@ have_simd(void)
 	return quant_simd_best() != QUANT_SIMD_SCALAR;
 }
 
+/* The level the environment chose (captured before any test switches levels). */
+static enum quant_simd
+start_level(void)
+{
+	static int init;
+	static enum quant_simd level;
+
+	if (!init) {
+		level = quant_simd_level();
+		init = 1;
+	}
+	return level;
+}
+
 /* ---- tests --------------------------------------------------------------- */
 
 static void
 test_env_level(void)
 {
-	const char *no = getenv("ADAINFER_NO_SIMD");
+	const char *no = getenv("ADAINFER_NO_SIMD"), *want = getenv("ADAINFER_SIMD");
+
+	(void)start_level();
 
 	if (no != NULL && strcmp(no, "1") == 0)
 		ASSERT_EQ(quant_simd_level(), QUANT_SIMD_SCALAR);
+	else if (want != NULL && strcmp(want, "avx2") == 0)
+		ASSERT_EQ(quant_simd_level(), MIN(QUANT_SIMD_AVX2, quant_simd_best()));
 	else
 		ASSERT_EQ(quant_simd_level(), quant_simd_best());
 	fprintf(stderr, "  simd: %s (best %s)\n", quant_simd_name(quant_simd_level()),
@@ -349,6 +368,7 @@ test_half_simd(void)
 	quant_act_from_float(GGML_TYPE_F16, x, a, N);
 	ASSERT_OK(quant_simd_set(quant_simd_best()));
 	quant_act_from_float(GGML_TYPE_F16, x, b, N);
+	quant_simd_set(start_level());
 	for (int i = 0; i < N; i++)
 		if (a[i] != b[i])
 			TEST_FAIL_("x=%.9g: scalar 0x%04x, simd 0x%04x", (double)x[i], a[i], b[i]);
@@ -525,7 +545,7 @@ test_dot(void)
 		double want = dot_ref(x, w, n, &mag);
 		ASSERT_NEAR(quant_dot_f32(x, w, n), want, 1e-6 * mag);
 	}
-	quant_simd_set(getenv("ADAINFER_NO_SIMD") ? QUANT_SIMD_SCALAR : quant_simd_best());
+	quant_simd_set(start_level());
 }
 
 static void
@@ -569,8 +589,9 @@ test_matmul(void)
 				double want = dot_ref(wrow, xa, COLS, &mag);
 
 				ASSERT_NEAR(yb[tok * ROWS + r], want, 2e-6 * mag + 1e-6);
-				/* batch and single token: identical except sgemm vs sgemv */
-				if (t == GGML_TYPE_F32)
+				/* batch and single token: identical but for sgemm and the
+				 * vdpbf16ps tile, which sum in another order */
+				if (t == GGML_TYPE_F32 || !quant_gemm_exact(t))
 					ASSERT_NEAR(yb[tok * ROWS + r], y1[r], 2e-6 * mag);
 				else if (memcmp(&yb[tok * ROWS + r], &y1[r], 4) != 0)
 					TEST_FAIL_("%s row %d tok %d: batch %.9g, single %.9g",
@@ -703,6 +724,21 @@ test_pool(void)
 			ASSERT_EQ(pp.hits[i], i < nth ? 1 : 0);
 		for (int i = 0; i < 1000; i++)
 			ASSERT_EQ(pp.covered[i], 1);
+	}
+	/* hand-offs to spinning workers, to sleeping ones (runs 1 ms apart: past the
+	 * spin), and back; a lost wake-up would hang here */
+	for (int rep = 0; rep < 4000; rep++) {
+		if (rep % 400 == 399) {
+			struct timespec ts = {0, 1000000};
+
+			nanosleep(&ts, NULL);
+		}
+		memset(&pp, 0, sizeof(pp));
+		pool_run(p, probe_fn, &pp, rep % 3 + 1);
+		for (int i = 0; i < 1000; i++)
+			if (pp.covered[i] != 1)
+				TEST_FAIL_("run %d: element %d covered %ld times", rep, i,
+					   pp.covered[i]);
 	}
 	pool_free(p);
 	pool_free(NULL);
