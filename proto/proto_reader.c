@@ -292,9 +292,14 @@ proto_reader_next(struct proto_reader *r, msgpack_unpacked *out, struct diag *d)
 		r->cap = 0;
 	}
 	ur = msgpack_unpack_next(out, frame, n, &off);
-	if (ur != MSGPACK_UNPACK_SUCCESS || off != n || out->zone == NULL) {
+	if (ur != MSGPACK_UNPACK_SUCCESS || off != n) {
 		free(frame);
 		return fail(r, -EPROTO, d, "malformed MessagePack message (%zu bytes)", n);
+	}
+	/* msgpack-c makes no zone for a lone nil, bool or number; the frame needs one to live in */
+	if (out->zone == NULL && (out->zone = msgpack_zone_new(64)) == NULL) {
+		free(frame);
+		return fail(r, -ENOMEM, d, "out of memory");
 	}
 	if (!msgpack_zone_push_finalizer(out->zone, free_frame, frame)) {
 		free(frame);

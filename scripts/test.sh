@@ -28,8 +28,10 @@ build build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=fal
 [ -d build-asan ] && { meson test -C build-asan --print-errorlogs --num-processes 2 --no-suite slow || rc=1; }
 
 # clang evaluates and contracts differently from gcc (argument order, FMA):
-# the same suites again, built by clang.
-CC=clang build build-clang --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false || rc=1
+# the same suites again, built by clang, with libFuzzer coverage so that the
+# fuzz suite (each target 30 s over its seed corpus) runs here too.
+CC=clang build build-clang --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false \
+	-Dfuzz=enabled || rc=1
 [ -d build-clang ] && { meson test -C build-clang --print-errorlogs --num-processes 2 --no-suite slow || rc=1; }
 
 /usr/bin/python3 - build-release/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
