@@ -166,7 +166,8 @@ mm_gemm_worker(void *arg, int ith, int nth)
 		   j->rows);
 }
 
-/* F32 rows dotted one by one: only when a dimension does not fit BLAS's int. */
+/* F32 rows dotted one by one: every decode step (n_tok == 1), and any batch whose sizes do not
+ * fit BLAS's int. */
 static void
 mm_f32_worker(void *arg, int ith, int nth)
 {
