@@ -15,23 +15,8 @@
 #include "daemon/base/util.h"
 #include "daemon/engine/types.h"
 
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-
-static uint64_t
-rng_u64(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static float
-rng_f(void)
-{
-	return (float)((double)(rng_u64() >> 11) * 0x1p-53 * 2.0 - 1.0);
-}
+#define RNG_SEED 0x2545f4914f6cdd1dull
+#include "util/rng.h"
 
 static void
 put16(uint8_t *p, uint16_t v)

@@ -20,24 +20,7 @@
 
 /* ---- random numbers ------------------------------------------------------ */
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint64_t
-rng_u64(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-/* uniform in [-1, 1) */
-static float
-rng_f(void)
-{
-	return (float)((double)(rng_u64() >> 11) * 0x1p-53 * 2.0 - 1.0);
-}
+#include "util/rng.h"
 
 static void
 rng_bytes(uint8_t *p, size_t n)
