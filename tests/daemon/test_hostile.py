@@ -70,7 +70,8 @@ def t_sigterm_with_nonreader():
         except subprocess.TimeoutExpired:
             raise AssertionError("adainferd still running 6 s after SIGTERM with a non-reader")
         check(rc == 0, "exit status %r" % rc)
-        check(time.time() - t0 < 3, "stopped in %.1f s, grace is 1 s" % (time.time() - t0))
+        # grace 1 s + the flush deadline (what is left of it, at least 0.1 s); room for a busy CI
+        check(time.time() - t0 < 5, "stopped in %.1f s, grace is 1 s" % (time.time() - t0))
         check("replies not read in time" in d.log_text(), "the log says why it closed")
         c.close()
     finally:
@@ -112,7 +113,7 @@ def t_idle_counts_messages_not_bytes():
                 break
             if time.time() - t0 > 4:
                 break
-        check(closed_at is not None and closed_at - t0 < 2,
+        check(closed_at is not None and closed_at - t0 < 3,
               "a client dripping bytes for %.1f s was not closed" % (time.time() - t0))
         c.close()
         # a client sending whole messages stays
