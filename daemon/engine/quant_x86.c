@@ -19,6 +19,7 @@
 
 #include "daemon/base/util.h"
 #include "quant_impl.h"
+#include "quant_x86_common.h"
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
@@ -40,16 +41,6 @@ hsum_f32_8(__m256 v)
 	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
 	s = _mm_add_ss(s, _mm_movehdup_ps(s));
 	return _mm_cvtss_f32(s);
-}
-
-AVX2 static inline int32_t
-hsum_i32_8(__m256i v)
-{
-	__m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-
-	s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-	return _mm_cvtsi128_si32(s);
 }
 
 /* 8 F16 values at p (any alignment) as floats. */
@@ -285,15 +276,6 @@ dot_q6_k_avx2(const void *w, const void *a, size_t n)
 		sumf += d * (float)sumi;
 	}
 	return sumf;
-}
-
-/* The sums of the 8 int32 lanes of each of v0..v3, in order. */
-AVX2 static inline __m128i
-hsum_i32_8x4(__m256i v0, __m256i v1, __m256i v2, __m256i v3)
-{
-	__m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
-
-	return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
 /* Blocks per chunk of the activation's precomputed scales and offset sums. */

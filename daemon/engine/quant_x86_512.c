@@ -21,6 +21,7 @@
 
 #include "daemon/base/util.h"
 #include "quant_impl.h"
+#include "quant_x86_common.h"
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 
@@ -184,22 +185,6 @@ gemm_q4_0_512(const void *w, size_t w_row, size_t nr, const void *pack, size_t n
 	gemm_q8_q4_0(true, w, w_row, nr, pack, nt, n, y, ldy);
 }
 
-/* A Q4_K block's 256 nibbles in element order, and its scales and mins. */
-AVX512 static inline void
-decode_q4_k(const uint8_t *x, uint8_t q[256], uint8_t sc[8], uint8_t m[8])
-{
-	const __m256i m4 = _mm256_set1_epi8(0x0F);
-
-	for (int c = 0; c < 4; c++) {
-		__m256i v = _mm256_loadu_si256((const __m256i *)(x + 16 + 32 * c));
-
-		_mm256_store_si256((__m256i *)(q + 64 * c), _mm256_and_si256(v, m4));
-		_mm256_store_si256((__m256i *)(q + 64 * c + 32),
-				   _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
-	}
-	quant_q4k_unpack(x + 4, sc, m);
-}
-
 /*
  * Q4_K x Q8_K: per sub-block of 32, sum(q*a) (|.| <= 32*15*128) by 8
  * vpdpbusd, times the 6-bit scale; the mins term sum_j m_j * bsum_j by
@@ -279,40 +264,6 @@ gemm_q4_k_512(const void *w, size_t w_row, size_t nr, const void *pack, size_t n
 			}
 			tile_store(acc, g0, gn, r0, nr, nt, y, ldy);
 		}
-	}
-}
-
-/* A Q6_K block's 256 six-bit values (0..63) in element order. */
-AVX512 static inline void
-decode_q6_k(const uint8_t *x, uint8_t q[256])
-{
-	const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
-
-	for (int h = 0; h < 2; h++) {
-		const uint8_t *ql = x + 64 * h, *qh = x + 128 + 32 * h;
-		__m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-		__m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-		__m256i hb = _mm256_loadu_si256((const __m256i *)qh);
-		uint8_t *o = q + 128 * h;
-
-		_mm256_store_si256((__m256i *)o,
-				   _mm256_or_si256(_mm256_and_si256(l0, m4),
-						   _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4)));
-		_mm256_store_si256(
-		    (__m256i *)(o + 32),
-		    _mm256_or_si256(
-			_mm256_and_si256(l1, m4),
-			_mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4)));
-		_mm256_store_si256(
-		    (__m256i *)(o + 64),
-		    _mm256_or_si256(
-			_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-			_mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4)));
-		_mm256_store_si256(
-		    (__m256i *)(o + 96),
-		    _mm256_or_si256(
-			_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-			_mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4)));
 	}
 }
 

@@ -11,6 +11,7 @@
 #include <immintrin.h>
 
 #include "quant_impl.h"
+#include "quant_x86_common.h"
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
@@ -77,16 +78,6 @@ quant_q8_0_from_f32_avx2(const float *x, void *vy, size_t nb)
 			q[k] = round_clamp(v[k], _mm256_set1_ps(id), lo, hi);
 		_mm256_storeu_si256((__m256i *)(b + 2), pack_i8(q[0], q[1], q[2], q[3]));
 	}
-}
-
-AVX2 static inline int32_t
-hsum_i32_8(__m256i v)
-{
-	__m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-
-	s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-	return _mm_cvtsi128_si32(s);
 }
 
 /*

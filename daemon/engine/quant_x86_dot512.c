@@ -16,27 +16,9 @@
 
 #include "daemon/base/util.h"
 #include "quant_impl.h"
+#include "quant_x86_common.h"
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
-
-AVX512 static inline int32_t
-hsum_i32_8(__m256i v)
-{
-	__m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-
-	s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-	return _mm_cvtsi128_si32(s);
-}
-
-/* The sums of the 8 int32 lanes of each of v0..v3, in order. */
-AVX512 static inline __m128i
-hsum_i32_8x4(__m256i v0, __m256i v1, __m256i v2, __m256i v3)
-{
-	__m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
-
-	return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-}
 
 /* Blocks per chunk of the activation's precomputed scales and offset sums. */
 #define GEMV_CH 256

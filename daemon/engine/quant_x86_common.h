@@ -1,0 +1,86 @@
+/*
+ * quant_x86_common.h — AVX2 helpers shared by the x86 kernel files: lane
+ * sums and the unpacking of K-quant blocks. static inline with AVX2 as their
+ * target, so they inline into AVX2 and AVX-512 callers alike (AVX-512's
+ * target set includes AVX2). x86 kernel files only.
+ */
+#ifndef ADAINFER_QUANT_X86_COMMON_H
+#define ADAINFER_QUANT_X86_COMMON_H
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "quant_impl.h"
+
+#define QUANT_X86_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+QUANT_X86_AVX2 static inline int32_t
+hsum_i32_8(__m256i v)
+{
+	__m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+
+	s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+	return _mm_cvtsi128_si32(s);
+}
+
+/* The sums of the 8 int32 lanes of each of v0..v3, in order. */
+QUANT_X86_AVX2 static inline __m128i
+hsum_i32_8x4(__m256i v0, __m256i v1, __m256i v2, __m256i v3)
+{
+	__m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
+
+	return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+/* A Q4_K block's 256 nibbles in element order, and its scales and mins. */
+QUANT_X86_AVX2 static inline void
+decode_q4_k(const uint8_t *x, uint8_t q[256], uint8_t sc[8], uint8_t m[8])
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0F);
+
+	for (int c = 0; c < 4; c++) {
+		__m256i v = _mm256_loadu_si256((const __m256i *)(x + 16 + 32 * c));
+
+		_mm256_store_si256((__m256i *)(q + 64 * c), _mm256_and_si256(v, m4));
+		_mm256_store_si256((__m256i *)(q + 64 * c + 32),
+				   _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+	}
+	quant_q4k_unpack(x + 4, sc, m);
+}
+
+/* A Q6_K block's 256 six-bit values (0..63) in element order. */
+QUANT_X86_AVX2 static inline void
+decode_q6_k(const uint8_t *x, uint8_t q[256])
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+
+	for (int h = 0; h < 2; h++) {
+		const uint8_t *ql = x + 64 * h, *qh = x + 128 + 32 * h;
+		__m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+		__m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+		__m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+		uint8_t *o = q + 128 * h;
+
+		_mm256_store_si256((__m256i *)o,
+				   _mm256_or_si256(_mm256_and_si256(l0, m4),
+						   _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4)));
+		_mm256_store_si256(
+		    (__m256i *)(o + 32),
+		    _mm256_or_si256(
+			_mm256_and_si256(l1, m4),
+			_mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4)));
+		_mm256_store_si256(
+		    (__m256i *)(o + 64),
+		    _mm256_or_si256(
+			_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+			_mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4)));
+		_mm256_store_si256(
+		    (__m256i *)(o + 96),
+		    _mm256_or_si256(
+			_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+			_mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4)));
+	}
+}
+
+#endif
