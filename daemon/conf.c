@@ -181,6 +181,12 @@ k_context(struct parse *p, yaml_node_t *v, const char *key)
 }
 
 static int
+k_state_dir(struct parse *p, yaml_node_t *v, const char *key)
+{
+	return get_path(p, v, key, p->c->state_dir, sizeof(p->c->state_dir));
+}
+
+static int
 k_sock_path(struct parse *p, yaml_node_t *v, const char *key)
 {
 	return get_path(p, v, key, p->c->socket_path, sizeof(p->c->socket_path));
@@ -335,16 +341,49 @@ k_profiles(struct parse *p, yaml_node_t *v, const char *key)
 	return walk(p, v, "'profiles'", t);
 }
 
-static const struct key_handler top_keys[] = {{"model", k_model},       {"threads", k_threads},
-					      {"workers", k_workers},   {"context", k_context},
-					      {"socket", k_socket},     {"access", k_access},
-					      {"limits", k_limits},     {"log", k_log},
-					      {"profiles", k_profiles}, {NULL, NULL}};
+static const struct key_handler top_keys[] = {{"model", k_model},
+					      {"threads", k_threads},
+					      {"workers", k_workers},
+					      {"context", k_context},
+					      {"socket", k_socket},
+					      {"access", k_access},
+					      {"limits", k_limits},
+					      {"log", k_log},
+					      {"profiles", k_profiles},
+					      {"state_dir", k_state_dir},
+					      {NULL, NULL}};
+
+/* The first of a ':'-separated list of directories (systemd's *Directory= variables). */
+static bool
+first_dir(const char *list, char *out, size_t cap)
+{
+	if (list == NULL || *list == '\0' || strlcpy_(out, list, cap) >= cap)
+		return false;
+	out[strcspn(out, ":")] = '\0';
+	return true;
+}
+
+/* $STATE_DIRECTORY (StateDirectory=), else the user's cache directory, else none. */
+static void
+default_state_dir(struct conf *c)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	size_t cap = sizeof(c->state_dir);
+
+	if (first_dir(getenv("STATE_DIRECTORY"), c->state_dir, cap))
+		return;
+	if (xdg != NULL && xdg[0] == '/' &&
+	    (size_t)snprintf(c->state_dir, cap, "%s/adainfer", xdg) < cap)
+		return;
+	if (home != NULL && home[0] == '/' &&
+	    (size_t)snprintf(c->state_dir, cap, "%s/.cache/adainfer", home) < cap)
+		return;
+	c->state_dir[0] = '\0';
+}
 
 void
 conf_defaults(struct conf *c)
 {
-	const char *rd = getenv("RUNTIME_DIRECTORY");
 	char first[4096];
 
 	memset(c, 0, sizeof(*c));
@@ -361,10 +400,9 @@ conf_defaults(struct conf *c)
 	c->limits.request_deadline_ms = 60000;
 	c->limits.shutdown_grace_ms = 5000;
 	c->limits.max_write_queue_bytes = 4u << 20;
+	default_state_dir(c);
 	/* RuntimeDirectory= may list several directories separated by ':'; use the first. */
-	if (rd != NULL && *rd != '\0') {
-		strlcpy_(first, rd, sizeof(first));
-		first[strcspn(first, ":")] = '\0';
+	if (first_dir(getenv("RUNTIME_DIRECTORY"), first, sizeof(first))) {
 		if ((size_t)snprintf(c->socket_path, sizeof(c->socket_path), "%s/adainferd.sock",
 				     first) < sizeof(c->socket_path))
 			return;

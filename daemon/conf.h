@@ -20,6 +20,8 @@
  *     shutdown_grace_ms, max_write_queue_bytes
  *   log:
  *     level: error|warning|info|debug
+ *   state_dir: DIR              where the model digest cache lives; default
+ *                               $STATE_DIRECTORY, else ~/.cache/adainfer
  *   profiles:
  *     dir: DIR                  one profile per task: DIR/<task>.yaml
  *     inline:                   profiles written in the config itself
@@ -68,6 +70,7 @@ struct conf {
 	struct conf_limits limits;
 	enum log_level log_level;
 	char profile_dir[4096]; /* "" when none */
+	char state_dir[4096];   /* "" when none: digests are not cached */
 	char model_where[160];  /* "file:line:column" or "--model", for messages */
 	char profile_dir_where[160];
 	struct profile inline_profiles[CONF_MAX_INLINE_PROFILES]; /* profiles.inline */

@@ -9,10 +9,14 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon/base/log.h"
+#include "daemon/engine/forward.h"
 #include "notify.h"
 #include "tasks.h"
 
@@ -36,6 +40,37 @@ daemon_listen(struct daemon *dm, int fd, struct diag *d)
 	return server_open(&dm->server, dm->loop, &dm->snap->conf, fd, on_connection, dm, d);
 }
 
+/*
+ * Every worker allocates a whole KV cache of n_ctx positions. A context that
+ * would need more than half of the machine's RAM for that (Llama-3.1-8B's
+ * 131072 positions are 32 GiB of F32 KV per worker) is refused at start and
+ * reload with the largest context that fits, not left to fail or swap later.
+ */
+static int
+check_kv_memory(const struct conf *c, const struct model *m, uint32_t n_ctx, struct diag *d)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	double gib = 1024.0 * 1024.0 * 1024.0, budget, per_worker, per_pos;
+	size_t kv = ctx_kv_bytes(m, n_ctx);
+	uint64_t fit;
+
+	if (pages <= 0 || page <= 0)
+		return 0; /* unknown RAM: nothing to compare with */
+	budget = (double)pages * (double)page / 2;
+	per_worker = kv == SIZE_MAX ? INFINITY : (double)kv;
+	if (per_worker * c->workers <= budget)
+		return 0;
+	per_pos = (double)ctx_kv_bytes(m, 1);
+	fit = (uint64_t)(budget / c->workers / per_pos) / 256 * 256;
+	return diag_set(
+	    d, -ENOMEM,
+	    "a context of %u positions (%s) needs %.1f GiB of KV cache per worker x %d "
+	    "worker%s, more than half of this machine's %.1f GiB of RAM: set 'context:' "
+	    "in the configuration to %" PRIu64 " or less",
+	    n_ctx, c->context ? "'context:' in the configuration" : "the model's training context",
+	    per_worker / gib, c->workers, c->workers == 1 ? "" : "s", 2 * budget / gib, fit);
+}
+
 int
 daemon_snap_new(struct snap **out, const struct conf *c, struct smodel *sm, struct diag *d)
 {
@@ -50,7 +85,8 @@ daemon_snap_new(struct snap **out, const struct conf *c, struct smodel *sm, stru
 	smodel_ref(sm);
 	s->model = sm;
 	s->n_ctx = c->context ? c->context : sm->m.hp.n_ctx_train;
-	if ((rc = tasks_load(&s->profiles, c, &sm->m, d)) < 0) {
+	if ((rc = check_kv_memory(c, &sm->m, s->n_ctx, d)) < 0 ||
+	    (rc = tasks_load(&s->profiles, c, &sm->m, d)) < 0) {
 		snap_unref(s);
 		return rc;
 	}
@@ -115,7 +151,8 @@ reload_work(uv_work_t *w)
 {
 	struct daemon *dm = w->data;
 
-	dm->reload_rc = smodel_load(&dm->reload_model, dm->reload_conf.model, &dm->reload_diag);
+	dm->reload_rc = smodel_load(&dm->reload_model, dm->reload_conf.model,
+				    dm->reload_conf.state_dir, &dm->reload_diag);
 }
 
 static void

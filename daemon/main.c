@@ -214,7 +214,7 @@ main(int argc, char **argv)
 	sigaction(SIGBUS, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN); /* a client hanging up must not kill us; writes report EPIPE */
 
-	if ((rc = smodel_load(&sm, conf.model, &d)) < 0) {
+	if ((rc = smodel_load(&sm, conf.model, conf.state_dir, &d)) < 0) {
 		fprintf(stderr, "adainferd: %s\n", d.msg);
 		return 1;
 	}

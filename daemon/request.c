@@ -7,16 +7,20 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "daemon/base/log.h"
+#include "modelhash.h"
 #include "tasks.h"
 
 /* ---- models and snapshots -------------------------------------------------- */
 
 int
-smodel_load(struct smodel **out, const char *path, struct diag *d)
+smodel_load(struct smodel **out, const char *path, const char *state_dir, struct diag *d)
 {
 	struct smodel *sm = calloc(1, sizeof(*sm));
+	struct timespec t0, t1;
+	bool cached;
 	int rc;
 
 	*out = NULL;
@@ -26,6 +30,19 @@ smodel_load(struct smodel **out, const char *path, struct diag *d)
 		free(sm);
 		return rc;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if ((rc = modelhash(&sm->m, state_dir, &cached)) < 0) {
+		model_free(&sm->m);
+		free(sm);
+		return diag_set(d, rc, "out of memory");
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (cached)
+		log_debug("%s: sha256 from %s/model-digests", path, state_dir);
+	else
+		log_info("%s: hashed in %.2f s", path,
+			 (double)(t1.tv_sec - t0.tv_sec) +
+			     (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
 	atomic_init(&sm->refs, 1);
 	*out = sm;
 	return 0;

@@ -27,8 +27,12 @@ struct smodel {
 	enum mapping_state file_state; /* last seen by dispatch (loop thread only) */
 };
 
-/** Loads path into a new shared model (refs = 1). Returns 0 or a negative errno with d. */
-int smodel_load(struct smodel **out, const char *path, struct diag *d);
+/**
+ * Loads path into a new shared model (refs = 1), its digest from the cache
+ * in state_dir when the file is unchanged (modelhash.h). Returns 0 or a
+ * negative errno with d.
+ */
+int smodel_load(struct smodel **out, const char *path, const char *state_dir, struct diag *d);
 void smodel_ref(struct smodel *sm);
 /** Drops a reference; frees the model on the last one (any thread). NULL is fine. */
 void smodel_unref(struct smodel *sm);

@@ -235,6 +235,21 @@ fail:
 	return -ENOMEM;
 }
 
+size_t
+ctx_kv_bytes(const struct model *m, uint32_t n_ctx)
+{
+	const struct model_hparams *hp = &m->hp;
+	size_t kv;
+
+	if (n_ctx == 0)
+		n_ctx = hp->n_ctx_train;
+	if (size_mul4(&kv, hp->n_layers, n_ctx, (size_t)hp->n_kv_heads * hp->head_dim,
+		      sizeof(float)) < 0 ||
+	    kv > SIZE_MAX / 2)
+		return SIZE_MAX;
+	return 2 * kv;
+}
+
 int
 ctx_new(struct ctx **out, const struct model *m, uint32_t n_ctx, int n_threads, struct diag *d)
 {

@@ -40,6 +40,11 @@ struct ctx; /* opaque: KV cache, scratch buffers, thread pool; one sequence */
  * outlive the context. Returns 0, -EINVAL or -ENOMEM (never aborts).
  */
 int ctx_new(struct ctx **out, const struct model *m, uint32_t n_ctx, int n_threads, struct diag *d);
+/**
+ * Bytes of the K and V caches ctx_new allocates for n_ctx positions of m (0 =
+ * the model's context length); SIZE_MAX when that overflows.
+ */
+size_t ctx_kv_bytes(const struct model *m, uint32_t n_ctx);
 void ctx_free(struct ctx *c);
 /** Forgets the sequence: n_past = 0. */
 void ctx_reset(struct ctx *c);

@@ -56,6 +56,7 @@ mapping_open(struct mapping *mp, const char *path, struct diag *d)
 	mp->dev = st.st_dev;
 	mp->ino = st.st_ino;
 	mp->mtime = st.st_mtim;
+	mp->ctime = st.st_ctim;
 out:
 	close(fd);
 	return rc;

@@ -18,6 +18,7 @@ struct mapping {
 	dev_t dev;        /* the file mapped, as fstat saw it at open */
 	ino_t ino;
 	struct timespec mtime;
+	struct timespec ctime; /* status change: any write or chmod moves it; no user can set it */
 };
 
 /** What is at the mapped file's path now, compared with what was mapped. */

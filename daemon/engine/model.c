@@ -261,8 +261,8 @@ read_hparams(struct model *m, struct diag *d)
 	return 0;
 }
 
-static void
-hash_file(struct model *m)
+void
+model_hash(struct model *m)
 {
 	SHA2_CTX ctx;
 	const uint8_t *p = m->map.base;
@@ -330,7 +330,6 @@ model_load(struct model *m, const char *path, struct diag *d)
 	if (rc < 0)
 		goto out;
 	set_name(m);
-	hash_file(m);
 out:
 	if (rc < 0)
 		model_free(m);

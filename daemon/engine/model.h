@@ -62,7 +62,7 @@ struct model {
 	struct model_layer *layers; /* owned, n_layers */
 	char path[4096];
 	char name[128];     /* general.name or the file's base name */
-	char sha256[65];    /* hex digest of the whole file */
+	char sha256[65];    /* hex digest of the whole file; "" until model_hash() */
 	uint32_t file_type; /* general.file_type, 0 when absent */
 };
 
@@ -73,6 +73,12 @@ struct model {
  * Weights are never copied. Caller frees with model_free().
  */
 int model_load(struct model *m, const char *path, struct diag *d);
+/**
+ * Fills m->sha256 with the SHA-256 of the whole file (reads every page of
+ * the mapping: seconds for a multi-GB model, hence not part of model_load;
+ * the daemon keeps digests in a cache keyed by the file's identity).
+ */
+void model_hash(struct model *m);
 /** Releases everything model_load acquired; safe on a partially built or zeroed model. */
 void model_free(struct model *m);
 

@@ -22,7 +22,10 @@ model_open(void)
 		return true;
 	snprintf(path, sizeof(path), "%s/models/tiny-tasks.gguf",
 		 getenv("ADAINFER_SOURCE_ROOT") ? getenv("ADAINFER_SOURCE_ROOT") : ".");
-	return model_load(&m, path, &d) == 0;
+	if (model_load(&m, path, &d) < 0)
+		return false;
+	model_hash(&m); /* what the shipped profiles' provenance names */
+	return true;
 }
 
 static void

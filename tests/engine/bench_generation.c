@@ -88,6 +88,7 @@ main(int argc, char **argv)
 		json_decref(g);
 		return 1;
 	}
+	model_hash(&m); /* the profiles' provenance */
 	cases = json_object_get(g, "cases");
 	half = json_array_size(cases) / 2;
 	if (collect(c, cases, 0, half, m.hp.n_layers, &cd) < 0) {

@@ -85,6 +85,8 @@ test_fixture_models(void)
 		if (rc != 0)
 			fprintf(stderr, "%s: %s\n", e->file, d.msg);
 		ASSERT_OK(rc);
+		ASSERT_STREQ(m.sha256, ""); /* not hashed until asked */
+		model_hash(&m);
 		ASSERT_STREQ(m.sha256, e->sha256);
 		ASSERT_EQ(m.hp.n_vocab, e->n_vocab);
 		ASSERT_EQ(m.vocab.n_tokens, e->n_vocab);
@@ -163,6 +165,7 @@ test_name_and_sha_of_generated(void)
 	ASSERT_EQ(m.hp.n_embd, o.n_embd);
 	ASSERT_EQ(m.hp.n_layers, o.n_layers);
 	ASSERT_EQ(m.hp.n_vocab, gguf_writer_vocab_size());
+	model_hash(&m);
 	ASSERT_EQ(strlen(m.sha256), 64);
 	model_free(&m);
 
