@@ -123,7 +123,10 @@ class GGUFWriter:
         n = 1
         for d in ne:
             n *= d
-        nbytes = n * elem_size
+        self.tensor_bytes(name, ne, gtype, n * elem_size)
+
+    def tensor_bytes(self, name, ne, gtype, nbytes):
+        """Declares a tensor of nbytes bytes (quantized types: blocks x block size)."""
         offset = self.data_size
         self.infos += self._str(name) + struct.pack("<I", len(ne))
         self.infos += struct.pack("<%dQ" % len(ne), *ne) + struct.pack("<IQ", gtype, offset)
