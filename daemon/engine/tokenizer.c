@@ -1,9 +1,8 @@
 /*
- * tokenizer.c — the SentencePiece ("llama") vocabulary of a GGUF file and
- * llama.cpp's SPM tokenizer (llm_tokenizer_spm in src/llama-vocab.cpp):
- * spaces escaped to U+2581, an optional leading space, UTF-8 characters
- * merged pairwise by the highest piece score (ties: leftmost pair) through a
- * priority queue, pieces the vocabulary lacks emitted as <0xNN> byte tokens.
+ * tokenizer.c — the vocabulary of a GGUF file (tokens, types, special ids,
+ * the defaults llama_vocab::impl::load applies per tokenizer model and
+ * pre-tokenizer) and the parts common to both tokenizers; the SPM session is
+ * in tokenizer_spm.c, byte-level BPE in tokenizer_bpe.c and tokenizer_pre.c.
  * Special tokens are split out of the text first as llama.cpp's
  * tokenizer_st_partition does: user-defined ones always, control and unknown
  * ones when the caller asks to parse special text. The end-of-generation set
@@ -11,25 +10,18 @@
  * llama_token_to_piece / llama_detokenize. This module must never trust the
  * vocabulary's counts beyond what gguf_parse validated, never size memory by
  * the text without checked arithmetic, and never abort on odd input
- * (invalid UTF-8 is tokenized byte by byte, like llama.cpp does).
+ * (invalid UTF-8 is tokenized as llama.cpp does: SPM byte by byte, BPE as U+FFFD).
  */
-#include "tokenizer.h"
+#include "tokenizer_impl.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum tok_type {
-	TT_UNDEFINED = 0,
-	TT_NORMAL = 1,
-	TT_UNKNOWN = 2,
-	TT_CONTROL = 3,
-	TT_USER_DEFINED = 4,
-	TT_UNUSED = 5,
-	TT_BYTE = 6,
-};
+const uint8_t tok_utf8_len[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
 
 /* Open-addressing hash from token text to id; cap is a power of two. */
 struct tok_index {
@@ -49,9 +41,8 @@ hash_bytes(const char *p, size_t n)
 	return h;
 }
 
-/* The id of the token whose text is p[0..n), or -1 (llama_vocab::text_to_token). */
-static int32_t
-vocab_find(const struct vocab *v, const char *p, size_t n)
+int32_t
+tok_find(const struct vocab *v, const char *p, size_t n)
 {
 	const struct tok_index *ix = v->index;
 	uint32_t i = hash_bytes(p, n) & (ix->cap - 1);
@@ -218,9 +209,15 @@ load_attrs(struct vocab *v, const struct gguf *g, struct diag *d)
 	return 0;
 }
 
+/*
+ * Special ids and flags: llama.cpp's defaults for the model (SPM: bos 1,
+ * eos 2, unk 0, add_bos, a space prefix; BPE: bos = eos = 11, nothing added
+ * unless the pre-tokenizer says so), then the metadata's values.
+ */
 static int
-load_special(struct vocab *v, const struct gguf *g, struct diag *d)
+load_special(struct vocab *v, const struct gguf *g, unsigned pre_flags, struct diag *d)
 {
+	bool spm = v->kind == VOCAB_SPM;
 	static const struct {
 		const char *key;
 		size_t off;
@@ -229,6 +226,7 @@ load_special(struct vocab *v, const struct gguf *g, struct diag *d)
 	    {"tokenizer.ggml.bos_token_id", offsetof(struct vocab, bos_id), 1},
 	    {"tokenizer.ggml.eos_token_id", offsetof(struct vocab, eos_id), 2},
 	    {"tokenizer.ggml.unknown_token_id", offsetof(struct vocab, unk_id), 0},
+	    /* the first three defaults are SPM's; BPE's are set below */
 	    {"tokenizer.ggml.padding_token_id", offsetof(struct vocab, pad_id), -1},
 	    {"tokenizer.ggml.eot_token_id", offsetof(struct vocab, eot_id), -1},
 	    {"tokenizer.ggml.eom_token_id", offsetof(struct vocab, eom_id), -1},
@@ -251,15 +249,17 @@ load_special(struct vocab *v, const struct gguf *g, struct diag *d)
 	    {"tokenizer.ggml.add_bos_token", offsetof(struct vocab, add_bos), true},
 	    {"tokenizer.ggml.add_eos_token", offsetof(struct vocab, add_eos), false},
 	    {"tokenizer.ggml.add_space_prefix", offsetof(struct vocab, add_space_prefix), true},
-	};
+	}; /* defaults for SPM; BPE: add_bos only if the pre-tokenizer says, the rest false */
 	int rc;
 
 	for (size_t i = 0; i < ARRAY_LEN(ids); i++) {
-		int32_t *id = (int32_t *)((char *)v + ids[i].off);
+		int32_t *id = (int32_t *)((char *)v + ids[i].off), def = ids[i].def;
 		uint32_t u;
 
-		if (ids[i].def != -2) /* -2: keep what the earlier key set */
-			*id = ids[i].def < (int32_t)v->n_tokens ? ids[i].def : -1;
+		if (!spm && i < 3) /* BPE: bos = eos = 11 (chatglm: no bos), no unk */
+			def = i == 2 || (i == 0 && (pre_flags & PRE_NO_BOS)) ? -1 : 11;
+		if (def != -2) /* -2: keep what the earlier key set */
+			*id = def < (int32_t)v->n_tokens ? def : -1;
 		rc = gguf_get_u32(g, ids[i].key, &u, d);
 		if (rc == 0 &&
 		    u < v->n_tokens) /* llama.cpp keeps the default for an id out of range */
@@ -270,7 +270,7 @@ load_special(struct vocab *v, const struct gguf *g, struct diag *d)
 	for (size_t i = 0; i < ARRAY_LEN(flags); i++) {
 		bool *f = (bool *)((char *)v + flags[i].off);
 
-		*f = flags[i].def;
+		*f = spm ? flags[i].def : i == 0 && (pre_flags & PRE_ADD_BOS);
 		rc = gguf_get_bool(g, flags[i].key, f, d);
 		if (rc < 0 && rc != -ENOENT)
 			return rc;
@@ -312,7 +312,7 @@ find_special(struct vocab *v)
 				   special_texts[i].texts[j] != NULL;
 		     j++) {
 			const char *t = special_texts[i].texts[j];
-			int32_t found = vocab_find(v, t, strlen(t));
+			int32_t found = tok_find(v, t, strlen(t));
 
 			if (found >= 0) {
 				*id = found;
@@ -321,7 +321,7 @@ find_special(struct vocab *v)
 		}
 	}
 	for (size_t i = 0; i < ARRAY_LEN(eog_texts); i++) {
-		int32_t id = vocab_find(v, eog_texts[i], strlen(eog_texts[i]));
+		int32_t id = tok_find(v, eog_texts[i], strlen(eog_texts[i]));
 
 		if (id >= 0) {
 			token_force_control(v, id);
@@ -342,16 +342,23 @@ is_special_type(int32_t type)
 /*
  * llama.cpp sets RSTRIP on every special token of a model whose general.name
  * contains "phi-3" or "phi3" (case-insensitively), and on "</s>", but not on
- * "<unk>", "<s>" and "<|endoftext|>". (Its LSTRIP case, jina-v2's "<mask>",
- * belongs to a BERT vocabulary, which we refuse.)
+ * "<unk>", "<s>" and "<|endoftext|>"; and LSTRIP on "<mask>" of the jina-v2
+ * de/es/code BPE vocabularies.
  */
 static void
 set_strip_flags(struct vocab *v, const struct gguf *g)
 {
 	static const char *const keep[] = {"<unk>", "<s>", "<|endoftext|>"};
-	char name[128];
+	char name[128], pre[128];
 	int32_t id;
 
+	if (gguf_get_str(g, "tokenizer.ggml.pre", pre, sizeof(pre), NULL) == 0 &&
+	    (strstr(pre, "jina-v2-de") || strstr(pre, "jina-v2-es") ||
+	     strstr(pre, "jina-v2-code"))) {
+		if ((id = tok_find(v, "<mask>", 6)) >= 0)
+			v->tokens[id].flags |= VOCAB_FLAG_LSTRIP;
+		return;
+	}
 	if (gguf_get_str(g, "general.name", name, sizeof(name), NULL) < 0)
 		return;
 	for (char *c = name; *c != '\0'; c++)
@@ -361,10 +368,10 @@ set_strip_flags(struct vocab *v, const struct gguf *g)
 	for (uint32_t i = 0; i < v->n_tokens; i++)
 		if (is_special_type(v->tokens[i].type))
 			v->tokens[i].flags |= VOCAB_FLAG_RSTRIP;
-	if ((id = vocab_find(v, "</s>", 4)) >= 0)
+	if ((id = tok_find(v, "</s>", 4)) >= 0)
 		v->tokens[id].flags |= VOCAB_FLAG_RSTRIP;
 	for (size_t i = 0; i < ARRAY_LEN(keep); i++)
-		if ((id = vocab_find(v, keep[i], strlen(keep[i]))) >= 0)
+		if ((id = tok_find(v, keep[i], strlen(keep[i]))) >= 0)
 			v->tokens[id].flags &= ~(uint32_t)VOCAB_FLAG_RSTRIP;
 }
 
@@ -396,7 +403,7 @@ build_index(struct vocab *v, const struct gguf *g, struct diag *d)
 	qsort_r(ix->special, ix->n_special, sizeof(*ix->special), cmp_special, v);
 	for (int b = 0; b < 256; b++) {
 		snprintf(hex, sizeof(hex), "<0x%02X>", b);
-		v->byte_ids[b] = vocab_find(v, hex, 6);
+		v->byte_ids[b] = tok_find(v, hex, 6);
 	}
 	return 0;
 }
@@ -406,6 +413,7 @@ tokenizer_init(struct vocab *v, const struct gguf *g, struct diag *d)
 {
 	const struct gguf_kv *kv;
 	char model[64];
+	unsigned pre_flags = 0;
 	int rc;
 
 	memset(v, 0, sizeof(*v));
@@ -419,15 +427,26 @@ tokenizer_init(struct vocab *v, const struct gguf *g, struct diag *d)
 				g->path);
 	if (rc < 0)
 		return rc;
-	if (strcmp(model, "llama") != 0)
-		return diag_set(d, -ENOTSUP, "%s: tokenizer '%s' is not supported (only llama)",
+	if (strcmp(model, "llama") == 0)
+		v->kind = VOCAB_SPM;
+	else if (strcmp(model, "gpt2") == 0)
+		v->kind = VOCAB_BPE;
+	else
+		return diag_set(d, -ENOTSUP,
+				"%s: tokenizer '%s' is not supported (only llama and gpt2)",
 				g->path, model);
+	if (v->kind == VOCAB_BPE) {
+		if ((rc = bpe_init(v, g, &pre_flags, d)) < 0)
+			goto out;
+		v->clean_spaces = (pre_flags & PRE_CLEAN_SPACES) != 0;
+		v->ignore_merges = (pre_flags & PRE_IGNORE_MERGES) != 0;
+	}
 	rc = gguf_get_arr(g, "tokenizer.ggml.tokens", GGUF_VT_STRING, &kv, d);
 	if (rc == -ENOENT)
 		rc = diag_set(d, -EINVAL, "%s: metadata key 'tokenizer.ggml.tokens' is missing",
 			      g->path);
 	if (rc < 0 || (rc = load_tokens(v, g, kv, d)) < 0 || (rc = load_attrs(v, g, d)) < 0 ||
-	    (rc = load_special(v, g, d)) < 0 || (rc = build_index(v, g, d)) < 0)
+	    (rc = load_special(v, g, pre_flags, d)) < 0 || (rc = build_index(v, g, d)) < 0)
 		goto out;
 out:
 	if (rc < 0)
@@ -440,6 +459,7 @@ tokenizer_deinit(struct vocab *v)
 {
 	struct tok_index *ix = v->index;
 
+	bpe_deinit(v);
 	if (ix != NULL) {
 		free(ix->slot);
 		free(ix->special);
@@ -455,199 +475,6 @@ tokenizer_deinit(struct vocab *v)
 	v->fim_pad_id = v->fim_rep_id = v->fim_sep_id = -1;
 }
 
-/* ---- SPM session: one fragment of text, already space-escaped ---- */
-
-struct sym {
-	int32_t prev, next;
-	uint32_t off, n; /* bytes of the escaped text */
-};
-
-struct bigram {
-	int32_t left, right;
-	float score;
-	uint32_t size;
-};
-
-struct out {
-	int32_t *ids;
-	size_t cap, n;
-};
-
-static void
-out_push(struct out *o, int32_t id)
-{
-	if (o->n < o->cap)
-		o->ids[o->n] = id;
-	o->n++;
-}
-
-/* Max-heap order: higher score first, then the leftmost pair (llm_bigram_spm::comparator). */
-static bool
-bigram_before(const struct bigram *a, const struct bigram *b)
-{
-	return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static void
-heap_push(struct bigram *h, size_t *n, struct bigram b)
-{
-	size_t i = (*n)++;
-
-	while (i > 0 && bigram_before(&b, &h[(i - 1) / 2])) {
-		h[i] = h[(i - 1) / 2];
-		i = (i - 1) / 2;
-	}
-	h[i] = b;
-}
-
-static struct bigram
-heap_pop(struct bigram *h, size_t *n)
-{
-	struct bigram top = h[0], last = h[--(*n)];
-	size_t i = 0, c;
-
-	while ((c = 2 * i + 1) < *n) {
-		if (c + 1 < *n && bigram_before(&h[c + 1], &h[c]))
-			c++;
-		if (!bigram_before(&h[c], &last))
-			break;
-		h[i] = h[c];
-		i = c;
-	}
-	if (*n > 0)
-		h[i] = last;
-	return top;
-}
-
-static void
-try_bigram(const struct vocab *v, const char *text, const struct sym *s, int32_t l, int32_t r,
-	   struct bigram *heap, size_t *nheap)
-{
-	int32_t id;
-
-	if (l < 0 || r < 0)
-		return;
-	id = vocab_find(v, text + s[l].off, s[l].n + s[r].n);
-	if (id < 0)
-		return;
-	heap_push(
-	    heap, nheap,
-	    (struct bigram){
-		.left = l, .right = r, .score = v->tokens[id].score, .size = s[l].n + s[r].n});
-}
-
-/*
- * A final symbol the vocabulary lacks becomes byte tokens. llama.cpp first
- * consults rev_merge, but a symbol that was merged always is a token (a merge
- * needs one), and an unmerged single character never is a merge's text, so
- * that path cannot produce anything else.
- */
-static void
-resegment(const struct vocab *v, const char *p, uint32_t n, struct out *o)
-{
-	int32_t id = vocab_find(v, p, n);
-
-	if (id >= 0) {
-		out_push(o, id);
-		return;
-	}
-	for (uint32_t j = 0; j < n; j++) {
-		uint8_t b = (uint8_t)p[j];
-
-		id = v->byte_ids[b];
-		if (id < 0)
-			id = vocab_find(v, p + j, 1); /* llama.cpp's byte_to_token fallback */
-		if (id < 0)
-			id = v->unk_id;
-		if (id >= 0)
-			out_push(o, id);
-	}
-}
-
-static const uint8_t utf8_len_by_high_nibble[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-
-static int
-spm_tokenize(const struct vocab *v, const char *text, size_t len, struct out *o)
-{
-	struct sym *s = NULL;
-	struct bigram *heap = NULL;
-	size_t n = 0, nheap = 0, off = 0, cap;
-	int rc = 0;
-
-	if (len == 0)
-		return 0;
-	if (len > INT32_MAX || size_mul(&cap, len, 3) < 0)
-		return -EOVERFLOW;
-	if ((s = malloc(len * sizeof(*s))) == NULL ||
-	    (heap = malloc(cap * sizeof(*heap))) == NULL) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	while (off < len) {
-		size_t cl = utf8_len_by_high_nibble[(uint8_t)text[off] >> 4];
-
-		if (cl > len - off)
-			cl = len - off;
-		s[n] =
-		    (struct sym){.prev = (int32_t)n - 1, .off = (uint32_t)off, .n = (uint32_t)cl};
-		off += cl;
-		s[n].next = off == len ? -1 : (int32_t)n + 1;
-		n++;
-	}
-	for (size_t i = 1; i < n; i++)
-		try_bigram(v, text, s, (int32_t)i - 1, (int32_t)i, heap, &nheap);
-	while (nheap > 0) {
-		struct bigram b = heap_pop(heap, &nheap);
-		struct sym *l = &s[b.left], *r = &s[b.right];
-
-		if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
-			continue; /* stale: one side was merged meanwhile */
-		l->n += r->n;
-		r->n = 0;
-		l->next = r->next;
-		if (r->next >= 0)
-			s[r->next].prev = b.left;
-		try_bigram(v, text, s, l->prev, b.left, heap, &nheap);
-		try_bigram(v, text, s, b.left, l->next, heap, &nheap);
-	}
-	for (int32_t i = 0; i != -1; i = s[i].next)
-		resegment(v, text + s[i].off, s[i].n, o);
-out:
-	free(s);
-	free(heap);
-	return rc;
-}
-
-/* Tokenizes one raw-text fragment: optional leading space, spaces to U+2581. */
-static int
-encode_fragment(const struct vocab *v, const char *p, size_t n, bool prefix, struct out *o)
-{
-	static const char esc[3] = {(char)0xe2, (char)0x96, (char)0x81};
-	size_t cap, k = 0;
-	char *buf;
-	int rc;
-
-	if (size_add(&cap, n, 1) < 0 || size_mul(&cap, cap, 3) < 0)
-		return -EOVERFLOW;
-	if ((buf = malloc(cap)) == NULL)
-		return -ENOMEM;
-	if (prefix) {
-		memcpy(buf, esc, 3);
-		k = 3;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == ' ') {
-			memcpy(buf + k, esc, 3);
-			k += 3;
-		} else {
-			buf[k++] = p[i];
-		}
-	}
-	rc = spm_tokenize(v, buf, k, o);
-	free(buf);
-	return rc;
-}
-
 /*
  * Splits [p, p+n) on the special tokens, longest texts first (llama.cpp's
  * tokenizer_st_partition tries each special token in turn over every
@@ -659,7 +486,7 @@ encode_fragment(const struct vocab *v, const char *p, size_t n, bool prefix, str
  */
 static int
 encode_text(const struct vocab *v, const char *p, size_t n, uint32_t from, bool parse_special,
-	    bool *prev_special, struct out *o)
+	    bool *prev_special, struct tok_out *o)
 {
 	const struct tok_index *ix = v->index;
 	const struct vocab_token *t = NULL;
@@ -679,7 +506,9 @@ encode_text(const struct vocab *v, const char *p, size_t n, uint32_t from, bool 
 				break;
 		}
 		if (m == NULL) {
-			rc = encode_fragment(v, p, n, v->add_space_prefix && *prev_special, o);
+			rc = v->kind == VOCAB_BPE
+				 ? bpe_encode(v, p, n, o)
+				 : spm_encode(v, p, n, v->add_space_prefix && *prev_special, o);
 			*prev_special = false;
 			return rc;
 		}
@@ -694,7 +523,7 @@ encode_text(const struct vocab *v, const char *p, size_t n, uint32_t from, bool 
 							  prev_special, o)) < 0)
 				return rc;
 		}
-		out_push(o, ix->special[u]);
+		tok_out_push(o, ix->special[u]);
 		*prev_special = true;
 		m += t->len;
 		while ((t->flags & VOCAB_FLAG_RSTRIP) && m < p + n && isspace((unsigned char)*m))
@@ -710,18 +539,18 @@ long
 tokenizer_encode(const struct vocab *v, const char *text, size_t len, bool add_special,
 		 bool parse_special, int32_t *out, size_t cap)
 {
-	struct out o = {.ids = out, .cap = cap};
+	struct tok_out o = {.ids = out, .cap = cap};
 	bool prev_special = true; /* the first fragment gets the space prefix */
 	int rc;
 
 	if (v->tokens == NULL || (text == NULL && len > 0))
 		return -EINVAL;
 	if (add_special && v->add_bos)
-		out_push(&o, v->bos_id);
+		tok_out_push(&o, v->bos_id);
 	if (len > 0 && (rc = encode_text(v, text, len, 0, parse_special, &prev_special, &o)) < 0)
 		return rc;
 	if (add_special && v->add_eos)
-		out_push(&o, v->eos_id);
+		tok_out_push(&o, v->eos_id);
 	return (long)o.n;
 }
 
@@ -761,6 +590,8 @@ piece(const struct vocab *v, int32_t id, bool render_special, bool lstrip, char 
 	case TT_USER_DEFINED:
 		return copy_piece(t->text, t->len, lstrip, buf, cap);
 	case TT_BYTE:
+		if (v->kind == VOCAB_BPE) /* llama.cpp renders BPE byte tokens as nothing */
+			return 0;
 		c = 0;
 		if (t->len >= 5) { /* "<0xNN>": strtol of the two characters after "<0x" */
 			char hx[3] = {t->text[3], t->text[4], 0};
@@ -769,6 +600,8 @@ piece(const struct vocab *v, int32_t id, bool render_special, bool lstrip, char 
 		}
 		return copy_piece(&c, 1, lstrip, buf, cap);
 	case TT_NORMAL:
+		if (v->kind == VOCAB_BPE)
+			return bpe_piece(v, id, lstrip, buf, cap);
 		for (i = 0; i < t->len; i++) {
 			if (i + 2 < t->len && memcmp(t->text + i, "\xe2\x96\x81", 3) == 0) {
 				c = ' ';
@@ -797,9 +630,53 @@ tokenizer_piece(const struct vocab *v, int32_t id, bool render_special, char *bu
 	return piece(v, id, render_special, false, buf, cap);
 }
 
-long
-tokenizer_decode(const struct vocab *v, const int32_t *ids, size_t n, bool remove_leading_space,
-		 char *buf, size_t cap)
+/*
+ * llama_detokenize's clean_spaces passes over text[0..n), in place; returns
+ * the new length. 1: no space before ? ! . , ; 2: " ' " loses both spaces;
+ * 3: no space before 's 'm 're 've.
+ */
+static size_t
+clean_spaces(char *t, size_t n)
+{
+	size_t k, n1, n2;
+
+	if (n == 0)
+		return 0;
+	for (k = 1, n1 = n, n = 1; k < n1; k++) {
+		char x = t[k];
+
+		if (t[k - 1] == ' ' && (x == '?' || x == '!' || x == '.' || x == ',')) /* " ?" */
+			n--;
+		t[n++] = x;
+	}
+	for (k = 1, n2 = n, n = 1; k < n2; k++) {
+		char x = t[k];
+
+		if (x == '\'' && k + 1 < n2 && t[k - 1] == ' ' && t[k + 1] == ' ') { /* " ' " */
+			n--;
+			t[++k] = '\0';
+		}
+		t[n++] = x;
+	}
+	for (k = 1, n1 = n, n = 1; k < n1; k++) {
+		char x = t[k];
+
+		if (t[k - 1] == ' ' && x == '\'' && k + 1 < n1) {
+			char x1 = t[k + 1];
+
+			if (x1 == 's' || x1 == 'm' ||
+			    (k + 2 < n1 && (x1 == 'r' || x1 == 'v') && t[k + 2] == 'e'))
+				n--; /* " 's" " 'm" " 're" " 've" */
+		}
+		t[n++] = x;
+	}
+	return n;
+}
+
+/* The concatenated pieces (llama_detokenize before its clean-up). */
+static long
+decode_raw(const struct vocab *v, const int32_t *ids, size_t n, bool remove_leading_space,
+	   char *buf, size_t cap)
 {
 	bool strip = remove_leading_space && v->add_space_prefix;
 	size_t total = 0;
@@ -811,7 +688,31 @@ tokenizer_decode(const struct vocab *v, const int32_t *ids, size_t n, bool remov
 		if (k < 0)
 			return k;
 		strip = false; /* llama_detokenize: only the first token's piece */
+		if ((size_t)k > (size_t)LONG_MAX - total)
+			return -EOVERFLOW;
 		total += (size_t)k;
 	}
 	return (long)total;
+}
+
+long
+tokenizer_decode(const struct vocab *v, const int32_t *ids, size_t n, bool remove_leading_space,
+		 char *buf, size_t cap)
+{
+	long len = decode_raw(v, ids, n, remove_leading_space, buf, cap);
+	char *tmp;
+
+	if (len <= 0 || v->kind != VOCAB_BPE || !v->clean_spaces)
+		return len;
+	/* The clean-up needs all of the text: render it whole, clean, copy what fits. */
+	if ((tmp = malloc((size_t)len)) == NULL)
+		return -ENOMEM;
+	len = decode_raw(v, ids, n, remove_leading_space, tmp, (size_t)len);
+	if (len >= 0) {
+		len = (long)clean_spaces(tmp, (size_t)len);
+		if (cap > 0)
+			memcpy(buf, tmp, (size_t)len < cap ? (size_t)len : cap);
+	}
+	free(tmp);
+	return len;
 }

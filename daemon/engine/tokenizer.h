@@ -1,8 +1,11 @@
 /*
- * tokenizer.h — SentencePiece-style ("llama") vocabulary from GGUF metadata:
- * tokenize and detokenize exactly as llama.cpp's llm_tokenizer_spm does,
- * byte fallback and BOS/EOS included. Other tokenizer models (gpt2 BPE,
- * bert WordPiece, ...) are refused by name.
+ * tokenizer.h — the vocabulary of a GGUF file and its tokenizer, as
+ * llama.cpp has them: SentencePiece ("llama": llm_tokenizer_spm, byte
+ * fallback) and byte-level BPE ("gpt2": llm_tokenizer_bpe with the
+ * pre-tokenizer named by tokenizer.ggml.pre), BOS/EOS, special-token
+ * parsing and the end-of-generation set included. Other tokenizer models
+ * (bert WordPiece, t5 Unigram, rwkv, ...) and unknown pre-tokenizers are
+ * refused by name.
  */
 #ifndef ADAINFER_TOKENIZER_H
 #define ADAINFER_TOKENIZER_H
@@ -28,15 +31,24 @@ struct vocab_token {
 	uint32_t flags; /* enum vocab_flag bits */
 };
 
+enum vocab_kind {
+	VOCAB_SPM, /* tokenizer.ggml.model "llama" */
+	VOCAB_BPE, /* "gpt2" */
+};
+
 struct vocab {
+	enum vocab_kind kind;
 	uint32_t n_tokens;
 	struct vocab_token *tokens;             /* owned */
 	int32_t bos_id, eos_id, unk_id, pad_id; /* -1 when absent */
 	int32_t eot_id, eom_id;                 /* end of turn / message; -1 when absent */
 	int32_t fim_pre_id, fim_suf_id, fim_mid_id, fim_pad_id, fim_rep_id, fim_sep_id; /* or -1 */
 	bool add_bos, add_eos, add_space_prefix;
+	bool clean_spaces;     /* BPE: detokenizing removes the space in " ," " 's" ... */
+	bool ignore_merges;    /* BPE: a pre-tokenized word that is a token is kept whole */
 	int32_t byte_ids[256]; /* <0xNN> token of each byte, -1 when absent */
 	void *index;           /* owned: text -> id hash table */
+	void *bpe;             /* owned: BPE merge ranks and compiled pre-tokenizer */
 	uint32_t max_token_len;
 };
 
@@ -67,9 +79,10 @@ long tokenizer_encode(const struct vocab *v, const char *text, size_t len, bool 
 bool tokenizer_is_eog(const struct vocab *v, int32_t id);
 
 /**
- * The bytes of token id as llama_token_to_piece renders them ("▁" as a space,
- * byte tokens as the raw byte, control and unknown tokens ("<s>", "<unk>") as
- * empty unless render_special, unused tokens as empty).
+ * The bytes of token id as llama_token_to_piece renders them (SPM: "▁" as a
+ * space, byte tokens as the raw byte; BPE: the text through the inverse
+ * GPT-2 byte map, "Ġ" as a space; control and unknown tokens ("<s>",
+ * "<|eot_id|>") as empty unless render_special, unused tokens as empty).
  * Writes up to cap bytes (no NUL) and returns the length needed, or -EINVAL
  * for an id out of range.
  */
@@ -78,8 +91,10 @@ long tokenizer_piece(const struct vocab *v, int32_t id, bool render_special, cha
 /**
  * Detokenizes ids into buf (no NUL) like llama_detokenize: concatenated
  * pieces, with the leading space of the first piece removed when the
- * vocabulary adds a space prefix and remove_leading_space is set. Returns the
- * length needed or a negative errno.
+ * vocabulary adds a space prefix and remove_leading_space is set, and, for a
+ * BPE vocabulary with clean_spaces, llama.cpp's clean-up of " ?", " !", " .",
+ * " ,", " ' ", " 's", " 'm", " 're" and " 've". Returns the length needed
+ * (after the clean-up) or a negative errno.
  */
 long tokenizer_decode(const struct vocab *v, const int32_t *ids, size_t n,
 		      bool remove_leading_space, char *buf, size_t cap);
