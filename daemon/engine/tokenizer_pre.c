@@ -323,19 +323,27 @@ cuts_push(struct cuts *c, size_t at)
 }
 
 /*
- * The split state of one fragment: the code points, their UTF-8 for the
- * words (text) and for matching (subj: wide whitespace as U+000B, surrogates
- * as U+0080, both control-like to llama.cpp too), byte offsets per code
- * point and code point per byte offset.
+ * The split state of one fragment: the code points (for the words) and
+ * their UTF-8 for matching (subj: wide whitespace as U+000B, surrogates as
+ * U+0080, both control-like to llama.cpp too), with the byte offset of each
+ * code point in subj.
  */
 struct split {
 	uint32_t *cp;
 	size_t n;
 	uint8_t *subj;
-	size_t *off;     /* n + 1 byte offsets into subj */
-	uint32_t *index; /* subj byte -> code point (at code point starts), n_subj + 1 */
+	size_t *off; /* n + 1 byte offsets into subj */
 	size_t n_subj;
 };
+
+/* The code point starting at subj byte b, searching forward from *at (matches come in order). */
+static size_t
+cp_at(const struct split *s, size_t *at, size_t b)
+{
+	while (*at < s->n && s->off[*at] < b)
+		(*at)++;
+	return *at;
+}
 
 static int
 split_build(struct split *s, const char *text, size_t len)
@@ -347,8 +355,7 @@ split_build(struct split *s, const char *text, size_t len)
 		return -EOVERFLOW;
 	if ((s->cp = malloc(len * sizeof(*s->cp))) == NULL ||
 	    (s->off = malloc((len + 1) * sizeof(*s->off))) == NULL ||
-	    (s->subj = malloc(cap + 1)) == NULL ||
-	    (s->index = malloc((cap + 1) * sizeof(*s->index))) == NULL)
+	    (s->subj = malloc(cap + 1)) == NULL)
 		return -ENOMEM;
 	while (i < len) {
 		uint32_t c, m;
@@ -359,12 +366,10 @@ split_build(struct split *s, const char *text, size_t len)
 			m = 0x80;
 		s->cp[s->n] = c;
 		s->off[s->n] = k;
-		s->index[k] = (uint32_t)s->n;
 		k += utf8_encode(m, s->subj + k);
 		s->n++;
 	}
 	s->off[s->n] = k;
-	s->index[k] = (uint32_t)s->n;
 	s->n_subj = k;
 	return 0;
 }
@@ -375,7 +380,6 @@ split_free(struct split *s)
 	free(s->cp);
 	free(s->off);
 	free(s->subj);
-	free(s->index);
 }
 
 /* Splits every piece of in by re into out (matches and the stretches between them). */
@@ -391,7 +395,7 @@ apply_regex(const struct split *s, const pcre2_code *re, pcre2_match_data *md,
 	for (size_t p = 0; p + 1 < in->n; p++) {
 		size_t b0 = s->off[in->at[p]], b1 = s->off[in->at[p + 1]];
 		PCRE2_SPTR piece = s->subj + b0;
-		size_t plen = b1 - b0, pos = 0;
+		size_t plen = b1 - b0, pos = 0, at = in->at[p], c0, c1;
 
 		while (pos < plen) {
 			PCRE2_SIZE *ov;
@@ -409,10 +413,11 @@ apply_regex(const struct split *s, const pcre2_code *re, pcre2_match_data *md,
 					pos++;
 				continue;
 			}
-			if (ov[0] > 0 && out->at[out->n - 1] != s->index[b0 + ov[0]] &&
-			    (rc = cuts_push(out, s->index[b0 + ov[0]])) < 0)
+			c0 = cp_at(s, &at, b0 + ov[0]);
+			c1 = cp_at(s, &at, b0 + ov[1]);
+			if (out->at[out->n - 1] != c0 && (rc = cuts_push(out, c0)) < 0)
 				return rc;
-			if ((rc = cuts_push(out, s->index[b0 + ov[1]])) < 0)
+			if ((rc = cuts_push(out, c1)) < 0)
 				return rc;
 			pos = ov[1];
 		}
