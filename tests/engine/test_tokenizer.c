@@ -386,6 +386,18 @@ test_golden_llamacpp(void)
 	}
 }
 
+/*
+ * llama.cpp's ids and pieces (render_special) for the 9 text prompts of the
+ * Llama-3-style model in shared/golden/archs, with BOS: the same llama-bpe
+ * vocabulary as the fixture vocab file.
+ */
+static void
+test_golden_llama3_bpe(void)
+{
+	check_golden(test_fixture("tokenizer/ggml-vocab-llama-bpe.gguf"),
+		     "tokenizer/llama3-bpe.json", "cases");
+}
+
 static void
 test_golden_tiny_tasks(void)
 {
@@ -625,6 +637,6 @@ test_eog(void)
 
 TEST_MAIN(TEST_CASE(test_llama_spm_vectors), TEST_CASE(test_bpe_vectors),
 	  TEST_CASE(test_phi3_vectors), TEST_CASE(test_stories260k_vectors),
-	  TEST_CASE(test_golden_llamacpp), TEST_CASE(test_golden_tiny_tasks),
-	  TEST_CASE(test_pieces), TEST_CASE(test_invalid_utf8), TEST_CASE(test_user_defined_split),
-	  TEST_CASE(test_parse_special), TEST_CASE(test_eog))
+	  TEST_CASE(test_golden_llamacpp), TEST_CASE(test_golden_llama3_bpe),
+	  TEST_CASE(test_golden_tiny_tasks), TEST_CASE(test_pieces), TEST_CASE(test_invalid_utf8),
+	  TEST_CASE(test_user_defined_split), TEST_CASE(test_parse_special), TEST_CASE(test_eog))
