@@ -132,6 +132,55 @@ header_seed(const char *rel, const char *name, bool meta_only)
 	mapping_close(&m);
 }
 
+/*
+ * A vocabulary-only byte-level BPE file: the 256 GPT-2 byte symbols, a few
+ * merges up to "Ġthe", an <|endoftext|> control token, the named
+ * pre-tokenizer; small enough for the gguf corpus, so the fuzzer reaches
+ * the merge table, the pre-tokenizer regexes and BPE encode/decode.
+ */
+static void
+bpe_vocab_seed(const char *name, const char *pre)
+{
+	static const char *const extra[] = {"\xc4\xa0t", "he", "\xc4\xa0the", "<|endoftext|>"};
+	static const char *const merges[] = {"\xc4\xa0 t", "h e", "\xc4\xa0t he"};
+	const char *tok[256 + ARRAY_LEN(extra)];
+	char sym[256][3];
+	int32_t types[256 + ARRAY_LEN(extra)];
+	struct gw w = {0};
+	unsigned next = 256;
+
+	for (int b = 0; b < 256; b++) { /* bytes_to_unicode, as UTF-8 */
+		bool keep = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || b >= 0xae;
+		unsigned c = keep ? (unsigned)b : next++;
+
+		if (c < 0x80) {
+			sym[b][0] = (char)c, sym[b][1] = 0;
+		} else {
+			sym[b][0] = (char)(0xc0 | c >> 6), sym[b][1] = (char)(0x80 | (c & 0x3f));
+			sym[b][2] = 0;
+		}
+		tok[b] = sym[b];
+		types[b] = 1;
+	}
+	for (size_t i = 0; i < ARRAY_LEN(extra); i++) {
+		tok[256 + i] = extra[i];
+		types[256 + i] = i + 1 == ARRAY_LEN(extra) ? 3 : 1;
+	}
+	gw_bytes(&w, "GGUF", 4);
+	gw_u32(&w, 3);
+	gw_u64(&w, 0);
+	gw_u64(&w, 6);
+	gw_kv_str(&w, "tokenizer.ggml.model", "gpt2");
+	gw_kv_str(&w, "tokenizer.ggml.pre", pre);
+	gw_kv_arr_str(&w, "tokenizer.ggml.tokens", tok, ARRAY_LEN(tok));
+	gw_kv_arr_i32(&w, "tokenizer.ggml.token_type", types, ARRAY_LEN(types));
+	gw_kv_arr_str(&w, "tokenizer.ggml.merges", merges, ARRAY_LEN(merges));
+	gw_kv_u32(&w, "tokenizer.ggml.eos_token_id", 259);
+	gw_pad(&w, 32);
+	put("gguf", name, w.buf, w.len);
+	gw_free(&w);
+}
+
 static void
 gguf_seeds(void)
 {
@@ -153,6 +202,8 @@ gguf_seeds(void)
 	header_seed("tests/fixtures/models/stories260K.gguf", "meta-stories260K.gguf", true);
 	header_seed("tests/fixtures/models/rq-q4_k_m.gguf", "header-rq-q4_k_m.gguf", false);
 	header_seed("models/tiny-tasks.gguf", "meta-tiny-tasks.gguf", true);
+	bpe_vocab_seed("vocab-bpe-llama3.gguf", "llama-bpe");
+	bpe_vocab_seed("vocab-bpe-deepseek-llm.gguf", "deepseek-llm");
 }
 
 /* ---- MessagePack-RPC ---------------------------------------------------------- */

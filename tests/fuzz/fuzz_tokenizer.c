@@ -21,6 +21,15 @@
  * tokenize and decode without error, and decode to the input when no broken
  * sequence swallows a space (test_invalid_utf8 in test_tokenizer.c): that
  * case is checked only for inputs without spaces.
+ *
+ * Every input also goes through a byte-level BPE vocabulary
+ * (tests/fixtures/tokenizer/ggml-vocab-qwen2.gguf, or $ADAINFER_FUZZ_BPE_VOCAB):
+ * the same protocol checks, parse_special must not change the ids of a text
+ * holding no special token's text, and the round trip must give back the
+ * input as llama.cpp's UTF-8 decoding sees it (each malformed sequence one
+ * U+FFFD per byte it costs, overlong forms re-encoded), computed here by a
+ * reference decoder of our own; skipped only where llama.cpp's own round
+ * trip does not hold (clean_spaces text, ids that are not normal tokens).
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -32,28 +41,44 @@
 #include "daemon/engine/tokenizer.h"
 #include "fuzz_common.h"
 
-static struct mapping map;
-static struct gguf gg;
-static struct vocab voc;
+static struct mapping map, bmap;
+static struct gguf gg, bgg;
+static struct vocab voc, bvoc;
+static int32_t *bspecial; /* bvoc's control, user-defined and unknown ids */
+static size_t n_bspecial;
+
+static void
+load(const char *env_name, const char *def, struct mapping *mp, struct gguf *g, struct vocab *v)
+{
+	static char path[4096];
+	const char *env = getenv(env_name);
+	struct diag d = {{0}};
+
+	if (env != NULL && *env != '\0')
+		snprintf(path, sizeof(path), "%s", env);
+	else
+		snprintf(path, sizeof(path), "%s/%s", fuzz_source_root(), def);
+	if (mapping_open(mp, path, &d) < 0 || gguf_parse(g, mp->base, mp->size, path, &d) < 0 ||
+	    tokenizer_init(v, g, &d) < 0) {
+		fprintf(stderr, "fuzz_tokenizer: %s (set ADAINFER_SOURCE_ROOT)\n", d.msg);
+		exit(1);
+	}
+}
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	static char path[4096];
-	const char *env = getenv("ADAINFER_FUZZ_VOCAB");
-	struct diag d = {{0}};
-
 	(void)argc;
 	(void)argv;
-	if (env != NULL && *env != '\0')
-		snprintf(path, sizeof(path), "%s", env);
-	else
-		snprintf(path, sizeof(path), "%s/models/tiny-tasks.gguf", fuzz_source_root());
-	if (mapping_open(&map, path, &d) < 0 || gguf_parse(&gg, map.base, map.size, path, &d) < 0 ||
-	    tokenizer_init(&voc, &gg, &d) < 0) {
-		fprintf(stderr, "fuzz_tokenizer: %s (set ADAINFER_SOURCE_ROOT)\n", d.msg);
+	load("ADAINFER_FUZZ_VOCAB", "models/tiny-tasks.gguf", &map, &gg, &voc);
+	load("ADAINFER_FUZZ_BPE_VOCAB", "tests/fixtures/tokenizer/ggml-vocab-qwen2.gguf", &bmap,
+	     &bgg, &bvoc);
+	bspecial = malloc(bvoc.n_tokens * sizeof(*bspecial));
+	if (bspecial == NULL)
 		exit(1);
-	}
+	for (uint32_t t = 0; t < bvoc.n_tokens; t++)
+		if (bvoc.tokens[t].type >= 2 && bvoc.tokens[t].type <= 4)
+			bspecial[n_bspecial++] = (int32_t)t;
 	return 0;
 }
 
@@ -97,35 +122,157 @@ utf8_valid(const uint8_t *p, size_t n)
 static bool
 contains(const uint8_t *p, size_t n, const char *needle, size_t k)
 {
-	for (size_t i = 0; i + k <= n; i++)
-		if (memcmp(p + i, needle, k) == 0)
-			return true;
-	return false;
+	return k <= n && memmem(p, n, needle, k) != NULL;
 }
 
 /* Two-call encode into a fresh array. */
 static long
-encode(const uint8_t *data, size_t size, bool bos, int32_t **out)
+encode_with(const struct vocab *v, const uint8_t *data, size_t size, bool bos, bool special,
+	    int32_t **out)
 {
-	long n = tokenizer_encode(&voc, (const char *)data, size, bos, NULL, 0), k;
+	long n = tokenizer_encode(v, (const char *)data, size, bos, special, NULL, 0), k;
 
 	FUZZ_CHECK(n >= 0, "tokenize failed: %ld", n);
 	*out = malloc(((size_t)n + 1) * sizeof(**out));
 	FUZZ_CHECK(*out != NULL, "oom");
-	k = tokenizer_encode(&voc, (const char *)data, size, bos, *out, (size_t)n);
+	k = tokenizer_encode(v, (const char *)data, size, bos, special, *out, (size_t)n);
 	FUZZ_CHECK(k == n, "tokenize said %ld tokens, then wrote %ld", n, k);
 	if (n > 1) { /* a buffer too small, sized exactly: nothing past cap is written */
 		int32_t *half = malloc((size_t)n / 2 * sizeof(*half));
 
 		FUZZ_CHECK(half != NULL, "oom");
-		k = tokenizer_encode(&voc, (const char *)data, size, bos, half, (size_t)n / 2);
+		k = tokenizer_encode(v, (const char *)data, size, bos, special, half,
+				     (size_t)n / 2);
 		FUZZ_CHECK(k == n, "tokenize into %ld ids said %ld, then %ld", n / 2, n, k);
 		free(half);
 	}
 	for (long i = 0; i < n; i++)
-		FUZZ_CHECK((*out)[i] >= 0 && (uint32_t)(*out)[i] < voc.n_tokens, "id %d",
-			   (*out)[i]);
+		FUZZ_CHECK((*out)[i] >= 0 && (uint32_t)(*out)[i] < v->n_tokens, "id %d", (*out)[i]);
 	return n;
+}
+
+static long
+encode(const uint8_t *data, size_t size, bool bos, int32_t **out)
+{
+	return encode_with(&voc, data, size, bos, false, out);
+}
+
+/*
+ * The text as llama.cpp's unicode_cpts_from_utf8 + unicode_cpt_to_utf8 give
+ * it back: a lead byte's length, continuation bytes 10xxxxxx, nothing else
+ * checked; a malformed sequence is U+FFFD and one byte (a code point past
+ * U+10FFFF too: llama.cpp throws there, we take it as malformed).
+ */
+static size_t
+llama_utf8(const uint8_t *p, size_t n, uint8_t *o)
+{
+	size_t i = 0, k = 0;
+
+	while (i < n) {
+		uint8_t b = p[i];
+		size_t len = b < 0x80   ? 1
+			     : b < 0xc0 ? 0
+			     : b < 0xe0 ? 2
+			     : b < 0xf0 ? 3
+			     : b < 0xf8 ? 4
+					: 0;
+		uint32_t c = len == 1 ? b : len == 2 ? b & 0x1fu : len == 3 ? b & 0x0fu : b & 0x07u;
+		bool ok = len > 0 && len <= n - i;
+
+		for (size_t j = 1; ok && j < len; j++) {
+			ok = (p[i + j] & 0xc0) == 0x80;
+			c = c << 6 | (p[i + j] & 0x3fu);
+		}
+		if (!ok || c > 0x10ffff) {
+			c = 0xfffd;
+			len = 1;
+		}
+		i += len;
+		if (c < 0x80) {
+			o[k++] = (uint8_t)c;
+		} else if (c < 0x800) {
+			o[k++] = (uint8_t)(0xc0 | c >> 6);
+			o[k++] = (uint8_t)(0x80 | (c & 0x3f));
+		} else if (c < 0x10000) {
+			o[k++] = (uint8_t)(0xe0 | c >> 12);
+			o[k++] = (uint8_t)(0x80 | ((c >> 6) & 0x3f));
+			o[k++] = (uint8_t)(0x80 | (c & 0x3f));
+		} else {
+			o[k++] = (uint8_t)(0xf0 | c >> 18);
+			o[k++] = (uint8_t)(0x80 | ((c >> 12) & 0x3f));
+			o[k++] = (uint8_t)(0x80 | ((c >> 6) & 0x3f));
+			o[k++] = (uint8_t)(0x80 | (c & 0x3f));
+		}
+	}
+	return k;
+}
+
+/* Text llama_detokenize's clean_spaces changes: a space before ? ! . , or ' */
+static bool
+cleanable(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i + 1 < n; i++)
+		if (p[i] == ' ' && memchr("?!.,'", p[i + 1], 5) != NULL)
+			return true;
+	return false;
+}
+
+static void
+check_bpe(const uint8_t *data, size_t size)
+{
+	int32_t *ids, *plain, *ps;
+	long n, np, nps, m, m2;
+	bool special_text = false, normal = true;
+	uint8_t *want;
+	size_t nw;
+	char *text;
+
+	n = encode_with(&bvoc, data, size, true, false, &ids);
+	np = encode_with(&bvoc, data, size, false, false, &plain);
+	nps = encode_with(&bvoc, data, size, false, true, &ps);
+	FUZZ_CHECK(n ==
+		       np + (bvoc.add_bos && bvoc.bos_id >= 0) + (bvoc.add_eos && bvoc.eos_id >= 0),
+		   "BPE: %ld ids with specials, %ld without", n, np);
+	FUZZ_CHECK(memcmp(ids + (n - np > 0 && bvoc.add_bos), plain, (size_t)np * sizeof(*ids)) ==
+		       0,
+		   "BPE: add_special changed the text's ids");
+	for (size_t i = 0; i < n_bspecial && !special_text; i++) {
+		const struct vocab_token *t = &bvoc.tokens[bspecial[i]];
+
+		special_text = contains(data, size, t->text, t->len);
+	}
+	if (!special_text)
+		FUZZ_CHECK(nps == np && memcmp(ps, plain, (size_t)np * sizeof(*ps)) == 0,
+			   "BPE: parse_special changed the ids of a text without special tokens");
+	m = tokenizer_decode(&bvoc, plain, (size_t)np, true, NULL, 0);
+	FUZZ_CHECK(m >= 0, "BPE detokenize failed: %ld", m);
+	text = malloc((size_t)m + 1);
+	want = malloc(size * 3 + 1);
+	FUZZ_CHECK(text != NULL && want != NULL, "oom");
+	m2 = tokenizer_decode(&bvoc, plain, (size_t)np, true, text, (size_t)m + 1);
+	FUZZ_CHECK(m2 == m, "BPE detokenize said %ld bytes, then wrote %ld", m, m2);
+	if (m > 1) {
+		char *half = malloc((size_t)m / 2);
+
+		FUZZ_CHECK(half != NULL, "oom");
+		m2 = tokenizer_decode(&bvoc, plain, (size_t)np, true, half, (size_t)m / 2);
+		FUZZ_CHECK(m2 == m, "BPE detokenize into %ld bytes said %ld, then %ld", m / 2, m,
+			   m2);
+		free(half);
+	}
+	for (long i = 0; i < np; i++)
+		normal &= bvoc.tokens[plain[i]].type == 1;
+	nw = llama_utf8(data, size, want);
+	if (normal && !(bvoc.clean_spaces && cleanable(want, nw)))
+		FUZZ_CHECK((size_t)m == nw && memcmp(text, want, nw) == 0,
+			   "BPE round trip differs: %zu bytes in (%zu as llama.cpp reads them), "
+			   "%ld out",
+			   size, nw, m);
+	free(want);
+	free(text);
+	free(ids);
+	free(plain);
+	free(ps);
 }
 
 int
@@ -186,5 +333,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(text);
 	free(ids);
 	free(plain);
+	check_bpe(data, size);
 	return 0;
 }
