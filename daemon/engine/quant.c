@@ -34,6 +34,14 @@ quant_supported(enum ggml_type t)
 	case GGML_TYPE_Q4_0:
 	case GGML_TYPE_Q4_K:
 	case GGML_TYPE_Q6_K:
+	case GGML_TYPE_Q4_1:
+	case GGML_TYPE_Q5_0:
+	case GGML_TYPE_Q5_1:
+	case GGML_TYPE_IQ4_NL:
+	case GGML_TYPE_Q2_K:
+	case GGML_TYPE_Q3_K:
+	case GGML_TYPE_Q5_K:
+	case GGML_TYPE_IQ4_XS:
 		return true;
 	default:
 		return false;
@@ -50,9 +58,18 @@ quant_act_type(enum ggml_type wt)
 		return GGML_TYPE_BF16;
 	case GGML_TYPE_Q8_0:
 	case GGML_TYPE_Q4_0:
+	case GGML_TYPE_Q5_0:
+	case GGML_TYPE_IQ4_NL:
 		return GGML_TYPE_Q8_0;
+	case GGML_TYPE_Q4_1:
+	case GGML_TYPE_Q5_1:
+		return GGML_TYPE_Q8_1;
 	case GGML_TYPE_Q4_K:
 	case GGML_TYPE_Q6_K:
+	case GGML_TYPE_Q2_K:
+	case GGML_TYPE_Q3_K:
+	case GGML_TYPE_Q5_K:
+	case GGML_TYPE_IQ4_XS:
 		return GGML_TYPE_Q8_K;
 	default:
 		return GGML_TYPE_F32;
@@ -163,7 +180,8 @@ quant_dequantize_row(enum ggml_type t, const void *src, float *dst, size_t n)
 		dequant_q6_k(b, dst, n / 256);
 		break;
 	default:
-		REQUIRE(!"quant_dequantize_row: unsupported type");
+		REQUIRE(quant_supported(t));
+		quant_dequant_lowbit(t, b, dst, n);
 	}
 }
 
@@ -252,6 +270,9 @@ quant_act_from_float(enum ggml_type wt, const float *x, void *act, size_t n)
 		break;
 	case GGML_TYPE_Q8_0:
 		quant_kern()->q8_0_from_f32(x, act, n / 32);
+		break;
+	case GGML_TYPE_Q8_1:
+		quant_act_q8_1(x, act, n / 32);
 		break;
 	case GGML_TYPE_Q8_K:
 		quant_kern()->q8_k_from_f32(x, act, n / 256);
@@ -412,6 +433,14 @@ static const struct quant_kernels kern_scalar = {
 	    [GGML_TYPE_Q4_0] = dot_q4_0_scalar,
 	    [GGML_TYPE_Q4_K] = dot_q4_k_scalar,
 	    [GGML_TYPE_Q6_K] = dot_q6_k_scalar,
+	    [GGML_TYPE_Q4_1] = quant_dot_q4_1_scalar,
+	    [GGML_TYPE_Q5_0] = quant_dot_q5_0_scalar,
+	    [GGML_TYPE_Q5_1] = quant_dot_q5_1_scalar,
+	    [GGML_TYPE_IQ4_NL] = quant_dot_iq4_nl_scalar,
+	    [GGML_TYPE_Q2_K] = quant_dot_q2_k_scalar,
+	    [GGML_TYPE_Q3_K] = quant_dot_q3_k_scalar,
+	    [GGML_TYPE_Q5_K] = quant_dot_q5_k_scalar,
+	    [GGML_TYPE_IQ4_XS] = quant_dot_iq4_xs_scalar,
 	},
     .f16_from_f32 = f16_from_f32_scalar,
     .q8_0_from_f32 = act_q8_0,
@@ -424,7 +453,8 @@ static const struct quant_kernels *kern_cur;
 static enum quant_simd level_cur;
 static pthread_once_t kern_once = PTHREAD_ONCE_INIT;
 #if defined(__x86_64__) || defined(__i386__)
-static struct quant_kernels kern_512; /* quant_kern_avx512 over quant_kern_avx2 */
+static struct quant_kernels kern_256; /* quant_kern_avx2 over the scalar kernels */
+static struct quant_kernels kern_512; /* quant_kern_avx512 over kern_256 */
 #endif
 
 /* dst = base, with every kernel over has of its own in its place. */
@@ -467,7 +497,7 @@ kern_for(enum quant_simd level)
 	if (level == QUANT_SIMD_AVX512)
 		return &kern_512;
 	if (level == QUANT_SIMD_AVX2)
-		return &quant_kern_avx2;
+		return &kern_256;
 #endif
 	(void)level;
 	return &kern_scalar;
@@ -494,7 +524,8 @@ static void
 kern_init(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
-	kern_merge(&kern_512, &quant_kern_avx2, &quant_kern_avx512);
+	kern_merge(&kern_256, &kern_scalar, &quant_kern_avx2);
+	kern_merge(&kern_512, &kern_256, &quant_kern_avx512);
 	if (quant_x86_has_avx512_bf16())
 		kern_512.gemm[GGML_TYPE_BF16] = quant_gemm_bf16_512bf;
 #endif
@@ -572,6 +603,10 @@ quant_gemm(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void
 {
 	quant_gemm_fn f = quant_kern()->gemm[wt];
 
+	if (f == NULL && quant_gemm_by_rows(wt)) {
+		quant_gemm_rows(quant_kern()->dot[wt], wt, w, w_row, nr, pack, nt, n, y, ldy);
+		return;
+	}
 	if (f == NULL)
 		f = quant_gemm_scalar_fns[wt];
 	REQUIRE(f != NULL);
@@ -592,6 +627,10 @@ void
 quant_gemm_scalar(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *pack,
 		  size_t nt, size_t n, float *y, size_t ldy)
 {
+	if (quant_gemm_by_rows(wt)) {
+		quant_gemm_rows(kern_scalar.dot[wt], wt, w, w_row, nr, pack, nt, n, y, ldy);
+		return;
+	}
 	REQUIRE(quant_gemm_scalar_fns[wt] != NULL);
 	quant_gemm_scalar_fns[wt](w, w_row, nr, pack, nt, n, y, ldy);
 }

@@ -25,7 +25,26 @@ bool
 quant_gemm_supported(enum ggml_type wt)
 {
 	return wt == GGML_TYPE_Q8_0 || wt == GGML_TYPE_Q4_0 || wt == GGML_TYPE_Q4_K ||
-	       wt == GGML_TYPE_Q6_K || wt == GGML_TYPE_F16 || wt == GGML_TYPE_BF16;
+	       wt == GGML_TYPE_Q6_K || wt == GGML_TYPE_F16 || wt == GGML_TYPE_BF16 ||
+	       quant_gemm_by_rows(wt);
+}
+
+bool
+quant_gemm_by_rows(enum ggml_type wt)
+{
+	switch (wt) {
+	case GGML_TYPE_Q4_1:
+	case GGML_TYPE_Q5_0:
+	case GGML_TYPE_Q5_1:
+	case GGML_TYPE_IQ4_NL:
+	case GGML_TYPE_Q2_K:
+	case GGML_TYPE_Q3_K:
+	case GGML_TYPE_Q5_K:
+	case GGML_TYPE_IQ4_XS:
+		return true;
+	default:
+		return false;
+	}
 }
 
 static size_t
@@ -43,6 +62,12 @@ quant_pack_size(enum ggml_type wt, size_t n, size_t n_tok, size_t *out)
 	*out = 0;
 	if (!quant_gemm_supported(wt))
 		return -EINVAL;
+	if (quant_gemm_by_rows(wt)) { /* QUANT_PACK_TOK activation rows per group */
+		if ((rc = quant_act_row_size(wt, n, &bytes)) < 0 ||
+		    (rc = size_mul(&bytes, bytes, QUANT_PACK_TOK)) < 0)
+			return rc;
+		return size_mul(out, bytes, groups(n_tok));
+	}
 	switch (quant_act_type(wt)) {
 	case GGML_TYPE_Q8_0:
 		blk = QUANT_QK8_0;
@@ -153,6 +178,15 @@ void
 quant_pack(enum ggml_type wt, const void *act, size_t act_row, size_t n_tok, size_t n, void *pack)
 {
 	REQUIRE(quant_gemm_supported(wt));
+	if (quant_gemm_by_rows(wt)) {
+		size_t ar = 0;
+
+		REQUIRE(quant_act_row_size(wt, n, &ar) == 0);
+		memset(pack, 0, groups(n_tok) * QUANT_PACK_TOK * ar);
+		for (size_t t = 0; t < n_tok; t++)
+			memcpy((uint8_t *)pack + t * ar, (const uint8_t *)act + t * act_row, ar);
+		return;
+	}
 	switch (quant_act_type(wt)) {
 	case GGML_TYPE_Q8_0:
 		pack_q8_0(act, act_row, n_tok, n, pack);
@@ -167,6 +201,31 @@ quant_pack(enum ggml_type wt, const void *act, size_t act_row, size_t n_tok, siz
 		pack_bf16(act, act_row, n_tok, n, pack);
 		break;
 	}
+}
+
+/* ---- tiles by rows (the formats of quant_lowbit.c) ----------------------- */
+
+enum { ROWS_TR = 4 };
+
+/*
+ * ROWS_TR weight rows against each group of 16 tokens, every (row, token)
+ * by dot: the tile's rows stay in cache across the group, and each result is
+ * the dot's own, bit for bit. (These formats have no decode-once tiles yet.)
+ */
+void
+quant_gemm_rows(quant_dot_fn dot, enum ggml_type wt, const void *w, size_t w_row, size_t nr,
+		const void *pack, size_t nt, size_t n, float *y, size_t ldy)
+{
+	const uint8_t *pk = pack;
+	size_t ar = 0;
+
+	REQUIRE(quant_act_row_size(wt, n, &ar) == 0);
+	for (size_t r0 = 0; r0 < nr; r0 += ROWS_TR)
+		for (size_t t0 = 0; t0 < nt; t0 += QUANT_PACK_TOK)
+			for (size_t r = r0; r < MIN(nr, r0 + ROWS_TR); r++)
+				for (size_t t = t0; t < MIN(nt, t0 + QUANT_PACK_TOK); t++)
+					y[t * ldy + r] =
+					    dot((const uint8_t *)w + r * w_row, pk + t * ar, n);
 }
 
 /* ---- scalar tiles -------------------------------------------------------- */

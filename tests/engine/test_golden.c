@@ -76,6 +76,15 @@ static const struct tol variants[] = {
     {"q4_0", 0.1, 5e-3, 5e-3, 0.1, false, 6},    /* 0.038 0.047 0.0015 0.0016 0.053 */
     {"q4_k_m", 0.1, 5e-3, 5e-3, 0.15, false, 1}, /* 0.059 0.047 9.4e-4 0.0016 0.079 */
     {"q6_k", 0.1, 5e-3, 5e-3, 0.15, false, 0},   /* 0.052 0.054 4.2e-4 0.0015 0.093 */
+    {"q4_1", 1, 1, 1, 1, false, 16},
+    {"q5_0", 1, 1, 1, 1, false, 16},
+    {"q5_1", 1, 1, 1, 1, false, 16},
+    {"q2_k", 1, 1, 1, 1, false, 16},
+    {"q3_k_m", 1, 1, 1, 1, false, 16},
+    {"q5_k_s", 1, 1, 1, 1, false, 16},
+    {"q5_k_m", 1, 1, 1, 1, false, 16},
+    {"iq4_nl", 1, 1, 1, 1, false, 16},
+    {"iq4_xs", 1, 1, 1, 1, false, 16},
 };
 
 static const struct tol *
@@ -419,7 +428,8 @@ test_stories_q8_0(void)
 static void
 test_random_quants(void)
 {
-	const char *v[] = {"f32", "bf16", "q8_0", "q4_0", "q4_k_m", "q6_k"};
+	const char *v[] = {"f32",  "bf16", "q8_0",   "q4_0",   "q4_k_m", "q6_k",   "q4_1",  "q5_0",
+			   "q5_1", "q2_k", "q3_k_m", "q5_k_s", "q5_k_m", "iq4_nl", "iq4_xs"};
 	char rel[256];
 
 	for (size_t i = 0; i < ARRAY_LEN(v) && !test_cur_failed_; i++) {
