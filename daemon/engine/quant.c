@@ -525,6 +525,7 @@ kern_init(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
 	kern_merge(&kern_256, &kern_scalar, &quant_kern_avx2);
+	kern_merge(&kern_256, &kern_256, &quant_kern_avx2_lowbit);
 	kern_merge(&kern_512, &kern_256, &quant_kern_avx512);
 	if (quant_x86_has_avx512_bf16())
 		kern_512.gemm[GGML_TYPE_BF16] = quant_gemm_bf16_512bf;

@@ -61,6 +61,8 @@ extern const quant_gemm_fn quant_gemm_scalar_fns[GGML_TYPE_COUNT];
 
 #if defined(__x86_64__) || defined(__i386__)
 extern const struct quant_kernels quant_kern_avx2;
+/** AVX2 dots of the formats of quant_lowbit.c (quant_x86_lowbit.c); merged into the AVX2 level. */
+extern const struct quant_kernels quant_kern_avx2_lowbit;
 extern const struct quant_kernels quant_kern_avx512;
 /** cpuid: the F16C extension (gcc's __builtin_cpu_supports does not name it). */
 bool quant_x86_has_f16c(void);
