@@ -526,6 +526,7 @@ kern_init(void)
 #if defined(__x86_64__) || defined(__i386__)
 	kern_merge(&kern_256, &kern_scalar, &quant_kern_avx2);
 	kern_merge(&kern_256, &kern_256, &quant_kern_avx2_lowbit);
+	kern_merge(&kern_256, &kern_256, &quant_kern_avx2_lowgemm);
 	kern_merge(&kern_512, &kern_256, &quant_kern_avx512);
 	if (quant_x86_has_avx512_bf16())
 		kern_512.gemm[GGML_TYPE_BF16] = quant_gemm_bf16_512bf;
@@ -604,10 +605,6 @@ quant_gemm(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void
 {
 	quant_gemm_fn f = quant_kern()->gemm[wt];
 
-	if (f == NULL && quant_gemm_by_rows(wt)) {
-		quant_gemm_rows(quant_kern()->dot[wt], wt, w, w_row, nr, pack, nt, n, y, ldy);
-		return;
-	}
 	if (f == NULL)
 		f = quant_gemm_scalar_fns[wt];
 	REQUIRE(f != NULL);
@@ -628,10 +625,6 @@ void
 quant_gemm_scalar(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *pack,
 		  size_t nt, size_t n, float *y, size_t ldy)
 {
-	if (quant_gemm_by_rows(wt)) {
-		quant_gemm_rows(kern_scalar.dot[wt], wt, w, w_row, nr, pack, nt, n, y, ldy);
-		return;
-	}
 	REQUIRE(quant_gemm_scalar_fns[wt] != NULL);
 	quant_gemm_scalar_fns[wt](w, w_row, nr, pack, nt, n, y, ldy);
 }

@@ -28,6 +28,13 @@ struct quant_pack_q8_0 {
 	int32_t sum[QUANT_PACK_TOK];     /* sum of the 32 qs (offset corrections) */
 };
 
+/** One block of 32 elements of 16 tokens, from Q8_1 activation rows (640 B). */
+struct quant_pack_q8_1 {
+	int8_t qs[8][QUANT_PACK_TOK][4]; /* as above */
+	float d[QUANT_PACK_TOK];         /* the block's scale, F16 widened */
+	float s[QUANT_PACK_TOK];         /* its s = F16(d * sum(qs)), widened */
+};
+
 /** One block of 256 elements of 16 tokens, from Q8_K activation rows (4672 B). */
 struct quant_pack_q8_k {
 	int8_t qs[64][QUANT_PACK_TOK][4];      /* as above */
@@ -280,17 +287,9 @@ float quant_dot_q3_k_scalar(const void *w, const void *act, size_t n);
 float quant_dot_q5_k_scalar(const void *w, const void *act, size_t n);
 float quant_dot_iq4_xs_scalar(const void *w, const void *act, size_t n);
 
-/**
- * True for the formats whose prefill pack is the activation rows themselves
- * (the eight above): see quant_gemm_rows.
- */
-bool quant_gemm_by_rows(enum ggml_type wt);
-/**
- * The tile path of those formats: TR weight rows at a time against each
- * group of QUANT_PACK_TOK tokens of a pack of plain activation rows, every
- * (row, token) by dot (the level's or the scalar one), so bit-identical to it.
- */
-void quant_gemm_rows(quant_dot_fn dot, enum ggml_type wt, const void *w, size_t w_row, size_t nr,
-		     const void *pack, size_t nt, size_t n, float *y, size_t ldy);
+/* AVX2 tiles of those formats (quant_x86_lowgemm.c); same contract as quant_gemm_fn. */
+#if defined(__x86_64__) || defined(__i386__)
+extern const struct quant_kernels quant_kern_avx2_lowgemm;
+#endif
 
 #endif

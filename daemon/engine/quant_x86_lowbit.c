@@ -23,39 +23,6 @@
 
 #define AVX2 QUANT_X86_AVX2
 
-/* Byte k of the result is 0xFF when bit k of qh is set (k = 0..31). */
-AVX2 static inline __m256i
-bits_to_bytes(uint32_t qh)
-{
-	const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
-					      2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-	const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
-	__m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
-
-	return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
-}
-
-/* 16 bytes of nibbles as 32 values: low nibbles (elements 0..15), then high. */
-AVX2 static inline __m256i
-nibbles32(const uint8_t *qs)
-{
-	const __m128i m4 = _mm_set1_epi8(0x0F);
-	__m128i q = _mm_loadu_si128((const __m128i *)qs);
-
-	return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
-}
-
-/* The 32 values 0..31 of a Q5 block: nibbles plus 16 where qh's bit is set. */
-AVX2 static inline __m256i
-q5_values(const uint8_t *qh, const uint8_t *qs)
-{
-	uint32_t h;
-
-	memcpy(&h, qh, 4);
-	return _mm256_or_si256(nibbles32(qs),
-			       _mm256_and_si256(bits_to_bytes(h), _mm256_set1_epi8(0x10)));
-}
-
 /* Sum of the 16 int16 lanes of p, as int32. */
 AVX2 static inline int32_t
 hsum_i16(__m256i p)
@@ -119,15 +86,6 @@ dot_q5_0_avx2(const void *w, const void *act, size_t n)
 	return sumf;
 }
 
-/* The 16 IQ4_NL levels in both 128-bit lanes, for a byte shuffle. */
-AVX2 static inline __m256i
-iq4_levels(void)
-{
-	__m128i v = _mm_loadu_si128((const __m128i *)quant_kvalues_iq4nl);
-
-	return _mm256_set_m128i(v, v);
-}
-
 /*
  * IQ4_NL x Q8_0: levels in [-127, 113] times activations in [-127, 127]
  * (quant_act_from_float never writes -128) by the sign trick: maddubs(|v|,
@@ -149,15 +107,6 @@ dot_iq4_nl_avx2(const void *w, const void *act, size_t n)
 		sumf += (float)sumi * (_cvtsh_ss(quant_ld16(x)) * _cvtsh_ss(quant_ld16(y)));
 	}
 	return sumf;
-}
-
-/* Scales of sub-blocks j (words 0-7) and j+1 (words 8-15) from 16 int8 scales. */
-AVX2 static inline __m256i
-scale_pair(__m128i sc8, int j)
-{
-	__m128i pick = _mm_set_epi64x(0x0101010101010101ll * (j + 1), 0x0101010101010101ll * j);
-
-	return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
 }
 
 /*
@@ -199,21 +148,6 @@ dot_q2_k_avx2(const void *w, const void *act, size_t n)
 				      _cvtsh_ss(quant_ld16(x + 82)), y->d, hsum_i32_8(acc), summ);
 	}
 	return sumf;
-}
-
-/* Q3_K's 16 six-bit scales minus 32 (ggml's kmask unpacking of the 12 bytes). */
-AVX2 static inline __m128i
-q3k_scales(const uint8_t *s)
-{
-	uint32_t a[4], t;
-
-	memcpy(a, s, 12);
-	t = a[2];
-	a[2] = ((a[0] >> 4) & 0x0f0f0f0fu) | (((t >> 4) & 0x03030303u) << 4);
-	a[3] = ((a[1] >> 4) & 0x0f0f0f0fu) | (((t >> 6) & 0x03030303u) << 4);
-	a[0] = (a[0] & 0x0f0f0f0fu) | ((t & 0x03030303u) << 4);
-	a[1] = (a[1] & 0x0f0f0f0fu) | (((t >> 2) & 0x03030303u) << 4);
-	return _mm_sub_epi8(_mm_loadu_si128((const __m128i *)a), _mm_set1_epi8(32));
 }
 
 /*
