@@ -4,6 +4,8 @@
  * the per-block dot products, plus the run-time choice of a SIMD level
  * (scalar, AVX2: quant_x86*.c, AVX-512: quant_x86_512.c, quant_x86_dot512.c;
  * a level takes the kernels of the level below where it has none of its own).
+ * The formats added later (Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q5_K,
+ * IQ4_XS) have their scalar kernels in quant_lowbit.c.
  * The scalar code restates the block formula in the plainest form; it is what
  * the SIMD kernels are tested against.
  *
@@ -528,6 +530,7 @@ kern_init(void)
 	kern_merge(&kern_256, &kern_256, &quant_kern_avx2_lowbit);
 	kern_merge(&kern_256, &kern_256, &quant_kern_avx2_lowgemm);
 	kern_merge(&kern_512, &kern_256, &quant_kern_avx512);
+	kern_merge(&kern_512, &kern_512, &quant_kern_avx512_lowgemm);
 	if (quant_x86_has_avx512_bf16())
 		kern_512.gemm[GGML_TYPE_BF16] = quant_gemm_bf16_512bf;
 #endif

@@ -1,7 +1,9 @@
 /*
  * quant_impl.h — internals shared by the quant module's files: quant.c
  * (scalar dots, dispatch), quant_gemm.c (packing, scalar tiles),
- * quant_x86.c / quant_x86_gemm.c (AVX2) and quant_x86_512.c (AVX-512).
+ * quant_x86.c / quant_x86_gemm.c (AVX2) and quant_x86_512.c (AVX-512);
+ * quant_lowbit.c, quant_x86_lowbit.c and quant_x86_lowgemm.c for the
+ * formats added later (Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q5_K, IQ4_XS).
  * Not for use outside the quant module.
  *
  * The packed activation layout (struct quant_pack_*) is what the tile
@@ -290,6 +292,8 @@ float quant_dot_iq4_xs_scalar(const void *w, const void *act, size_t n);
 /* AVX2 tiles of those formats (quant_x86_lowgemm.c); same contract as quant_gemm_fn. */
 #if defined(__x86_64__) || defined(__i386__)
 extern const struct quant_kernels quant_kern_avx2_lowgemm;
+/* AVX-512 VNNI tiles of those formats (quant_x86_low512.c). */
+extern const struct quant_kernels quant_kern_avx512_lowgemm;
 #endif
 
 #endif
