@@ -2,7 +2,7 @@
  * quant_gemm.c — the packed activation layout for prefill products and the
  * scalar reference tile kernels that read it.
  *
- * quant_pack rearranges converted activation rows (Q8_0 or Q8_K blocks,
+ * quant_pack rearranges converted activation rows (Q8_0, Q8_1 or Q8_K blocks,
  * exactly what quant_act_from_float wrote) into groups of QUANT_PACK_TOK
  * tokens: for each block, the same four elements of all 16 tokens are
  * adjacent (quant_impl.h), next to the block scales and the sums the SIMD

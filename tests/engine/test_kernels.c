@@ -503,6 +503,28 @@ test_half_simd(void)
 			TEST_FAIL_("x=%.9g: scalar 0x%04x, simd 0x%04x", (double)x[i], a[i], b[i]);
 }
 
+/* quant_supported, the type table's flag and the tested list all name the same types. */
+static void
+test_supported(void)
+{
+	int n = 0;
+
+	for (uint32_t t = 0; t < GGML_TYPE_COUNT; t++) {
+		const struct type_info *ti = type_get(t);
+		bool listed = false;
+
+		for (size_t i = 0; i < ARRAY_LEN(all_types); i++)
+			listed |= all_types[i] == (enum ggml_type)t;
+		ASSERT_EQ(quant_supported((enum ggml_type)t), listed);
+		ASSERT_EQ(ti != NULL && ti->supported, listed);
+		if (listed && t != GGML_TYPE_F32)
+			ASSERT(quant_gemm_supported((enum ggml_type)t));
+		n += listed;
+	}
+	ASSERT_EQ(n, 15);
+	ASSERT(!quant_supported(GGML_TYPE_IQ3_S) && !quant_supported(GGML_TYPE_Q8_1));
+}
+
 static void
 test_dequant(void)
 {
@@ -920,6 +942,6 @@ test_pool(void)
 }
 
 TEST_MAIN(TEST_CASE(test_env_level), TEST_CASE(test_half), TEST_CASE(test_half_simd),
-	  TEST_CASE(test_dequant), TEST_CASE(test_act_quant), TEST_CASE(test_dot),
-	  TEST_CASE(test_matmul), TEST_CASE(test_rmsnorm_softmax_swiglu), TEST_CASE(test_rope),
-	  TEST_CASE(test_pool))
+	  TEST_CASE(test_supported), TEST_CASE(test_dequant), TEST_CASE(test_act_quant),
+	  TEST_CASE(test_dot), TEST_CASE(test_matmul), TEST_CASE(test_rmsnorm_softmax_swiglu),
+	  TEST_CASE(test_rope), TEST_CASE(test_pool))
