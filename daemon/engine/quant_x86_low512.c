@@ -9,7 +9,8 @@
  * IQ4_XS (level + 128) offset * sum_j sc_j * bsum_j. Block sums stay within
  * int32 (255 * 128 * 32 * 256 at most), and the float step is the scalar
  * reference's expression lane by lane, so results are bit-identical to
- * quant_dot. The one-token kernels of these formats are the AVX2 ones.
+ * quant_dot. One-token kernels: Q5_K's here (Q4_K's scheme with the fifth
+ * bit), the other formats' are the AVX2 ones.
  */
 #if defined(__x86_64__) || defined(__i386__)
 
@@ -254,6 +255,57 @@ gemm_kq(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *p
 	}
 }
 
+/*
+ * Q5_K x Q8_K, one token (decode): 64 elements (sub-blocks 2c, 2c+1) per
+ * step, values <= 31 by maddubs (pairs within +-7936), vpdpwssd by the two
+ * sub-blocks' scales (words 0-15 and 16-31); the mins term by a 16-bit madd.
+ */
+AVX512 static float
+dot_q5_k_512(const void *w, const void *act, size_t n)
+{
+	const uint8_t *x = w;
+	const struct quant_block_q8_k *y = act;
+	const __m512i m4 = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi16(2);
+	const __m256i m1 = _mm256_set1_epi8(1);
+	const __m512i i0 = _mm512_set_epi16(1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0,
+					    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+	float sumf = 0.0f;
+
+	for (size_t i = 0; i < n / 256; i++, x += 176, y++) {
+		uint8_t sc[8], mn[8];
+		__m256i hb = _mm256_loadu_si256((const __m256i *)(x + 16));
+		__m512i acc = _mm512_setzero_si512(), idx = i0;
+
+		quant_q4k_unpack(x + 4, sc, mn);
+		__m512i scz =
+		    _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+
+		for (int c = 0; c < 4; c++, idx = _mm512_add_epi16(idx, two)) {
+			__m256i v = _mm256_loadu_si256((const __m256i *)(x + 48 + 32 * c));
+			__m256i h0 = _mm256_slli_epi16(
+			    _mm256_and_si256(_mm256_srli_epi16(hb, 2 * c), m1), 4);
+			__m256i h1 = _mm256_slli_epi16(
+			    _mm256_and_si256(_mm256_srli_epi16(hb, 2 * c + 1), m1), 4);
+			__m512i u = _mm512_or_si512(
+			    _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v),
+								_mm256_srli_epi16(v, 4), 1),
+					     m4),
+			    _mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1));
+			__m512i p = _mm512_maddubs_epi16(u, _mm512_loadu_si512(y->qs + 64 * c));
+
+			acc = _mm512_dpwssd_epi32(acc, p, _mm512_permutexvar_epi16(idx, scz));
+		}
+		__m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+		__m256i mins = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums),
+						 _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8)));
+		int32_t sumi = _mm512_reduce_add_epi32(acc), summ = hsum_i32_8(mins);
+
+		sumf += quant_kq_step(GGML_TYPE_Q5_K, _cvtsh_ss(quant_ld16(x)),
+				      _cvtsh_ss(quant_ld16(x + 2)), y->d, sumi, summ);
+	}
+	return sumf;
+}
+
 AVX512 static void
 gemm_q4_1_512(const void *w, size_t w_row, size_t nr, const void *pack, size_t nt, size_t n,
 	      float *y, size_t ldy)
@@ -311,6 +363,7 @@ gemm_iq4_xs_512(const void *w, size_t w_row, size_t nr, const void *pack, size_t
 }
 
 const struct quant_kernels quant_kern_avx512_lowgemm = {
+    .dot = {[GGML_TYPE_Q5_K] = dot_q5_k_512},
     .gemm =
 	{
 	    [GGML_TYPE_Q4_1] = gemm_q4_1_512,
