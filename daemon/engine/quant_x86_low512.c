@@ -19,52 +19,11 @@
 #include "daemon/base/util.h"
 #include "quant_impl.h"
 #include "quant_x86_common.h"
+#include "quant_x86_tile.h"
 
-#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define AVX512 QUANT_X86_AVX512
 
-enum {
-	TR = 8, /* weight rows per tile */
-	GC = 4, /* pack groups (of 16 tokens) per tile */
-};
-
-AVX512 static inline __m512i
-bcast32(const uint8_t *p)
-{
-	int32_t v;
-
-	memcpy(&v, p, 4);
-	return _mm512_set1_epi32(v);
-}
-
-static inline void
-tile_rows(const uint8_t *rows[TR], const void *w, size_t w_row, size_t r0, size_t nr)
-{
-	for (size_t r = 0; r < TR; r++)
-		rows[r] = (const uint8_t *)w + (r0 + (r0 + r < nr ? r : 0)) * w_row;
-}
-
-AVX512 static void
-tile_store(__m512 acc[GC][TR], size_t g0, size_t gn, size_t r0, size_t nr, size_t nt, float *y,
-	   size_t ldy)
-{
-	for (size_t g = 0; g < gn; g++)
-		for (size_t r = 0; r < TR && r0 + r < nr; r++) {
-			float v[QUANT_PACK_TOK];
-			size_t t0 = (g0 + g) * QUANT_PACK_TOK;
-
-			_mm512_storeu_ps(v, acc[g][r]);
-			for (size_t l = 0; l < QUANT_PACK_TOK && t0 + l < nt; l++)
-				y[(t0 + l) * ldy + r0 + r] = v[l];
-		}
-}
-
-AVX512 static void
-tile_zero(__m512 acc[GC][TR])
-{
-	for (int g = 0; g < GC; g++)
-		for (int r = 0; r < TR; r++)
-			acc[g][r] = _mm512_setzero_ps();
-}
+enum { TR = QT5_TR, GC = QT_GC };
 
 /* Q4_1, Q5_1 against Q8_1; Q5_0, IQ4_NL against Q8_0 (offsets 16, 128). */
 AVX512 static inline void
@@ -81,11 +40,11 @@ gemm_b32(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *
 	for (size_t r0 = 0; r0 < nr; r0 += TR) {
 		const uint8_t *rows[TR];
 
-		tile_rows(rows, w, w_row, r0, nr);
+		qt_rows(rows, TR, w, w_row, r0, nr);
 		for (size_t g0 = 0; g0 < ng; g0 += GC) {
 			size_t gn = MIN((size_t)GC, ng - g0);
 
-			tile_zero(acc);
+			qt5_zero(acc);
 			for (size_t b = 0; b < nb; b++) {
 				_Alignas(32) uint8_t wu[TR][32];
 				float dw[TR], mw[TR];
@@ -131,7 +90,7 @@ gemm_b32(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *
 
 						for (int r = 0; r < TR; r++)
 							s[r] = _mm512_dpbusd_epi32(
-							    s[r], bcast32(wu[r] + 4 * k), a);
+							    s[r], bcast32_512(wu[r] + 4 * k), a);
 					}
 					for (int r = 0; r < TR; r++) {
 						__m512 si = _mm512_cvtepi32_ps(s[r]);
@@ -150,7 +109,7 @@ gemm_b32(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *
 					}
 				}
 			}
-			tile_store(acc, g0, gn, r0, nr, nt, y, ldy);
+			qt5_store(acc, g0, gn, r0, nr, nt, y, ldy);
 		}
 	}
 }
@@ -177,11 +136,11 @@ gemm_kq(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *p
 	for (size_t r0 = 0; r0 < nr; r0 += TR) {
 		const uint8_t *rows[TR];
 
-		tile_rows(rows, w, w_row, r0, nr);
+		qt_rows(rows, TR, w, w_row, r0, nr);
 		for (size_t g0 = 0; g0 < ng; g0 += GC) {
 			size_t gn = MIN((size_t)GC, ng - g0);
 
-			tile_zero(acc);
+			qt5_zero(acc);
 			for (size_t b = 0; b < nb; b++) {
 				struct kdec kd[TR];
 
@@ -203,7 +162,8 @@ gemm_kq(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *p
 
 							for (int r = 0; r < TR; r++)
 								t[r] = _mm512_dpbusd_epi32(
-								    t[r], bcast32(kd[r].u + 4 * q),
+								    t[r],
+								    bcast32_512(kd[r].u + 4 * q),
 								    a);
 						}
 						for (int r = 0; r < TR; r++)
@@ -250,7 +210,7 @@ gemm_kq(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *p
 					}
 				}
 			}
-			tile_store(acc, g0, gn, r0, nr, nt, y, ldy);
+			qt5_store(acc, g0, gn, r0, nr, nt, y, ldy);
 		}
 	}
 }

@@ -24,55 +24,11 @@
 #include "daemon/base/util.h"
 #include "quant_impl.h"
 #include "quant_x86_common.h"
+#include "quant_x86_tile.h"
 
 #define AVX2 QUANT_X86_AVX2
 
-enum {
-	TR = 4, /* weight rows per tile */
-	GC = 4, /* pack groups (of 16 tokens) per tile */
-	HT = QUANT_PACK_TOK / 8,
-};
-
-AVX2 static inline __m256i
-bcast32(const uint8_t *p)
-{
-	int32_t v;
-
-	memcpy(&v, p, 4);
-	return _mm256_set1_epi32(v);
-}
-
-static inline void
-tile_rows(const uint8_t *rows[TR], const void *w, size_t w_row, size_t r0, size_t nr)
-{
-	for (size_t r = 0; r < TR; r++)
-		rows[r] = (const uint8_t *)w + (r0 + (r0 + r < nr ? r : 0)) * w_row;
-}
-
-AVX2 static void
-tile_store(__m256 acc[GC][TR][HT], size_t g0, size_t gn, size_t r0, size_t nr, size_t nt, float *y,
-	   size_t ldy)
-{
-	for (size_t g = 0; g < gn; g++)
-		for (size_t r = 0; r < TR && r0 + r < nr; r++)
-			for (int h = 0; h < HT; h++) {
-				float v[8];
-				size_t t0 = (g0 + g) * QUANT_PACK_TOK + 8 * (size_t)h;
-
-				_mm256_storeu_ps(v, acc[g][r][h]);
-				for (size_t l = 0; l < 8 && t0 + l < nt; l++)
-					y[(t0 + l) * ldy + r0 + r] = v[l];
-			}
-}
-
-AVX2 static void
-tile_zero(__m256 acc[GC][TR][HT])
-{
-	for (int g = 0; g < GC; g++)
-		for (int r = 0; r < TR; r++)
-			for (int h = 0; h < HT; h++)
-				acc[g][r][h] = _mm256_setzero_ps();
-}
+enum { TR = QT2_TR, GC = QT_GC, HT = QT2_HT };
 
 /* ---- blocks of 32 ---------------------------------------------------------- */
 
@@ -94,11 +50,11 @@ gemm_b32(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *
 	for (size_t r0 = 0; r0 < nr; r0 += TR) {
 		const uint8_t *rows[TR];
 
-		tile_rows(rows, w, w_row, r0, nr);
+		qt_rows(rows, TR, w, w_row, r0, nr);
 		for (size_t g0 = 0; g0 < ng; g0 += GC) {
 			size_t gn = MIN((size_t)GC, ng - g0);
 
-			tile_zero(acc);
+			qt2_zero(acc);
 			for (size_t b = 0; b < nb; b++) {
 				_Alignas(32) uint8_t wu[TR][32], wv[TR][32];
 				float dw[TR], mw[TR];
@@ -152,11 +108,12 @@ gemm_b32(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *
 						    _mm256_loadu_si256((const __m256i *)qs[k][8]);
 
 						for (int r = 0; r < TR; r++) {
-							__m256i u = bcast32(wu[r] + 4 * k);
+							__m256i u = bcast32_256(wu[r] + 4 * k);
 							__m256i b0 = a0, b1 = a1;
 
 							if (nl) {
-								__m256i sg = bcast32(wv[r] + 4 * k);
+								__m256i sg =
+								    bcast32_256(wv[r] + 4 * k);
 
 								b0 = _mm256_sign_epi8(a0, sg);
 								b1 = _mm256_sign_epi8(a1, sg);
@@ -193,7 +150,7 @@ gemm_b32(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *
 						}
 				}
 			}
-			tile_store(acc, g0, gn, r0, nr, nt, y, ldy);
+			qt2_store(acc, g0, gn, r0, nr, nt, y, ldy);
 		}
 	}
 }
@@ -229,11 +186,11 @@ gemm_kq(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *p
 	for (size_t r0 = 0; r0 < nr; r0 += TR) {
 		const uint8_t *rows[TR];
 
-		tile_rows(rows, w, w_row, r0, nr);
+		qt_rows(rows, TR, w, w_row, r0, nr);
 		for (size_t g0 = 0; g0 < ng; g0 += GC) {
 			size_t gn = MIN((size_t)GC, ng - g0);
 
-			tile_zero(acc);
+			qt2_zero(acc);
 			for (size_t b = 0; b < nb; b++) {
 				struct kdec kd[TR];
 
@@ -264,7 +221,7 @@ gemm_kq(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *p
 							    (const __m256i *)p->qs[q][8]);
 							for (int r = 0; r < TR; r++) {
 								__m256i u =
-								    bcast32(kd[r].u + 4 * q);
+								    bcast32_256(kd[r].u + 4 * q);
 
 								for (int h = 0; h < HT; h++) {
 									__m256i t;
@@ -354,7 +311,7 @@ gemm_kq(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *p
 						}
 				}
 			}
-			tile_store(acc, g0, gn, r0, nr, nt, y, ldy);
+			qt2_store(acc, g0, gn, r0, nr, nt, y, ldy);
 		}
 	}
 }
