@@ -443,16 +443,11 @@ gemm_b32(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *
 				for (int e = 0; e < 32; e++)
 					q[e] = quant_b32_value(wt, x, e);
 				for (size_t t = 0; t < QUANT_PACK_TOK; t++) {
-					if (q81) {
-						int32_t sumi = isum(q, p1->qs, t, 32);
+					int32_t sumi = isum(q, q81 ? p1->qs : p0->qs, t, 32);
 
-						sumf[t] +=
-						    (dw * p1->d[t]) * (float)sumi + mw * p1->s[t];
-					} else {
-						int32_t sumi = isum(q, p0->qs, t, 32);
-
-						sumf[t] += (float)sumi * (dw * p0->d[t]);
-					}
+					sumf[t] +=
+					    quant_b32_step(q81, dw, mw, q81 ? p1->d[t] : p0->d[t],
+							   q81 ? p1->s[t] : 0.0f, sumi);
 				}
 			}
 			store_group(y, ldy, r, g, nt, sumf);

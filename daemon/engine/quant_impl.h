@@ -271,6 +271,18 @@ quant_kq_step(enum ggml_type t, float dw, float dminw, float da, int32_t sumi, i
 	return (dw * da) * (float)sumi;
 }
 
+/*
+ * The float step of one 32-block: sumi * (d_w*d_a) against Q8_0,
+ * (d_w*d_a)*sumi + m_w*s_a against Q8_1 (Q4_1, Q5_1). Every kernel uses it.
+ */
+static inline float
+quant_b32_step(bool q81, float dw, float mw, float da, float sa, int32_t sumi)
+{
+	if (q81)
+		return (dw * da) * (float)sumi + mw * sa;
+	return (float)sumi * (dw * da);
+}
+
 /** A K-type block's super-block scale d and min scale dmin (0 without mins). */
 void quant_kq_d(enum ggml_type t, const uint8_t *x, float *d, float *dmin);
 /** Dequantizes n elements of t (one of the eight formats above). */

@@ -113,10 +113,8 @@ quant_b32_block(enum ggml_type t, const uint8_t *x, const uint8_t *a)
 
 	for (int e = 0; e < 32; e++)
 		sumi += quant_b32_value(t, x, e) * qa[e];
-	if (!q81)
-		return (float)sumi * (dw * da);
-	return (dw * da) * (float)sumi +
-	       quant_fp16_to_fp32(quant_ld16(x + 2)) * quant_fp16_to_fp32(quant_ld16(a + 2));
+	return quant_b32_step(q81, dw, q81 ? quant_fp16_to_fp32(quant_ld16(x + 2)) : 0.0f, da,
+			      q81 ? quant_fp16_to_fp32(quant_ld16(a + 2)) : 0.0f, sumi);
 }
 
 static float

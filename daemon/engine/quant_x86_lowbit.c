@@ -6,7 +6,7 @@
  *
  * Each block's integer sum is formed exactly (the int16 bound of every
  * maddubs is noted at its kernel) and the float step is the scalar
- * reference's expression (quant_kq_step / quant_lowbit.c) in block order,
+ * reference's expression (quant_b32_step, quant_kq_step) in block order,
  * so the results are bit-identical to quant_dot_scalar. Unsigned values go
  * through maddubs directly; a signed offset comes out afterwards through the
  * activation sums (Q5_0: -16 * sum(a); Q3_K: -4 * sum_j sc_j * bsum_j).
@@ -41,8 +41,9 @@ dot_q4_1_avx2(const void *w, const void *act, size_t n)
 		__m256i a = _mm256_loadu_si256((const __m256i *)(y + 4));
 		int32_t sumi = hsum_i16(_mm256_maddubs_epi16(nibbles32(x + 4), a));
 
-		sumf += (_cvtsh_ss(quant_ld16(x)) * _cvtsh_ss(quant_ld16(y))) * (float)sumi +
-			_cvtsh_ss(quant_ld16(x + 2)) * _cvtsh_ss(quant_ld16(y + 2));
+		sumf +=
+		    quant_b32_step(true, _cvtsh_ss(quant_ld16(x)), _cvtsh_ss(quant_ld16(x + 2)),
+				   _cvtsh_ss(quant_ld16(y)), _cvtsh_ss(quant_ld16(y + 2)), sumi);
 	}
 	return sumf;
 }
@@ -58,8 +59,9 @@ dot_q5_1_avx2(const void *w, const void *act, size_t n)
 		__m256i a = _mm256_loadu_si256((const __m256i *)(y + 4));
 		int32_t sumi = hsum_i16(_mm256_maddubs_epi16(q5_values(x + 4, x + 8), a));
 
-		sumf += (_cvtsh_ss(quant_ld16(x)) * _cvtsh_ss(quant_ld16(y))) * (float)sumi +
-			_cvtsh_ss(quant_ld16(x + 2)) * _cvtsh_ss(quant_ld16(y + 2));
+		sumf +=
+		    quant_b32_step(true, _cvtsh_ss(quant_ld16(x)), _cvtsh_ss(quant_ld16(x + 2)),
+				   _cvtsh_ss(quant_ld16(y)), _cvtsh_ss(quant_ld16(y + 2)), sumi);
 	}
 	return sumf;
 }
@@ -81,7 +83,8 @@ dot_q5_0_avx2(const void *w, const void *act, size_t n)
 					     _mm256_maddubs_epi16(k16, a));
 		int32_t sumi = hsum_i16(p);
 
-		sumf += (float)sumi * (_cvtsh_ss(quant_ld16(x)) * _cvtsh_ss(quant_ld16(y)));
+		sumf += quant_b32_step(false, _cvtsh_ss(quant_ld16(x)), 0.0f,
+				       _cvtsh_ss(quant_ld16(y)), 0.0f, sumi);
 	}
 	return sumf;
 }
@@ -104,7 +107,8 @@ dot_iq4_nl_avx2(const void *w, const void *act, size_t n)
 		int32_t sumi =
 		    hsum_i16(_mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(a, v)));
 
-		sumf += (float)sumi * (_cvtsh_ss(quant_ld16(x)) * _cvtsh_ss(quant_ld16(y)));
+		sumf += quant_b32_step(false, _cvtsh_ss(quant_ld16(x)), 0.0f,
+				       _cvtsh_ss(quant_ld16(y)), 0.0f, sumi);
 	}
 	return sumf;
 }
