@@ -4,6 +4,8 @@
  * the per-block dot products, plus the run-time choice of a SIMD level
  * (scalar, AVX2: quant_x86*.c, AVX-512: quant_x86_512.c, quant_x86_dot512.c;
  * a level takes the kernels of the level below where it has none of its own).
+ * The formats added later (Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q5_K,
+ * IQ4_XS) have their scalar kernels in quant_lowbit.c.
  * The scalar code restates the block formula in the plainest form; it is what
  * the SIMD kernels are tested against.
  *
@@ -34,6 +36,14 @@ quant_supported(enum ggml_type t)
 	case GGML_TYPE_Q4_0:
 	case GGML_TYPE_Q4_K:
 	case GGML_TYPE_Q6_K:
+	case GGML_TYPE_Q4_1:
+	case GGML_TYPE_Q5_0:
+	case GGML_TYPE_Q5_1:
+	case GGML_TYPE_IQ4_NL:
+	case GGML_TYPE_Q2_K:
+	case GGML_TYPE_Q3_K:
+	case GGML_TYPE_Q5_K:
+	case GGML_TYPE_IQ4_XS:
 		return true;
 	default:
 		return false;
@@ -50,9 +60,18 @@ quant_act_type(enum ggml_type wt)
 		return GGML_TYPE_BF16;
 	case GGML_TYPE_Q8_0:
 	case GGML_TYPE_Q4_0:
+	case GGML_TYPE_Q5_0:
+	case GGML_TYPE_IQ4_NL:
 		return GGML_TYPE_Q8_0;
+	case GGML_TYPE_Q4_1:
+	case GGML_TYPE_Q5_1:
+		return GGML_TYPE_Q8_1;
 	case GGML_TYPE_Q4_K:
 	case GGML_TYPE_Q6_K:
+	case GGML_TYPE_Q2_K:
+	case GGML_TYPE_Q3_K:
+	case GGML_TYPE_Q5_K:
+	case GGML_TYPE_IQ4_XS:
 		return GGML_TYPE_Q8_K;
 	default:
 		return GGML_TYPE_F32;
@@ -163,7 +182,8 @@ quant_dequantize_row(enum ggml_type t, const void *src, float *dst, size_t n)
 		dequant_q6_k(b, dst, n / 256);
 		break;
 	default:
-		REQUIRE(!"quant_dequantize_row: unsupported type");
+		REQUIRE(quant_supported(t));
+		quant_dequant_lowbit(t, b, dst, n);
 	}
 }
 
@@ -252,6 +272,9 @@ quant_act_from_float(enum ggml_type wt, const float *x, void *act, size_t n)
 		break;
 	case GGML_TYPE_Q8_0:
 		quant_kern()->q8_0_from_f32(x, act, n / 32);
+		break;
+	case GGML_TYPE_Q8_1:
+		quant_act_q8_1(x, act, n / 32);
 		break;
 	case GGML_TYPE_Q8_K:
 		quant_kern()->q8_k_from_f32(x, act, n / 256);
@@ -412,6 +435,14 @@ static const struct quant_kernels kern_scalar = {
 	    [GGML_TYPE_Q4_0] = dot_q4_0_scalar,
 	    [GGML_TYPE_Q4_K] = dot_q4_k_scalar,
 	    [GGML_TYPE_Q6_K] = dot_q6_k_scalar,
+	    [GGML_TYPE_Q4_1] = quant_dot_q4_1_scalar,
+	    [GGML_TYPE_Q5_0] = quant_dot_q5_0_scalar,
+	    [GGML_TYPE_Q5_1] = quant_dot_q5_1_scalar,
+	    [GGML_TYPE_IQ4_NL] = quant_dot_iq4_nl_scalar,
+	    [GGML_TYPE_Q2_K] = quant_dot_q2_k_scalar,
+	    [GGML_TYPE_Q3_K] = quant_dot_q3_k_scalar,
+	    [GGML_TYPE_Q5_K] = quant_dot_q5_k_scalar,
+	    [GGML_TYPE_IQ4_XS] = quant_dot_iq4_xs_scalar,
 	},
     .f16_from_f32 = f16_from_f32_scalar,
     .q8_0_from_f32 = act_q8_0,
@@ -424,7 +455,8 @@ static const struct quant_kernels *kern_cur;
 static enum quant_simd level_cur;
 static pthread_once_t kern_once = PTHREAD_ONCE_INIT;
 #if defined(__x86_64__) || defined(__i386__)
-static struct quant_kernels kern_512; /* quant_kern_avx512 over quant_kern_avx2 */
+static struct quant_kernels kern_256; /* quant_kern_avx2 over the scalar kernels */
+static struct quant_kernels kern_512; /* quant_kern_avx512 over kern_256 */
 #endif
 
 /* dst = base, with every kernel over has of its own in its place. */
@@ -467,7 +499,7 @@ kern_for(enum quant_simd level)
 	if (level == QUANT_SIMD_AVX512)
 		return &kern_512;
 	if (level == QUANT_SIMD_AVX2)
-		return &quant_kern_avx2;
+		return &kern_256;
 #endif
 	(void)level;
 	return &kern_scalar;
@@ -494,7 +526,11 @@ static void
 kern_init(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
-	kern_merge(&kern_512, &quant_kern_avx2, &quant_kern_avx512);
+	kern_merge(&kern_256, &kern_scalar, &quant_kern_avx2);
+	kern_merge(&kern_256, &kern_256, &quant_kern_avx2_lowbit);
+	kern_merge(&kern_256, &kern_256, &quant_kern_avx2_lowgemm);
+	kern_merge(&kern_512, &kern_256, &quant_kern_avx512);
+	kern_merge(&kern_512, &kern_512, &quant_kern_avx512_lowgemm);
 	if (quant_x86_has_avx512_bf16())
 		kern_512.gemm[GGML_TYPE_BF16] = quant_gemm_bf16_512bf;
 #endif

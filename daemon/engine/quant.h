@@ -12,9 +12,21 @@
  *   F16       F16  (round to nearest)     sum x*y in float
  *   BF16      BF16 (round to nearest)     sum x*y in float
  *   Q8_0      Q8_0 (blocks of 32)         d_w*d_a * sum_i q_w*q_a       (int32)
- *   Q4_0      Q8_0 (blocks of 32)         d_w*d_a * sum_i (q_w-8)*q_a   (int32)
- *   Q4_K      Q8_K (blocks of 256)        d_w*d_a * sum_j sc_j*sum(q_w*q_a) - dmin_w*d_a * sum_j
- * m_j*bsum_j Q6_K      Q8_K (blocks of 256)        d_w*d_a * sum_j sc_j*sum((q_w-32)*q_a)
+ *   Q4_0      Q8_0 (blocks of 32)         d_w*d_a * sum_i (q_w-8)*q_a
+ *   Q5_0      Q8_0 (blocks of 32)         d_w*d_a * sum_i (q_w-16)*q_a
+ *   IQ4_NL    Q8_0 (blocks of 32)         d_w*d_a * sum_i kv[q_w]*q_a
+ *   Q4_1      Q8_1 (blocks of 32)         d_w*d_a * sum_i q_w*q_a + m_w*s_a
+ *   Q5_1      Q8_1 (blocks of 32)         d_w*d_a * sum_i q_w*q_a + m_w*s_a
+ *   Q4_K      Q8_K (blocks of 256)        d_w*d_a * sum_j sc_j*sum(q_w*q_a)
+ *                                         - dmin_w*d_a * sum_j m_j*bsum_j
+ *   Q5_K      Q8_K (blocks of 256)        as Q4_K, 5-bit q_w
+ *   Q2_K      Q8_K (blocks of 256)        as Q4_K, 2-bit q_w, 4-bit sc/m per 16
+ *   Q6_K      Q8_K (blocks of 256)        d_w*d_a * sum_j sc_j*sum((q_w-32)*q_a)
+ *   Q3_K      Q8_K (blocks of 256)        d_w*d_a * sum_j sc_j*sum(q_w*q_a), q_w -4..3
+ *   IQ4_XS    Q8_K (blocks of 256)        d_w*d_a * sum_j sc_j*sum(kv[q_w]*q_a)
+ *
+ * (s_a = F16(d_a * sum(q_a)), stored in the Q8_1 block; kv: the 16 IQ4_NL
+ * levels; sc_j, m_j: sub-block scales and mins.)
  *
  * Doing the same is what lets the engine match llama.cpp's logits to float
  * rounding instead of to quantization noise (tests/fixtures/golden READMEs).
@@ -48,11 +60,27 @@
  *   Q8_0 (34 B / 32):  f16 d; int8 qs[32]                      x = d*q
  *   Q4_0 (18 B / 32):  f16 d; u8 qs[16]  (low nibbles: x[0..16), high: x[16..32))
  *                      x = d*(q-8)
+ *   Q4_1 (20 B / 32):  f16 d; f16 m; u8 qs[16]                 x = d*q + m
+ *   Q5_0 (22 B / 32):  f16 d; u8 qh[4] (bit e: fifth bit of x[e]); u8 qs[16]
+ *                      x = d*(q-16)
+ *   Q5_1 (24 B / 32):  f16 d; f16 m; u8 qh[4]; u8 qs[16]       x = d*q + m
+ *   IQ4_NL (18 B / 32): f16 d; u8 qs[16] (nibbles as Q4_0)     x = d*kv[q]
+ *   Q8_1 (36 B / 32):  f16 d; f16 s (= d*sum q); int8 qs[32]   x = d*q
+ *   Q2_K (84 B / 256): u8 scales[16] (4-bit sc | 4-bit m << 4); u8 qs[64] (2 bits);
+ *                      f16 d; f16 dmin; 16 sub-blocks of 16: x = d*sc_j*q - dmin*m_j
+ *   Q3_K (110 B / 256): u8 hmask[32] (clear: q -= 4); u8 qs[64] (2 bits);
+ *                      u8 scales[12] (16 x 6-bit, minus 32); f16 d: x = d*sc_j*q
  *   Q4_K (144 B / 256): f16 d; f16 dmin; u8 scales[12] (8 x 6-bit scale, 8 x 6-bit min);
  *                      u8 qs[128]; 8 sub-blocks of 32: x = d*sc_j*q - dmin*m_j
+ *   Q5_K (176 B / 256): Q4_K's d, dmin, scales; u8 qh[32] (bit e/32 of qh[e%32]: +16);
+ *                      u8 qs[128]
  *   Q6_K (210 B / 256): u8 ql[128] (low 4 bits); u8 qh[64] (high 2 bits); int8 scales[16];
  *                      f16 d; 16 sub-blocks of 16: x = d*sc_j*(q-32)
+ *   IQ4_XS (136 B / 256): f16 d; u16 scales_h (2 bits per 32); u8 scales_l[4] (4 bits
+ *                      per 32); u8 qs[128] (per 32: 16 bytes, nibbles as Q4_0):
+ *                      x = d*(ls_j-32)*kv[q]
  *   Q8_K (292 B / 256): f32 d; int8 qs[256]; int16 bsums[16] (sums of 16 qs)  x = d*q
+ * The element-wise decoders of the later formats are in quant_impl.h.
  */
 struct quant_block_q8_k {
 	float d;
@@ -60,13 +88,15 @@ struct quant_block_q8_k {
 	int16_t bsums[QUANT_QK_K / 16];
 };
 
-/** True when the engine computes with weights of type t (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K).
+/**
+ * True when the engine computes with weights of type t: F32, F16, BF16, Q8_0,
+ * Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS.
  */
 bool quant_supported(enum ggml_type t);
 
 /**
  * The format activations are converted to before a dot product with weights of
- * type wt (ggml's vec_dot_type): F32, F16, BF16, Q8_0 or Q8_K.
+ * type wt (ggml's vec_dot_type): F32, F16, BF16, Q8_0, Q8_1 or Q8_K.
  */
 enum ggml_type quant_act_type(enum ggml_type wt);
 
@@ -119,7 +149,7 @@ float quant_dot_f32(const float *x, const float *y, size_t n);
  */
 #define QUANT_PACK_TOK 16
 
-/** True when weights of type wt have tile kernels (Q8_0, Q4_0, Q4_K, Q6_K, F16, BF16). */
+/** True when weights of type wt have tile kernels (every quant_supported type but F32). */
 bool quant_gemm_supported(enum ggml_type wt);
 
 /**

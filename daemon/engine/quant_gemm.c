@@ -2,7 +2,7 @@
  * quant_gemm.c — the packed activation layout for prefill products and the
  * scalar reference tile kernels that read it.
  *
- * quant_pack rearranges converted activation rows (Q8_0 or Q8_K blocks,
+ * quant_pack rearranges converted activation rows (Q8_0, Q8_1 or Q8_K blocks,
  * exactly what quant_act_from_float wrote) into groups of QUANT_PACK_TOK
  * tokens: for each block, the same four elements of all 16 tokens are
  * adjacent (quant_impl.h), next to the block scales and the sums the SIMD
@@ -13,7 +13,9 @@
  * multiply it with the 16 tokens of a group, each (row, token) sum formed as
  * in quant.c's dots: the integer sum of the block, then the same float
  * expression, accumulated in block order. They are the reference for the
- * SIMD tiles and the scalar level's kernels. Never allocates.
+ * SIMD tiles and the scalar level's kernels. The formats of quant_lowbit.c
+ * decode through its element helpers (quant_b32_value, quant_kq_value) and
+ * take its float steps. Never allocates.
  */
 #include <errno.h>
 #include <string.h>
@@ -25,7 +27,10 @@ bool
 quant_gemm_supported(enum ggml_type wt)
 {
 	return wt == GGML_TYPE_Q8_0 || wt == GGML_TYPE_Q4_0 || wt == GGML_TYPE_Q4_K ||
-	       wt == GGML_TYPE_Q6_K || wt == GGML_TYPE_F16 || wt == GGML_TYPE_BF16;
+	       wt == GGML_TYPE_Q6_K || wt == GGML_TYPE_F16 || wt == GGML_TYPE_BF16 ||
+	       wt == GGML_TYPE_Q4_1 || wt == GGML_TYPE_Q5_0 || wt == GGML_TYPE_Q5_1 ||
+	       wt == GGML_TYPE_IQ4_NL || wt == GGML_TYPE_Q2_K || wt == GGML_TYPE_Q3_K ||
+	       wt == GGML_TYPE_Q5_K || wt == GGML_TYPE_IQ4_XS;
 }
 
 static size_t
@@ -47,6 +52,10 @@ quant_pack_size(enum ggml_type wt, size_t n, size_t n_tok, size_t *out)
 	case GGML_TYPE_Q8_0:
 		blk = QUANT_QK8_0;
 		bytes = sizeof(struct quant_pack_q8_0);
+		break;
+	case GGML_TYPE_Q8_1:
+		blk = QUANT_QK8_0;
+		bytes = sizeof(struct quant_pack_q8_1);
 		break;
 	case GGML_TYPE_Q8_K:
 		blk = QUANT_QK_K;
@@ -90,6 +99,27 @@ pack_q8_0(const uint8_t *act, size_t act_row, size_t n_tok, size_t n, struct qua
 			for (int l = 0; l < 32; l++)
 				s += qs[l];
 			p->sum[t] = s;
+		}
+	}
+}
+
+/* Q8_1 rows (36-byte blocks: d, s, qs) as Q8_0's layout with s in place of the sum. */
+static void
+pack_q8_1(const uint8_t *act, size_t act_row, size_t n_tok, size_t n, struct quant_pack_q8_1 *pk)
+{
+	size_t nb = n / QUANT_QK8_0, ng = groups(n_tok);
+
+	memset(pk, 0, ng * nb * sizeof(*pk));
+	for (size_t tok = 0; tok < n_tok; tok++) {
+		size_t t = tok % QUANT_PACK_TOK;
+		struct quant_pack_q8_1 *p = pk + tok / QUANT_PACK_TOK * nb;
+		const uint8_t *x = act + tok * act_row;
+
+		for (size_t b = 0; b < nb; b++, p++, x += 36) {
+			p->d[t] = quant_fp16_to_fp32(quant_ld16(x));
+			p->s[t] = quant_fp16_to_fp32(quant_ld16(x + 2));
+			for (int g = 0; g < 8; g++)
+				memcpy(p->qs[g][t], x + 4 + 4 * g, 4);
 		}
 	}
 }
@@ -156,6 +186,9 @@ quant_pack(enum ggml_type wt, const void *act, size_t act_row, size_t n_tok, siz
 	switch (quant_act_type(wt)) {
 	case GGML_TYPE_Q8_0:
 		pack_q8_0(act, act_row, n_tok, n, pack);
+		break;
+	case GGML_TYPE_Q8_1:
+		pack_q8_1(act, act_row, n_tok, n, pack);
 		break;
 	case GGML_TYPE_Q8_K:
 		pack_q8_k(act, act_row, n_tok, n, pack);
@@ -378,8 +411,153 @@ gemm_bf16_scalar(const void *w, size_t w_row, size_t nr, const void *pack, size_
 	gemm_half_scalar(true, w, w_row, nr, pack, nt, n, y, ldy);
 }
 
+/*
+ * The blocks of 32 of quant_lowbit.c (Q4_1, Q5_1 against Q8_1; Q5_0, IQ4_NL
+ * against Q8_0): each block decoded once into its integers, then per token
+ * quant_b32_block's expression.
+ */
+static void
+gemm_b32(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *pack, size_t nt,
+	 size_t n, float *y, size_t ldy)
+{
+	bool q81 = quant_act_type(wt) == GGML_TYPE_Q8_1;
+	size_t nb = n / 32, ng = groups(nt), bs = type_get(wt)->size;
+
+	for (size_t r = 0; r < nr; r++) {
+		const uint8_t *row = (const uint8_t *)w + r * w_row;
+
+		for (size_t g = 0; g < ng; g++) {
+			float sumf[QUANT_PACK_TOK] = {0};
+
+			for (size_t b = 0; b < nb; b++) {
+				const uint8_t *x = row + b * bs;
+				/* the two packs share the qs and d layout */
+				const struct quant_pack_q8_1 *p1 =
+				    (const struct quant_pack_q8_1 *)pack + g * nb + b;
+				const struct quant_pack_q8_0 *p0 =
+				    (const struct quant_pack_q8_0 *)pack + g * nb + b;
+				float dw = quant_fp16_to_fp32(quant_ld16(x));
+				float mw = q81 ? quant_fp16_to_fp32(quant_ld16(x + 2)) : 0.0f;
+				int q[32];
+
+				for (int e = 0; e < 32; e++)
+					q[e] = quant_b32_value(wt, x, e);
+				for (size_t t = 0; t < QUANT_PACK_TOK; t++) {
+					int32_t sumi = isum(q, q81 ? p1->qs : p0->qs, t, 32);
+
+					sumf[t] +=
+					    quant_b32_step(q81, dw, mw, q81 ? p1->d[t] : p0->d[t],
+							   q81 ? p1->s[t] : 0.0f, sumi);
+				}
+			}
+			store_group(y, ldy, r, g, nt, sumf);
+		}
+	}
+}
+
+/* The 256-blocks of quant_lowbit.c against Q8_K: dot_kq's sums and quant_kq_step per token. */
+static void
+gemm_kq(enum ggml_type wt, const void *w, size_t w_row, size_t nr, const void *pack, size_t nt,
+	size_t n, float *y, size_t ldy)
+{
+	const struct quant_pack_q8_k *pk = pack;
+	size_t nb = n / 256, ng = groups(nt), bs = type_get(wt)->size;
+
+	for (size_t r = 0; r < nr; r++) {
+		const uint8_t *row = (const uint8_t *)w + r * w_row;
+
+		for (size_t g = 0; g < ng; g++) {
+			float sumf[QUANT_PACK_TOK] = {0};
+
+			for (size_t b = 0; b < nb; b++) {
+				const uint8_t *x = row + b * bs;
+				const struct quant_pack_q8_k *p = pk + g * nb + b;
+				int q[256], sc[16], mn[16];
+				float dw, dminw;
+
+				for (int e = 0; e < 256; e++)
+					q[e] = quant_kq_value(wt, x, e);
+				quant_kq_scales(wt, x, sc, mn);
+				quant_kq_d(wt, x, &dw, &dminw);
+				for (size_t t = 0; t < QUANT_PACK_TOK; t++) {
+					int32_t sumi = 0, summ = 0;
+
+					for (int j = 0; j < 16; j++) {
+						sumi +=
+						    sc[j] * isum(q + 16 * j, p->qs + 4 * j, t, 16);
+						summ += mn[j] * p->bsums[j / 2][t][j % 2];
+					}
+					sumf[t] +=
+					    quant_kq_step(wt, dw, dminw, p->d[t], sumi, summ);
+				}
+			}
+			store_group(y, ldy, r, g, nt, sumf);
+		}
+	}
+}
+
+static void
+gemm_q4_1_scalar(const void *w, size_t w_row, size_t nr, const void *pack, size_t nt, size_t n,
+		 float *y, size_t ldy)
+{
+	gemm_b32(GGML_TYPE_Q4_1, w, w_row, nr, pack, nt, n, y, ldy);
+}
+
+static void
+gemm_q5_0_scalar(const void *w, size_t w_row, size_t nr, const void *pack, size_t nt, size_t n,
+		 float *y, size_t ldy)
+{
+	gemm_b32(GGML_TYPE_Q5_0, w, w_row, nr, pack, nt, n, y, ldy);
+}
+
+static void
+gemm_q5_1_scalar(const void *w, size_t w_row, size_t nr, const void *pack, size_t nt, size_t n,
+		 float *y, size_t ldy)
+{
+	gemm_b32(GGML_TYPE_Q5_1, w, w_row, nr, pack, nt, n, y, ldy);
+}
+
+static void
+gemm_iq4_nl_scalar(const void *w, size_t w_row, size_t nr, const void *pack, size_t nt, size_t n,
+		   float *y, size_t ldy)
+{
+	gemm_b32(GGML_TYPE_IQ4_NL, w, w_row, nr, pack, nt, n, y, ldy);
+}
+
+static void
+gemm_q2_k_scalar(const void *w, size_t w_row, size_t nr, const void *pack, size_t nt, size_t n,
+		 float *y, size_t ldy)
+{
+	gemm_kq(GGML_TYPE_Q2_K, w, w_row, nr, pack, nt, n, y, ldy);
+}
+
+static void
+gemm_q3_k_scalar(const void *w, size_t w_row, size_t nr, const void *pack, size_t nt, size_t n,
+		 float *y, size_t ldy)
+{
+	gemm_kq(GGML_TYPE_Q3_K, w, w_row, nr, pack, nt, n, y, ldy);
+}
+
+static void
+gemm_q5_k_scalar(const void *w, size_t w_row, size_t nr, const void *pack, size_t nt, size_t n,
+		 float *y, size_t ldy)
+{
+	gemm_kq(GGML_TYPE_Q5_K, w, w_row, nr, pack, nt, n, y, ldy);
+}
+
+static void
+gemm_iq4_xs_scalar(const void *w, size_t w_row, size_t nr, const void *pack, size_t nt, size_t n,
+		   float *y, size_t ldy)
+{
+	gemm_kq(GGML_TYPE_IQ4_XS, w, w_row, nr, pack, nt, n, y, ldy);
+}
+
 const quant_gemm_fn quant_gemm_scalar_fns[GGML_TYPE_COUNT] = {
     [GGML_TYPE_F16] = gemm_f16_scalar,   [GGML_TYPE_BF16] = gemm_bf16_scalar,
     [GGML_TYPE_Q8_0] = gemm_q8_0_scalar, [GGML_TYPE_Q4_0] = gemm_q4_0_scalar,
     [GGML_TYPE_Q4_K] = gemm_q4_k_scalar, [GGML_TYPE_Q6_K] = gemm_q6_k_scalar,
+    [GGML_TYPE_Q4_1] = gemm_q4_1_scalar, [GGML_TYPE_Q5_0] = gemm_q5_0_scalar,
+    [GGML_TYPE_Q5_1] = gemm_q5_1_scalar, [GGML_TYPE_IQ4_NL] = gemm_iq4_nl_scalar,
+    [GGML_TYPE_Q2_K] = gemm_q2_k_scalar, [GGML_TYPE_Q3_K] = gemm_q3_k_scalar,
+    [GGML_TYPE_Q5_K] = gemm_q5_k_scalar, [GGML_TYPE_IQ4_XS] = gemm_iq4_xs_scalar,
 };

@@ -22,13 +22,11 @@
 #include "daemon/base/util.h"
 #include "quant_impl.h"
 #include "quant_x86_common.h"
+#include "quant_x86_tile.h"
 
-#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define AVX512 QUANT_X86_AVX512
 
-enum {
-	TR = 8, /* weight rows per tile */
-	GC = 4, /* pack groups (of 16 tokens) per tile */
-};
+enum { TR = QT5_TR, GC = QT_GC };
 
 bool
 quant_x86_has_avx512(void)
@@ -45,45 +43,6 @@ quant_x86_has_avx512(void)
 		return false;
 	return (b & bit_AVX512F) && (b & bit_AVX512BW) && (b & bit_AVX512VL) &&
 	       (c & bit_AVX512VNNI);
-}
-
-AVX512 static inline __m512i
-bcast32(const uint8_t *p)
-{
-	int32_t v;
-
-	memcpy(&v, p, 4);
-	return _mm512_set1_epi32(v);
-}
-
-static inline void
-tile_rows(const uint8_t *rows[TR], const void *w, size_t w_row, size_t r0, size_t nr)
-{
-	for (size_t r = 0; r < TR; r++)
-		rows[r] = (const uint8_t *)w + (r0 + (r0 + r < nr ? r : 0)) * w_row;
-}
-
-AVX512 static void
-tile_store(__m512 acc[GC][TR], size_t g0, size_t gn, size_t r0, size_t nr, size_t nt, float *y,
-	   size_t ldy)
-{
-	for (size_t g = 0; g < gn; g++)
-		for (size_t r = 0; r < TR && r0 + r < nr; r++) {
-			float v[QUANT_PACK_TOK];
-			size_t t0 = (g0 + g) * QUANT_PACK_TOK;
-
-			_mm512_storeu_ps(v, acc[g][r]);
-			for (size_t l = 0; l < QUANT_PACK_TOK && t0 + l < nt; l++)
-				y[(t0 + l) * ldy + r0 + r] = v[l];
-		}
-}
-
-AVX512 static void
-tile_zero(__m512 acc[GC][TR])
-{
-	for (int g = 0; g < GC; g++)
-		for (int r = 0; r < TR; r++)
-			acc[g][r] = _mm512_setzero_ps();
 }
 
 /* acc += (float)sumi * (dw * d), 16 tokens. */
@@ -113,11 +72,11 @@ gemm_q8_q4_0(bool q4, const void *w, size_t w_row, size_t nr, const void *pack, 
 	for (size_t r0 = 0; r0 < nr; r0 += TR) {
 		const uint8_t *rows[TR];
 
-		tile_rows(rows, w, w_row, r0, nr);
+		qt_rows(rows, TR, w, w_row, r0, nr);
 		for (size_t g0 = 0; g0 < ng; g0 += GC) {
 			size_t gn = MIN((size_t)GC, ng - g0);
 
-			tile_zero(acc);
+			qt5_zero(acc);
 			for (size_t b = 0; b < nb; b++) {
 				_Alignas(32) uint8_t wq[TR][32];
 				float dw[TR];
@@ -160,13 +119,13 @@ gemm_q8_q4_0(bool q4, const void *w, size_t w_row, size_t nr, const void *pack, 
 
 						for (int r = 0; r < TR; r++)
 							s[r] = _mm512_dpbusd_epi32(
-							    s[r], bcast32(wq[r] + 4 * k), a);
+							    s[r], bcast32_512(wq[r] + 4 * k), a);
 					}
 					for (int r = 0; r < TR; r++)
 						acc[g][r] = step_q8(acc[g][r], s[r], dw[r], p->d);
 				}
 			}
-			tile_store(acc, g0, gn, r0, nr, nt, y, ldy);
+			qt5_store(acc, g0, gn, r0, nr, nt, y, ldy);
 		}
 	}
 }
@@ -201,11 +160,11 @@ gemm_q4_k_512(const void *w, size_t w_row, size_t nr, const void *pack, size_t n
 	for (size_t r0 = 0; r0 < nr; r0 += TR) {
 		const uint8_t *rows[TR];
 
-		tile_rows(rows, w, w_row, r0, nr);
+		qt_rows(rows, TR, w, w_row, r0, nr);
 		for (size_t g0 = 0; g0 < ng; g0 += GC) {
 			size_t gn = MIN((size_t)GC, ng - g0);
 
-			tile_zero(acc);
+			qt5_zero(acc);
 			for (size_t b = 0; b < nb; b++) {
 				_Alignas(32) uint8_t wq[TR][256];
 				uint8_t sc[TR][8], mn[TR][8];
@@ -235,8 +194,8 @@ gemm_q4_k_512(const void *w, size_t w_row, size_t nr, const void *pack, size_t n
 
 							for (int r = 0; r < TR; r++)
 								t[r] = _mm512_dpbusd_epi32(
-								    t[r], bcast32(wq[r] + 4 * k),
-								    a);
+								    t[r],
+								    bcast32_512(wq[r] + 4 * k), a);
 						}
 						for (int r = 0; r < TR; r++) {
 							s[r] = _mm512_add_epi32(
@@ -262,7 +221,7 @@ gemm_q4_k_512(const void *w, size_t w_row, size_t nr, const void *pack, size_t n
 					}
 				}
 			}
-			tile_store(acc, g0, gn, r0, nr, nt, y, ldy);
+			qt5_store(acc, g0, gn, r0, nr, nt, y, ldy);
 		}
 	}
 }
@@ -283,11 +242,11 @@ gemm_q6_k_512(const void *w, size_t w_row, size_t nr, const void *pack, size_t n
 	for (size_t r0 = 0; r0 < nr; r0 += TR) {
 		const uint8_t *rows[TR];
 
-		tile_rows(rows, w, w_row, r0, nr);
+		qt_rows(rows, TR, w, w_row, r0, nr);
 		for (size_t g0 = 0; g0 < ng; g0 += GC) {
 			size_t gn = MIN((size_t)GC, ng - g0);
 
-			tile_zero(acc);
+			qt5_zero(acc);
 			for (size_t b = 0; b < nb; b++) {
 				_Alignas(32) uint8_t wq[TR][256];
 				const int8_t *sc[TR];
@@ -316,8 +275,8 @@ gemm_q6_k_512(const void *w, size_t w_row, size_t nr, const void *pack, size_t n
 
 							for (int r = 0; r < TR; r++)
 								t[r] = _mm512_dpbusd_epi32(
-								    t[r], bcast32(wq[r] + 4 * k),
-								    a);
+								    t[r],
+								    bcast32_512(wq[r] + 4 * k), a);
 						}
 						for (int r = 0; r < TR; r++)
 							s[r] = _mm512_add_epi32(
@@ -350,7 +309,7 @@ gemm_q6_k_512(const void *w, size_t w_row, size_t nr, const void *pack, size_t n
 					}
 				}
 			}
-			tile_store(acc, g0, gn, r0, nr, nt, y, ldy);
+			qt5_store(acc, g0, gn, r0, nr, nt, y, ldy);
 		}
 	}
 }

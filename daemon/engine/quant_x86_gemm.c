@@ -19,58 +19,11 @@
 #include "daemon/base/util.h"
 #include "quant_impl.h"
 #include "quant_x86_common.h"
+#include "quant_x86_tile.h"
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
-enum {
-	TR = 4, /* weight rows per tile */
-	GC = 4, /* pack groups (of 16 tokens) per tile */
-	HT = QUANT_PACK_TOK / 8,
-};
-
-/* Four bytes at p (any alignment) in every dword. */
-AVX2 static inline __m256i
-bcast32(const uint8_t *p)
-{
-	int32_t v;
-
-	memcpy(&v, p, 4);
-	return _mm256_set1_epi32(v);
-}
-
-/* The tile's row pointers: rows past nr repeat row 0 of the tile. */
-static inline void
-tile_rows(const uint8_t *rows[TR], const void *w, size_t w_row, size_t r0, size_t nr)
-{
-	for (size_t r = 0; r < TR; r++)
-		rows[r] = (const uint8_t *)w + (r0 + (r0 + r < nr ? r : 0)) * w_row;
-}
-
-/* y[t*ldy + r0 + r] for the valid rows and tokens of a tile's accumulators. */
-AVX2 static void
-tile_store(__m256 acc[GC][TR][HT], size_t g0, size_t gn, size_t r0, size_t nr, size_t nt, float *y,
-	   size_t ldy)
-{
-	for (size_t g = 0; g < gn; g++)
-		for (size_t r = 0; r < TR && r0 + r < nr; r++)
-			for (int h = 0; h < HT; h++) {
-				float v[8];
-				size_t t0 = (g0 + g) * QUANT_PACK_TOK + 8 * (size_t)h;
-
-				_mm256_storeu_ps(v, acc[g][r][h]);
-				for (size_t l = 0; l < 8 && t0 + l < nt; l++)
-					y[(t0 + l) * ldy + r0 + r] = v[l];
-			}
-}
-
-AVX2 static void
-tile_zero(__m256 acc[GC][TR][HT])
-{
-	for (int g = 0; g < GC; g++)
-		for (int r = 0; r < TR; r++)
-			for (int h = 0; h < HT; h++)
-				acc[g][r][h] = _mm256_setzero_ps();
-}
+enum { TR = QT2_TR, GC = QT_GC, HT = QT2_HT };
 
 /* acc += (float)sumi * (dw * d): the reference's per-block step, 8 tokens. */
 AVX2 static inline __m256
@@ -98,11 +51,11 @@ quant_gemm_q8_0_avx2(const void *w, size_t w_row, size_t nr, const void *pack, s
 	for (size_t r0 = 0; r0 < nr; r0 += TR) {
 		const uint8_t *rows[TR];
 
-		tile_rows(rows, w, w_row, r0, nr);
+		qt_rows(rows, TR, w, w_row, r0, nr);
 		for (size_t g0 = 0; g0 < ng; g0 += GC) {
 			size_t gn = MIN((size_t)GC, ng - g0);
 
-			tile_zero(acc);
+			qt2_zero(acc);
 			for (size_t b = 0; b < nb; b++) {
 				_Alignas(32) uint8_t wabs[TR][32], wq[TR][32];
 				float dw[TR];
@@ -128,8 +81,8 @@ quant_gemm_q8_0_avx2(const void *w, size_t w_row, size_t nr, const void *pack, s
 						    (const __m256i *)p->qs[k][8]);
 
 						for (int r = 0; r < TR; r++) {
-							__m256i u = bcast32(wabs[r] + 4 * k);
-							__m256i sg = bcast32(wq[r] + 4 * k);
+							__m256i u = bcast32_256(wabs[r] + 4 * k);
+							__m256i sg = bcast32_256(wq[r] + 4 * k);
 							__m256i p0 = _mm256_maddubs_epi16(
 							    u, _mm256_sign_epi8(a0, sg));
 							__m256i p1 = _mm256_maddubs_epi16(
@@ -148,7 +101,7 @@ quant_gemm_q8_0_avx2(const void *w, size_t w_row, size_t nr, const void *pack, s
 								    p->d + 8 * h);
 				}
 			}
-			tile_store(acc, g0, gn, r0, nr, nt, y, ldy);
+			qt2_store(acc, g0, gn, r0, nr, nt, y, ldy);
 		}
 	}
 }
@@ -170,11 +123,11 @@ quant_gemm_q4_0_avx2(const void *w, size_t w_row, size_t nr, const void *pack, s
 	for (size_t r0 = 0; r0 < nr; r0 += TR) {
 		const uint8_t *rows[TR];
 
-		tile_rows(rows, w, w_row, r0, nr);
+		qt_rows(rows, TR, w, w_row, r0, nr);
 		for (size_t g0 = 0; g0 < ng; g0 += GC) {
 			size_t gn = MIN((size_t)GC, ng - g0);
 
-			tile_zero(acc);
+			qt2_zero(acc);
 			for (size_t b = 0; b < nb; b++) {
 				_Alignas(32) uint8_t wq[TR][32];
 				float dw[TR];
@@ -208,7 +161,7 @@ quant_gemm_q4_0_avx2(const void *w, size_t w_row, size_t nr, const void *pack, s
 						    (const __m256i *)p->qs[k][8]);
 
 						for (int r = 0; r < TR; r++) {
-							__m256i u = bcast32(wq[r] + 4 * k);
+							__m256i u = bcast32_256(wq[r] + 4 * k);
 
 							s[r][0] = _mm256_add_epi32(
 							    s[r][0],
@@ -227,7 +180,7 @@ quant_gemm_q4_0_avx2(const void *w, size_t w_row, size_t nr, const void *pack, s
 								    p->d + 8 * h);
 				}
 			}
-			tile_store(acc, g0, gn, r0, nr, nt, y, ldy);
+			qt2_store(acc, g0, gn, r0, nr, nt, y, ldy);
 		}
 	}
 }
@@ -248,11 +201,11 @@ quant_gemm_q4_k_avx2(const void *w, size_t w_row, size_t nr, const void *pack, s
 	for (size_t r0 = 0; r0 < nr; r0 += TR) {
 		const uint8_t *rows[TR];
 
-		tile_rows(rows, w, w_row, r0, nr);
+		qt_rows(rows, TR, w, w_row, r0, nr);
 		for (size_t g0 = 0; g0 < ng; g0 += GC) {
 			size_t gn = MIN((size_t)GC, ng - g0);
 
-			tile_zero(acc);
+			qt2_zero(acc);
 			for (size_t b = 0; b < nb; b++) {
 				_Alignas(32) uint8_t wq[TR][256];
 				uint8_t sc[TR][8], mn[TR][8];
@@ -284,7 +237,8 @@ quant_gemm_q4_k_avx2(const void *w, size_t w_row, size_t nr, const void *pack, s
 							    (const __m256i *)p->qs[k][8]);
 
 							for (int r = 0; r < TR; r++) {
-								__m256i u = bcast32(wq[r] + 4 * k);
+								__m256i u =
+								    bcast32_256(wq[r] + 4 * k);
 
 								s[r][0] = _mm256_add_epi32(
 								    s[r][0],
@@ -328,7 +282,7 @@ quant_gemm_q4_k_avx2(const void *w, size_t w_row, size_t nr, const void *pack, s
 						}
 				}
 			}
-			tile_store(acc, g0, gn, r0, nr, nt, y, ldy);
+			qt2_store(acc, g0, gn, r0, nr, nt, y, ldy);
 		}
 	}
 }
@@ -349,11 +303,11 @@ quant_gemm_q6_k_avx2(const void *w, size_t w_row, size_t nr, const void *pack, s
 	for (size_t r0 = 0; r0 < nr; r0 += TR) {
 		const uint8_t *rows[TR];
 
-		tile_rows(rows, w, w_row, r0, nr);
+		qt_rows(rows, TR, w, w_row, r0, nr);
 		for (size_t g0 = 0; g0 < ng; g0 += GC) {
 			size_t gn = MIN((size_t)GC, ng - g0);
 
-			tile_zero(acc);
+			qt2_zero(acc);
 			for (size_t b = 0; b < nb; b++) {
 				_Alignas(32) uint8_t wq[TR][256];
 				const int8_t *sc[TR];
@@ -385,7 +339,8 @@ quant_gemm_q6_k_avx2(const void *w, size_t w_row, size_t nr, const void *pack, s
 							    (const __m256i *)p->qs[k][8]);
 
 							for (int r = 0; r < TR; r++) {
-								__m256i u = bcast32(wq[r] + 4 * k);
+								__m256i u =
+								    bcast32_256(wq[r] + 4 * k);
 
 								s[r][0] = _mm256_add_epi32(
 								    s[r][0],
@@ -435,7 +390,7 @@ quant_gemm_q6_k_avx2(const void *w, size_t w_row, size_t nr, const void *pack, s
 						}
 				}
 			}
-			tile_store(acc, g0, gn, r0, nr, nt, y, ldy);
+			qt2_store(acc, g0, gn, r0, nr, nt, y, ldy);
 		}
 	}
 }

@@ -3,7 +3,7 @@
  * geometry. This table is the one place that knows how many bytes a row of a
  * given type occupies; gguf.c uses it to validate tensor sizes, quant.c to
  * walk rows. Types we cannot compute with are still named here so that a
- * refusal says "Q5_K is not supported" rather than "type 13".
+ * refusal says "IQ3_S is not supported" rather than "type 21".
  */
 #ifndef ADAINFER_TYPES_H
 #define ADAINFER_TYPES_H

@@ -24,8 +24,10 @@ put16(uint8_t *p, uint16_t v)
 	memcpy(p, &v, 2);
 }
 
-static const enum ggml_type gemm_types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K,
-					    GGML_TYPE_Q6_K};
+static const enum ggml_type gemm_types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0,   GGML_TYPE_Q4_K,
+					    GGML_TYPE_Q6_K, GGML_TYPE_Q4_1,   GGML_TYPE_Q5_0,
+					    GGML_TYPE_Q5_1, GGML_TYPE_Q2_K,   GGML_TYPE_Q3_K,
+					    GGML_TYPE_Q5_K, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS};
 
 /* mode 0: random bytes, moderate scales; 1: extreme values; 2: a mix per block */
 static void
@@ -50,6 +52,27 @@ rand_block(enum ggml_type t, uint8_t *b, int mode)
 		if (ext) /* scales -128 or -1, values 63 or (0x80: low 0, high 2) 32 */
 			memset(b + 192, fill, 16);
 		put16(b + 208, ext ? 0xfbff : quant_fp32_to_fp16(0.0005f + 0.005f * rng_f()));
+		break;
+	case GGML_TYPE_Q4_1:
+	case GGML_TYPE_Q5_1: /* d, m (the min may be negative) */
+		put16(b, ext ? 0x7bff : quant_fp32_to_fp16(0.001f + 0.05f * fabsf(rng_f())));
+		put16(b + 2, ext ? 0xfbff : quant_fp32_to_fp16(0.2f * rng_f()));
+		break;
+	case GGML_TYPE_Q5_0:
+	case GGML_TYPE_IQ4_NL:
+	case GGML_TYPE_IQ4_XS:
+		put16(b, ext ? 0x7bff : quant_fp32_to_fp16(0.0005f + 0.01f * fabsf(rng_f())));
+		break;
+	case GGML_TYPE_Q5_K:
+		put16(b, ext ? 0x7bff : quant_fp32_to_fp16(0.0005f + 0.01f * fabsf(rng_f())));
+		put16(b + 2, ext ? 0x7bff : quant_fp32_to_fp16(0.0005f + 0.01f * fabsf(rng_f())));
+		break;
+	case GGML_TYPE_Q2_K:
+		put16(b + 80, ext ? 0x7bff : quant_fp32_to_fp16(0.0005f + 0.01f * fabsf(rng_f())));
+		put16(b + 82, ext ? 0x7bff : quant_fp32_to_fp16(0.0005f + 0.01f * fabsf(rng_f())));
+		break;
+	case GGML_TYPE_Q3_K: /* ext: scales all 31 or, from 0x80 bytes, -32 and 0 */
+		put16(b + 108, ext ? 0xfbff : quant_fp32_to_fp16(0.0005f + 0.01f * rng_f()));
 		break;
 	default:
 		break;
@@ -77,6 +100,13 @@ rand_act(enum ggml_type wt, uint8_t *act, size_t act_row, size_t n_tok, size_t n
 
 			memset(b + 2, (uint8_t)v, 32);
 			put16(b, 0x7bff);
+		} else if (quant_act_type(wt) == GGML_TYPE_Q8_1) {
+			uint8_t *b = a + 36 * (rng_u64() % (n / 32));
+			int8_t v = rng_u64() % 2 ? 127 : -127;
+
+			memset(b + 4, (uint8_t)v, 32);
+			put16(b, 0x7bff);
+			put16(b + 2, v > 0 ? 0x7bff : 0xfbff);
 		} else {
 			struct quant_block_q8_k *k =
 			    (struct quant_block_q8_k *)a + rng_u64() % (n / 256);
@@ -220,12 +250,15 @@ test_gemm_shapes(void)
 			}
 	}
 	/* rows longer than the one-token kernels' chunk of 256 blocks, ending mid-group */
-	for (size_t ti = 0; ti < 2; ti++)
+	for (size_t ti = 0; ti < ARRAY_LEN(gemm_types); ti++) {
+		if (type_get(gemm_types[ti])->blck != 32)
+			continue;
 		for (size_t nb = 258; nb <= 263; nb += 5) {
 			check_case(gemm_types[ti], 9, 3, 32 * nb, 2);
 			if (test_cur_failed_)
 				goto out;
 		}
+	}
 out:
 	restore_level();
 }

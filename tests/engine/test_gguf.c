@@ -297,7 +297,7 @@ test_corrupt_random(void)
 	ASSERT(failed > 0);
 }
 
-/* Through files: model_load names the path; version 2 loads; Q5_K refused at model level only. */
+/* Through files: model_load names the path; version 2 loads; IQ3_S refused at model level only. */
 static void
 test_files(void)
 {
@@ -330,9 +330,9 @@ test_files(void)
 	ASSERT_EQ(model_load(&m, path, &d), -EINVAL);
 	ASSERT_CONTAINS(d.msg, "empty file");
 
-	/* Q5_K: a valid GGUF (the parser accepts known types), refused by the binder by name */
+	/* IQ3_S: a valid GGUF (the parser accepts known types), refused by the binder by name */
 	gguf_writer_model_defaults(&o);
-	o.weight_type = GGML_TYPE_Q5_K;
+	o.weight_type = GGML_TYPE_IQ3_S;
 	o.n_embd = 256;
 	o.n_ff = 256;
 	gguf_writer_model_mem(&w, &o);
@@ -345,7 +345,7 @@ test_files(void)
 	ASSERT_OK(gw_write_file(&w, path));
 	gw_free(&w);
 	ASSERT_EQ(model_load(&m, path, &d), -ENOTSUP);
-	ASSERT_CONTAINS(d.msg, "type Q5_K is not supported");
+	ASSERT_CONTAINS(d.msg, "type IQ3_S is not supported");
 
 	/* a directory is not a model */
 	ASSERT_EQ(model_load(&m, dir, &d), -EINVAL);

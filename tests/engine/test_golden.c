@@ -46,7 +46,9 @@ struct tol {
  * are far above float rounding but below what an engine that keeps float
  * activations shows against llama.cpp (READMEs: 6.5e-3 F16, 0.037 BF16,
  * 0.094 / 0.24 Q8_0 (random-quants / stories260K, whose Q8_0 README suggests
- * 0.3), 0.16 Q4_0, 0.20 Q4_K_M, 0.19 Q6_K). The golden layer features are
+ * 0.3), 0.16 Q4_0, 0.20 Q4_K_M, 0.19 Q6_K; for the later files 0.13 Q4_1,
+ * 0.11 Q5_0, 0.12 Q5_1, 0.093 IQ4_NL (hence its 0.08), 0.16 Q2_K, 0.15
+ * Q3_K_M, 0.14 Q5_K_S and Q5_K_M, 0.21 IQ4_XS). The golden layer features are
  * float64 lenses of llama.cpp's l_out with float activations: `feat` compares
  * that same computation on our hidden state; `lens` compares forward_lens,
  * which converts its activation like every product (README: llama.cpp's own
@@ -66,6 +68,15 @@ struct tol {
  * are therefore those of q4_k_m, which shares the Q8_K activation format:
  * the flip, not one kernel's luck, is what the tolerance must admit. The
  * suite runs this test with OPENBLAS_CORETYPE unset and set to Haswell.
+ *
+ * The later rows (Q4_1 ... IQ4_XS) follow the same rules: the 32-block
+ * formats (Q8_0 or Q8_1 activations) get q4_0's bounds, the Q8_K formats
+ * q4_k_m's. Their maxima are over SkylakeX (= unset here), Haswell and Zen
+ * kernels; with Haswell's, q2_k and q3_k_m never flip (1.4e-6 and 9.6e-7 on
+ * logits), with SkylakeX's they do (0.048, 0.062); iq4_xs flips in neither
+ * (9.6e-7) but one greedy step forks at a golden margin of 0.009, past which
+ * its top-k reaches 0.078. The SIMD level changes nothing: the integer dots
+ * are bit-identical on every level (test_kernels, test_gemm).
  */
 static const struct tol variants[] = {
     /* variant logits feat lens hidden top1 forks */
@@ -76,6 +87,15 @@ static const struct tol variants[] = {
     {"q4_0", 0.1, 5e-3, 5e-3, 0.1, false, 6},    /* 0.038 0.047 0.0015 0.0016 0.053 */
     {"q4_k_m", 0.1, 5e-3, 5e-3, 0.15, false, 1}, /* 0.059 0.047 9.4e-4 0.0016 0.079 */
     {"q6_k", 0.1, 5e-3, 5e-3, 0.15, false, 0},   /* 0.052 0.054 4.2e-4 0.0015 0.093 */
+    {"q4_1", 0.1, 5e-3, 5e-3, 0.1, false, 7},    /* 0.051 0.044 0.0018 0.0025 0.069 */
+    {"q5_0", 0.1, 5e-3, 5e-3, 0.1, false, 8},    /* 0.051 0.045 6.0e-4 9.8e-4 0.078 */
+    {"q5_1", 0.1, 5e-3, 5e-3, 0.1, false, 3},    /* 0.048 0.043 6.5e-4 0.0011 0.073 */
+    {"iq4_nl", 0.08, 5e-3, 5e-3, 0.1, false, 1}, /* 0.053 0.054 3.0e-4 9.7e-4 0.082 */
+    {"q2_k", 0.1, 5e-3, 5e-3, 0.15, false, 2},   /* 0.048 0.072 2.4e-4 0.0015 0.093 */
+    {"q3_k_m", 0.1, 5e-3, 5e-3, 0.15, false, 0}, /* 0.062 0.061 5.5e-4 0.0014 0.137 */
+    {"q5_k_s", 0.1, 5e-3, 5e-3, 0.15, false, 4}, /* 0.059 0.038 5.4e-4 0.0013 0.091 */
+    {"q5_k_m", 0.1, 5e-3, 5e-3, 0.15, false, 4}, /* 0.063 0.050 4.3e-4 0.0014 0.095 */
+    {"iq4_xs", 0.1, 5e-3, 5e-3, 0.15, false, 1}, /* 9.6e-7 0.078 4.2e-8 0.0013 5.2e-6 */
 };
 
 static const struct tol *
@@ -419,7 +439,8 @@ test_stories_q8_0(void)
 static void
 test_random_quants(void)
 {
-	const char *v[] = {"f32", "bf16", "q8_0", "q4_0", "q4_k_m", "q6_k"};
+	const char *v[] = {"f32",  "bf16", "q8_0",   "q4_0",   "q4_k_m", "q6_k",   "q4_1",  "q5_0",
+			   "q5_1", "q2_k", "q3_k_m", "q5_k_s", "q5_k_m", "iq4_nl", "iq4_xs"};
 	char rel[256];
 
 	for (size_t i = 0; i < ARRAY_LEN(v) && !test_cur_failed_; i++) {

@@ -99,11 +99,36 @@ rand_row(enum ggml_type t, uint8_t *row, size_t n)
 		case GGML_TYPE_Q6_K:
 			put16(b + 208, quant_fp32_to_fp16(0.0005f + 0.005f * rng_f()));
 			break;
+		case GGML_TYPE_Q4_1:
+		case GGML_TYPE_Q5_1: /* d, then the min (either sign) */
+			put16(b, quant_fp32_to_fp16(0.001f + 0.05f * fabsf(rng_f())));
+			put16(b + 2, quant_fp32_to_fp16(0.2f * rng_f()));
+			break;
+		case GGML_TYPE_Q5_0:
+		case GGML_TYPE_IQ4_NL:
+		case GGML_TYPE_IQ4_XS: /* d first */
+			put16(b, quant_fp32_to_fp16(0.0005f + 0.01f * fabsf(rng_f())));
+			break;
+		case GGML_TYPE_Q5_K: /* d, dmin */
+			put16(b, quant_fp32_to_fp16(0.0005f + 0.01f * fabsf(rng_f())));
+			put16(b + 2, quant_fp32_to_fp16(0.0005f + 0.01f * fabsf(rng_f())));
+			break;
+		case GGML_TYPE_Q2_K: /* d, dmin at the end */
+			put16(b + 80, quant_fp32_to_fp16(0.0005f + 0.01f * fabsf(rng_f())));
+			put16(b + 82, quant_fp32_to_fp16(0.0005f + 0.01f * fabsf(rng_f())));
+			break;
+		case GGML_TYPE_Q3_K:
+			put16(b + 108, quant_fp32_to_fp16(0.0005f + 0.01f * rng_f()));
+			break;
 		default:
 			break;
 		}
 	}
 }
+
+/* ggml's kvalues_iq4nl, restated. */
+static const int8_t ref_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+				     1,    13,   25,  38,  53,  69,  89,  113};
 
 /* Q4_K: 8 six-bit scales and mins packed in 12 bytes (ggml-common.h layout). */
 static void
@@ -187,6 +212,119 @@ ref_dequant(enum ggml_type t, const uint8_t *b, float *y, size_t n)
 			}
 			break;
 		}
+		case GGML_TYPE_Q4_1:
+		case GGML_TYPE_Q5_0:
+		case GGML_TYPE_Q5_1: {
+			/* 4 low bits in nibbles (low half first), Q5's fifth bit j of qh */
+			int q5 = t != GGML_TYPE_Q4_1, m1 = t != GGML_TYPE_Q5_0;
+			const uint8_t *p = b + type_get(t)->size * i;
+			const uint8_t *qs = p + 2 + 2 * m1 + 4 * q5;
+			float d = (float)ref_half(get16(p)),
+			      m = m1 ? (float)ref_half(get16(p + 2)) : 0;
+			uint32_t qh = 0;
+			if (q5)
+				memcpy(&qh, p + 2 + 2 * m1, 4);
+			for (int j = 0; j < 16; j++) {
+				int x0 = (qs[j] & 15) | (int)(((qh >> j) & 1) << 4);
+				int x1 = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4);
+				if (!m1) {
+					x0 -= 16;
+					x1 -= 16;
+				}
+				y[32 * i + j] = m1 ? (float)x0 * d + m : (float)x0 * d;
+				y[32 * i + j + 16] = m1 ? (float)x1 * d + m : (float)x1 * d;
+			}
+			break;
+		}
+		case GGML_TYPE_IQ4_NL: {
+			const uint8_t *p = b + 18 * i;
+			float d = (float)ref_half(get16(p));
+			for (int j = 0; j < 16; j++) {
+				y[32 * i + j] = d * (float)ref_iq4nl[p[2 + j] & 15];
+				y[32 * i + j + 16] = d * (float)ref_iq4nl[p[2 + j] >> 4];
+			}
+			break;
+		}
+		case GGML_TYPE_Q2_K: {
+			/* ggml's loop: two halves of 128, four shifts, two sub-blocks of 16 */
+			const uint8_t *p = b + 84 * i, *q = p + 16;
+			float d = (float)ref_half(get16(p + 80)),
+			      dmin = (float)ref_half(get16(p + 82));
+			float *o = y + 256 * i;
+			int is = 0;
+			for (int h = 0; h < 2; h++, q += 32)
+				for (int sh = 0; sh < 8; sh += 2)
+					for (int k = 0; k < 2; k++, is++) {
+						float dl = d * (float)(p[is] & 15);
+						float ml = dmin * (float)(p[is] >> 4);
+						for (int l = 0; l < 16; l++)
+							*o++ = dl * (float)((q[16 * k + l] >> sh) &
+									    3) -
+							       ml;
+					}
+			break;
+		}
+		case GGML_TYPE_Q3_K: {
+			/* scales: 12 bytes, low nibbles of 0..7 then high nibbles, 2 high bits from
+			 * bytes 8..11; hmask bit clear subtracts 4 */
+			const uint8_t *p = b + 110 * i, *hm = p, *q = p + 32, *sb = p + 96;
+			float d = (float)ref_half(get16(p + 108));
+			float *o = y + 256 * i;
+			int sc[16], is = 0, bit = 0;
+			for (int j = 0; j < 16; j++) {
+				int lo = j < 8 ? sb[j] & 15 : sb[j - 8] >> 4;
+				int hi = (sb[8 + j % 4] >> (2 * (j / 4))) & 3;
+				sc[j] = (lo | hi << 4) - 32;
+			}
+			for (int h = 0; h < 2; h++, q += 32)
+				for (int sh = 0; sh < 8; sh += 2, bit++)
+					for (int k = 0; k < 2; k++, is++) {
+						float dl = d * (float)sc[is];
+						for (int l = 16 * k; l < 16 * k + 16; l++) {
+							int v = ((q[l] >> sh) & 3) -
+								((hm[l] >> bit) & 1 ? 0 : 4);
+							*o++ = dl * (float)v;
+						}
+					}
+			break;
+		}
+		case GGML_TYPE_Q5_K: {
+			const uint8_t *p = b + 176 * i, *qh = p + 16, *ql = p + 48;
+			float d = (float)ref_half(get16(p)), dmin = (float)ref_half(get16(p + 2));
+			float *o = y + 256 * i;
+			int sc[8], mn[8];
+			ref_q4k_scales(p + 4, sc, mn);
+			for (int c = 0; c < 4; c++, ql += 32) {
+				float d1 = d * (float)sc[2 * c], m1 = dmin * (float)mn[2 * c];
+				float d2 = d * (float)sc[2 * c + 1],
+				      m2 = dmin * (float)mn[2 * c + 1];
+				for (int l = 0; l < 32; l++)
+					*o++ = d1 * (float)((ql[l] & 15) +
+							    ((qh[l] >> (2 * c)) & 1 ? 16 : 0)) -
+					       m1;
+				for (int l = 0; l < 32; l++)
+					*o++ = d2 * (float)((ql[l] >> 4) +
+							    ((qh[l] >> (2 * c + 1)) & 1 ? 16 : 0)) -
+					       m2;
+			}
+			break;
+		}
+		case GGML_TYPE_IQ4_XS: {
+			const uint8_t *p = b + 136 * i, *qs = p + 8;
+			float d = (float)ref_half(get16(p));
+			uint16_t sh = get16(p + 2);
+			float *o = y + 256 * i;
+			for (int ib = 0; ib < 8; ib++, qs += 16, o += 32) {
+				int ls = ((p[4 + ib / 2] >> (4 * (ib % 2))) & 15) |
+					 (((sh >> (2 * ib)) & 3) << 4);
+				float dl = d * (float)(ls - 32);
+				for (int j = 0; j < 16; j++) {
+					o[j] = dl * (float)ref_iq4nl[qs[j] & 15];
+					o[j + 16] = dl * (float)ref_iq4nl[qs[j] >> 4];
+				}
+			}
+			break;
+		}
 		default:
 			break;
 		}
@@ -210,6 +348,13 @@ ref_act_values(enum ggml_type wt, const void *act, float *y, size_t n)
 	case GGML_TYPE_Q8_0:
 		ref_dequant(GGML_TYPE_Q8_0, b, y, n);
 		break;
+	case GGML_TYPE_Q8_1: /* F16 d, F16 s, int8 qs[32] */
+		for (size_t i = 0; i < n / 32; i++) {
+			float d = (float)ref_half(get16(b + 36 * i));
+			for (int l = 0; l < 32; l++)
+				y[32 * i + l] = d * (float)(int8_t)b[36 * i + 4 + l];
+		}
+		break;
 	case GGML_TYPE_Q8_K:
 		for (size_t i = 0; i < n / 256; i++) {
 			const struct quant_block_q8_k *k = (const struct quant_block_q8_k *)b + i;
@@ -224,8 +369,9 @@ ref_act_values(enum ggml_type wt, const void *act, float *y, size_t n)
 }
 
 static const enum ggml_type all_types[] = {
-    GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q8_0,
-    GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K,
+    GGML_TYPE_F32,  GGML_TYPE_F16,  GGML_TYPE_BF16, GGML_TYPE_Q8_0,   GGML_TYPE_Q4_0,
+    GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0,   GGML_TYPE_Q5_1,
+    GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q5_K, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS,
 };
 
 static bool
@@ -357,6 +503,28 @@ test_half_simd(void)
 			TEST_FAIL_("x=%.9g: scalar 0x%04x, simd 0x%04x", (double)x[i], a[i], b[i]);
 }
 
+/* quant_supported, the type table's flag and the tested list all name the same types. */
+static void
+test_supported(void)
+{
+	int n = 0;
+
+	for (uint32_t t = 0; t < GGML_TYPE_COUNT; t++) {
+		const struct type_info *ti = type_get(t);
+		bool listed = false;
+
+		for (size_t i = 0; i < ARRAY_LEN(all_types); i++)
+			listed |= all_types[i] == (enum ggml_type)t;
+		ASSERT_EQ(quant_supported((enum ggml_type)t), listed);
+		ASSERT_EQ(ti != NULL && ti->supported, listed);
+		if (listed && t != GGML_TYPE_F32)
+			ASSERT(quant_gemm_supported((enum ggml_type)t));
+		n += listed;
+	}
+	ASSERT_EQ(n, 15);
+	ASSERT(!quant_supported(GGML_TYPE_IQ3_S) && !quant_supported(GGML_TYPE_Q8_1));
+}
+
 static void
 test_dequant(void)
 {
@@ -412,6 +580,25 @@ test_act_quant(void)
 					    d * 0.501 + 127 * fabs(d16 - d) + 1e-12);
 			}
 		}
+		/* Q8_1: Q8_0's d and qs, and s = F16(d * sum(q)) with d = amax/127 in float */
+		{
+			static uint8_t a0[N * 2];
+
+			quant_act_from_float(GGML_TYPE_Q4_1, x, act, N);
+			quant_act_from_float(GGML_TYPE_Q8_0, x, a0, N);
+			for (int b = 0; b < N / 32; b++) {
+				float amax = 0;
+				int sum = 0;
+				for (int l = 0; l < 32; l++) {
+					amax = fmaxf(amax, fabsf(x[32 * b + l]));
+					sum += (int8_t)act[36 * b + 4 + l];
+				}
+				ASSERT_EQ(get16(act + 36 * b), get16(a0 + 34 * b));
+				ASSERT_EQ(memcmp(act + 36 * b + 4, a0 + 34 * b + 2, 32), 0);
+				ASSERT_EQ(get16(act + 36 * b + 2),
+					  quant_fp32_to_fp16(amax / 127.f * (float)sum));
+			}
+		}
 		/* Q8_K: the largest magnitude maps to -127, bsums are the sums */
 		quant_act_from_float(GGML_TYPE_Q6_K, x, act, N);
 		ref_act_values(GGML_TYPE_Q6_K, act, v, N);
@@ -438,6 +625,28 @@ test_act_quant(void)
 			ASSERT(found);
 		}
 	}
+}
+
+/*
+ * Q4_1 / Q5_1 against Q8_1: the min's term is m * s with Q8_1's stored
+ * s = F16(d * sum(q)), not m * d * sum(q); the difference, to add to dot_ref.
+ */
+static double
+q8_1_corr(enum ggml_type t, const uint8_t *row, const uint8_t *act, size_t n)
+{
+	double c = 0;
+
+	if (quant_act_type(t) != GGML_TYPE_Q8_1)
+		return 0;
+	for (size_t b = 0; b < n / 32; b++) {
+		const uint8_t *ab = act + 36 * b;
+		double sum = 0, m = ref_half(get16(row + type_get(t)->size * b + 2));
+
+		for (int l = 0; l < 32; l++)
+			sum += (int8_t)ab[4 + l];
+		c += m * (ref_half(get16(ab + 2)) - ref_half(get16(ab)) * sum);
+	}
+	return c;
 }
 
 /* Sum of |terms| of a dot: the scale of its float rounding error. */
@@ -480,12 +689,14 @@ test_dot(void)
 			double want = dot_ref(w, xa, n, &mag);
 			float s = quant_dot_scalar(t, row, act, n);
 
+			want += q8_1_corr(t, row, act, n);
+
 			/* float accumulation per block: error ~ n * eps * sum|terms| at worst */
 			if (!(fabs(s - want) <= 1e-6 * mag + 1e-6))
 				TEST_FAIL_("%s n=%zu: scalar %.9g, reference %.9g", type_name(t), n,
 					   (double)s, want);
-			if (have_simd()) {
-				ASSERT_OK(quant_simd_set(quant_simd_best()));
+			for (int lv = QUANT_SIMD_AVX2; lv <= (int)quant_simd_best(); lv++) {
+				ASSERT_OK(quant_simd_set((enum quant_simd)lv));
 				float v = quant_dot(t, row, act, n);
 				ASSERT_OK(quant_simd_set(QUANT_SIMD_SCALAR));
 				float sc = quant_dot(t, row, act, n);
@@ -495,7 +706,8 @@ test_dot(void)
 				    t == GGML_TYPE_BF16) {
 					ASSERT_NEAR(v, s, 2e-6 * mag + 1e-6);
 				} else if (memcmp(&v, &s, 4) != 0) {
-					TEST_FAIL_("%s n=%zu: simd %.9g != scalar %.9g",
+					TEST_FAIL_("%s %s n=%zu: simd %.9g != scalar %.9g",
+						   quant_simd_name((enum quant_simd)lv),
 						   type_name(t), n, (double)v, (double)s);
 				}
 			}
@@ -571,6 +783,8 @@ test_matmul(void)
 				}
 				double want = dot_ref(wrow, xa, COLS, &mag);
 
+				if (t != GGML_TYPE_F32)
+					want += q8_1_corr(t, wbuf + r * rs, act, COLS);
 				ASSERT_NEAR(yb[tok * ROWS + r], want, 2e-6 * mag + 1e-6);
 				/* batch and single token: identical but for sgemm and the
 				 * vdpbf16ps tile, which sum in another order */
@@ -728,6 +942,6 @@ test_pool(void)
 }
 
 TEST_MAIN(TEST_CASE(test_env_level), TEST_CASE(test_half), TEST_CASE(test_half_simd),
-	  TEST_CASE(test_dequant), TEST_CASE(test_act_quant), TEST_CASE(test_dot),
-	  TEST_CASE(test_matmul), TEST_CASE(test_rmsnorm_softmax_swiglu), TEST_CASE(test_rope),
-	  TEST_CASE(test_pool))
+	  TEST_CASE(test_supported), TEST_CASE(test_dequant), TEST_CASE(test_act_quant),
+	  TEST_CASE(test_dot), TEST_CASE(test_matmul), TEST_CASE(test_rmsnorm_softmax_swiglu),
+	  TEST_CASE(test_rope), TEST_CASE(test_pool))

@@ -210,12 +210,12 @@ test_refusals(void)
 	ASSERT_CONTAINS(d.msg, "tokenizer 'bert' is not supported");
 
 	gguf_writer_model_defaults(&o);
-	o.weight_type = GGML_TYPE_Q5_K; /* known to ggml, not computed by us */
+	o.weight_type = GGML_TYPE_IQ3_S; /* known to ggml, not computed by us */
 	o.n_embd = 256;
 	o.n_ff = 256;
 	ASSERT_OK(gguf_writer_model(path, &o));
 	ASSERT_EQ(model_load(&m, path, &d), -ENOTSUP);
-	ASSERT_CONTAINS(d.msg, "Q5_K is not supported");
+	ASSERT_CONTAINS(d.msg, "IQ3_S is not supported");
 	ASSERT_CONTAINS(d.msg, "token_embd.weight");
 
 	gguf_writer_model_defaults(&o);
