@@ -54,16 +54,25 @@ void
 ops_rope_apply(float *x, uint32_t n_heads, uint32_t head_dim, uint32_t rope_dim, const float *cs,
 	       enum rope_style style)
 {
-	/* pair i is (x[a], x[a + step]): adjacent (a = 2i, step 1) or split halves (a = i) */
-	uint32_t step = style == ROPE_NEOX ? rope_dim / 2 : 1;
+	uint32_t half = rope_dim / 2;
 
 	for (uint32_t h = 0; h < n_heads; h++, x += head_dim) {
-		for (uint32_t i = 0; i + 1 < rope_dim; i += 2) {
-			uint32_t a = style == ROPE_NEOX ? i / 2 : i;
-			float x0 = x[a], x1 = x[a + step];
+		if (style == ROPE_NEOX) {
+			/* pair i is (x[i], x[i + rope_dim/2]) */
+			for (uint32_t i = 0; i < half; i++) {
+				float x0 = x[i], x1 = x[i + half];
 
-			x[a] = x0 * cs[i] - x1 * cs[i + 1];
-			x[a + step] = x0 * cs[i + 1] + x1 * cs[i];
+				x[i] = x0 * cs[2 * i] - x1 * cs[2 * i + 1];
+				x[i + half] = x0 * cs[2 * i + 1] + x1 * cs[2 * i];
+			}
+			continue;
+		}
+		/* pair i is (x[2i], x[2i+1]) */
+		for (uint32_t i = 0; i + 1 < rope_dim; i += 2) {
+			float x0 = x[i], x1 = x[i + 1];
+
+			x[i] = x0 * cs[i] - x1 * cs[i + 1];
+			x[i + 1] = x0 * cs[i + 1] + x1 * cs[i];
 		}
 	}
 }
