@@ -482,37 +482,39 @@ read_hparams(struct model *m, const struct arch *a, struct diag *d)
  * is and how to make one file of it.
  */
 static int
+split_refusal(struct diag *d, const char *base, unsigned part, unsigned count)
+{
+	return diag_set(d, -ENOTSUP,
+			"%s is part %u of %u of a split model: merge the parts with "
+			"'llama-gguf-split --merge <part 1> <out.gguf>' and load the merged file",
+			base, part, count);
+}
+
+static int
 refuse_split(struct model *m, struct diag *d)
 {
 	const char *base = strrchr(m->path, '/') ? strrchr(m->path, '/') + 1 : m->path;
-	const char *p = strstr(base, "-of-");
 	uint32_t count = 0, no = 0;
 	unsigned fn_no, fn_count;
 	int rc;
 
+	/* split.count is what llama-gguf-split writes; general.split.count is taken too */
 	rc = gguf_get_u32(&m->gguf, "split.count", &count, d);
-	if (rc == -ENOENT) /* not written by llama-gguf-split; accepted too */
+	if (rc == -ENOENT)
 		rc = gguf_get_u32(&m->gguf, "general.split.count", &count, d);
 	if (rc < 0 && rc != -ENOENT)
 		return rc;
 	if (rc == 0 && count > 1) {
-		if (gguf_get_u32(&m->gguf, "split.no", &no, NULL) < 0)
+		if (gguf_get_u32(&m->gguf, "split.no", &no, NULL) < 0 || no >= count)
 			no = 0;
-		return diag_set(d, -ENOTSUP,
-				"%s is part %u of %u of a split model: merge the parts with "
-				"'llama-gguf-split --merge <part 1> <out.gguf>' and load the "
-				"merged file",
-				base, no + 1, count);
+		return split_refusal(d, base, no + 1, count);
 	}
-	/* the name llama-gguf-split gives: <name>-00001-of-00003.gguf */
-	if (p != NULL && p - base >= 6 && p[-6] == '-' &&
-	    sscanf(p - 5, "%5u-of-%5u", &fn_no, &fn_count) == 2 && fn_count > 1 &&
-	    strspn(p - 5, "0123456789") == 5 && strspn(p + 4, "0123456789") == 5)
-		return diag_set(d, -ENOTSUP,
-				"%s is part %u of %u of a split model: merge the parts with "
-				"'llama-gguf-split --merge <part 1> <out.gguf>' and load the "
-				"merged file",
-				base, fn_no, fn_count);
+	/* the names llama-gguf-split gives: <name>-00001-of-00003.gguf */
+	for (const char *p = strstr(base, "-of-"); p != NULL; p = strstr(p + 1, "-of-"))
+		if (p - base >= 6 && p[-6] == '-' && strspn(p - 5, "0123456789") == 5 &&
+		    strspn(p + 4, "0123456789") == 5 &&
+		    sscanf(p - 5, "%5u-of-%5u", &fn_no, &fn_count) == 2 && fn_count > 1)
+			return split_refusal(d, base, fn_no, fn_count);
 	return 0;
 }
 

@@ -385,11 +385,11 @@ test_refusals(void)
 	ASSERT_CONTAINS(d.msg, "llama-gguf-split --merge");
 	unlink(path);
 
-	snprintf(path, sizeof(path), "%s/big-00001-of-00004.gguf", dir);
+	snprintf(path, sizeof(path), "%s/best-of-big-00002-of-00004.gguf", dir);
 	gguf_writer_model_defaults(&o);
 	ASSERT_OK(gguf_writer_model(path, &o));
 	ASSERT_EQ(model_load(&m, path, &d), -ENOTSUP);
-	ASSERT_CONTAINS(d.msg, "big-00001-of-00004.gguf is part 1 of 4 of a split model");
+	ASSERT_CONTAINS(d.msg, "best-of-big-00002-of-00004.gguf is part 2 of 4 of a split model");
 	ASSERT_CONTAINS(d.msg, "llama-gguf-split --merge");
 	unlink(path);
 	/* one part of one is a whole model */
