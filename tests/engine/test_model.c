@@ -278,6 +278,98 @@ test_arch_models(void)
 	model_free(&m);
 }
 
+/*
+ * Writes a copy of fixture rel to path with n bytes at `where` replaced: where
+ * is found on the loaded original (a tensor's data, a key's value) by `find`.
+ */
+typedef size_t (*find_fn)(const struct model *m);
+
+static void
+patched_copy(const char *rel, const char *path, find_fn find, const void *bytes, size_t n)
+{
+	struct model m;
+	struct diag d = {{0}};
+	struct gw w = {0};
+
+	ASSERT_OK(model_load(&m, test_fixture(rel), &d));
+	size_t at = find(&m);
+	ASSERT(at + n <= m.map.size);
+	gw_bytes(&w, m.map.base, m.map.size);
+	memcpy(w.buf + at, bytes, n);
+	model_free(&m);
+	ASSERT_OK(gw_write_file(&w, path));
+	gw_free(&w);
+}
+
+/* Byte offset of the value of the u32 metadata key `key` (after key, length and type). */
+static size_t
+kv_value_at(const struct model *m, const char *key)
+{
+	const struct gguf_kv *kv = gguf_find_kv(&m->gguf, key);
+
+	REQUIRE(kv != NULL && kv->type == GGUF_VT_UINT32);
+	return (size_t)kv->offset + 8 + strlen(key) + 4;
+}
+
+static size_t
+at_rope_factor_3(const struct model *m)
+{
+	return (size_t)((const uint8_t *)m->rope_freqs.data - (const uint8_t *)m->map.base) +
+	       3 * sizeof(float);
+}
+
+static size_t
+at_gemma2_blocks(const struct model *m)
+{
+	return kv_value_at(m, "gemma2.block_count");
+}
+
+static size_t
+at_phi3_window_key(const struct model *m)
+{
+	/* the key's last letter: phi3.attention.sliding_window -> ..._windoX */
+	return (size_t)gguf_find_kv(&m->gguf, "phi3.attention.sliding_window")->offset + 8 +
+	       strlen("phi3.attention.sliding_window") - 1;
+}
+
+static size_t
+at_gemma2_value_length(const struct model *m)
+{
+	return kv_value_at(m, "gemma2.attention.value_length");
+}
+
+/* What each architecture's metadata must say, on patched copies of models/archs. */
+static void
+test_arch_refusals(void)
+{
+	char dir[] = "/tmp/adainfer-model-XXXXXX", path[256];
+	struct model m;
+	struct diag d = {{0}};
+	float zero = 0.0f;
+	uint32_t v27 = 27, v128 = 128;
+
+	ASSERT(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/p.gguf", dir);
+	patched_copy("models/archs/llama3.gguf", path, at_rope_factor_3, &zero, sizeof(zero));
+	ASSERT_EQ(model_load(&m, path, &d), -EINVAL);
+	ASSERT_CONTAINS(d.msg, "'rope_freqs.weight': factor 3 is 0 (must be finite and > 0)");
+
+	patched_copy("models/archs/gemma2.gguf", path, at_gemma2_blocks, &v27, sizeof(v27));
+	ASSERT_EQ(model_load(&m, path, &d), -EINVAL);
+	ASSERT_CONTAINS(d.msg, "'gemma2.block_count' = 27");
+	ASSERT_CONTAINS(d.msg, "query scale is known for 26, 42 and 46 layers only");
+
+	patched_copy("models/archs/gemma2.gguf", path, at_gemma2_value_length, &v128, sizeof(v128));
+	ASSERT_EQ(model_load(&m, path, &d), -EINVAL);
+	ASSERT_CONTAINS(d.msg, "'gemma2.attention.value_length' = 128");
+
+	patched_copy("models/archs/phi3.gguf", path, at_phi3_window_key, "X", 1);
+	ASSERT_EQ(model_load(&m, path, &d), -EINVAL);
+	ASSERT_CONTAINS(d.msg, "metadata key 'phi3.attention.sliding_window' is missing");
+	unlink(path);
+	rmdir(dir);
+}
+
 static void
 test_refusals(void)
 {
@@ -402,4 +494,5 @@ test_refusals(void)
 }
 
 TEST_MAIN(TEST_CASE(test_fixture_models), TEST_CASE(test_arch_models),
-	  TEST_CASE(test_name_and_sha_of_generated), TEST_CASE(test_refusals))
+	  TEST_CASE(test_name_and_sha_of_generated), TEST_CASE(test_refusals),
+	  TEST_CASE(test_arch_refusals))
