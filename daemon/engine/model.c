@@ -35,6 +35,7 @@ enum arch_flag {
 	A_EMBD_SCALE = 1u << 6, /* h_0 = sqrt(n_embd) * embedding (gemma2) */
 	A_SWA_ALL = 1u << 7,    /* attention.sliding_window on every layer; key required (phi3) */
 	A_SWA_EVEN = 1u << 8,   /* ... on even layers, default 4096 (gemma2) */
+	A_QSCALE_BY_SIZE = 1u << 9, /* query scale known by layer count only (gemma2) */
 };
 
 struct arch {
@@ -49,7 +50,8 @@ static const struct arch archs[] = {
     {"llama", A_ROPE_FREQS, ROPE_NORM, FFN_SILU},
     {"qwen2", A_QKV_BIAS, ROPE_NEOX, FFN_SILU},
     {"phi3", A_FUSED_QKV | A_FUSED_UP | A_SWA_ALL, ROPE_NEOX, FFN_SILU},
-    {"gemma2", A_POST_NORMS | A_SOFTCAPS | A_EMBD_SCALE | A_SWA_EVEN, ROPE_NEOX, FFN_GELU},
+    {"gemma2", A_POST_NORMS | A_SOFTCAPS | A_EMBD_SCALE | A_SWA_EVEN | A_QSCALE_BY_SIZE, ROPE_NEOX,
+     FFN_GELU},
 };
 #define ARCH_LIST "llama, qwen2, phi3, gemma2"
 
@@ -453,7 +455,7 @@ read_hparams(struct model *m, const struct arch *a, struct diag *d)
 			return bad_hp_f32(m, "final_logit_softcapping", hp->final_softcap,
 					  "must be > 0", d);
 	}
-	if (strcmp(a->name, "gemma2") == 0) {
+	if (a->flags & A_QSCALE_BY_SIZE) {
 		/*
 		 * Gemma 2 scales queries by query_pre_attn_scalar^-1/2, which GGUF does not
 		 * carry: llama.cpp knows it by size (26 and 42 layers: head_dim; 46 layers,
