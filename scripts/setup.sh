@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential meson ninja-build pkg-config
 libuv1-dev libyaml-dev libopenblas-dev libmsgpack-dev
-liblinear-dev libjansson-dev libmd-dev
+liblinear-dev libjansson-dev libmd-dev libpcre2-dev
 python3 python3-msgpack mandoc systemd clang-format strace
 clang libclang-rt-dev"
 

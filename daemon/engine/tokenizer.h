@@ -1,8 +1,11 @@
 /*
- * tokenizer.h — SentencePiece-style ("llama") vocabulary from GGUF metadata:
- * tokenize and detokenize exactly as llama.cpp's llm_tokenizer_spm does,
- * byte fallback and BOS/EOS included. Other tokenizer models (gpt2 BPE,
- * bert WordPiece, ...) are refused by name.
+ * tokenizer.h — the vocabulary of a GGUF file and its tokenizer, as
+ * llama.cpp has them: SentencePiece ("llama": llm_tokenizer_spm, byte
+ * fallback) and byte-level BPE ("gpt2": llm_tokenizer_bpe with the
+ * pre-tokenizer named by tokenizer.ggml.pre), BOS/EOS, special-token
+ * parsing and the end-of-generation set included. Other tokenizer models
+ * (bert WordPiece, t5 Unigram, rwkv, ...) and unknown pre-tokenizers are
+ * refused by name.
  */
 #ifndef ADAINFER_TOKENIZER_H
 #define ADAINFER_TOKENIZER_H
@@ -13,21 +16,39 @@
 
 #include "gguf.h"
 
+/* vocab_token.flags: llama.cpp's LSTRIP/RSTRIP token attributes and end-of-generation membership */
+enum vocab_flag {
+	VOCAB_FLAG_LSTRIP = 1, /* a match swallows the whitespace before it */
+	VOCAB_FLAG_RSTRIP = 2, /* a match swallows the whitespace after it */
+	VOCAB_FLAG_EOG = 4,    /* in the end-of-generation set (tokenizer_is_eog) */
+};
+
 struct vocab_token {
 	const char *text; /* owned copy, NUL-terminated ("▁the", "<0x0A>", "<s>") */
 	uint32_t len;
 	float score;
-	int32_t type; /* 1 normal, 2 unknown, 3 control, 4 user defined, 5 unused, 6 byte */
+	int32_t type;   /* 1 normal, 2 unknown, 3 control, 4 user defined, 5 unused, 6 byte */
+	uint32_t flags; /* enum vocab_flag bits */
+};
+
+enum vocab_kind {
+	VOCAB_SPM, /* tokenizer.ggml.model "llama" */
+	VOCAB_BPE, /* "gpt2" */
 };
 
 struct vocab {
+	enum vocab_kind kind;
 	uint32_t n_tokens;
 	struct vocab_token *tokens;             /* owned */
 	int32_t bos_id, eos_id, unk_id, pad_id; /* -1 when absent */
+	int32_t eot_id, eom_id;                 /* end of turn / message; -1 when absent */
+	int32_t fim_pre_id, fim_suf_id, fim_mid_id, fim_pad_id, fim_rep_id, fim_sep_id; /* or -1 */
 	bool add_bos, add_eos, add_space_prefix;
-	bool rstrip_user;      /* phi-3: drop whitespace after a user-defined token */
+	bool clean_spaces;     /* BPE: detokenizing removes the space in " ," " 's" ... */
+	bool ignore_merges;    /* BPE: a pre-tokenized word that is a token is kept whole */
 	int32_t byte_ids[256]; /* <0xNN> token of each byte, -1 when absent */
 	void *index;           /* owned: text -> id hash table */
+	void *bpe;             /* owned: BPE merge ranks and compiled pre-tokenizer */
 	uint32_t max_token_len;
 };
 
@@ -38,19 +59,30 @@ void tokenizer_deinit(struct vocab *v);
 
 /**
  * Tokenizes text[0..len) (raw bytes, need not be UTF-8 or NUL-terminated).
- * add_special adds BOS/EOS as the vocabulary says. Special-token text is not
- * parsed ("<s>" in the text is text); user-defined tokens (type 4) are split
- * out of the text first, as llama.cpp does even without parse_special. Writes up to cap ids to out
- * and returns the number of tokens the text needs (may exceed cap: then call again with a larger
- * buffer), or a negative errno.
+ * add_special adds BOS/EOS as the vocabulary says. With parse_special, the
+ * text of control and unknown tokens ("<s>", "<|eot_id|>") becomes their ids,
+ * as llama.cpp's tokenizer_st_partition does (longest text first, with the
+ * tokens' LSTRIP/RSTRIP whitespace handling); without it that text is plain
+ * text. User-defined tokens (type 4) are split out of the text either way, as
+ * llama.cpp does. Writes up to cap ids to out and returns the number of tokens
+ * the text needs (may exceed cap: then call again with a larger buffer), or a
+ * negative errno.
  */
 long tokenizer_encode(const struct vocab *v, const char *text, size_t len, bool add_special,
-		      int32_t *out, size_t cap);
+		      bool parse_special, int32_t *out, size_t cap);
 
 /**
- * The bytes of token id as llama_token_to_piece renders them ("▁" as a space,
- * byte tokens as the raw byte, control and unknown tokens ("<s>", "<unk>") as
- * empty unless render_special, unused tokens as empty).
+ * Whether id ends generation: llama.cpp's special_eog_ids (eos, eot, eom, the
+ * FIM pad/repo/separator tokens and every token whose text is one of its
+ * end-of-turn texts). False for an id out of range.
+ */
+bool tokenizer_is_eog(const struct vocab *v, int32_t id);
+
+/**
+ * The bytes of token id as llama_token_to_piece renders them (SPM: "▁" as a
+ * space, byte tokens as the raw byte; BPE: the text through the inverse
+ * GPT-2 byte map, "Ġ" as a space; control and unknown tokens ("<s>",
+ * "<|eot_id|>") as empty unless render_special, unused tokens as empty).
  * Writes up to cap bytes (no NUL) and returns the length needed, or -EINVAL
  * for an id out of range.
  */
@@ -59,8 +91,10 @@ long tokenizer_piece(const struct vocab *v, int32_t id, bool render_special, cha
 /**
  * Detokenizes ids into buf (no NUL) like llama_detokenize: concatenated
  * pieces, with the leading space of the first piece removed when the
- * vocabulary adds a space prefix and remove_leading_space is set. Returns the
- * length needed or a negative errno.
+ * vocabulary adds a space prefix and remove_leading_space is set, and, for a
+ * BPE vocabulary with clean_spaces, llama.cpp's clean-up of " ?", " !", " .",
+ * " ,", " ' ", " 's", " 'm", " 're" and " 've". Returns the length needed
+ * (after the clean-up) or a negative errno.
  */
 long tokenizer_decode(const struct vocab *v, const int32_t *ids, size_t n,
 		      bool remove_leading_space, char *buf, size_t cap);

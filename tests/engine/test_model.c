@@ -395,10 +395,10 @@ test_refusals(void)
 			"architecture 'gpt2' is not supported (only llama, qwen2, phi3, gemma2)");
 
 	gguf_writer_model_defaults(&o);
-	o.tokenizer = "gpt2";
+	o.tokenizer = "bert";
 	ASSERT_OK(gguf_writer_model(path, &o));
 	ASSERT_EQ(model_load(&m, path, &d), -ENOTSUP);
-	ASSERT_CONTAINS(d.msg, "tokenizer 'gpt2' is not supported");
+	ASSERT_CONTAINS(d.msg, "tokenizer 'bert' is not supported");
 
 	gguf_writer_model_defaults(&o);
 	o.weight_type = GGML_TYPE_Q5_K; /* known to ggml, not computed by us */

@@ -1,8 +1,11 @@
 /*
- * test_tokenizer.c — the SPM tokenizer against llama.cpp's own test vectors
- * (tests/fixtures/tokenizer/X.gguf.inp/.out: no BOS, space prefix applied),
+ * test_tokenizer.c — the SPM and byte-level BPE tokenizers against
+ * llama.cpp's own test vectors (tests/fixtures/tokenizer/X.gguf.inp/.out: no
+ * BOS; SPM with its space prefix; BPE for gpt-2, deepseek-llm/coder, falcon,
+ * mpt, refact, starcoder, llama-bpe, qwen2 and smollm),
  * against the token ids of the golden prompts (with BOS), detokenize round
- * trips, piece rendering, and refusal of a BPE vocabulary by name.
+ * trips, piece rendering, special-token parsing (parse_special, phi-3's
+ * RSTRIP) and the end-of-generation set. More BPE: test_tokenizer_bpe.c.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -69,16 +72,33 @@ slurp(const char *path, size_t *len)
 
 /* Tokenizes into a fresh array; the two-call protocol (size, then fill) is part of the test. */
 static long
-encode_all(const struct vocab *v, const char *text, size_t len, bool add_special, int32_t **out)
+encode_ps(const struct vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
+	  int32_t **out)
 {
-	long n = tokenizer_encode(v, text, len, add_special, NULL, 0), m;
+	long n = tokenizer_encode(v, text, len, add_special, parse_special, NULL, 0), m;
 
 	*out = NULL;
 	if (n < 0)
 		return n;
 	*out = malloc(((size_t)n + 1) * sizeof(**out));
-	m = tokenizer_encode(v, text, len, add_special, *out, (size_t)n);
+	m = tokenizer_encode(v, text, len, add_special, parse_special, *out, (size_t)n);
 	return m == n ? n : -EPROTO;
+}
+
+static long
+encode_all(const struct vocab *v, const char *text, size_t len, bool add_special, int32_t **out)
+{
+	return encode_ps(v, text, len, add_special, false, out);
+}
+
+/* Text llama_detokenize's clean_spaces would change: a space before ? ! . , or ' */
+static bool
+cleanable(const char *p, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i++)
+		if (p[i] == ' ' && strchr("?!.,'", p[i + 1]) != NULL)
+			return true;
+	return false;
 }
 
 static bool
@@ -92,7 +112,7 @@ has_user_defined(const struct vocab *v, const int32_t *ids, long n)
 
 /* Runs one llama.cpp vector file; returns the number of failures (printed). */
 static int
-run_vectors(const char *vocab_rel, const char *vec_rel, int *n_cases)
+run_vectors_rt(const char *vocab_rel, const char *vec_rel, int *n_cases, int *n_roundtrips)
 {
 	char inp_path[4096], out_path[4096];
 	struct vfile f;
@@ -101,6 +121,7 @@ run_vectors(const char *vocab_rel, const char *vec_rel, int *n_cases)
 	char *inp, *outs, *p, *q, *line_end;
 	int fails = 0, roundtrip_fails = 0;
 
+	*n_roundtrips = 0;
 	snprintf(inp_path, sizeof(inp_path), "%s.inp", test_fixture(vec_rel));
 	snprintf(out_path, sizeof(out_path), "%s.out", test_fixture(vec_rel));
 	if (vfile_open(&f, test_fixture(vocab_rel), &d) < 0) {
@@ -150,8 +171,13 @@ run_vectors(const char *vocab_rel, const char *vec_rel, int *n_cases)
 			fputc('\n', stderr);
 			fails++;
 		}
-		/* Round trip: ids -> text (leading space of the prefix removed) == input. */
-		if (n >= 0 && !has_user_defined(&f.v, ids, n)) {
+		/*
+		 * Round trip: ids -> text (leading space of the prefix removed) == input,
+		 * where llama.cpp's holds: not across a clean_spaces change.
+		 */
+		if (n >= 0 && !has_user_defined(&f.v, ids, n) &&
+		    !(f.v.clean_spaces && cleanable(p, len))) {
+			(*n_roundtrips)++;
 			long m = tokenizer_decode(&f.v, ids, (size_t)n, true, NULL, 0);
 
 			dec = malloc((size_t)(m > 0 ? m : 1));
@@ -173,6 +199,45 @@ run_vectors(const char *vocab_rel, const char *vec_rel, int *n_cases)
 	free(outs);
 	vfile_close(&f);
 	return fails + roundtrip_fails;
+}
+
+static int
+run_vectors(const char *vocab_rel, const char *vec_rel, int *n_cases)
+{
+	int n_rt = 0;
+
+	return run_vectors_rt(vocab_rel, vec_rel, n_cases, &n_rt);
+}
+
+/*
+ * Every byte-level BPE vocabulary: llama.cpp's ids for its test strings, and
+ * the round trip on the strings where llama.cpp's holds.
+ */
+static void
+test_bpe_vectors(void)
+{
+	/* round trips: the cases without clean_spaces patterns or user-defined tokens (mpt) */
+	static const struct {
+		const char *name;
+		int n_cases, n_rt;
+	} v[] = {
+	    {"gpt-2", 46, 44},     {"deepseek-llm", 46, 45}, {"deepseek-coder", 46, 45},
+	    {"falcon", 46, 44},    {"mpt", 46, 38},          {"refact", 46, 44},
+	    {"starcoder", 46, 44}, {"llama-bpe", 46, 44},    {"qwen2", 46, 46},
+	    {"smollm", 60, 60},
+	};
+	char path[256];
+	int bad = 0;
+
+	for (size_t i = 0; i < ARRAY_LEN(v); i++) {
+		int n = 0, rt = 0, f;
+
+		snprintf(path, sizeof(path), "tokenizer/ggml-vocab-%s.gguf", v[i].name);
+		f = run_vectors_rt(path, path, &n, &rt);
+		fprintf(stderr, "%s: %d cases, %d round trips, %d failures\n", v[i].name, n, rt, f);
+		bad += f != 0 || n != v[i].n_cases || rt != v[i].n_rt;
+	}
+	ASSERT_EQ(bad, 0);
 }
 
 static void
@@ -368,11 +433,11 @@ test_pieces(void)
 		ASSERT(memcmp(buf, "Once upon", 9) == 0);
 	}
 	/* empty text: nothing, or just BOS */
-	ASSERT_EQ(tokenizer_encode(&f.v, "", 0, false, NULL, 0), 0);
+	ASSERT_EQ(tokenizer_encode(&f.v, "", 0, false, false, NULL, 0), 0);
 	{
 		int32_t one = -1;
 
-		ASSERT_EQ(tokenizer_encode(&f.v, "", 0, true, &one, 1), 1);
+		ASSERT_EQ(tokenizer_encode(&f.v, "", 0, true, false, &one, 1), 1);
 		ASSERT_EQ(one, 1);
 	}
 	vfile_close(&f);
@@ -425,8 +490,8 @@ test_user_defined_split(void)
 	long na, nb, n;
 
 	ASSERT_OK(vfile_open(&f, test_fixture("tokenizer/ggml-vocab-phi-3.gguf"), &d));
-	ASSERT(f.v.rstrip_user);
 	ASSERT_EQ(f.v.tokens[2].type, 4);
+	ASSERT(f.v.tokens[2].flags & VOCAB_FLAG_RSTRIP);
 	na = encode_all(&f.v, "a", 1, false, &a);
 	nb = encode_all(&f.v, "b", 1, false, &b);
 	n = encode_all(&f.v, "a</s> \t b", 9, false, &all);
@@ -446,17 +511,120 @@ test_user_defined_split(void)
 	vfile_close(&f);
 }
 
+/* The ids of s encoded alone (no BOS), appended to *ids at *n. */
 static void
-test_gpt2_refused(void)
+append_text(const struct vocab *v, const char *s, int32_t *ids, long *n)
+{
+	int32_t *t;
+	long k = encode_all(v, s, strlen(s), false, &t);
+
+	ASSERT(k > 0);
+	memcpy(ids + *n, t, (size_t)k * sizeof(*t));
+	*n += k;
+	free(t);
+}
+
+/*
+ * parse_special: control-token text becomes the token (longest first); for
+ * a model named phi-3 the whitespace after each special token but <s>,
+ * <unk> and <|endoftext|> is dropped; the next fragment gets a fresh space
+ * prefix. Without parse_special the same text stays text and round-trips.
+ */
+static void
+test_parse_special(void)
+{
+	static const char chat[] = "<|user|>\nHi<|end|>\n<|assistant|>";
+	struct vfile f;
+	struct diag d = {{0}};
+	int32_t *got, want[64];
+	long n, nw = 0;
+	char buf[128];
+
+	ASSERT_OK(vfile_open(&f, test_fixture("tokenizer/ggml-vocab-phi-3.gguf"), &d));
+	want[nw++] = 32010; /* <|user|>, RSTRIP eats "\n" */
+	append_text(&f.v, "Hi", want, &nw);
+	want[nw++] = 32007; /* <|end|> */
+	want[nw++] = 32001; /* <|assistant|> */
+	n = encode_ps(&f.v, chat, sizeof(chat) - 1, false, true, &got);
+	ASSERT_EQ(n, nw);
+	ASSERT(memcmp(got, want, (size_t)n * sizeof(*got)) == 0);
+	free(got);
+	/* with BOS; "<s>" (no RSTRIP) keeps the space after it; "<|endoftext|>" too */
+	nw = 0;
+	want[nw++] = 1;
+	want[nw++] = 1;
+	append_text(&f.v, " a", want, &nw);
+	want[nw++] = 32000;
+	append_text(&f.v, " b", want, &nw);
+	n = encode_ps(&f.v, "<s> a<|endoftext|> b", 20, true, true, &got);
+	ASSERT_EQ(n, nw);
+	ASSERT(memcmp(got, want, (size_t)n * sizeof(*got)) == 0);
+	free(got);
+	/* without parse_special: text, no special ids, and it decodes back */
+	n = encode_ps(&f.v, chat, sizeof(chat) - 1, false, false, &got);
+	ASSERT(n > 0);
+	for (long i = 0; i < n; i++)
+		ASSERT(got[i] < 32000 && got[i] > 2);
+	ASSERT_EQ(tokenizer_decode(&f.v, got, (size_t)n, true, buf, sizeof(buf)),
+		  (long)sizeof(chat) - 1);
+	ASSERT(memcmp(buf, chat, sizeof(chat) - 1) == 0);
+	free(got);
+	vfile_close(&f);
+
+	/* stories260K: no RSTRIP; unknown "<unk>" is parsed too, as llama.cpp does */
+	ASSERT_OK(vfile_open(&f, test_fixture("models/stories260K.gguf"), &d));
+	n = encode_ps(&f.v, "<s>\n<unk></s>", 13, false, true, &got);
+	nw = 0;
+	want[nw++] = 1;
+	append_text(&f.v, "\n", want, &nw);
+	want[nw++] = 0;
+	want[nw++] = 2;
+	ASSERT_EQ(n, nw);
+	ASSERT(memcmp(got, want, (size_t)n * sizeof(*got)) == 0);
+	free(got);
+	vfile_close(&f);
+}
+
+static int
+count_eog(const struct vocab *v)
+{
+	int n = 0;
+
+	for (uint32_t i = 0; i < v->n_tokens; i++)
+		n += tokenizer_is_eog(v, (int32_t)i);
+	return n;
+}
+
+/* llama.cpp's special_eog_ids on the SPM fixtures. */
+static void
+test_eog(void)
 {
 	struct vfile f;
 	struct diag d = {{0}};
 
-	ASSERT_EQ(vfile_open(&f, test_fixture("tokenizer/ggml-vocab-gpt-2.gguf"), &d), -ENOTSUP);
-	ASSERT_CONTAINS(d.msg, "tokenizer 'gpt2' is not supported");
+	/* phi-3: eos = <|endoftext|> 32000, eot found by text: <|end|> 32007 */
+	ASSERT_OK(vfile_open(&f, test_fixture("tokenizer/ggml-vocab-phi-3.gguf"), &d));
+	ASSERT_EQ(f.v.eos_id, 32000);
+	ASSERT_EQ(f.v.eot_id, 32007);
+	ASSERT_EQ(f.v.eom_id, -1);
+	ASSERT(tokenizer_is_eog(&f.v, 32000));
+	ASSERT(tokenizer_is_eog(&f.v, 32007));
+	ASSERT(!tokenizer_is_eog(&f.v, 32001));
+	ASSERT(!tokenizer_is_eog(&f.v, 2));
+	ASSERT(!tokenizer_is_eog(&f.v, -1));
+	ASSERT(!tokenizer_is_eog(&f.v, 32064));
+	ASSERT_EQ(count_eog(&f.v), 2);
+	vfile_close(&f);
+	/* llama-spm: only </s> */
+	ASSERT_OK(vfile_open(&f, test_fixture("tokenizer/ggml-vocab-llama-spm.gguf"), &d));
+	ASSERT_EQ(f.v.eot_id, -1);
+	ASSERT(tokenizer_is_eog(&f.v, 2));
+	ASSERT_EQ(count_eog(&f.v), 1);
+	vfile_close(&f);
 }
 
-TEST_MAIN(TEST_CASE(test_llama_spm_vectors), TEST_CASE(test_phi3_vectors),
-	  TEST_CASE(test_stories260k_vectors), TEST_CASE(test_golden_llamacpp),
-	  TEST_CASE(test_golden_tiny_tasks), TEST_CASE(test_pieces), TEST_CASE(test_invalid_utf8),
-	  TEST_CASE(test_user_defined_split), TEST_CASE(test_gpt2_refused))
+TEST_MAIN(TEST_CASE(test_llama_spm_vectors), TEST_CASE(test_bpe_vectors),
+	  TEST_CASE(test_phi3_vectors), TEST_CASE(test_stories260k_vectors),
+	  TEST_CASE(test_golden_llamacpp), TEST_CASE(test_golden_tiny_tasks),
+	  TEST_CASE(test_pieces), TEST_CASE(test_invalid_utf8), TEST_CASE(test_user_defined_split),
+	  TEST_CASE(test_parse_special), TEST_CASE(test_eog))

@@ -40,7 +40,7 @@ ALLOWED = {
 # outside libraries (meson dependency variables) a module may link
 EXTERNAL = {
     "base": set(),
-    "engine": {"blas_dep", "md_dep", "m_dep", "threads_dep"},
+    "engine": {"blas_dep", "md_dep", "m_dep", "threads_dep", "pcre2_dep"},
     "profile": {"yaml_dep"},
     "calib": {"linear_dep", "m_dep", "threads_dep"},
     "proto": {"msgpack_dep", "m_dep"},
