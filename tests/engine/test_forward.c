@@ -491,10 +491,10 @@ test_prefill_vs_decode(void)
 		uint32_t window;
 		double tol;
 	} models[] = {
-	    {"models/stories260K.gguf", 0, 1e-4}, {"models/stories260K-q8_0.gguf", 0, 1e-4},
-	    {"models/rq-q4_k_m.gguf", 0, 1e-4},   {"models/archs/llama3.gguf", 0, 1e-4},
-	    {"models/archs/qwen2.gguf", 7, 1e-4}, {"models/archs/phi3.gguf", 7, 1e-4},
-	    {"models/archs/gemma2.gguf", 7, 2e-3}};
+	    {"models/stories260K.gguf", 0, 1e-4},  {"models/stories260K-q8_0.gguf", 0, 1e-4},
+	    {"models/rq-q4_k_m.gguf", 0, 1e-4},    {"models/archs/llama3.gguf", 0, 1e-4},
+	    {"models/archs/qwen2.gguf", 7, 1e-4},  {"models/archs/phi3.gguf", 7, 1e-4},
+	    {"models/archs/gemma2.gguf", 7, 2e-3}, {"models/archs/llama3-bpe.gguf", 0, 1e-4}};
 
 	for (size_t i = 0; i < ARRAY_LEN(models); i++) {
 		double d = prefill_vs_decode(models[i].file, 40, models[i].window);

@@ -385,14 +385,20 @@ out:
  * straddles a half's rounding boundary becomes a half ulp: hence its wider
  * logit and l_out bounds. Measured maxima (logits, greedy top-k, feat, lens,
  * l_out) over the OpenBLAS cores unset, Haswell and SkylakeX, and the scalar
- * kernels, in the comments.
+ * kernels, in the comments. llama3-bpe (byte-level BPE prompts as text, a
+ * Q8_0 tied embedding over 128256 tokens, rope_freqs): its README allows
+ * ~0.03 on logits for an engine that keeps the LM head's activation in float;
+ * we convert it to Q8_0 blocks as ggml does and the integer sums are exact,
+ * so only float rounding before the head is left (2.4e-7); 0.03 still admits
+ * one Q8 quantum flipping there.
  */
 static const struct tol arch_variants[] = {
     /* variant logits feat lens hidden top1 forks */
-    {"llama3", 1e-3, 1e-4, 1e-4, 1e-3, true, 0}, /* 8.1e-6 5.2e-6 2.1e-7 2.1e-7 2.0e-5 */
-    {"qwen2", 1e-3, 1e-4, 1e-4, 1e-3, true, 0},  /* 6.4e-6 4.8e-6 1.5e-7 1.5e-7 1.8e-5 */
-    {"phi3", 1e-3, 1e-4, 1e-4, 1e-3, true, 0},   /* 7.4e-6 4.3e-6 2.1e-7 2.5e-7 1.8e-5 */
-    {"gemma2", 2e-3, 1e-4, 1e-4, 3e-2, true, 0}, /* 5.5e-4 3.9e-4 2.1e-6 2.1e-6 9.2e-3 */
+    {"llama3", 1e-3, 1e-4, 1e-4, 1e-3, true, 0},     /* 8.1e-6 5.2e-6 2.1e-7 2.1e-7 2.0e-5 */
+    {"qwen2", 1e-3, 1e-4, 1e-4, 1e-3, true, 0},      /* 6.4e-6 4.8e-6 1.5e-7 1.5e-7 1.8e-5 */
+    {"phi3", 1e-3, 1e-4, 1e-4, 1e-3, true, 0},       /* 7.4e-6 4.3e-6 2.1e-7 2.5e-7 1.8e-5 */
+    {"gemma2", 2e-3, 1e-4, 1e-4, 3e-2, true, 0},     /* 5.5e-4 3.9e-4 2.1e-6 2.1e-6 9.2e-3 */
+    {"llama3-bpe", 3e-2, 1e-4, 1e-3, 1e-3, true, 0}, /* 2.4e-7 2.4e-7 1.8e-11 4.5e-7 2.1e-7 */
 };
 
 static const struct tol *
@@ -481,7 +487,7 @@ test_random_quants(void)
 static void
 test_archs(void)
 {
-	const char *v[] = {"llama3", "qwen2", "phi3", "gemma2"};
+	const char *v[] = {"llama3", "qwen2", "phi3", "gemma2", "llama3-bpe"};
 	char rel[256];
 
 	for (size_t i = 0; i < ARRAY_LEN(v) && !test_cur_failed_; i++) {

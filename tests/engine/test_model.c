@@ -221,6 +221,23 @@ test_arch_models(void)
 	ASSERT(m.hp.embd_scale == 1.0f && m.hp.attn_softcap == 0 && m.hp.final_softcap == 0);
 	model_free(&m);
 
+	/* the same graph end to end: 128256-token byte-level BPE vocabulary, Q8_0 tied embedding */
+	static const float ff_bpe[8] = {1, 1, 1, 1, 2.69453f, 8, 8, 8};
+	ASSERT_OK(model_load(&m, test_fixture("models/archs/llama3-bpe.gguf"), &d));
+	ASSERT_STREQ(m.hp.arch, "llama");
+	ASSERT_EQ(m.hp.n_vocab, 128256);
+	ASSERT_EQ(m.hp.rope_dim, 16);
+	ASSERT_EQ(m.tok_embd.type, GGML_TYPE_Q8_0);
+	ASSERT(m.output.data == m.tok_embd.data);
+	ASSERT_EQ(m.rope_freqs.ne[0], 8);
+	for (int i = 0; i < 8; i++) {
+		float f;
+
+		memcpy(&f, (const float *)m.rope_freqs.data + i, sizeof(f));
+		ASSERT_NEAR(f, ff_bpe[i], 1e-5);
+	}
+	model_free(&m);
+
 	ASSERT_OK(model_load(&m, test_fixture("models/archs/qwen2.gguf"), &d));
 	ASSERT_STREQ(m.hp.arch, "qwen2");
 	ASSERT_EQ(m.hp.n_ctx_train, 32768);
