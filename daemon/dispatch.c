@@ -171,7 +171,7 @@ m_info(struct call *k, msgpack_packer *pk)
 	P(proto_pack_cstr(pk, PROTO_K_NAME));
 	P(proto_pack_text(pk, m->name, strlen(m->name)));
 	P(proto_pack_cstr(pk, PROTO_K_ARCH));
-	P(proto_pack_cstr(pk, "llama"));
+	P(proto_pack_cstr(pk, m->hp.arch));
 	P(proto_pack_cstr(pk, PROTO_K_PATH));
 	P(proto_pack_text(pk, m->path, strlen(m->path)));
 	P(proto_pack_cstr(pk, PROTO_K_SHA256));

@@ -1,13 +1,20 @@
 /*
- * forward.c — the Llama forward pass over a KV cache, one block per call, so
- * that AdaInfer can look at the logit lens between blocks and stop.
+ * forward.c — the forward pass of every architecture model.c binds, over a
+ * KV cache, one block per call, so that AdaInfer can look at the logit lens
+ * between blocks and stop.
  *
- *   h_0  = embd(tokens)
- *   h'   = h_{l-1} + W_o · attn(rope(W_q · n), rope(W_k · n), W_v · n)
+ *   h_0  = s_e · embd(tokens)
+ *   h'   = h_{l-1} + pn_a(W_o · attn(rope(W_q · n + b_q), rope(W_k · n + b_k), W_v · n + b_v))
  *          with n = rmsnorm(h_{l-1}) * w_attn
- *   h_l  = h' + W_down · (silu(W_gate · m) * (W_up · m))
+ *   h_l  = h' + pn_f(W_down · (act(W_gate · m) * (W_up · m)))
  *          with m = rmsnorm(h') * w_ffn
- *   lens = softmax(W_out · (rmsnorm(h_l[last]) * w_out))
+ *   lens = softmax(cap_f(W_out · (rmsnorm(h_l[last]) * w_out)))
+ *
+ * The architectures differ only in fields of the model (model.h): the
+ * embedding scale s_e, biases b (or none), RoPE pairing, post-norms pn (or
+ * the identity), act (SiLU or GELU), the score soft-cap inside attn and the
+ * final one cap_f (or none), and each layer's sliding window. Llama takes the
+ * same loops with every extra switched off.
  *
  * Matrix products go through ops_matmul (cblas_sgemm / row dots for F32 weights,
  * ggml-style converted activations and per-block integer dots otherwise).
@@ -46,7 +53,16 @@ struct ctx {
 	    group; /* n_heads*head_dim, n_kv_heads*head_dim, n_heads/n_kv_heads */
 	float attn_scale;
 
-	float *norms;   /* [2*n_layers + 1][n_embd]: attn_norm_l, ffn_norm_l, ..., output_norm */
+	/* F32 copies of the model's vectors (the mapping need not align floats) */
+	struct layer_vecs {
+		const float *attn_norm, *ffn_norm;           /* [n_embd] */
+		const float *attn_post_norm, *ffn_post_norm; /* [n_embd] or NULL */
+		const float *bq, *bk, *bv;                   /* [q_dim], [kv_dim] x 2, or NULL */
+	} * lv;                                              /* [n_layers] */
+	const float *out_norm;                               /* [n_embd] */
+	const float *rope_ff;                                /* [rope_dim / 2] or NULL */
+	float *vecs;    /* owned: what lv, out_norm and rope_ff point into */
+	uint16_t *gelu; /* OPS_GELU_TABLE_LEN, for FFN_GELU models; else NULL */
 	float *k_cache; /* [n_layers][n_ctx][kv_dim] */
 	float *v_cache; /* [n_layers][n_ctx][kv_dim] */
 
@@ -118,6 +134,18 @@ check_tensor(const struct tensor *t, uint64_t ne0, uint64_t ne1, const char *wha
 	return 0;
 }
 
+/* An optional vector (bias, post-norm): absent, or F32 of n. */
+static int
+check_vec(const struct tensor *t, uint64_t n, const char *what, uint32_t l, struct diag *d)
+{
+	if (t->data == NULL)
+		return 0;
+	if (t->type != GGML_TYPE_F32)
+		return diag_set(d, -EINVAL, "%s (layer %u): type %s, expected F32", what, l,
+				type_name(t->type));
+	return check_tensor(t, n, 1, what, l, d);
+}
+
 static int
 check_model(const struct model *m, struct diag *d)
 {
@@ -128,13 +156,15 @@ check_model(const struct model *m, struct diag *d)
 	if (hp->n_layers == 0 || E == 0 || hp->n_heads == 0 || hp->n_kv_heads == 0 ||
 	    hp->n_heads % hp->n_kv_heads != 0 || hp->head_dim == 0 || hp->n_ff == 0 ||
 	    hp->n_vocab == 0 || hp->rope_dim > hp->head_dim || hp->rope_dim % 2 != 0 ||
-	    m->layers == NULL)
+	    !(hp->attn_scale > 0) || !(hp->embd_scale > 0) || !(hp->attn_softcap >= 0) ||
+	    !(hp->final_softcap >= 0) || m->layers == NULL)
 		return diag_set(d, -EINVAL, "%s: inconsistent hyperparameters", m->path);
 	Q = (uint64_t)hp->n_heads * hp->head_dim;
 	KV = (uint64_t)hp->n_kv_heads * hp->head_dim;
 	if ((rc = check_tensor(&m->tok_embd, E, hp->n_vocab, "token_embd", 0, d)) < 0 ||
 	    (rc = check_tensor(&m->output, E, hp->n_vocab, "output", 0, d)) < 0 ||
-	    (rc = check_tensor(&m->output_norm, E, 1, "output_norm", 0, d)) < 0)
+	    (rc = check_tensor(&m->output_norm, E, 1, "output_norm", 0, d)) < 0 ||
+	    (rc = check_vec(&m->rope_freqs, hp->rope_dim / 2, "rope_freqs", 0, d)) < 0)
 		return rc;
 	for (uint32_t l = 0; l < hp->n_layers; l++) {
 		const struct model_layer *L = &m->layers[l];
@@ -147,7 +177,12 @@ check_model(const struct model *m, struct diag *d)
 		    (rc = check_tensor(&L->wo, Q, E, "attn_output", l, d)) < 0 ||
 		    (rc = check_tensor(&L->ffn_gate, E, hp->n_ff, "ffn_gate", l, d)) < 0 ||
 		    (rc = check_tensor(&L->ffn_up, E, hp->n_ff, "ffn_up", l, d)) < 0 ||
-		    (rc = check_tensor(&L->ffn_down, hp->n_ff, E, "ffn_down", l, d)) < 0)
+		    (rc = check_tensor(&L->ffn_down, hp->n_ff, E, "ffn_down", l, d)) < 0 ||
+		    (rc = check_vec(&L->bq, Q, "attn_q.bias", l, d)) < 0 ||
+		    (rc = check_vec(&L->bk, KV, "attn_k.bias", l, d)) < 0 ||
+		    (rc = check_vec(&L->bv, KV, "attn_v.bias", l, d)) < 0 ||
+		    (rc = check_vec(&L->attn_post_norm, E, "post_attention_norm", l, d)) < 0 ||
+		    (rc = check_vec(&L->ffn_post_norm, E, "post_ffw_norm", l, d)) < 0)
 			return rc;
 	}
 	return 0;
@@ -250,6 +285,51 @@ ctx_kv_bytes(const struct model *m, uint32_t n_ctx)
 	return 2 * kv;
 }
 
+/* Copies (and sizes) one vector into c->vecs at *at; NULL for an absent tensor. */
+static const float *
+put_vec(struct ctx *c, const struct tensor *t, size_t n, size_t *at)
+{
+	float *dst;
+
+	if (t->data == NULL)
+		return NULL;
+	dst = c->vecs != NULL ? c->vecs + *at : NULL;
+	if (dst != NULL)
+		quant_dequantize_row(t->type, t->data, dst, n);
+	*at += n;
+	return dst;
+}
+
+/* Two passes over the vectors: count the floats, then copy them into one allocation. */
+static int
+copy_vectors(struct ctx *c)
+{
+	const struct model *m = c->m;
+	const struct model_hparams *hp = &m->hp;
+	size_t at = 0, E = hp->n_embd;
+
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1 && (c->vecs = falloc(at ? at : 1, 1, 1)) == NULL)
+			return -ENOMEM;
+		at = 0;
+		for (uint32_t l = 0; l < hp->n_layers; l++) {
+			const struct model_layer *L = &m->layers[l];
+			struct layer_vecs *v = &c->lv[l];
+
+			v->attn_norm = put_vec(c, &L->attn_norm, E, &at);
+			v->ffn_norm = put_vec(c, &L->ffn_norm, E, &at);
+			v->attn_post_norm = put_vec(c, &L->attn_post_norm, E, &at);
+			v->ffn_post_norm = put_vec(c, &L->ffn_post_norm, E, &at);
+			v->bq = put_vec(c, &L->bq, c->q_dim, &at);
+			v->bk = put_vec(c, &L->bk, c->kv_dim, &at);
+			v->bv = put_vec(c, &L->bv, c->kv_dim, &at);
+		}
+		c->out_norm = put_vec(c, &m->output_norm, E, &at);
+		c->rope_ff = put_vec(c, &m->rope_freqs, hp->rope_dim / 2, &at);
+	}
+	return 0;
+}
+
 int
 ctx_new(struct ctx **out, const struct model *m, uint32_t n_ctx, int n_threads, struct diag *d)
 {
@@ -279,7 +359,7 @@ ctx_new(struct ctx **out, const struct model *m, uint32_t n_ctx, int n_threads, 
 	c->q_dim = hp->n_heads * hp->head_dim;
 	c->kv_dim = hp->n_kv_heads * hp->head_dim;
 	c->group = hp->n_heads / hp->n_kv_heads;
-	c->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+	c->attn_scale = hp->attn_scale;
 	rc = -ENOMEM;
 	if (size_mul4(&kv, hp->n_layers, n_ctx, c->kv_dim, sizeof(float)) < 0) {
 		diag_set(d, rc, "%s: KV cache of %u positions overflows", m->path, n_ctx);
@@ -289,24 +369,19 @@ ctx_new(struct ctx **out, const struct model *m, uint32_t n_ctx, int n_threads, 
 		diag_set(d, rc, "%s: no memory for a KV cache of %zu bytes", m->path, 2 * kv);
 		goto out;
 	}
-	c->norms = falloc(2 * (size_t)hp->n_layers + 1, hp->n_embd, 1);
 	c->scores = falloc(MAX(QCHUNK, n_threads), n_ctx, 1);
 	c->lens_x = falloc(hp->n_embd, 1, 1);
 	c->lens_logits = falloc(hp->n_vocab, 1, 1);
-	if (!c->norms || !c->scores || !c->lens_x || !c->lens_logits) {
+	c->lv = calloc(hp->n_layers, sizeof(*c->lv));
+	if (hp->ffn_act == FFN_GELU)
+		c->gelu = malloc(OPS_GELU_TABLE_LEN * sizeof(*c->gelu));
+	if (!c->scores || !c->lens_x || !c->lens_logits || !c->lv ||
+	    (hp->ffn_act == FFN_GELU && !c->gelu) || copy_vectors(c) < 0) {
 		diag_set(d, rc, "%s: no memory for buffers", m->path);
 		goto out;
 	}
-	for (uint32_t l = 0; l < hp->n_layers; l++) {
-		const struct model_layer *L = &m->layers[l];
-
-		quant_dequantize_row(L->attn_norm.type, L->attn_norm.data,
-				     c->norms + (size_t)(2 * l) * hp->n_embd, hp->n_embd);
-		quant_dequantize_row(L->ffn_norm.type, L->ffn_norm.data,
-				     c->norms + (size_t)(2 * l + 1) * hp->n_embd, hp->n_embd);
-	}
-	quant_dequantize_row(m->output_norm.type, m->output_norm.data,
-			     c->norms + (size_t)(2 * hp->n_layers) * hp->n_embd, hp->n_embd);
+	if (c->gelu != NULL)
+		ops_gelu_table(c->gelu);
 	if ((rc = pool_new(&c->pool, n_threads)) < 0) {
 		diag_set(d, rc, "cannot start %d threads", n_threads);
 		goto out;
@@ -330,7 +405,9 @@ ctx_free(struct ctx *c)
 	free_scratch(c);
 	free(c->k_cache);
 	free(c->v_cache);
-	free(c->norms);
+	free(c->vecs);
+	free(c->lv);
+	free(c->gelu);
 	free(c->scores);
 	free(c->lens_x);
 	free(c->lens_logits);
@@ -367,12 +444,6 @@ ctx_model(const struct ctx *c)
 
 /* ---- the pass ------------------------------------------------------------ */
 
-static const float *
-norm_w(const struct ctx *c, size_t i)
-{
-	return c->norms + i * c->m->hp.n_embd;
-}
-
 static float *
 kv_at(const struct ctx *c, float *cache, uint32_t l, uint32_t pos)
 {
@@ -400,11 +471,15 @@ forward_begin(struct ctx *c, const int32_t *tokens, uint32_t n)
 	if ((rc = ensure_cap(c, n)) < 0)
 		return rc;
 	for (uint32_t t = 0; t < n; t++) {
+		float *h = c->h + (size_t)t * E;
+
 		quant_dequantize_row(m->tok_embd.type,
-				     emb + (size_t)tokens[t] * m->tok_embd.row_size,
-				     c->h + (size_t)t * E, E);
+				     emb + (size_t)tokens[t] * m->tok_embd.row_size, h, E);
+		if (m->hp.embd_scale != 1.0f)
+			for (uint32_t i = 0; i < E; i++)
+				h[i] *= m->hp.embd_scale;
 		ops_rope_angles(c->rope_cs + (size_t)t * m->hp.rope_dim, m->hp.rope_dim,
-				c->n_past + t, m->hp.rope_base);
+				c->n_past + t, m->hp.rope_base, c->rope_ff);
 	}
 	c->n_batch = n;
 	c->next_layer = 0;
@@ -413,36 +488,59 @@ forward_begin(struct ctx *c, const int32_t *tokens, uint32_t n)
 	return 0;
 }
 
-/* Prefill attention, head by head: S = Q_h K_g^T (sgemm), causal softmax, O_h = S V_g (sgemm). */
+/* The first key position the query at pos sees under a window of w keys (0: all). */
+static uint32_t
+first_key(uint32_t pos, uint32_t w)
+{
+	return w != 0 && pos + 1 > w ? pos + 1 - w : 0;
+}
+
+/* n raw scores q·k in place -> attention weights: scale, soft-cap (gemma2), softmax. */
+static void
+scores_to_weights(const struct ctx *c, float *s, uint32_t n)
+{
+	for (uint32_t j = 0; j < n; j++)
+		s[j] *= c->attn_scale;
+	if (c->m->hp.attn_softcap != 0.0f)
+		ops_softcap(s, n, c->m->hp.attn_softcap);
+	ops_softmax(s, n);
+}
+
+/*
+ * Prefill attention, head by head: S = Q_h K_g^T (sgemm), causal (and windowed)
+ * softmax, O_h = S V_g (sgemm). A chunk of queries multiplies only the keys its
+ * first query can see and after: with a window, not the whole cache.
+ */
 static void
 attn_blas(struct ctx *c, uint32_t l)
 {
 	const struct model_hparams *hp = &c->m->hp;
-	uint32_t n = c->n_batch, hd = hp->head_dim;
+	uint32_t n = c->n_batch, hd = hp->head_dim, w = c->m->layers[l].n_swa;
 
 	for (uint32_t h = 0; h < hp->n_heads; h++) {
 		uint32_t g = h / c->group;
-		const float *K = kv_at(c, c->k_cache, l, 0) + (size_t)g * hd;
-		const float *V = kv_at(c, c->v_cache, l, 0) + (size_t)g * hd;
 
 		for (uint32_t t0 = 0; t0 < n; t0 += QCHUNK) {
 			uint32_t nq = MIN(QCHUNK, n - t0), T = c->n_past + t0 + nq;
+			uint32_t k0 = first_key(c->n_past + t0, w), nk = T - k0;
+			const float *K = kv_at(c, c->k_cache, l, k0) + (size_t)g * hd;
+			const float *V = kv_at(c, c->v_cache, l, k0) + (size_t)g * hd;
 			float *S = c->scores;
 
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)T,
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk,
 				    (int)hd, 1.0f, c->q + (size_t)t0 * c->q_dim + (size_t)h * hd,
-				    (int)c->q_dim, K, (int)c->kv_dim, 0.0f, S, (int)T);
+				    (int)c->q_dim, K, (int)c->kv_dim, 0.0f, S, (int)nk);
 			for (uint32_t i = 0; i < nq; i++) {
-				float *row = S + (size_t)i * T;
-				uint32_t valid = c->n_past + t0 + i + 1;
+				float *row = S + (size_t)i * nk;
+				uint32_t pos = c->n_past + t0 + i;
+				uint32_t lo = first_key(pos, w) - k0, hi = pos + 1 - k0;
 
-				for (uint32_t j = 0; j < valid; j++)
-					row[j] *= c->attn_scale;
-				ops_softmax(row, valid);
-				memset(row + valid, 0, (T - valid) * sizeof(float));
+				scores_to_weights(c, row + lo, hi - lo);
+				memset(row, 0, lo * sizeof(float));
+				memset(row + hi, 0, (nk - hi) * sizeof(float));
 			}
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)hd,
-				    (int)T, 1.0f, S, (int)T, V, (int)c->kv_dim, 0.0f,
+				    (int)nk, 1.0f, S, (int)nk, V, (int)c->kv_dim, 0.0f,
 				    c->att + (size_t)t0 * c->q_dim + (size_t)h * hd, (int)c->q_dim);
 		}
 	}
@@ -460,7 +558,7 @@ attn_worker(void *arg, int ith, int nth)
 	const struct attn_job *j = arg;
 	struct ctx *c = j->c;
 	const struct model_hparams *hp = &c->m->hp;
-	uint32_t hd = hp->head_dim;
+	uint32_t hd = hp->head_dim, w = c->m->layers[j->l].n_swa;
 	float *s = c->scores + (size_t)ith * c->n_ctx;
 	long h0, h1;
 
@@ -471,16 +569,15 @@ attn_worker(void *arg, int ith, int nth)
 		for (uint32_t t = 0; t < c->n_batch; t++) {
 			const float *q = c->q + (size_t)t * c->q_dim + (size_t)h * hd;
 			float *o = c->att + (size_t)t * c->q_dim + (size_t)h * hd;
-			uint32_t T = c->n_past + t + 1;
+			uint32_t pos = c->n_past + t, lo = first_key(pos, w), nk = pos + 1 - lo;
 
-			for (uint32_t p = 0; p < T; p++)
-				s[p] =
-				    quant_dot_f32(q, kv_at(c, c->k_cache, j->l, p) + g * hd, hd) *
-				    c->attn_scale;
-			ops_softmax(s, T);
+			for (uint32_t p = 0; p < nk; p++)
+				s[p] = quant_dot_f32(q, kv_at(c, c->k_cache, j->l, lo + p) + g * hd,
+						     hd);
+			scores_to_weights(c, s, nk);
 			memset(o, 0, hd * sizeof(float));
-			for (uint32_t p = 0; p < T; p++) {
-				const float *v = kv_at(c, c->v_cache, j->l, p) + g * hd;
+			for (uint32_t p = 0; p < nk; p++) {
+				const float *v = kv_at(c, c->v_cache, j->l, lo + p) + g * hd;
 
 				for (uint32_t i = 0; i < hd; i++)
 					o[i] += s[p] * v[i];
@@ -489,37 +586,55 @@ attn_worker(void *arg, int ith, int nth)
 	}
 }
 
-/* K and V of layer l for the batch from the normalised input xn, K rotated. */
+/* y[t][r] += b[r] for n_tok rows of `rows`. */
+static void
+add_bias(float *y, const float *b, uint32_t n_tok, uint32_t rows)
+{
+	for (uint32_t t = 0; t < n_tok; t++, y += rows)
+		for (uint32_t r = 0; r < rows; r++)
+			y[r] += b[r];
+}
+
+/* K and V of layer l for the batch from the normalised input xn, biased, K rotated. */
 static void
 write_kv(struct ctx *c, uint32_t l)
 {
 	const struct model_hparams *hp = &c->m->hp;
 	const struct model_layer *L = &c->m->layers[l];
+	const struct layer_vecs *v = &c->lv[l];
 	float *kc = kv_at(c, c->k_cache, l, c->n_past);
 	float *vc = kv_at(c, c->v_cache, l, c->n_past);
 
 	ops_matmul(c->pool, &L->wk, c->xn, c->n_batch, kc, c->act);
 	ops_matmul(c->pool, &L->wv, c->xn, c->n_batch, vc, c->act);
+	if (v->bk != NULL)
+		add_bias(kc, v->bk, c->n_batch, c->kv_dim);
+	if (v->bv != NULL)
+		add_bias(vc, v->bv, c->n_batch, c->kv_dim);
 	for (uint32_t t = 0; t < c->n_batch; t++)
 		ops_rope_apply(kc + (size_t)t * c->kv_dim, hp->n_kv_heads, hp->head_dim,
-			       hp->rope_dim, c->rope_cs + (size_t)t * hp->rope_dim);
+			       hp->rope_dim, c->rope_cs + (size_t)t * hp->rope_dim, hp->rope_style);
 }
 
+/* out[t] = rmsnorm(x[t]) * w for every batch row (out may equal x). */
 static void
-norm_batch(struct ctx *c, size_t which)
+norm_rows(struct ctx *c, float *out, const float *x, const float *w)
 {
 	const struct model_hparams *hp = &c->m->hp;
 
 	for (uint32_t t = 0; t < c->n_batch; t++)
-		ops_rmsnorm(c->xn + (size_t)t * hp->n_embd, c->h + (size_t)t * hp->n_embd,
-			    norm_w(c, which), hp->n_embd, hp->rms_eps);
+		ops_rmsnorm(out + (size_t)t * hp->n_embd, x + (size_t)t * hp->n_embd, w, hp->n_embd,
+			    hp->rms_eps);
 }
 
+/* h += tmp, through the post-norm pn first when the model has one (gemma2). */
 static void
-add_into_h(struct ctx *c)
+add_into_h(struct ctx *c, const float *pn)
 {
 	size_t n = (size_t)c->n_batch * c->m->hp.n_embd;
 
+	if (pn != NULL)
+		norm_rows(c, c->tmp, c->tmp, pn);
 	for (size_t i = 0; i < n; i++)
 		c->h[i] += c->tmp[i];
 }
@@ -529,18 +644,22 @@ forward_layer(struct ctx *c, uint32_t l)
 {
 	const struct model_hparams *hp = &c->m->hp;
 	const struct model_layer *L;
+	const struct layer_vecs *v;
 	uint32_t n = c->n_batch;
 
 	if (!c->open || l != c->next_layer || l >= hp->n_layers)
 		return -EINVAL;
 	L = &c->m->layers[l];
+	v = &c->lv[l];
 
 	/* attention */
-	norm_batch(c, 2 * (size_t)l);
+	norm_rows(c, c->xn, c->h, v->attn_norm);
 	ops_matmul(c->pool, &L->wq, c->xn, n, c->q, c->act);
+	if (v->bq != NULL)
+		add_bias(c->q, v->bq, n, c->q_dim);
 	for (uint32_t t = 0; t < n; t++)
 		ops_rope_apply(c->q + (size_t)t * c->q_dim, hp->n_heads, hp->head_dim, hp->rope_dim,
-			       c->rope_cs + (size_t)t * hp->rope_dim);
+			       c->rope_cs + (size_t)t * hp->rope_dim, hp->rope_style);
 	write_kv(c, l);
 	if (n > 1) {
 		attn_blas(c, l);
@@ -551,15 +670,18 @@ forward_layer(struct ctx *c, uint32_t l)
 		pool_run(c->pool, attn_worker, &job, work < 64 * 1024 ? 1 : 0);
 	}
 	ops_matmul(c->pool, &L->wo, c->att, n, c->tmp, c->act);
-	add_into_h(c);
+	add_into_h(c, v->attn_post_norm);
 
 	/* feed-forward */
-	norm_batch(c, 2 * (size_t)l + 1);
+	norm_rows(c, c->xn, c->h, v->ffn_norm);
 	ops_matmul(c->pool, &L->ffn_gate, c->xn, n, c->ffg, c->act);
 	ops_matmul(c->pool, &L->ffn_up, c->xn, n, c->ffu, c->act);
-	ops_swiglu(c->ffg, c->ffu, (size_t)n * hp->n_ff);
+	if (c->gelu != NULL)
+		ops_geglu(c->ffg, c->ffu, (size_t)n * hp->n_ff, c->gelu);
+	else
+		ops_swiglu(c->ffg, c->ffu, (size_t)n * hp->n_ff);
 	ops_matmul(c->pool, &L->ffn_down, c->ffg, n, c->tmp, c->act);
-	add_into_h(c);
+	add_into_h(c, v->ffn_post_norm);
 
 	c->next_layer = l + 1;
 	return 0;
@@ -596,9 +718,10 @@ forward_lens(struct ctx *c, struct lens *out, float *logits)
 
 	if (!c->have_h || out == NULL)
 		return -EINVAL;
-	ops_rmsnorm(c->lens_x, c->h + (size_t)(c->n_batch - 1) * E, norm_w(c, 2 * m->hp.n_layers),
-		    E, m->hp.rms_eps);
+	ops_rmsnorm(c->lens_x, c->h + (size_t)(c->n_batch - 1) * E, c->out_norm, E, m->hp.rms_eps);
 	ops_matmul(c->pool, &m->output, c->lens_x, 1, c->lens_logits, c->act);
+	if (m->hp.final_softcap != 0.0f)
+		ops_softcap(c->lens_logits, m->hp.n_vocab, m->hp.final_softcap);
 	lens_from_logits(c->lens_logits, m->hp.n_vocab, out);
 	if (logits != NULL)
 		memcpy(logits, c->lens_logits, (size_t)m->hp.n_vocab * sizeof(float));
@@ -609,14 +732,13 @@ int
 forward_logits_all(struct ctx *c, float *out)
 {
 	const struct model *m = c->m;
-	uint32_t E = m->hp.n_embd;
 
 	if (!c->have_h || out == NULL)
 		return -EINVAL;
-	for (uint32_t t = 0; t < c->n_batch; t++)
-		ops_rmsnorm(c->xn + (size_t)t * E, c->h + (size_t)t * E,
-			    norm_w(c, 2 * m->hp.n_layers), E, m->hp.rms_eps);
+	norm_rows(c, c->xn, c->h, c->out_norm);
 	ops_matmul(c->pool, &m->output, c->xn, c->n_batch, out, c->act);
+	if (m->hp.final_softcap != 0.0f)
+		ops_softcap(out, (size_t)c->n_batch * m->hp.n_vocab, m->hp.final_softcap);
 	return 0;
 }
 
@@ -633,9 +755,10 @@ forward_finish(struct ctx *c, uint32_t n_run)
 
 	if (!c->open || n_run != c->next_layer || n_run > hp->n_layers)
 		return -EINVAL;
-	/* skipped layers: k = rope(W_k · norm_l(h)), v = W_v · norm_l(h) from the exit state */
+	/* skipped layers: k = rope(W_k · norm_l(h) + b_k), v = W_v · norm_l(h) + b_v from the
+	 * exit state */
 	for (uint32_t l = n_run; l < hp->n_layers; l++) {
-		norm_batch(c, 2 * (size_t)l);
+		norm_rows(c, c->xn, c->h, c->lv[l].attn_norm);
 		write_kv(c, l);
 	}
 	c->n_past += c->n_batch;

@@ -1,19 +1,23 @@
 /*
- * forward.h — the Llama forward pass, one layer per call, over a KV cache.
+ * forward.h — the transformer forward pass (llama, qwen2, phi3, gemma2), one
+ * layer per call, over a KV cache.
  *
  * A batch of n tokens (the prompt at prefill, one token at decode) goes
  * through forward_begin (embed), forward_layer(l) for l = 0, 1, ... in order,
  * then forward_finish. Between layers the caller may ask forward_lens for the
- * logit-lens distribution of the last position (final norm + LM head on the
- * current residual stream) — what AdaInfer's stopping rule needs. Layers that
- * are never run are never computed: forward_finish fills their KV entries
- * from the exit layer's hidden state, so later tokens attend to valid keys.
+ * logit-lens distribution of the last position (final norm + LM head, and
+ * the final soft-cap when the model has one, on the current residual stream)
+ * — what AdaInfer's stopping rule needs. Layers that are never run are never
+ * computed: forward_finish fills their KV entries from the exit layer's
+ * hidden state, so later tokens attend to valid keys.
  *
- *   h_0 = embd(tokens)
- *   h_l = h' + W_down · (silu(W_gate · norm(h')) * (W_up · norm(h'))),
- *         h' = h_{l-1} + W_o · attn(rope(W_q · norm(h_{l-1})), KV_l)
- *   logits = W_out · norm_out(h_L)
+ *   h_0 = s_e · embd(tokens)
+ *   h_l = h' + pn_f(W_down · (act(W_gate · norm(h')) * (W_up · norm(h')))),
+ *         h' = h_{l-1} + pn_a(W_o · attn(rope(W_q · norm(h_{l-1}) + b_q), KV_l))
+ *   logits = cap_f(W_out · norm_out(h_L))
  *
+ * (s_e, biases b, post-norms pn, act, caps and windows: model.h; for llama
+ * s_e = 1, no b, pn = identity, act = SiLU, no caps or windows.)
  * Prefill is matrix-matrix work (cblas_sgemm for F32 weights); decode is
  * matrix-vector. Both give the same logits. No libuv, msgpack or YAML here.
  */

@@ -1,9 +1,9 @@
 /*
- * ops.c — RMSNorm, RoPE, softmax, SwiGLU and the weight-times-activations
- * product of the forward pass. Matrix products go through OpenBLAS for F32
- * weights and through the quant module for everything else, threaded over
- * weight rows: one token streams each row once (quant_gemv); more tokens are
- * converted and packed in parallel, then multiplied tile by tile (quant_gemm).
+ * ops.c — RMSNorm, RoPE (both pairings), softmax, SwiGLU, GeGLU, soft-caps
+ * and the weight-times-activations product of the forward pass. Matrix products go through OpenBLAS
+ * for F32 weights and through the quant module for everything else, threaded over weight rows: one
+ * token streams each row once (quant_gemv); more tokens are converted and packed in parallel, then
+ * multiplied tile by tile (quant_gemm).
  *
  * Shapes are the caller's to check (model.c validated them); nothing here
  * allocates or fails.
@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "daemon/base/util.h"
+#include "half.h"
 #include "quant.h"
 
 void
@@ -33,23 +34,40 @@ ops_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps)
 }
 
 void
-ops_rope_angles(float *cs, uint32_t rope_dim, uint32_t pos, float base)
+ops_rope_angles(float *cs, uint32_t rope_dim, uint32_t pos, float base, const float *ff)
 {
-	/* ggml_rope_cache_init: theta_i = theta_{i-1} * base^(-2/n_dims), in float */
+	/* ggml_rope_cache_init: theta_i = theta_{i-1} * base^(-2/n_dims), in float, and
+	 * divided by freq_factors[i] when the model has them */
 	float theta_scale = powf(base, -2.0f / (float)rope_dim);
 	float theta = (float)pos;
 
 	for (uint32_t i = 0; i + 1 < rope_dim; i += 2) {
-		cs[i] = cosf(theta);
-		cs[i + 1] = sinf(theta);
+		float t = ff != NULL ? theta / ff[i / 2] : theta;
+
+		cs[i] = cosf(t);
+		cs[i + 1] = sinf(t);
 		theta *= theta_scale;
 	}
 }
 
 void
-ops_rope_apply(float *x, uint32_t n_heads, uint32_t head_dim, uint32_t rope_dim, const float *cs)
+ops_rope_apply(float *x, uint32_t n_heads, uint32_t head_dim, uint32_t rope_dim, const float *cs,
+	       enum rope_style style)
 {
+	uint32_t half = rope_dim / 2;
+
 	for (uint32_t h = 0; h < n_heads; h++, x += head_dim) {
+		if (style == ROPE_NEOX) {
+			/* pair i is (x[i], x[i + rope_dim/2]) */
+			for (uint32_t i = 0; i < half; i++) {
+				float x0 = x[i], x1 = x[i + half];
+
+				x[i] = x0 * cs[2 * i] - x1 * cs[2 * i + 1];
+				x[i + half] = x0 * cs[2 * i + 1] + x1 * cs[2 * i];
+			}
+			continue;
+		}
+		/* pair i is (x[2i], x[2i+1]) */
 		for (uint32_t i = 0; i + 1 < rope_dim; i += 2) {
 			float x0 = x[i], x1 = x[i + 1];
 
@@ -84,6 +102,58 @@ ops_swiglu(float *g, const float *u, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* ggml_gelu_f32 (ggml-cpu.c, its GELU_COEF_A and SQRT_2_OVER_PI), in float */
+static float
+gelu_f32(float x)
+{
+	return 0.5f * x *
+	       (1.0f + tanhf(0.79788456080286535587989211986876f * x * (1.0f + 0.044715f * x * x)));
+}
+
+float
+ops_gelu(float x)
+{
+	/* ggml_vec_gelu_f32 under GGML_GELU_FP16: the half of x looked up in a half table */
+	if (x <= -10.0f)
+		return 0.0f;
+	if (x >= 10.0f)
+		return x;
+	return quant_fp16_to_fp32(
+	    quant_fp32_to_fp16(gelu_f32(quant_fp16_to_fp32(quant_fp32_to_fp16(x)))));
+}
+
+void
+ops_gelu_table(uint16_t *tab)
+{
+	for (uint32_t i = 0; i < OPS_GELU_TABLE_LEN; i++)
+		tab[i] = quant_fp32_to_fp16(gelu_f32(quant_fp16_to_fp32((uint16_t)i)));
+}
+
+void
+ops_geglu(float *g, const float *u, size_t n, const uint16_t *tab)
+{
+	for (size_t i = 0; i < n; i++) {
+		float x = g[i], y;
+
+		if (x <= -10.0f)
+			y = 0.0f;
+		else if (x >= 10.0f)
+			y = x;
+		else
+			y = quant_fp16_to_fp32(tab[quant_fp32_to_fp16(x)]);
+		g[i] = y * u[i];
+	}
+}
+
+void
+ops_softcap(float *x, size_t n, float cap)
+{
+	float inv = 1.0f / cap;
+
+	for (size_t i = 0; i < n; i++)
+		x[i] = tanhf(x[i] * inv) * cap;
 }
 
 /* Prefill products of this many tokens or more go through the tile kernels. */

@@ -1,5 +1,5 @@
 /*
- * ops.h — the element-wise and matrix operations of the Llama forward pass,
+ * ops.h — the element-wise and matrix operations of the forward pass,
  * each written to round the way ggml's CPU backend rounds (sums of squares
  * and softmax denominators in double, RoPE angles by repeated multiplication,
  * activations converted to the weight's vec_dot_type before a product).
@@ -17,24 +17,47 @@
 void ops_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps);
 
 /**
- * RoPE angles for position pos ("normal" mode): cs[2i] = cos(theta_i),
- * cs[2i+1] = sin(theta_i), theta_i = pos * base^(-2i/rope_dim) for
- * i < rope_dim/2. cs holds rope_dim floats.
+ * RoPE angles for position pos: cs[2i] = cos(theta_i), cs[2i+1] = sin(theta_i),
+ * theta_i = pos * base^(-2i/rope_dim) / ff[i] for i < rope_dim/2 (ff NULL:
+ * no divisor; Llama 3's rope_freqs otherwise, as ggml's freq_factors).
+ * cs holds rope_dim floats.
  */
-void ops_rope_angles(float *cs, uint32_t rope_dim, uint32_t pos, float base);
+void ops_rope_angles(float *cs, uint32_t rope_dim, uint32_t pos, float base, const float *ff);
 
 /**
- * Rotates adjacent pairs (x[2i], x[2i+1]) of each of n_heads heads of
- * head_dim floats by the angles cs (first rope_dim dims; the rest unchanged).
+ * Rotates each of n_heads heads of head_dim floats by the angles cs (first
+ * rope_dim dims; the rest unchanged). ROPE_NORM rotates adjacent pairs
+ * (x[2i], x[2i+1]), ROPE_NEOX the pairs (x[i], x[i + rope_dim/2]); angle i
+ * goes with pair i either way.
  */
 void ops_rope_apply(float *x, uint32_t n_heads, uint32_t head_dim, uint32_t rope_dim,
-		    const float *cs);
+		    const float *cs, enum rope_style style);
 
 /** In place: x = exp(x - max) / sum, sum in double. n >= 1. */
 void ops_softmax(float *x, size_t n);
 
 /** In place: g[i] = silu(g[i]) * u[i], silu(v) = v / (1 + exp(-v)). */
 void ops_swiglu(float *g, const float *u, size_t n);
+
+/**
+ * ggml's CPU GELU, the reference: tanh GELU 0.5 x (1 + tanh(sqrt(2/pi) x
+ * (1 + 0.044715 x^2))) evaluated in float on x rounded to IEEE half, the
+ * result rounded to half (ggml's GGML_GELU_FP16 table); 0 for x <= -10, x for
+ * x >= 10.
+ */
+float ops_gelu(float x);
+
+/** Number of entries of a GELU table: one per IEEE half bit pattern. */
+#define OPS_GELU_TABLE_LEN 65536u
+
+/** Fills tab[OPS_GELU_TABLE_LEN]: tab[h] = half of ops_gelu on the half h (ggml's table). */
+void ops_gelu_table(uint16_t *tab);
+
+/** In place: g[i] = gelu(g[i]) * u[i], gelu = ops_gelu through the table tab. */
+void ops_geglu(float *g, const float *u, size_t n, const uint16_t *tab);
+
+/** In place: x[i] = cap * tanh(x[i] / cap) (as ggml: scale by 1/cap, tanh, scale by cap). */
+void ops_softcap(float *x, size_t n, float cap);
 
 /**
  * Bytes of activation scratch ops_matmul needs for n_tok rows against w

@@ -863,8 +863,8 @@ test_rope(void)
 
 			for (int i = 0; i < H * D; i++)
 				x[i] = y[i] = rng_f();
-			ops_rope_angles(cs, rd, pos, 10000.0f);
-			ops_rope_apply(y, H, D, rd, cs);
+			ops_rope_angles(cs, rd, pos, 10000.0f, NULL);
+			ops_rope_apply(y, H, D, rd, cs, ROPE_NORM);
 			for (int h = 0; h < H; h++) {
 				for (uint32_t i = 0; i < D; i += 2) {
 					const float *a = x + h * D + i;

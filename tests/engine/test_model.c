@@ -1,9 +1,12 @@
 /*
  * test_model.c — model_load on every real model in the repository: the
  * hyperparameters and digests their READMEs state, the tensor types the
- * quantized variants are documented to hold, the tied-output fallback on a
- * generated model without output.weight, and refusals by name.
+ * quantized variants are documented to hold, what each architecture of
+ * models/archs binds (biases, fused views, windows, caps, rope factors), the
+ * tied-output fallback on a generated model without output.weight, and
+ * refusals by name (unused tensors, split models, per-architecture keys).
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +184,212 @@ test_name_and_sha_of_generated(void)
 	rmdir(dir);
 }
 
+/* A view of rows [r0, r0 + n) of the tensor that `whole` starts. */
+static void
+check_view(const struct tensor *t, const struct tensor *whole, uint64_t r0, uint64_t n)
+{
+	ASSERT(t->data == (const uint8_t *)whole->data + r0 * whole->row_size);
+	ASSERT_EQ(t->ne[1], n);
+	ASSERT_EQ(t->row_size, whole->row_size);
+}
+
+/* models/archs (README.md there): what each architecture's table entry binds. */
+static void
+test_arch_models(void)
+{
+	static const float ff_llama3[32] = {1, 1, 1, 1, 1,        1,        1,        1, 1, 1, 1,
+					    1, 1, 1, 1, 1.55341f, 2.69453f, 5.25733f, 8, 8, 8, 8,
+					    8, 8, 8, 8, 8,        8,        8,        8, 8, 8};
+	struct model m;
+	struct diag d = {{0}};
+
+	ASSERT_OK(model_load(&m, test_fixture("models/archs/llama3.gguf"), &d));
+	ASSERT_STREQ(m.hp.arch, "llama");
+	ASSERT_STREQ(m.sha256, "d00289fa2248c3fe5eb489616b57a58c3d3f4ecc1f384e3e05947fe91929f24b");
+	ASSERT_EQ(m.hp.n_ctx_train, 131072);
+	ASSERT_NEAR(m.hp.rope_base, 500000.0, 0);
+	ASSERT_EQ(m.hp.rope_style, ROPE_NORM);
+	ASSERT_EQ(m.hp.ffn_act, FFN_SILU);
+	ASSERT(m.rope_freqs.data != NULL);
+	ASSERT_EQ(m.rope_freqs.ne[0], 32);
+	for (int i = 0; i < 32; i++) {
+		float f;
+
+		memcpy(&f, (const float *)m.rope_freqs.data + i, sizeof(f));
+		ASSERT_NEAR(f, ff_llama3[i], 1e-5);
+	}
+	ASSERT(m.output.data != m.tok_embd.data);
+	ASSERT(m.layers[0].bq.data == NULL && m.layers[0].attn_post_norm.data == NULL);
+	ASSERT_EQ(m.layers[0].n_swa, 0);
+	ASSERT(m.hp.embd_scale == 1.0f && m.hp.attn_softcap == 0 && m.hp.final_softcap == 0);
+	model_free(&m);
+
+	/* the same graph end to end: 128256-token byte-level BPE vocabulary, Q8_0 tied embedding */
+	static const float ff_bpe[8] = {1, 1, 1, 1, 2.69453f, 8, 8, 8};
+	ASSERT_OK(model_load(&m, test_fixture("models/archs/llama3-bpe.gguf"), &d));
+	ASSERT_STREQ(m.hp.arch, "llama");
+	ASSERT_EQ(m.hp.n_vocab, 128256);
+	ASSERT_EQ(m.hp.rope_dim, 16);
+	ASSERT_EQ(m.tok_embd.type, GGML_TYPE_Q8_0);
+	ASSERT(m.output.data == m.tok_embd.data);
+	ASSERT_EQ(m.rope_freqs.ne[0], 8);
+	for (int i = 0; i < 8; i++) {
+		float f;
+
+		memcpy(&f, (const float *)m.rope_freqs.data + i, sizeof(f));
+		ASSERT_NEAR(f, ff_bpe[i], 1e-5);
+	}
+	model_free(&m);
+
+	ASSERT_OK(model_load(&m, test_fixture("models/archs/qwen2.gguf"), &d));
+	ASSERT_STREQ(m.hp.arch, "qwen2");
+	ASSERT_EQ(m.hp.n_ctx_train, 32768);
+	ASSERT_NEAR(m.hp.rope_base, 1e6, 0);
+	ASSERT_NEAR(m.hp.rms_eps, 1e-6, 1e-12);
+	ASSERT_EQ(m.hp.rope_style, ROPE_NEOX);
+	ASSERT(m.output.data == m.tok_embd.data); /* tied */
+	ASSERT(m.rope_freqs.data == NULL);
+	for (uint32_t l = 0; l < m.hp.n_layers; l++) {
+		check_tensor(&m.layers[l].bq, 256, 1);
+		check_tensor(&m.layers[l].bk, 128, 1);
+		check_tensor(&m.layers[l].bv, 128, 1);
+	}
+	model_free(&m);
+
+	ASSERT_OK(model_load(&m, test_fixture("models/archs/phi3.gguf"), &d));
+	ASSERT_STREQ(m.hp.arch, "phi3");
+	ASSERT_EQ(m.hp.rope_style, ROPE_NEOX);
+	for (uint32_t l = 0; l < m.hp.n_layers; l++) {
+		const struct model_layer *L = &m.layers[l];
+
+		/* attn_qkv rows q 0..255, k 256..383, v 384..511; ffn_up rows gate, then up */
+		check_tensor(&L->wq, 256, 256);
+		check_view(&L->wk, &L->wq, 256, 128);
+		check_view(&L->wv, &L->wq, 384, 128);
+		check_tensor(&L->ffn_gate, 256, 768);
+		check_view(&L->ffn_up, &L->ffn_gate, 768, 768);
+		ASSERT_EQ(L->n_swa, 2047);
+	}
+	model_free(&m);
+
+	ASSERT_OK(model_load(&m, test_fixture("models/archs/gemma2.gguf"), &d));
+	ASSERT_STREQ(m.hp.arch, "gemma2");
+	ASSERT_EQ(m.hp.n_layers, 26);
+	ASSERT_EQ(m.hp.n_embd, 32);
+	ASSERT_EQ(m.hp.head_dim, 256);
+	ASSERT_EQ(m.hp.rope_dim, 256);
+	ASSERT_EQ(m.hp.rope_style, ROPE_NEOX);
+	ASSERT_EQ(m.hp.ffn_act, FFN_GELU);
+	ASSERT_NEAR(m.hp.attn_scale, 1.0 / 16, 0);
+	ASSERT_NEAR(m.hp.embd_scale, sqrtf(32.0f), 0);
+	ASSERT_NEAR(m.hp.attn_softcap, 50, 0);
+	ASSERT_NEAR(m.hp.final_softcap, 30, 0);
+	ASSERT(m.output.data == m.tok_embd.data);
+	for (uint32_t l = 0; l < m.hp.n_layers; l++) {
+		const struct model_layer *L = &m.layers[l];
+
+		check_tensor(&L->wq, 32, 512);
+		check_tensor(&L->wk, 32, 256);
+		check_tensor(&L->wo, 512, 32);
+		check_tensor(&L->attn_post_norm, 32, 1);
+		check_tensor(&L->ffn_post_norm, 32, 1);
+		ASSERT_EQ(L->n_swa, l % 2 == 0 ? 4096 : 0);
+	}
+	model_free(&m);
+}
+
+/*
+ * Writes a copy of fixture rel to path with n bytes at `where` replaced: where
+ * is found on the loaded original (a tensor's data, a key's value) by `find`.
+ */
+typedef size_t (*find_fn)(const struct model *m);
+
+static void
+patched_copy(const char *rel, const char *path, find_fn find, const void *bytes, size_t n)
+{
+	struct model m;
+	struct diag d = {{0}};
+	struct gw w = {0};
+
+	ASSERT_OK(model_load(&m, test_fixture(rel), &d));
+	size_t at = find(&m);
+	ASSERT(at + n <= m.map.size);
+	gw_bytes(&w, m.map.base, m.map.size);
+	memcpy(w.buf + at, bytes, n);
+	model_free(&m);
+	ASSERT_OK(gw_write_file(&w, path));
+	gw_free(&w);
+}
+
+/* Byte offset of the value of the u32 metadata key `key` (after key, length and type). */
+static size_t
+kv_value_at(const struct model *m, const char *key)
+{
+	const struct gguf_kv *kv = gguf_find_kv(&m->gguf, key);
+
+	REQUIRE(kv != NULL && kv->type == GGUF_VT_UINT32);
+	return (size_t)kv->offset + 8 + strlen(key) + 4;
+}
+
+static size_t
+at_rope_factor_3(const struct model *m)
+{
+	return (size_t)((const uint8_t *)m->rope_freqs.data - (const uint8_t *)m->map.base) +
+	       3 * sizeof(float);
+}
+
+static size_t
+at_gemma2_blocks(const struct model *m)
+{
+	return kv_value_at(m, "gemma2.block_count");
+}
+
+static size_t
+at_phi3_window_key(const struct model *m)
+{
+	/* the key's last letter: phi3.attention.sliding_window -> ..._windoX */
+	return (size_t)gguf_find_kv(&m->gguf, "phi3.attention.sliding_window")->offset + 8 +
+	       strlen("phi3.attention.sliding_window") - 1;
+}
+
+static size_t
+at_gemma2_value_length(const struct model *m)
+{
+	return kv_value_at(m, "gemma2.attention.value_length");
+}
+
+/* What each architecture's metadata must say, on patched copies of models/archs. */
+static void
+test_arch_refusals(void)
+{
+	char dir[] = "/tmp/adainfer-model-XXXXXX", path[256];
+	struct model m;
+	struct diag d = {{0}};
+	float zero = 0.0f;
+	uint32_t v27 = 27, v128 = 128;
+
+	ASSERT(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/p.gguf", dir);
+	patched_copy("models/archs/llama3.gguf", path, at_rope_factor_3, &zero, sizeof(zero));
+	ASSERT_EQ(model_load(&m, path, &d), -EINVAL);
+	ASSERT_CONTAINS(d.msg, "'rope_freqs.weight': factor 3 is 0 (must be finite and > 0)");
+
+	patched_copy("models/archs/gemma2.gguf", path, at_gemma2_blocks, &v27, sizeof(v27));
+	ASSERT_EQ(model_load(&m, path, &d), -EINVAL);
+	ASSERT_CONTAINS(d.msg, "'gemma2.block_count' = 27");
+	ASSERT_CONTAINS(d.msg, "query scale is known for 26, 42 and 46 layers only");
+
+	patched_copy("models/archs/gemma2.gguf", path, at_gemma2_value_length, &v128, sizeof(v128));
+	ASSERT_EQ(model_load(&m, path, &d), -EINVAL);
+	ASSERT_CONTAINS(d.msg, "'gemma2.attention.value_length' = 128");
+
+	patched_copy("models/archs/phi3.gguf", path, at_phi3_window_key, "X", 1);
+	ASSERT_EQ(model_load(&m, path, &d), -EINVAL);
+	ASSERT_CONTAINS(d.msg, "metadata key 'phi3.attention.sliding_window' is missing");
+	unlink(path);
+	rmdir(dir);
+}
+
 static void
 test_refusals(void)
 {
@@ -191,7 +400,8 @@ test_refusals(void)
 
 	/* a vocabulary-only gpt2 file: refused by architecture, by name */
 	ASSERT_EQ(model_load(&m, test_fixture("tokenizer/ggml-vocab-gpt-2.gguf"), &d), -ENOTSUP);
-	ASSERT_CONTAINS(d.msg, "architecture 'gpt2' is not supported (only llama)");
+	ASSERT_CONTAINS(d.msg,
+			"architecture 'gpt2' is not supported (only llama, qwen2, phi3, gemma2)");
 	ASSERT_EQ(model_load(&m, "/nonexistent/model.gguf", &d), -ENOENT);
 	ASSERT_CONTAINS(d.msg, "/nonexistent/model.gguf");
 
@@ -201,7 +411,8 @@ test_refusals(void)
 	o.arch = "gpt2";
 	ASSERT_OK(gguf_writer_model(path, &o));
 	ASSERT_EQ(model_load(&m, path, &d), -ENOTSUP);
-	ASSERT_CONTAINS(d.msg, "architecture 'gpt2' is not supported (only llama)");
+	ASSERT_CONTAINS(d.msg,
+			"architecture 'gpt2' is not supported (only llama, qwen2, phi3, gemma2)");
 
 	gguf_writer_model_defaults(&o);
 	o.tokenizer = "bert";
@@ -244,9 +455,64 @@ test_refusals(void)
 	ASSERT_EQ(model_load(&m, path, &d), -EINVAL);
 	ASSERT_CONTAINS(d.msg, "'blk.0.attn_k.weight'");
 	ASSERT_CONTAINS(d.msg, "shape");
+
+	/* a tensor the architecture does not use is never ignored: llama has no biases */
+	const char *unused[] = {"blk.0.attn_q.bias", "blk.1.attn_unknown.weight",
+				"blk.2.attn_norm.weight", "rope_factors_long.weight"};
+	for (size_t i = 0; i < ARRAY_LEN(unused); i++) {
+		char want[128];
+
+		gguf_writer_model_defaults(&o);
+		o.extra_tensor = unused[i];
+		ASSERT_OK(gguf_writer_model(path, &o));
+		ASSERT_EQ(model_load(&m, path, &d), -ENOTSUP);
+		snprintf(want, sizeof(want), "tensor '%s' is not used by architecture 'llama'",
+			 unused[i]);
+		ASSERT_CONTAINS(d.msg, want);
+	}
+
+	/* metadata keys are the architecture's own: a qwen2 file with llama.* keys */
+	gguf_writer_model_defaults(&o);
+	o.arch = "qwen2";
+	ASSERT_OK(gguf_writer_model(path, &o));
+	ASSERT_EQ(model_load(&m, path, &d), -EINVAL);
+	ASSERT_CONTAINS(d.msg, "metadata key 'qwen2.block_count' is missing");
+	unlink(path);
+
+	/* split models: by llama-gguf-split's keys, or by its file names */
+	struct gw w = {0};
+
+	snprintf(path, sizeof(path), "%s/m.gguf", dir);
+	gw_u32(&w, GGUF_MAGIC);
+	gw_u32(&w, 3);
+	gw_u64(&w, 0); /* tensors: part 1 may hold some; none needed to refuse it */
+	gw_u64(&w, 3);
+	gw_kv_str(&w, "general.architecture", "llama");
+	gw_kv_u32(&w, "split.no", 0);
+	gw_kv_u32(&w, "split.count", 3);
+	ASSERT_OK(gw_write_file(&w, path));
+	gw_free(&w);
+	ASSERT_EQ(model_load(&m, path, &d), -ENOTSUP);
+	ASSERT_CONTAINS(d.msg, "m.gguf is part 1 of 3 of a split model");
+	ASSERT_CONTAINS(d.msg, "llama-gguf-split --merge");
+	unlink(path);
+
+	snprintf(path, sizeof(path), "%s/best-of-big-00002-of-00004.gguf", dir);
+	gguf_writer_model_defaults(&o);
+	ASSERT_OK(gguf_writer_model(path, &o));
+	ASSERT_EQ(model_load(&m, path, &d), -ENOTSUP);
+	ASSERT_CONTAINS(d.msg, "best-of-big-00002-of-00004.gguf is part 2 of 4 of a split model");
+	ASSERT_CONTAINS(d.msg, "llama-gguf-split --merge");
+	unlink(path);
+	/* one part of one is a whole model */
+	snprintf(path, sizeof(path), "%s/big-00001-of-00001.gguf", dir);
+	ASSERT_OK(gguf_writer_model(path, &o));
+	ASSERT_OK(model_load(&m, path, &d));
+	model_free(&m);
 	unlink(path);
 	rmdir(dir);
 }
 
-TEST_MAIN(TEST_CASE(test_fixture_models), TEST_CASE(test_name_and_sha_of_generated),
-	  TEST_CASE(test_refusals))
+TEST_MAIN(TEST_CASE(test_fixture_models), TEST_CASE(test_arch_models),
+	  TEST_CASE(test_name_and_sha_of_generated), TEST_CASE(test_refusals),
+	  TEST_CASE(test_arch_refusals))

@@ -360,7 +360,7 @@ gguf_writer_model_mem(struct gw *w, const struct gguf_writer_model_opts *o)
 	uint64_t shapes[9][2] = {{o->n_embd, 1},       {o->n_embd, q},       {o->n_embd, kv},
 				 {o->n_embd, kv},      {q, o->n_embd},       {o->n_embd, 1},
 				 {o->n_embd, o->n_ff}, {o->n_embd, o->n_ff}, {o->n_ff, o->n_embd}};
-	size_t nt = 0, max = 3 + 9 * (size_t)o->n_layers, off = 0, row;
+	size_t nt = 0, max = 4 + 9 * (size_t)o->n_layers, off = 0, row;
 	struct tdesc *td = calloc(max, sizeof(*td));
 	struct gw kvs = {0};
 	uint64_t n_kv = 0, rng = o->seed;
@@ -379,6 +379,8 @@ gguf_writer_model_mem(struct gw *w, const struct gguf_writer_model_opts *o)
 					shapes[i][1] == 1);
 		}
 	}
+	if (o->extra_tensor != NULL)
+		nt = add_tensor(td, nt, o, o->extra_tensor, o->n_embd, 1, true);
 
 #define KV(call) (call, n_kv++)
 	KV(gw_kv_str(&kvs, "general.architecture", o->arch));

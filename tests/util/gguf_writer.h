@@ -54,6 +54,7 @@ struct gguf_writer_model_opts {
 	uint32_t norm_type;           /* ggml type of the norm vectors (F32) */
 	const char *skip_tensor;      /* leave this tensor out */
 	const char *bad_shape_tensor; /* write this tensor with ne[1] one too large */
+	const char *extra_tensor;     /* also write this tensor: F32 [n_embd] norm-like values */
 	uint32_t version;             /* GGUF version, 3 */
 };
 
