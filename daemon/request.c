@@ -43,6 +43,13 @@ smodel_load(struct smodel **out, const char *path, const char *state_dir, struct
 		log_info("%s: hashed in %.2f s", path,
 			 (double)(t1.tv_sec - t0.tv_sec) +
 			     (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+	{
+		const struct gguf_kv *kv = gguf_find_kv(&sm->m.gguf, CHAT_TEMPLATE_KEY);
+
+		sm->has_chat_template = kv != NULL && kv->type == GGUF_VT_STRING;
+		if (sm->has_chat_template)
+			sm->chat_tmpl = chat_tmpl_detect(kv->v.s.ptr, (size_t)kv->v.s.len);
+	}
 	atomic_init(&sm->refs, 1);
 	*out = sm;
 	return 0;
