@@ -158,7 +158,8 @@ cli_read_prompt(const struct cli *cli, const char *cmd, const char *arg, char **
 		}
 		got = fread(b + n, 1, cap - n, stdin);
 		n += got;
-		if (got == 0)
+		/* feof: glibc's fread reads a terminal again after its Ctrl-D */
+		if (got == 0 || feof(stdin) || ferror(stdin))
 			break;
 	}
 	if (ferror(stdin))

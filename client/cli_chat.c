@@ -13,6 +13,7 @@
  * connection ends it with the exit status that failure maps to.
  */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +206,92 @@ chat_help(void)
 	       "Anything else is sent as your next message.\n");
 }
 
+/** Lines typed on standard input, read with read(2) so that a Ctrl-C is never missed. */
+struct lines {
+	char *b; /* owned: len bytes buffered, of which the first line is returned next */
+	size_t len, cap, taken;
+	bool eof;
+};
+
+/*
+ * Waits for standard input with SIGINT blocked except inside ppoll, so a
+ * Ctrl-C that comes just before the wait still ends it. Returns 1 when
+ * there is input, 0 on Ctrl-C, or -errno.
+ */
+static int
+wait_input(void)
+{
+	struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+	sigset_t block, orig;
+	int n, err;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigprocmask(SIG_BLOCK, &block, &orig);
+	n = interrupted ? 0 : ppoll(&p, 1, NULL, &orig);
+	err = errno;
+	sigprocmask(SIG_SETMASK, &orig, NULL);
+	if (n < 0 && err == EINTR)
+		return 0;
+	return n < 0 ? -err : n > 0;
+}
+
+/*
+ * The next line (without its newline, NUL-terminated, borrowed until the
+ * next call) in *line. Returns 1, 0 at the end of input, -EINTR on Ctrl-C
+ * (what was typed of the line is dropped), or -errno.
+ */
+static int
+read_line(struct lines *in, char **line, size_t *len)
+{
+	for (;;) {
+		char *nl;
+		ssize_t n;
+		int rc;
+
+		if (in->taken > 0) { /* drop the line returned last time */
+			memmove(in->b, in->b + in->taken, in->len - in->taken);
+			in->len -= in->taken;
+			in->taken = 0;
+		}
+		nl = in->len > 0 ? memchr(in->b, '\n', in->len) : NULL;
+		if (nl != NULL || (in->eof && in->len > 0)) {
+			size_t k = nl != NULL ? (size_t)(nl - in->b) : in->len;
+
+			in->taken = nl != NULL ? k + 1 : k;
+			in->b[k] = '\0';
+			*line = in->b;
+			*len = k;
+			return 1;
+		}
+		if (in->eof)
+			return 0;
+		if (in->cap - in->len < 4096) {
+			size_t cap = in->cap ? 2 * in->cap : 8192;
+			char *nb;
+
+			if (cap > (64u << 20) || (nb = realloc(in->b, cap)) == NULL)
+				return -ENOMEM;
+			in->b = nb;
+			in->cap = cap;
+		}
+		if ((rc = wait_input()) < 0)
+			return rc;
+		if (rc == 0) {
+			in->len = 0; /* the terminal drops the line being typed too */
+			return -EINTR;
+		}
+		n = read(STDIN_FILENO, in->b + in->len, in->cap - in->len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			in->eof = true;
+		in->len += (size_t)n;
+	}
+}
+
 /* The conversation loop. Returns the exit status of the session. */
 static int
 chat_loop(struct chat *ch)
@@ -212,8 +299,7 @@ chat_loop(struct chat *ch)
 	const char *model = adainfer_value_str(
 	    adainfer_value_get(adainfer_value_get(ch->g.info, "model"), "name"), NULL);
 	struct sigaction sa, old;
-	char *line = NULL;
-	size_t cap = 0;
+	struct lines in = {0};
 	int rc = 0;
 
 	memset(&sa, 0, sizeof(sa));
@@ -225,26 +311,29 @@ chat_loop(struct chat *ch)
 		"/help lists more\n",
 		model != NULL ? model : "the daemon's model");
 	for (;;) {
-		ssize_t len;
+		char *line = NULL;
+		size_t len = 0;
 		bool stopped;
 
 		interrupted = 0;
 		fputs("> ", stdout);
 		fflush(stdout);
-		errno = 0;
-		if ((len = getline(&line, &cap, stdin)) < 0) {
-			if (interrupted || errno == EINTR) { /* Ctrl-C at the prompt: a new line */
-				clearerr(stdin);
-				fputs("\n", stdout);
-				fprintf(stderr, "(Ctrl-D or /exit leaves)\n");
-				continue;
-			}
+		if ((rc = read_line(&in, &line, &len)) == -EINTR) { /* Ctrl-C at the prompt */
+			fputs("\n", stdout);
+			fprintf(stderr, "(Ctrl-D or /exit leaves)\n");
+			continue;
+		}
+		if (rc <= 0) {
 			fputs("\n", stdout); /* Ctrl-D: end the prompt's line */
+			rc = rc < 0 ? cli_fail(ch->cli, ch->cmd, "cannot read standard input: %s",
+					       strerror(-rc))
+				    : 0;
 			break;
 		}
-		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		rc = 0;
+		while (len > 0 && line[len - 1] == '\r')
 			line[--len] = '\0';
-		if (strspn(line, " \t") == (size_t)len)
+		if (strspn(line, " \t") == len)
 			continue;
 		if (strcmp(line, "/exit") == 0 || strcmp(line, "/quit") == 0 ||
 		    strcmp(line, "/bye") == 0)
@@ -262,7 +351,7 @@ chat_loop(struct chat *ch)
 			fprintf(stderr, "unknown command %s (/help lists them)\n", line);
 			continue;
 		}
-		if (conv_add(&ch->cv, "user", line, (size_t)len) < 0) {
+		if (conv_add(&ch->cv, "user", line, len) < 0) {
 			rc = cli_fail(ch->cli, ch->cmd, "out of memory");
 			break;
 		}
@@ -277,7 +366,7 @@ chat_loop(struct chat *ch)
 			break;
 	}
 	sigaction(SIGINT, &old, NULL);
-	free(line);
+	free(in.b);
 	return rc;
 }
 
