@@ -5,7 +5,8 @@
  * ($ADAINFERD, the bundled model, a temporary socket): calls, server
  * errors, the streaming callback (including one that stops a stream
  * early, after which the connection still serves), pipelining with
- * out-of-order collection, cancel, and raw non-UTF-8 bytes.
+ * out-of-order collection, cancel, raw non-UTF-8 bytes, and the chat
+ * helper's argument checks.
  */
 #include "test.h"
 
@@ -302,6 +303,28 @@ test_raw_bytes(void)
 	adainfer_free(c);
 }
 
+/* adainfer_chat_send refuses what cannot be a conversation before touching the socket. */
+static void
+test_chat_args(void)
+{
+	struct adainfer_client *c = adainfer_new();
+	struct adainfer_message conv[] = {{"user", "hi", 2}}, bad[] = {{"user", NULL, 0}};
+	struct adainfer_member om[] = {{"messages", adainfer_int(1)}};
+	struct adainfer_value opts = adainfer_map(om, 1), not_map = adainfer_int(3), *res = NULL;
+	uint32_t id;
+
+	ASSERT(c != NULL);
+	ASSERT_EQ(adainfer_chat_send(c, conv, 0, NULL, &id), -EINVAL);
+	ASSERT_EQ(adainfer_chat_send(c, NULL, 1, NULL, &id), -EINVAL);
+	ASSERT_EQ(adainfer_chat_send(c, bad, 1, NULL, &id), -EINVAL);
+	ASSERT_EQ(adainfer_chat_send(c, conv, 1, &opts, &id), -EINVAL);
+	ASSERT(strstr(adainfer_errmsg(c), "messages") != NULL);
+	ASSERT_EQ(adainfer_chat_send(c, conv, 1, &not_map, &id), -EINVAL);
+	ASSERT_EQ(adainfer_chat(c, conv, 1, NULL, &res, NULL, NULL), -ENOTCONN);
+	ASSERT(res == NULL);
+	adainfer_free(c);
+}
+
 static void
 test_setup(void)
 {
@@ -312,4 +335,4 @@ test_setup(void)
 
 TEST_MAIN(TEST_CASE(test_setup), TEST_CASE(test_errors), TEST_CASE(test_timeout),
 	  TEST_CASE(test_call), TEST_CASE(test_stream), TEST_CASE(test_pipeline_and_cancel),
-	  TEST_CASE(test_raw_bytes))
+	  TEST_CASE(test_raw_bytes), TEST_CASE(test_chat_args))
