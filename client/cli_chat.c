@@ -370,6 +370,26 @@ chat_loop(struct chat *ch)
 	return rc;
 }
 
+/*
+ * Without --template, the daemon needs a template of its own (info's
+ * model.chat_template: "" none, "unknown" not recognised; absent from older
+ * daemons, then the daemon decides). Returns 0 or a usage error saying what to give.
+ */
+static int
+check_template(struct chat *ch)
+{
+	const char *t = adainfer_value_str(
+	    adainfer_value_get(adainfer_value_get(ch->g.info, "model"), "chat_template"), NULL);
+
+	if (ch->template_name != NULL || t == NULL || (t[0] != '\0' && strcmp(t, "unknown") != 0))
+		return 0;
+	return cli_usage_error(ch->cli, ch->cmd,
+			       "the daemon's model has %s chat template: give --template NAME "
+			       "(chatml, llama3, llama2, mistral-v7, phi3, zephyr, gemma, ...) or "
+			       "set chat_template: NAME in the daemon's config",
+			       t[0] == '\0' ? "no" : "an unrecognised");
+}
+
 int
 cmd_chat(struct cli *cli, int argc, char **argv)
 {
@@ -407,6 +427,8 @@ cmd_chat(struct cli *cli, int argc, char **argv)
 	if (!ch.interactive && (rc = cli_read_prompt(cli, argv[0], arg, &q, &qlen)) != 0)
 		return rc;
 	if ((rc = gen_info(cli, argv[0], &ch.g)) != 0)
+		goto out;
+	if ((rc = check_template(&ch)) != 0)
 		goto out;
 	if (ch.system != NULL && conv_add(&ch.cv, "system", ch.system, strlen(ch.system)) < 0) {
 		rc = cli_fail(cli, argv[0], "out of memory");

@@ -703,7 +703,7 @@ adainfer_chat_send(struct adainfer_client *c, const struct adainfer_message *msg
 		return fail(c, -EINVAL, "chat options: NULL members");
 	for (size_t i = 0; i < n_opt; i++)
 		if (options->u.map.v[i].key == NULL ||
-		    strcmp(options->u.map.v[i].key, "messages") == 0)
+		    strcmp(options->u.map.v[i].key, PROTO_K_MESSAGES) == 0)
 			return fail(c, -EINVAL, "chat options: %s",
 				    options->u.map.v[i].key == NULL
 					? "NULL key"
@@ -719,16 +719,16 @@ adainfer_chat_send(struct adainfer_client *c, const struct adainfer_message *msg
 	members = (struct adainfer_member *)(items + n);
 	params_m = members + 2 * n;
 	for (size_t i = 0; i < n; i++) {
-		members[2 * i] = (struct adainfer_member){"role", adainfer_str(msgs[i].role)};
+		members[2 * i] = (struct adainfer_member){PROTO_K_ROLE, adainfer_str(msgs[i].role)};
 		members[2 * i + 1] = (struct adainfer_member){
-		    "content", adainfer_strn(msgs[i].content, msgs[i].content_len)};
+		    PROTO_K_CONTENT, adainfer_strn(msgs[i].content, msgs[i].content_len)};
 		items[i] = adainfer_map(&members[2 * i], 2);
 	}
 	for (size_t i = 0; i < n_opt; i++)
 		params_m[i] = options->u.map.v[i];
-	params_m[n_opt] = (struct adainfer_member){"messages", adainfer_array(items, n)};
+	params_m[n_opt] = (struct adainfer_member){PROTO_K_MESSAGES, adainfer_array(items, n)};
 	params = adainfer_map(params_m, n_opt + 1);
-	rc = send_request(c, "chat", &params, false, msgid);
+	rc = send_request(c, PROTO_M_CHAT, &params, false, msgid);
 	free(block);
 	return rc;
 }

@@ -304,6 +304,34 @@ def test_real_run_on_tty():
           "streamed %r vs --json %r" % (t.out, j["text"]))
 
 
+def test_real_chat():
+    """chat on the bundled model (no template of its own: --template chatml)."""
+    q = "Review: a gem of a film, warm and funny .\nSentiment:"
+    base = [CLIENT, "--socket", D.sock]
+    p = subprocess.run(base + ["--json", "chat", "--template", "chatml", q],
+                       capture_output=True, timeout=60)
+    check(p.returncode == 0, p)
+    j = json.loads(p.stdout)
+    check(j["stop_reason"] in ("eos", "context", "length") and j["n_prompt"] > 10, j)
+    p = subprocess.run(base + ["chat", "--template", "chatml", q], capture_output=True,
+                       timeout=60)
+    check(p.returncode == 0 and p.stdout == j["text"].encode() + b"\n", (p, j["text"]))
+    p = subprocess.run(base + ["chat", q], capture_output=True, timeout=60)
+    check(p.returncode == 2 and b"--template" in p.stderr and b"chat_template" in p.stderr, p)
+    # a conversation: the second question is sent after the first answer
+    t = Tty(["--socket", D.sock, "--json", "chat", "--template", "chatml", "--max-tokens",
+             "8", "--system", "Be brief."])
+    t.expect(b"> ")
+    t.type(b"Hello\n")
+    first = json.loads(t.expect(b"> ").split(b"\n", 1)[1])
+    t.type(b"And then?\n")
+    second = json.loads(t.expect(b"> ").split(b"\n", 1)[1])
+    t.type(b"\x04")
+    check(t.wait(60) == 0, "chat exit %r %r" % (t.rc, t.out[-300:]))
+    check(second["n_prompt"] > first["n_prompt"] + len(first["tokens"]),
+          "history sent: %d then %d prompt tokens" % (first["n_prompt"], second["n_prompt"]))
+
+
 def main():
     global D
     D = Daemon()
@@ -311,7 +339,7 @@ def main():
         return run_tests([(f.__name__, f) for f in [
             test_run_streams_as_tokens_come, test_run_not_streamed_on_a_pipe, test_stdin_hint,
             test_chat_interactive_history, test_chat_ctrl_c_cancels, test_chat_one_shot_options,
-            test_real_run_on_tty]])
+            test_real_run_on_tty, test_real_chat]])
     finally:
         D.cleanup()
 
