@@ -35,8 +35,9 @@ cli_command_help(const struct cli *cli, const char *name)
 {
 	const struct command *cmd = find_command(name);
 
-	printf("usage: %s [--socket PATH] [--json] [--timeout S] [--verbose] %s %s\n\n%s",
-	       cli->prog, cmd->name, cmd->args, cmd->help);
+	printf("usage: %s [GLOBAL OPTIONS] %s %s\n\n%sGlobal options (%s --help): --socket PATH, "
+	       "--json, --timeout S, --verbose.\n",
+	       cli->prog, cmd->name, cmd->args, cmd->help, cli->prog);
 	return CLI_EXIT_OK;
 }
 
@@ -368,7 +369,7 @@ cmd_reload(struct cli *cli, int argc, char **argv)
 static const struct command commands[] = {
     {"run", cmd_run, GEN_ARGS " [PROMPT|-]",
      "Completes PROMPT (or standard input for '-' or no argument; bytes sent as they are)\n"
-     "and prints the generated text. " GEN_HELP
+     "and prints the generated text.\n" GEN_HELP
      "With --json: the whole result, the exit layer of each token and the timings\n"
      "included.\n"},
     {"chat", cmd_chat, "[--system TEXT] [--template NAME] " GEN_ARGS " [QUESTION|-]",
@@ -378,7 +379,7 @@ static const struct command commands[] = {
      "standard input it is a conversation: each line typed after the '> ' prompt is\n"
      "sent with the whole conversation so far; /exit or Ctrl-D ends it, Ctrl-C stops\n"
      "the answer being written, /clear forgets the conversation, /help lists these.\n"
-     "Without QUESTION and no terminal, standard input is the question. " GEN_HELP},
+     "Without QUESTION and no terminal, standard input is the question.\n" GEN_HELP},
     {"trace", cmd_trace, "[--top K] [PROMPT|-]",
      "Runs PROMPT at full depth and prints one row per layer (layer, top-1 token id,\n"
      "top_prob, gap, token text), then the final layer's top K (default 10) by logit.\n"},
