@@ -358,6 +358,11 @@ chat_loop(struct chat *ch)
 		interrupted = 0;
 		rc = chat_turn(ch, &stopped);
 		if (rc == CLI_EXIT_SERVER) { /* refused: say so, drop the question, go on */
+			int code = adainfer_server_error(ch->cli->c, NULL);
+
+			if (code == ADAINFER_SERR_CONTEXT || code == ADAINFER_SERR_TOO_LARGE)
+				fprintf(stderr, "(the conversation no longer fits: /clear starts a "
+						"new one)\n");
 			conv_drop(&ch->cv, 1);
 			rc = 0;
 			continue;

@@ -183,6 +183,7 @@ def test_chat_interactive_history():
         t.expect(b"> ")
         t.type(b"refused\n")  # a server error: printed, the turn dropped, the session goes on
         t.expect(b"context")
+        t.expect(b"/clear starts a new one")
         t.expect(b"> ")
         t.type(b"again\n")
         t.expect(b"Answer two")
