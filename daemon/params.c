@@ -1,9 +1,10 @@
 /*
  * params.c — the parameters of the worker methods (complete, chat, trace,
  * tokenize, detokenize) checked and copied out of a request's map into a
- * struct req (chat's messages rendered with the chat template on the way), so nothing borrows from
- * the message once it is queued. Every refusal names the key; sizes are checked against the
- * request's snapshot limits before anything is allocated from them.
+ * struct req (chat's messages rendered with the chat template on the way),
+ * so nothing borrows from the message once it is queued. Every refusal
+ * names the key; sizes are checked against the request's snapshot limits
+ * before anything is allocated from them.
  */
 #include "params.h"
 

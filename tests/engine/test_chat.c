@@ -3,7 +3,8 @@
  * own cases (tests/fixtures/chat/llamacpp-chat-template.json: the inputs and
  * expected outputs of its tests/test-chat-template.cpp at c392e509), plus
  * the template markers of the popular small models, names, unknown
- * templates and odd bytes.
+ * templates and odd bytes; and phi-3's own GGUF template, recognised,
+ * rendered and tokenized with parse_special into its control tokens.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -11,6 +12,9 @@
 #include <string.h>
 
 #include "daemon/engine/chat.h"
+#include "daemon/engine/gguf.h"
+#include "daemon/engine/mapping.h"
+#include "daemon/engine/tokenizer.h"
 #include "test.h"
 
 #define MAX_MSGS 16
@@ -290,6 +294,74 @@ test_long(void)
 	free(out);
 }
 
+static int32_t
+find_token(const struct vocab *v, const char *text)
+{
+	for (uint32_t i = 0; i < v->n_tokens; i++)
+		if (strcmp(v->tokens[i].text, text) == 0)
+			return (int32_t)i;
+	return -1;
+}
+
+/* phi-3's vocabulary file carries its tokenizer.chat_template: recognised as phi3, and the
+ * rendering tokenized with parse_special has each marker as one control id, <|end|> ending
+ * generation; without parse_special none of them appears. */
+static void
+test_phi3_gguf(void)
+{
+	const struct chat_msg msgs[] = {{"system", 6, "Be brief.", 9},
+					{"user", 4, "Hello", 5},
+					{"assistant", 9, "Hi there", 8},
+					{"user", 4, "Who are you", 11}};
+	const char *path = test_fixture("tokenizer/ggml-vocab-phi-3.gguf");
+	struct mapping map;
+	struct gguf g;
+	struct vocab v;
+	struct diag d = {{0}};
+	const struct gguf_kv *kv;
+	int32_t ids[256], id_user, id_ass, id_sys, id_end;
+	long n, n_plain;
+	char *out = NULL;
+	size_t len;
+	int c_user = 0, c_ass = 0, c_sys = 0, c_end = 0;
+
+	ASSERT_OK(mapping_open(&map, path, &d));
+	ASSERT_OK(gguf_parse(&g, map.base, map.size, path, &d));
+	ASSERT_OK(tokenizer_init(&v, &g, &d));
+	kv = gguf_find_kv(&g, CHAT_TEMPLATE_KEY);
+	ASSERT(kv != NULL && kv->type == GGUF_VT_STRING);
+	ASSERT_EQ(chat_tmpl_detect(kv->v.s.ptr, (size_t)kv->v.s.len), CHAT_TMPL_PHI3);
+	ASSERT_OK(chat_render(CHAT_TMPL_PHI3, msgs, 4, true, &out, &len));
+	ASSERT_STREQ(out, "<|system|>\nBe brief.<|end|>\n<|user|>\nHello<|end|>\n<|assistant|>\nHi "
+			  "there<|end|>\n<|user|>\nWho are you<|end|>\n<|assistant|>\n");
+	id_user = find_token(&v, "<|user|>");
+	id_ass = find_token(&v, "<|assistant|>");
+	id_sys = find_token(&v, "<|system|>");
+	id_end = find_token(&v, "<|end|>");
+	ASSERT(id_user >= 0 && id_ass >= 0 && id_sys >= 0 && id_end >= 0);
+	n = tokenizer_encode(&v, out, len, true, true, ids, ARRAY_LEN(ids));
+	ASSERT(n > 0 && n <= (long)ARRAY_LEN(ids));
+	ASSERT_EQ(ids[0], v.bos_id);
+	for (long i = 0; i < n; i++) {
+		c_user += ids[i] == id_user;
+		c_ass += ids[i] == id_ass;
+		c_sys += ids[i] == id_sys;
+		c_end += ids[i] == id_end;
+	}
+	ASSERT(c_user == 2 && c_ass == 2 && c_sys == 1 && c_end == 4);
+	ASSERT(ids[n - 1] == id_ass || ids[n - 2] == id_ass); /* the generation prompt */
+	ASSERT(tokenizer_is_eog(&v, id_end));
+	ASSERT(!tokenizer_is_eog(&v, id_user) && !tokenizer_is_eog(&v, id_ass));
+	n_plain = tokenizer_encode(&v, out, len, true, false, ids, ARRAY_LEN(ids));
+	ASSERT(n_plain > n && n_plain <= (long)ARRAY_LEN(ids));
+	for (long i = 0; i < n_plain; i++)
+		ASSERT(ids[i] != id_user && ids[i] != id_end);
+	free(out);
+	tokenizer_deinit(&v);
+	gguf_deinit(&g);
+	mapping_close(&map);
+}
+
 TEST_MAIN(TEST_CASE(test_llamacpp_cases), TEST_CASE(test_system_only),
 	  TEST_CASE(test_popular_models), TEST_CASE(test_zephyr), TEST_CASE(test_names),
-	  TEST_CASE(test_bytes), TEST_CASE(test_long))
+	  TEST_CASE(test_bytes), TEST_CASE(test_long), TEST_CASE(test_phi3_gguf))
