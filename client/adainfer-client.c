@@ -1,8 +1,9 @@
 /*
- * adainfer-client.c — the command-line client of adainferd: global options,
- * the command table with each command's --help, and the one-request
- * commands (run, trace, tokenize, detokenize, info, stats, reload);
- * calibrate and eval live in cli_batch.c, output helpers in cli_out.c.
+ * adainfer-client.c — the command-line client of adainferd: the command
+ * table with each command's --help, main, and the one-request commands
+ * (trace, tokenize, detokenize, info, stats, reload); run is in cli_gen.c,
+ * chat in cli_chat.c, calibrate and eval in cli_batch.c, options in
+ * cli_args.c, output helpers in cli_out.c.
  *
  * Everything goes through libadainfer-client (no second protocol
  * implementation). Results go to stdout, errors as one line to stderr, and
@@ -20,9 +21,6 @@
 #include "cli.h"
 #include "config.h"
 
-/* Largest prompt read from standard input (the daemon limits messages to a few MiB). */
-#define CLI_STDIN_MAX (64 << 20)
-
 struct command {
 	const char *name;
 	int (*fn)(struct cli *cli, int argc, char **argv);
@@ -32,236 +30,15 @@ struct command {
 
 static const struct command *find_command(const char *name);
 
-static int
-parse_long(const char *s, long min, long max, long *out)
+int
+cli_command_help(const struct cli *cli, const char *name)
 {
-	char *end;
-	long v;
+	const struct command *cmd = find_command(name);
 
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static int
-parse_double(const char *s, double min, double max, double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno != 0 || end == s || *end != '\0' || !(v >= min && v <= max))
-		return -1;
-	*out = v;
-	return 0;
-}
-
-/* Prints a command's usage and help; returns 0. */
-static int
-command_help(const struct cli *cli, const struct command *cmd)
-{
-	printf("usage: %s [--socket PATH] [--json] [--timeout S] %s %s\n\n%s", cli->prog, cmd->name,
-	       cmd->args, cmd->help);
+	printf("usage: %s [GLOBAL OPTIONS] %s %s\n\n%sGlobal options (%s --help): --socket PATH, "
+	       "--json, --timeout S, --verbose.\n",
+	       cli->prog, cmd->name, cmd->args, cmd->help, cli->prog);
 	return CLI_EXIT_OK;
-}
-
-/* Bytes of a prompt: the argument, or all of stdin for "-" or no argument. */
-static int
-read_prompt(const struct cli *cli, const char *cmd, const char *arg, char **buf, size_t *len)
-{
-	size_t cap = 0, n = 0;
-	char *b = NULL;
-
-	*buf = NULL;
-	*len = 0;
-	if (arg != NULL && strcmp(arg, "-") != 0) {
-		*buf = strdup(arg);
-		*len = strlen(arg);
-		return *buf == NULL ? cli_fail(cli, cmd, "out of memory") : 0;
-	}
-	for (;;) {
-		size_t got;
-
-		if (n == cap) {
-			char *nb;
-
-			if (cap >= CLI_STDIN_MAX)
-				return free(b), cli_usage_error(
-						    cli, cmd, "standard input longer than %d bytes",
-						    CLI_STDIN_MAX);
-			cap = cap ? 2 * cap : 4096;
-			if ((nb = realloc(b, cap + 1)) == NULL)
-				return free(b), cli_fail(cli, cmd, "out of memory");
-			b = nb;
-		}
-		got = fread(b + n, 1, cap - n, stdin);
-		n += got;
-		if (got == 0)
-			break;
-	}
-	if (ferror(stdin))
-		return free(b),
-		       cli_fail(cli, cmd, "cannot read standard input: %s", strerror(errno));
-	b[n] = '\0';
-	*buf = b;
-	*len = n;
-	return 0;
-}
-
-/*
- * getopt_long over a command's own arguments. Returns the option, -1 at the
- * end, or '?' after printing a usage error (status in *rc).
- */
-static int
-next_opt(const struct cli *cli, int argc, char **argv, const char *shortopts,
-	 const struct option *longopts, int *rc)
-{
-	int o = getopt_long(argc, argv, shortopts, longopts, NULL);
-
-	if (o == '?' || o == ':') {
-		if (o == ':')
-			*rc = cli_usage_error(cli, argv[0], "option '%s' needs a value",
-					      argv[optind - 1]);
-		else
-			*rc =
-			    cli_usage_error(cli, argv[0], "unknown option '%s'", argv[optind - 1]);
-		return '?';
-	}
-	return o;
-}
-
-static void
-opt_reset(void)
-{
-	optind = 0; /* glibc: full re-initialisation, each command parses its own argv */
-	opterr = 0;
-}
-
-/* ---- run -------------------------------------------------------------------- */
-
-struct run_ctx {
-	bool print;
-	struct progress *bar;
-};
-
-static int
-on_token(void *arg, const char *method, const struct adainfer_value *params)
-{
-	struct run_ctx *r = arg;
-	const char *t;
-	size_t n;
-
-	if (strcmp(method, "token") != 0)
-		return 0;
-	if (r->print && (t = adainfer_value_str(adainfer_value_get(params, "text"), &n)) != NULL) {
-		fwrite(t, 1, n, stdout);
-		fflush(stdout);
-	}
-	if (r->bar != NULL)
-		progress_step(r->bar, 1);
-	return 0;
-}
-
-static int
-cmd_run(struct cli *cli, int argc, char **argv)
-{
-	static const struct option lo[] = {{"task", required_argument, NULL, 't'},
-					   {"max-tokens", required_argument, NULL, 'n'},
-					   {"full-depth", no_argument, NULL, 'f'},
-					   {"stream", no_argument, NULL, 's'},
-					   {"no-stream", no_argument, NULL, 'S'},
-					   {"help", no_argument, NULL, 'h'},
-					   {NULL, 0, NULL, 0}};
-	struct adainfer_member m[8];
-	struct adainfer_value params, *res = NULL;
-	const char *task = NULL;
-	long max_tokens = 1;
-	bool full = false;
-	int stream = -1, o, rc = 0;
-	size_t n = 0, plen;
-	char *prompt = NULL;
-	struct progress bar;
-	struct run_ctx rctx = {false, NULL};
-
-	opt_reset();
-	while ((o = next_opt(cli, argc, argv, "+:h", lo, &rc)) != -1) {
-		switch (o) {
-		case 't':
-			task = optarg;
-			break;
-		case 'n':
-			if (parse_long(optarg, 1, INT32_MAX, &max_tokens) < 0)
-				return cli_usage_error(
-				    cli, argv[0], "--max-tokens: '%s' is not a positive integer",
-				    optarg);
-			break;
-		case 'f':
-			full = true;
-			break;
-		case 's':
-			stream = 1;
-			break;
-		case 'S':
-			stream = 0;
-			break;
-		case 'h':
-			return command_help(cli, find_command(argv[0]));
-		default:
-			return rc;
-		}
-	}
-	if (argc - optind > 1)
-		return cli_usage_error(cli, argv[0], "one prompt expected, got %d arguments",
-				       argc - optind);
-	if (stream < 0)
-		stream = !cli->json && isatty(STDOUT_FILENO);
-	if (cli->json)
-		stream = 0; /* the JSON object is the whole output */
-	if ((rc = read_prompt(cli, argv[0], optind < argc ? argv[optind] : NULL, &prompt, &plen)))
-		return rc;
-	if ((rc = cli_connect(cli, argv[0])) != 0)
-		goto out;
-	m[n++] = (struct adainfer_member){"prompt", adainfer_strn(prompt, plen)};
-	if (task != NULL)
-		m[n++] = (struct adainfer_member){"task", adainfer_str(task)};
-	m[n++] = (struct adainfer_member){"max_tokens", adainfer_int(max_tokens)};
-	if (full)
-		m[n++] = (struct adainfer_member){"full_depth", adainfer_bool(true)};
-	rctx.print = stream;
-	if (cli->progress && !stream && max_tokens > 1) { /* a long generation: show the count */
-		progress_init(&bar, cli, "tokens", (uint64_t)max_tokens);
-		rctx.bar = &bar;
-	}
-	if (stream || rctx.bar != NULL)
-		m[n++] = (struct adainfer_member){"stream", adainfer_bool(true)};
-	params = adainfer_map(m, n);
-	rc = adainfer_call(cli->c, "complete", &params, &res, on_token, &rctx);
-	if (rctx.bar != NULL)
-		progress_end(&bar);
-	if (rc < 0) {
-		if (stream)
-			fputc('\n', stdout);
-		rc = cli_lib_error(cli, argv[0], rc);
-		goto out;
-	}
-	if (cli->json) {
-		rc = cli_json_print_value(cli, res);
-	} else {
-		const char *t = adainfer_value_str(adainfer_value_get(res, "text"), &n);
-
-		if (!stream && t != NULL)
-			fwrite(t, 1, n, stdout);
-		fputc('\n', stdout);
-		rc = fflush(stdout) == EOF ? cli_fail(cli, argv[0], "cannot write output") : 0;
-	}
-out:
-	adainfer_value_free(res);
-	free(prompt);
-	return rc;
 }
 
 /* ---- trace, tokenize, detokenize ------------------------------------------------ */
@@ -270,7 +47,6 @@ static int
 cmd_trace(struct cli *cli, int argc, char **argv)
 {
 	static const struct option lo[] = {{"top", required_argument, NULL, 'k'},
-					   {"help", no_argument, NULL, 'h'},
 					   {NULL, 0, NULL, 0}};
 	struct adainfer_value params, *res = NULL;
 	const struct adainfer_value *layers, *top;
@@ -279,20 +55,21 @@ cmd_trace(struct cli *cli, int argc, char **argv)
 	size_t plen;
 	char *prompt = NULL;
 
-	opt_reset();
-	while ((o = next_opt(cli, argc, argv, "+:h", lo, &rc)) != -1) {
+	cli_opt_reset();
+	while ((o = cli_getopt(cli, argc, argv, lo, &rc)) != -1) {
 		if (o == 'h')
-			return command_help(cli, find_command(argv[0]));
+			return cli_command_help(cli, argv[0]);
 		if (o != 'k')
 			return rc;
-		if (parse_long(optarg, 1, 100, &k) < 0)
+		if (cli_parse_long(optarg, 1, 100, &k) < 0)
 			return cli_usage_error(cli, argv[0], "--top: '%s' is not in 1..100",
 					       optarg);
 	}
 	if (argc - optind > 1)
 		return cli_usage_error(cli, argv[0], "one prompt expected, got %d arguments",
 				       argc - optind);
-	if ((rc = read_prompt(cli, argv[0], optind < argc ? argv[optind] : NULL, &prompt, &plen)))
+	if ((rc = cli_read_prompt(cli, argv[0], optind < argc ? argv[optind] : NULL, &prompt,
+				  &plen)))
 		return rc;
 	if ((rc = cli_connect(cli, argv[0])) != 0)
 		goto out;
@@ -345,14 +122,13 @@ out:
 
 /* Commands whose only option is --help; returns -1 to go on, else a status. */
 static int
-help_only(const struct cli *cli, int argc, char **argv)
+help_only(struct cli *cli, int argc, char **argv)
 {
-	static const struct option lo[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	int o, rc = 0;
 
-	opt_reset();
-	while ((o = next_opt(cli, argc, argv, "+:h", lo, &rc)) != -1)
-		return o == 'h' ? command_help(cli, find_command(argv[0])) : rc;
+	cli_opt_reset();
+	while ((o = cli_getopt(cli, argc, argv, NULL, &rc)) != -1)
+		return o == 'h' ? cli_command_help(cli, argv[0]) : rc;
 	return -1;
 }
 
@@ -370,7 +146,7 @@ cmd_tokenize(struct cli *cli, int argc, char **argv)
 	if (argc - optind > 1)
 		return cli_usage_error(cli, argv[0], "one text expected, got %d arguments",
 				       argc - optind);
-	if ((rc = read_prompt(cli, argv[0], optind < argc ? argv[optind] : NULL, &text, &plen)))
+	if ((rc = cli_read_prompt(cli, argv[0], optind < argc ? argv[optind] : NULL, &text, &plen)))
 		return rc;
 	if ((rc = cli_connect(cli, argv[0])) != 0)
 		goto out;
@@ -413,7 +189,7 @@ cmd_detokenize(struct cli *cli, int argc, char **argv)
 	for (int i = optind; i < argc; i++) {
 		long v;
 
-		if (parse_long(argv[i], 0, INT32_MAX, &v) < 0) {
+		if (cli_parse_long(argv[i], 0, INT32_MAX, &v) < 0) {
 			free(ids);
 			return cli_usage_error(cli, argv[0], "'%s' is not a token id", argv[i]);
 		}
@@ -576,14 +352,34 @@ cmd_reload(struct cli *cli, int argc, char **argv)
 
 /* ---- the command table and main --------------------------------------------------------- */
 
+#define GEN_ARGS                                                                                   \
+	"[--task T] [--max-tokens N] [--temperature T] [--top-p P]\n"                              \
+	"          [--seed N] [--stop TEXT]... [--full-depth] [--stream|--no-stream]"
+#define GEN_HELP                                                                                   \
+	"Generation goes on until the model's end-of-generation token, a --stop text\n"            \
+	"(repeatable, up to 16; kept in the output) or --max-tokens N tokens (default:\n"          \
+	"the daemon's limits.max_tokens, see info). --temperature T samples (0, the\n"             \
+	"default, is greedy), --top-p P keeps the smallest set of tokens of probability\n"         \
+	"P (default 1), --seed N fixes the sampling. --task names the stopping profile\n"          \
+	"(none: every layer runs); --full-depth runs every layer even with a task.\n"              \
+	"Text is printed as it comes when standard output is a terminal (--stream,\n"              \
+	"--no-stream force it). --verbose adds, on standard error, prompt and\n"                   \
+	"generation tokens/s and the layers run and skipped.\n"
+
 static const struct command commands[] = {
-    {"run", cmd_run, "[--task T] [--max-tokens N] [--full-depth] [--stream|--no-stream] [PROMPT|-]",
+    {"run", cmd_run, GEN_ARGS " [PROMPT|-]",
      "Completes PROMPT (or standard input for '-' or no argument; bytes sent as they are)\n"
-     "and prints the generated text. --task names the stopping profile (none: every\n"
-     "layer runs); --max-tokens N tokens to generate (default 1); --full-depth runs\n"
-     "every layer even with a task; --stream prints tokens as they arrive (the default\n"
-     "when standard output is a terminal). With --json: the whole result, the exit\n"
-     "layer of each token and the timings included.\n"},
+     "and prints the generated text.\n" GEN_HELP
+     "With --json: the whole result, the exit layer of each token and the timings\n"
+     "included.\n"},
+    {"chat", cmd_chat, "[--system TEXT] [--template NAME] " GEN_ARGS " [QUESTION|-]",
+     "Asks the model QUESTION as a chat (the model's chat template, or --template NAME:\n"
+     "chatml, llama3, llama2, mistral-v7, phi3, zephyr, gemma, ...) after the --system\n"
+     "TEXT message, and prints the answer. Without QUESTION and with a terminal on\n"
+     "standard input it is a conversation: each line typed after the '> ' prompt is\n"
+     "sent with the whole conversation so far; /exit or Ctrl-D ends it, Ctrl-C stops\n"
+     "the answer being written, /clear forgets the conversation, /help lists these.\n"
+     "Without QUESTION and no terminal, standard input is the question.\n" GEN_HELP},
     {"trace", cmd_trace, "[--top K] [PROMPT|-]",
      "Runs PROMPT at full depth and prints one row per layer (layer, top-1 token id,\n"
      "top_prob, gap, token text), then the final layer's top K (default 10) by logit.\n"},
@@ -634,12 +430,15 @@ static void
 usage(const struct cli *cli, FILE *f)
 {
 	fprintf(f,
-		"usage: %s [--socket PATH] [--json] [--timeout S] COMMAND [ARGS]\n"
+		"usage: %s [--socket PATH] [--json] [--timeout S] [--verbose] COMMAND [ARGS]\n"
 		"       %s COMMAND --help\n\n"
 		"Talks to adainferd on PATH (default: $ADAINFER_SOCKET, else %s).\n"
-		"  --json       print results as one JSON object\n"
-		"  --timeout S  give up waiting for the daemon after S seconds (0: never, the "
-		"default)\n\ncommands:\n",
+		"  --json        print results, and errors on standard error, as one JSON object\n"
+		"  --timeout S   give up waiting for the daemon after S seconds (0: never, the "
+		"default)\n"
+		"  -v, --verbose report speeds and layers of a generation on standard error\n"
+		"These options may also follow the command (run --socket PATH ...).\n\n"
+		"commands:\n",
 		cli->prog, cli->prog, ADAINFERD_SOCK);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].args);
@@ -648,64 +447,66 @@ usage(const struct cli *cli, FILE *f)
 		   "file error)\n");
 }
 
+/* --json before "--" anywhere: errors found while reading the options are JSON too. */
+static bool
+wants_json(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "--json") == 0)
+			return true;
+	return false;
+}
+
 int
 main(int argc, char **argv)
 {
+	static const struct option lo[] = {{"socket", required_argument, NULL, CLI_O_SOCKET},
+					   {"timeout", required_argument, NULL, CLI_O_TIMEOUT},
+					   {"json", no_argument, NULL, CLI_O_JSON},
+					   {"verbose", no_argument, NULL, CLI_O_VERBOSE},
+					   {"help", no_argument, NULL, 'h'},
+					   {"version", no_argument, NULL, 'V'},
+					   {NULL, 0, NULL, 0}};
 	struct cli cli = {.prog = "adainfer-client"};
 	const struct command *cmd;
-	const char *socket_opt = NULL;
-	int i, rc;
+	int o, rc;
 
-	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
-		const char *a = argv[i], *val = NULL;
-		double t;
-
-		if (strcmp(a, "--json") == 0) {
-			cli.json = true;
-		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+	cli.json = wants_json(argc, argv);
+	cli.socket = adainfer_default_socket();
+	cli_opt_reset();
+	/* '+': the global options end at the command, which parses the rest itself. */
+	while ((o = getopt_long(argc, argv, "+:hv", lo, NULL)) != -1) {
+		switch (o) {
+		case 'h':
 			usage(&cli, stdout);
 			return CLI_EXIT_OK;
-		} else if (strcmp(a, "--version") == 0) {
+		case 'V':
 			printf("adainfer-client %s\n", ADAINFER_VERSION);
 			return CLI_EXIT_OK;
-		} else if (strncmp(a, "--socket", 8) == 0 || strncmp(a, "--timeout", 9) == 0) {
-			bool is_sock = a[2] == 's';
-			size_t k = is_sock ? 8 : 9;
-
-			if (a[k] == '=')
-				val = a + k + 1;
-			else if (a[k] == '\0' && i + 1 < argc)
-				val = argv[++i];
-			else if (a[k] == '\0')
-				return cli_usage_error(&cli, NULL, "option '%s' needs a value", a);
-			else
-				return cli_usage_error(&cli, NULL, "unknown option '%s'", a);
-			if (is_sock) {
-				if (val[0] == '\0')
-					return cli_usage_error(&cli, NULL, "--socket: empty path");
-				socket_opt = val;
-			} else if (parse_double(val, 0, 86400 * 365, &t) < 0) {
-				return cli_usage_error(
-				    &cli, NULL, "--timeout: '%s' is not a number of seconds", val);
-			} else {
-				cli.timeout_ms = t > 0 && t < 0.001 ? 1 : (int)(t * 1000);
-			}
-		} else {
-			return cli_usage_error(&cli, NULL, "unknown option '%s'", a);
+		case 'v':
+			cli.verbose = true;
+			break;
+		case ':':
+			return cli_usage_error(&cli, NULL, "option '%s' needs a value",
+					       argv[optind - 1]);
+		case '?':
+			return cli_usage_error(&cli, NULL, "unknown option '%s'", argv[optind - 1]);
+		default:
+			if ((rc = cli_global_opt(&cli, NULL, o, optarg)) != 0)
+				return rc;
 		}
 	}
-	if (i >= argc)
+	if (optind >= argc)
 		return cli_usage_error(&cli, NULL, "no command given");
-	if ((cmd = find_command(argv[i])) == NULL)
-		return cli_usage_error(&cli, NULL, "unknown command '%s'", argv[i]);
-	cli.socket = socket_opt != NULL ? socket_opt : adainfer_default_socket();
+	if ((cmd = find_command(argv[optind])) == NULL)
+		return cli_usage_error(&cli, NULL, "unknown command '%s'", argv[optind]);
 	cli.progress = isatty(STDERR_FILENO);
 	if ((cli.c = adainfer_new()) == NULL) {
 		fprintf(stderr, "%s: out of memory\n", cli.prog);
 		return CLI_EXIT_FAIL;
 	}
 	adainfer_set_timeout(cli.c, cli.timeout_ms);
-	rc = cmd->fn(&cli, argc - i, argv + i);
+	rc = cmd->fn(&cli, argc - optind, argv + optind);
 	adainfer_free(cli.c);
 	return rc;
 }

@@ -5,7 +5,8 @@
  * adainfer-protocol(7) for the methods and their parameters). This library
  * hides the framing: connect, call a method with a parameter map, get the
  * result back as a tree of struct adainfer_value, optionally receive the
- * streamed "token" notifications through a callback, cancel, close.
+ * streamed "token" notifications through a callback, cancel, close;
+ * adainfer_chat() sends a conversation to the "chat" method.
  *
  *   struct adainfer_client *c = adainfer_new();
  *   struct adainfer_member m[] = {
@@ -299,11 +300,67 @@ ADAINFER_API int adainfer_call(struct adainfer_client *c, const char *method,
 
 /**
  * Asks the daemon to cancel the pending request msgid and waits for the
- * answer to that ask. Returns 1 when the request was cancelled (waiting for
- * it will return -ECANCELED), 0 when it had already finished (its result
- * stays to be collected), or a negative code. msgid stays pending either way.
+ * answer to that ask (notifications arriving meanwhile are dropped).
+ * Returns 1 when the request was cancelled (waiting for it will return
+ * ADAINFER_ESERVER with ADAINFER_SERR_CANCELLED), 0 when it had already
+ * finished (its result stays to be collected), or a negative code. msgid
+ * stays pending either way.
  */
 ADAINFER_API int adainfer_cancel(struct adainfer_client *c, uint32_t msgid);
+
+/* ---- chat -------------------------------------------------------------------------
+ * The "chat" method: the daemon renders a conversation with the model's chat
+ * template (or the one named by a "template" option), generates the
+ * assistant's answer and returns complete's result map (text, tokens,
+ * exit_layers, stop_reason, timings, ...), streaming "token" notifications
+ * when the "stream" option is true. Generation ends at the model's
+ * end-of-generation token, which is never part of the text.
+ *
+ *   struct adainfer_message conv[] = {
+ *           {"system", "Answer briefly.", 15},
+ *           {"user", "What is the capital of France?", 30},
+ *   };
+ *   struct adainfer_member o[] = {{"max_tokens", adainfer_int(64)}};
+ *   struct adainfer_value opts = adainfer_map(o, 1), *res = NULL;
+ *
+ *   if (adainfer_chat(c, conv, 2, &opts, &res, NULL, NULL) == 0)
+ *           puts(adainfer_value_str(adainfer_value_get(res, "text"), NULL));
+ *   adainfer_value_free(res);
+ */
+
+/**
+ * One message of a conversation: role "system", "user" or "assistant"
+ * (NUL-terminated), content the content_len bytes of its text (UTF-8 or
+ * not). The library only reads it.
+ */
+struct adainfer_message {
+	const char *role;
+	const char *content;
+	size_t content_len;
+};
+
+/**
+ * Sends a "chat" request without waiting: the conversation msgs[0..n) as
+ * its messages, plus the members of options (NULL, or a MAP of chat's other
+ * parameters: task, max_tokens, stop, temperature, top_p, seed, stream,
+ * template, ...; see adainfer-protocol(7)). *msgid (when not NULL) receives
+ * its message id, to wait for with adainfer_wait() or cancel with
+ * adainfer_cancel(). Returns as adainfer_send(), and -EINVAL when n is 0, a
+ * role or content is NULL, or options is not a map or holds "messages".
+ */
+ADAINFER_API int adainfer_chat_send(struct adainfer_client *c, const struct adainfer_message *msgs,
+				    size_t n, const struct adainfer_value *options,
+				    uint32_t *msgid);
+
+/**
+ * adainfer_chat_send() then adainfer_wait(): one blocking call; cb receives
+ * the "token" notifications (with the "stream" option) and may stop the
+ * answer as for adainfer_wait(). Returns as adainfer_wait(); *result is
+ * complete's result map (free with adainfer_value_free).
+ */
+ADAINFER_API int adainfer_chat(struct adainfer_client *c, const struct adainfer_message *msgs,
+			       size_t n, const struct adainfer_value *options,
+			       struct adainfer_value **result, adainfer_notify_fn cb, void *arg);
 
 /**
  * After ADAINFER_ESERVER: the daemon's error code (enum adainfer_server_err)

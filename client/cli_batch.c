@@ -429,11 +429,10 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
 					   {"help", no_argument, NULL, 'h'},
 					   {NULL, 0, NULL, 0}};
 	enum exitclf_kind kk;
-	int o, rc;
+	int o, rc = 0;
 
-	optind = 0;
-	opterr = 0;
-	while ((o = getopt_long(argc, argv, "+:h", lo, NULL)) != -1) {
+	cli_opt_reset();
+	while ((o = cli_getopt(cli, argc, argv, lo, &rc)) != -1) {
 		char *end = NULL;
 
 		switch (o) {
@@ -487,9 +486,8 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
 			    "[--check-cost C]\n  [--features auto|NAME,...]\n(see %s --help)\n",
 			    cli->prog, cli->prog);
 			return CLI_EXIT_OK;
-		default:
-			return cli_usage_error(cli, argv[0], "unknown option or missing value '%s'",
-					       argv[optind - 1]);
+		default: /* '?': cli_getopt has said why */
+			return rc;
 		}
 	}
 	if ((rc = batch_check_args(b, optind, argc, argv)) != 0)

@@ -308,9 +308,8 @@ cmd_eval(struct cli *cli, int argc, char **argv)
 	uint32_t *idx = NULL, k = 0;
 	int o, rc = 0, repeat = 1;
 
-	optind = 0;
-	opterr = 0;
-	while ((o = getopt_long(argc, argv, "+:h", lo, NULL)) != -1) {
+	cli_opt_reset();
+	while ((o = cli_getopt(cli, argc, argv, lo, &rc)) != -1) {
 		if (o == 't')
 			b.task = optarg;
 		else if (o == 'd')
@@ -332,9 +331,8 @@ cmd_eval(struct cli *cli, int argc, char **argv)
 			       "--help)\n",
 			       cli->prog, cli->prog);
 			return CLI_EXIT_OK;
-		} else
-			return cli_usage_error(cli, argv[0], "unknown option or missing value '%s'",
-					       argv[optind - 1]);
+		} else /* '?': cli_getopt has said why */
+			return rc;
 	}
 	if ((rc = batch_check_args(&b, optind, argc, argv)) != 0)
 		return rc;

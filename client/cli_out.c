@@ -18,17 +18,61 @@
 
 /* ---- errors ---------------------------------------------------------------- */
 
+/*
+ * The one place an error is written: a line "adainfer-client: CMD: text",
+ * or with --json one object on stderr (see cli.h). code < 0: none (null).
+ */
+static void
+emit_error(const struct cli *cli, const char *cmd, int status, const char *name, int code,
+	   const char *text)
+{
+	json_t *j, *e;
+	char *s;
+
+	if (!cli->json) {
+		fprintf(stderr, "%s: %s%s%s\n", cli->prog, cmd != NULL ? cmd : "",
+			cmd != NULL ? ": " : "", text);
+		return;
+	}
+	e = json_pack("{s:o, s:i, s:s, s:o, s:o}", "command",
+		      cmd != NULL ? json_string(cmd) : json_null(), "status", status, "name", name,
+		      "code", code >= 0 ? json_integer(code) : json_null(), "message",
+		      cli_json_text(text, strlen(text)));
+	j = e != NULL ? json_pack("{s:o}", "error", e) : NULL;
+	s = j != NULL ? json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+	if (s != NULL)
+		fprintf(stderr, "%s\n", s);
+	else /* out of memory: still one line */
+		fprintf(stderr, "%s: %s\n", cli->prog, text);
+	free(s);
+	json_decref(j);
+}
+
+__attribute__((format(printf, 6, 0))) static void
+verror(const struct cli *cli, const char *cmd, int status, const char *name, const char *suffix,
+       const char *fmt, va_list ap)
+{
+	char buf[1024];
+	size_t n;
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = strlen(buf);
+	if (suffix != NULL && !cli->json)
+		snprintf(buf + n, sizeof(buf) - n, "%s", suffix);
+	emit_error(cli, cmd, status, name, -1, buf);
+}
+
 int
 cli_usage_error(const struct cli *cli, const char *cmd, const char *fmt, ...)
 {
+	char suffix[96];
 	va_list ap;
 
-	fprintf(stderr, "%s: %s%s", cli->prog, cmd != NULL ? cmd : "", cmd != NULL ? ": " : "");
+	snprintf(suffix, sizeof(suffix), " (see %s%s%s --help)", cli->prog, cmd != NULL ? " " : "",
+		 cmd != NULL ? cmd : "");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	verror(cli, cmd, CLI_EXIT_USAGE, "usage", suffix, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, " (see %s%s%s --help)\n", cli->prog, cmd != NULL ? " " : "",
-		cmd != NULL ? cmd : "");
 	return CLI_EXIT_USAGE;
 }
 
@@ -37,53 +81,62 @@ cli_fail(const struct cli *cli, const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "%s: %s: ", cli->prog, cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	verror(cli, cmd, CLI_EXIT_FAIL, "failure", NULL, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	return CLI_EXIT_FAIL;
 }
 
 int
 cli_lib_error(const struct cli *cli, const char *cmd, int rc)
 {
-	const char *name = NULL;
-	int code;
+	char buf[1024];
 
 	if (rc == ADAINFER_ESERVER) {
-		code = adainfer_server_error(cli->c, &name);
-		/* errmsg is "name: message" */
-		(void)name;
-		fprintf(stderr, "%s: %s: server error %d %s\n", cli->prog, cmd, code,
-			adainfer_errmsg(cli->c));
+		const char *name = NULL, *msg = adainfer_errmsg(cli->c);
+		int code = adainfer_server_error(cli->c, &name);
+		size_t nl = strlen(name);
+
+		if (cli->json) { /* errmsg is "name: message": the message alone */
+			if (nl > 0 && strncmp(msg, name, nl) == 0 &&
+			    strncmp(msg + nl, ": ", 2) == 0)
+				msg += nl + 2;
+			emit_error(cli, cmd, CLI_EXIT_SERVER, nl > 0 ? name : "server", code, msg);
+		} else {
+			snprintf(buf, sizeof(buf), "server error %d %s", code, msg);
+			emit_error(cli, cmd, CLI_EXIT_SERVER, name, code, buf);
+		}
 		return CLI_EXIT_SERVER;
 	}
 	if (rc == -ETIMEDOUT) {
-		fprintf(stderr, "%s: %s: timeout: no answer from %s within %.3g s (--timeout)\n",
-			cli->prog, cmd, cli->socket, cli->timeout_ms / 1000.0);
+		snprintf(buf, sizeof(buf), "timeout: no answer from %s within %.3g s (--timeout)",
+			 cli->socket, cli->timeout_ms / 1000.0);
+		emit_error(cli, cmd, CLI_EXIT_TIMEOUT, "timeout", -1, buf);
 		return CLI_EXIT_TIMEOUT;
 	}
-	fprintf(stderr, "%s: %s: %s (%s)\n", cli->prog, cmd, adainfer_errmsg(cli->c),
-		adainfer_strerror(rc));
+	snprintf(buf, sizeof(buf), "%s (%s)", adainfer_errmsg(cli->c), adainfer_strerror(rc));
+	emit_error(cli, cmd, CLI_EXIT_FAIL, "failure", -1, buf);
 	return CLI_EXIT_FAIL;
 }
 
 int
 cli_connect(struct cli *cli, const char *cmd)
 {
+	char buf[1024];
 	int rc;
 
 	if (adainfer_fd(cli->c) >= 0)
 		return 0;
+	adainfer_set_timeout(cli->c, cli->timeout_ms);
 	if ((rc = adainfer_connect(cli->c, cli->socket)) == 0)
 		return 0;
 	if (rc == -ETIMEDOUT)
 		return cli_lib_error(cli, cmd, rc);
-	fprintf(stderr,
-		"%s: %s: cannot connect to %s: %s; is adainferd running and may this user "
-		"open the socket? (--socket or ADAINFER_SOCKET name another)\n",
-		cli->prog, cmd, cli->socket, adainfer_strerror(rc));
+	snprintf(buf, sizeof(buf),
+		 "cannot connect to %s: %s; is adainferd running and may this user open the "
+		 "socket? (--socket or ADAINFER_SOCKET name another)",
+		 cli->socket, adainfer_strerror(rc));
+	emit_error(cli, cmd, CLI_EXIT_CONNECT, "connect", -1, buf);
 	return CLI_EXIT_CONNECT;
 }
 

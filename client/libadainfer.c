@@ -678,3 +678,72 @@ adainfer_cancel(struct adainfer_client *c, uint32_t msgid)
 	adainfer_value_free(res);
 	return rc;
 }
+
+/* ---- chat ------------------------------------------------------------------------ */
+
+/* Conversations longer than this are refused before any allocation (far past any message limit). */
+#define CHAT_MAX_MESSAGES (1u << 20)
+
+ADAINFER_API int
+adainfer_chat_send(struct adainfer_client *c, const struct adainfer_message *msgs, size_t n,
+		   const struct adainfer_value *options, uint32_t *msgid)
+{
+	size_t n_opt = options != NULL ? options->u.map.n : 0;
+	struct adainfer_member *members, *params_m;
+	struct adainfer_value *items, params;
+	void *block;
+	int rc;
+
+	clear_error(c);
+	if (msgs == NULL || n == 0 || n > CHAT_MAX_MESSAGES)
+		return fail(c, -EINVAL, "a chat needs 1 to %u messages", CHAT_MAX_MESSAGES);
+	if (options != NULL && options->type != ADAINFER_MAP)
+		return fail(c, -EINVAL, "chat options must be a map");
+	if (options != NULL && options->u.map.n > 0 && options->u.map.v == NULL)
+		return fail(c, -EINVAL, "chat options: NULL members");
+	for (size_t i = 0; i < n_opt; i++)
+		if (options->u.map.v[i].key == NULL ||
+		    strcmp(options->u.map.v[i].key, PROTO_K_MESSAGES) == 0)
+			return fail(c, -EINVAL, "chat options: %s",
+				    options->u.map.v[i].key == NULL
+					? "NULL key"
+					: "'messages' is the conversation");
+	for (size_t i = 0; i < n; i++)
+		if (msgs[i].role == NULL || msgs[i].content == NULL)
+			return fail(c, -EINVAL, "message %zu: NULL role or content", i);
+	/* One block: n message maps, their 2n members, the params' n_opt + 1 members. */
+	block = malloc(n * sizeof(*items) + (2 * n + n_opt + 1) * sizeof(*members));
+	if (block == NULL)
+		return fail(c, -ENOMEM, "out of memory");
+	items = block;
+	members = (struct adainfer_member *)(items + n);
+	params_m = members + 2 * n;
+	for (size_t i = 0; i < n; i++) {
+		members[2 * i] = (struct adainfer_member){PROTO_K_ROLE, adainfer_str(msgs[i].role)};
+		members[2 * i + 1] = (struct adainfer_member){
+		    PROTO_K_CONTENT, adainfer_strn(msgs[i].content, msgs[i].content_len)};
+		items[i] = adainfer_map(&members[2 * i], 2);
+	}
+	for (size_t i = 0; i < n_opt; i++)
+		params_m[i] = options->u.map.v[i];
+	params_m[n_opt] = (struct adainfer_member){PROTO_K_MESSAGES, adainfer_array(items, n)};
+	params = adainfer_map(params_m, n_opt + 1);
+	rc = send_request(c, PROTO_M_CHAT, &params, false, msgid);
+	free(block);
+	return rc;
+}
+
+ADAINFER_API int
+adainfer_chat(struct adainfer_client *c, const struct adainfer_message *msgs, size_t n,
+	      const struct adainfer_value *options, struct adainfer_value **result,
+	      adainfer_notify_fn cb, void *arg)
+{
+	uint32_t id;
+	int rc;
+
+	if (result != NULL)
+		*result = NULL;
+	if ((rc = adainfer_chat_send(c, msgs, n, options, &id)) < 0)
+		return rc;
+	return adainfer_wait(c, id, result, cb, arg);
+}

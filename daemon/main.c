@@ -205,6 +205,11 @@ main(int argc, char **argv)
 		return rc;
 	if (conf_load(&conf, dm.conf_path, &dm.ov, &d) < 0) {
 		fprintf(stderr, "adainferd: %s\n", d.msg);
+		if (dm.conf_path != NULL && access(dm.conf_path, F_OK) != 0 && errno == ENOENT)
+			fprintf(stderr,
+				"adainferd: without a configuration file pass --model FILE and "
+				"--socket PATH, or create %s (see adainferd.yaml(5))\n",
+				dm.conf_path);
 		return 1;
 	}
 	log_set_level(conf.log_level);

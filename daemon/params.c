@@ -266,7 +266,7 @@ parse_profile(const msgpack_object *pm, struct diag *d, struct req *r)
 	if (r->profile == NULL && r->task[0] != '\0') {
 		r->profile = tasks_find(r->snap->profiles, r->task);
 		if (r->profile == NULL) {
-			diag_set(d, -ENOENT, "no profile for task '%s'", r->task);
+			tasks_unknown(r->snap->profiles, r->task, d);
 			return PROTO_ERR_UNKNOWN_TASK;
 		}
 	}

@@ -88,6 +88,11 @@ server_open(struct server *sv, uv_loop_t *loop, const struct conf *c, int fd,
 		old = umask(0177);
 		rc = uv_pipe_bind(&sv->pipe, path);
 		umask(old);
+		if (rc == UV_EACCES || rc == UV_EPERM || rc == UV_EROFS || rc == UV_ENOENT)
+			return diag_set(d, rc,
+					"%s: bind: %s; choose a socket this user may create with "
+					"--socket PATH (or socket.path in the config)",
+					path, uv_strerror(rc));
 		if (rc < 0)
 			return diag_set(d, rc, "%s: bind: %s", path, uv_strerror(rc));
 		strlcpy_(sv->path, path, sizeof(sv->path));

@@ -64,6 +64,32 @@ tasks_find(const struct profile_set *ps, const char *task)
 }
 
 int
+tasks_unknown(const struct profile_set *ps, const char *task, struct diag *d)
+{
+	char names[160];
+	size_t n = 0;
+
+	if (ps == NULL || ps->n == 0)
+		return diag_set(d, -ENOENT,
+				"no profile for task '%s'; no tasks are loaded (profiles.dir or "
+				"--profile-dir names their directory)",
+				task);
+	names[0] = '\0';
+	for (size_t i = 0; i < ps->n; i++) {
+		int k =
+		    snprintf(names + n, sizeof(names) - n, "%s%s", i ? ", " : "", ps->v[i].task);
+
+		if (k < 0 || (size_t)k >= sizeof(names) - n) { /* too many to list: say so */
+			snprintf(names + (n < sizeof(names) - 6 ? n : sizeof(names) - 6), 6,
+				 ", ...");
+			break;
+		}
+		n += (size_t)k;
+	}
+	return diag_set(d, -ENOENT, "no profile for task '%s'; loaded tasks: %s", task, names);
+}
+
+int
 tasks_count(const struct profile_set *ps)
 {
 	return ps == NULL ? 0 : (int)ps->n;

@@ -27,6 +27,12 @@ int tasks_load(struct profile_set **out, const struct conf *c, const struct mode
 void tasks_free(struct profile_set *ps);
 /** The profile of task, or NULL. Borrowed from ps. */
 const struct profile *tasks_find(const struct profile_set *ps, const char *task);
+/**
+ * Fills d with the refusal of a request for task, which has no profile:
+ * "no profile for task 'x'; loaded tasks: a, b" (or that none are loaded,
+ * and where they come from). Returns -ENOENT.
+ */
+int tasks_unknown(const struct profile_set *ps, const char *task, struct diag *d);
 /** Number of tasks in ps (0 for NULL). */
 int tasks_count(const struct profile_set *ps);
 /** Packs [task, ...]. Returns 0 or -ENOMEM. */

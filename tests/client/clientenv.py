@@ -27,14 +27,15 @@ def check(cond, msg):
 
 
 class Daemon:
-    """adainferd --model MODEL --socket DIR/d.sock, stopped by cleanup()."""
+    """adainferd --model MODEL --socket DIR/d.sock [extra...], stopped by cleanup()."""
 
-    def __init__(self):
+    def __init__(self, extra=()):
         self.dir = tempfile.mkdtemp(prefix="adainfer-client-test-")
         self.sock = os.path.join(self.dir, "d.sock")
         self.logf = open(os.path.join(self.dir, "log"), "wb")
         self.proc = subprocess.Popen([DAEMON, "--model", MODEL, "--socket", self.sock,
-                                      "--threads", "1"], stdout=self.logf, stderr=self.logf)
+                                      "--threads", "1", *extra], stdout=self.logf,
+                                     stderr=self.logf)
         t0 = time.time()
         while time.time() - t0 < 30:
             check(self.proc.poll() is None, "adainferd exited at start:\n" + self.log())

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from clientenv import CLIENT, FIXTURES, Daemon, check, run_tests
+from clientenv import CLIENT, DAEMON, FIXTURES, MODEL, SRC, Daemon, check, run_tests
 
 D = None
 TMP = tempfile.mkdtemp(prefix="adainfer-cli-test-")
@@ -64,7 +64,7 @@ PROFILE = os.path.join(TMP, "sst2.yaml")
 def test_help():
     out = ok("--help", sock=False).decode()
     check("usage:" in out and "calibrate" in out and "exit status" in out, out)
-    for cmd in ["run", "trace", "tokenize", "detokenize", "info", "stats", "reload",
+    for cmd in ["run", "chat", "trace", "tokenize", "detokenize", "info", "stats", "reload",
                 "calibrate", "eval"]:
         out = ok(cmd, "--help", sock=False).decode()
         check(cmd in out and "usage" in out, "%s --help: %r" % (cmd, out))
@@ -79,6 +79,7 @@ def test_usage_errors():
     fails(2, "run", "--max-tokens", "zero", "x", want="--max-tokens")
     fails(2, "run", "--nope", "x", want="unknown option")
     fails(2, "run", "a", "b", want="one prompt")
+    fails(2, "chat", "a", "b", want="one question")
     fails(2, "trace", "--top", "0", "x", want="--top")
     fails(2, "detokenize", "12x", want="not a token id")
     fails(2, "calibrate", "--data", CAL, want="--task and --data")
@@ -144,6 +145,114 @@ def test_run():
     check(ok("run", "--stream", PROMPT) == text, "run --stream")
     full = js("run", "--full-depth", PROMPT)
     check(full["exit_layers"] == [12], full)
+
+
+def test_generation():
+    """run goes on to the end-of-generation token by default, bounded by limits.max_tokens."""
+    story = "Once upon a time"
+    j = js("run", story)
+    limit = js("info")["limits"]["max_tokens"]
+    check(1 < len(j["tokens"]) <= limit, "default run: %d tokens" % len(j["tokens"]))
+    check(j["stop_reason"] in ("eos", "context", "length"), j["stop_reason"])
+    if j["stop_reason"] == "length":
+        check(len(j["tokens"]) == limit, "length stop only at the daemon's limit")
+    one = js("run", "--max-tokens", "1", story)
+    check(len(one["tokens"]) == 1 and one["tokens"][0] == j["tokens"][0], one)
+    # --stop (repeatable) ends the text at the first stop string, which is kept
+    full = j["text"]
+    stop = full[len(full) // 2:len(full) // 2 + 2]
+    check(len(stop) == 2, "a stop string from %r" % full)
+    s = js("run", "--stop", "\x01never", "--stop", stop, story)
+    check(s["stop_reason"] == "stop" and stop in s["text"] and len(s["text"]) < len(full) and
+          full.startswith(s["text"]), "stop %r: %r (full %r)" % (stop, s["text"], full))
+    fails(2, "run", *sum([["--stop", "s%d" % i] for i in range(17)], []), story,
+          want="at most 16")
+    # sampling: the same seed gives the same text, greedy is the default
+    a = js("run", "--temperature", "1.5", "--top-p", "0.95", "--seed", "11", "--max-tokens",
+           "24", story)
+    b = js("run", "--seed", "11", "--max-tokens", "24", "--top-p", "0.95", "--temperature",
+           "1.5", story)
+    check(a["tokens"] == b["tokens"], "seeded sampling repeats: %r %r" % (a, b))
+    others = [js("run", "--temperature", "1.5", "--seed", str(k), "--max-tokens", "24",
+                 story)["tokens"] for k in range(1, 5)]
+    check(any(o != j["tokens"][:24] for o in others), "temperature 1.5 always greedy?")
+    fails(2, "run", "--temperature", "-1", story, want="--temperature")
+    fails(2, "run", "--top-p", "0", story, want="--top-p")
+    fails(2, "run", "--seed", "x", story, want="--seed")
+    # the daemon's refusal of too many tokens names the limit to change
+    fails(1, "run", "--max-tokens", str(limit + 1), story, want="limits.max_tokens")
+
+
+def test_verbose():
+    rc, out, err = cli("run", "--verbose", "--max-tokens", "4", PROMPT)
+    check(rc == 0 and out == ok("run", "--max-tokens", "4", PROMPT), "stdout unchanged")
+    for want in ["prompt", "tokens/s", "generation", "layers", "skipped", "run"]:
+        check(want in err, "--verbose lacks %r: %r" % (want, err))
+    rc, out, err = cli("-v", "--json", "run", PROMPT)
+    check(rc == 0 and "tokens/s" in err and json.loads(out)["text"], (rc, err))
+
+
+def test_options_after_command():
+    """Global options before or after the command, options after the prompt."""
+    a = ok("run", "--socket", D.sock, PROMPT, sock=False)
+    check(a == ok("run", PROMPT), "run --socket")
+    j = json.loads(ok("run", PROMPT, "--json", "--socket=" + D.sock, "--max-tokens", "2",
+                      sock=False))
+    check(len(j["tokens"]) <= 2 and "exit_layers" in j, j)
+    check(json.loads(ok("info", "--json"))["model"]["n_layers"] == 12, "info --json")
+    check(json.loads(ok("trace", "--top", "2", "--json", PROMPT))["n_layers"] == 12, "trace")
+    # "--" ends the options: a prompt may begin with a dash
+    check(json.loads(ok("--json", "run", "--max-tokens", "1", "--", "--not-an-option"))
+          ["n_prompt"] > 1, "-- before a prompt")
+    fails(2, "info", "--timeout", "soon", want="--timeout")
+
+
+def test_json_errors():
+    """--json: every failure is one JSON object on stderr with the status (and the code)."""
+    def jerr(status, *args, **kw):
+        rc, out, err = cli("--json", *args, **kw)
+        check(rc == status, "%r: exit %d, wanted %d (%r)" % (args, rc, status, err))
+        lines = err.strip().splitlines()
+        check(len(lines) == 1, "one line: %r" % err)
+        e = json.loads(lines[0])["error"]
+        check(e["status"] == status and isinstance(e["message"], str), e)
+        return e
+
+    e = jerr(1, "run", "--task", "nope", PROMPT)
+    check(e["code"] == 3 and e["name"] == "unknown_task" and "nope" in e["message"] and
+          e["command"] == "run", e)
+    e = jerr(1, "run", "--max-tokens", "100000", PROMPT)
+    check(e["code"] == 4 and e["name"] == "too_large" and "limits.max_tokens" in e["message"],
+          e)
+    e = jerr(2, "run", "--bogus", PROMPT)
+    check(e["name"] == "usage" and e["code"] is None and "--bogus" in e["message"], e)
+    e = jerr(2, "frobnicate")
+    check(e["name"] == "usage" and e["command"] is None, e)
+    path = os.path.join(TMP, "nobody-here.sock")
+    e = jerr(3, "info", "--socket", path, sock=False)
+    check(e["name"] == "connect" and path in e["message"], e)
+
+
+def test_hints():
+    """Messages that say what to do: loaded tasks, the limit's key, adainferd's start-up."""
+    d2 = Daemon(["--profile-dir", os.path.join(SRC, "etc", "profiles")])
+    try:
+        rc, out, err = cli("--socket", d2.sock, "run", "--task", "sst3", PROMPT, sock=False)
+        check(rc == 1 and "loaded tasks: agnews, sst2, trec" in err, err)
+    finally:
+        d2.cleanup()
+    err = fails(1, "run", "--task", "sst3", PROMPT, want="no tasks are loaded")
+    check("--profile-dir" in err, err)
+    missing = os.path.join(TMP, "no-such.yaml")
+    for args in (["--config", missing], ["--config", missing, "--model", MODEL]):
+        p = subprocess.run([DAEMON] + args, capture_output=True, timeout=30)
+        err = p.stderr.decode()
+        check(p.returncode == 1 and missing in err and "--model FILE" in err and
+              "--socket PATH" in err and "create" in err, "%r: %r" % (args, err))
+    p = subprocess.run([DAEMON, "--model", MODEL, "--socket", "/proc/adainfer-test.sock"],
+                       capture_output=True, timeout=30)
+    err = p.stderr.decode()
+    check(p.returncode == 1 and "bind" in err and "--socket" in err, err)
 
 
 def test_raw_bytes():
@@ -302,7 +411,8 @@ def main():
     try:
         return run_tests([(f.__name__, f) for f in [
             test_help, test_usage_errors, test_cannot_connect, test_timeout, test_server_error,
-            test_info, test_run, test_raw_bytes, test_trace, test_stats_reload,
+            test_info, test_run, test_generation, test_verbose, test_options_after_command,
+            test_json_errors, test_hints, test_raw_bytes, test_trace, test_stats_reload,
             test_calibrate_eval, test_calibrate_out, test_progress, test_exports]])
     finally:
         D.cleanup()

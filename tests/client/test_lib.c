@@ -5,7 +5,8 @@
  * ($ADAINFERD, the bundled model, a temporary socket): calls, server
  * errors, the streaming callback (including one that stops a stream
  * early, after which the connection still serves), pipelining with
- * out-of-order collection, cancel, and raw non-UTF-8 bytes.
+ * out-of-order collection, cancel, raw non-UTF-8 bytes, and the chat
+ * helper (a streamed conversation, a refusal, a cancel; its argument checks).
  */
 #include "test.h"
 
@@ -302,6 +303,72 @@ test_raw_bytes(void)
 	adainfer_free(c);
 }
 
+/* A conversation through the chat method: streamed pieces add up to the text; cancel works. */
+static void
+test_chat(void)
+{
+	struct adainfer_client *c;
+	struct adainfer_value *res = NULL;
+	struct stream_count s = {0, 0, {0}, 0};
+	struct adainfer_message conv[] = {{"system", "Be brief.", 9},
+					  {"user", "Hello", 5},
+					  {"assistant", "Hi", 2},
+					  {"user", "Once upon a time", 16}};
+	struct adainfer_member om[] = {{"template", adainfer_str("chatml")},
+				       {"max_tokens", adainfer_int(12)},
+				       {"eos", adainfer_bool(false)},
+				       {"stream", adainfer_bool(true)}};
+	struct adainfer_value opts = adainfer_map(om, 4);
+	const char *text;
+	uint32_t id;
+	size_t tl;
+
+	NEED_DAEMON(c);
+	ASSERT_OK(adainfer_chat(c, conv, 4, &opts, &res, on_token, &s));
+	ASSERT_EQ(s.n, 12);
+	ASSERT(adainfer_value_int(adainfer_value_get(res, "n_prompt"), 0) > 20);
+	text = adainfer_value_str(adainfer_value_get(res, "text"), &tl);
+	ASSERT(text != NULL);
+	ASSERT_EQ(tl, s.len);
+	ASSERT(memcmp(text, s.text, tl) == 0);
+	adainfer_value_free(res);
+	res = NULL;
+	/* without a template the bundled model's chat is refused, naming the config key */
+	ASSERT_EQ(adainfer_chat(c, conv, 4, NULL, &res, NULL, NULL), ADAINFER_ESERVER);
+	ASSERT_EQ(adainfer_server_error(c, NULL), ADAINFER_SERR_BAD_REQUEST);
+	ASSERT(strstr(adainfer_errmsg(c), "chat_template") != NULL);
+	/* sent, then cancelled before it is done */
+	om[1].value = adainfer_int(200);
+	om[3].value = adainfer_bool(false);
+	ASSERT_OK(adainfer_chat_send(c, conv, 4, &opts, &id));
+	ASSERT_EQ(adainfer_cancel(c, id), 1);
+	ASSERT_EQ(adainfer_wait(c, id, &res, NULL, NULL), ADAINFER_ESERVER);
+	ASSERT_EQ(adainfer_server_error(c, NULL), ADAINFER_SERR_CANCELLED);
+	adainfer_free(c);
+}
+
+/* adainfer_chat_send refuses what cannot be a conversation before touching the socket. */
+static void
+test_chat_args(void)
+{
+	struct adainfer_client *c = adainfer_new();
+	struct adainfer_message conv[] = {{"user", "hi", 2}}, bad[] = {{"user", NULL, 0}};
+	struct adainfer_member om[] = {{"messages", adainfer_int(1)}};
+	struct adainfer_value opts = adainfer_map(om, 1), not_map = adainfer_int(3), *res = NULL;
+	uint32_t id;
+
+	ASSERT(c != NULL);
+	ASSERT_EQ(adainfer_chat_send(c, conv, 0, NULL, &id), -EINVAL);
+	ASSERT_EQ(adainfer_chat_send(c, NULL, 1, NULL, &id), -EINVAL);
+	ASSERT_EQ(adainfer_chat_send(c, bad, 1, NULL, &id), -EINVAL);
+	ASSERT_EQ(adainfer_chat_send(c, conv, 1, &opts, &id), -EINVAL);
+	ASSERT(strstr(adainfer_errmsg(c), "messages") != NULL);
+	ASSERT_EQ(adainfer_chat_send(c, conv, 1, &not_map, &id), -EINVAL);
+	ASSERT_EQ(adainfer_chat(c, conv, 1, NULL, &res, NULL, NULL), -ENOTCONN);
+	ASSERT(res == NULL);
+	adainfer_free(c);
+}
+
 static void
 test_setup(void)
 {
@@ -312,4 +379,4 @@ test_setup(void)
 
 TEST_MAIN(TEST_CASE(test_setup), TEST_CASE(test_errors), TEST_CASE(test_timeout),
 	  TEST_CASE(test_call), TEST_CASE(test_stream), TEST_CASE(test_pipeline_and_cancel),
-	  TEST_CASE(test_raw_bytes))
+	  TEST_CASE(test_raw_bytes), TEST_CASE(test_chat), TEST_CASE(test_chat_args))
