@@ -6,7 +6,11 @@ error notifications, protocol violations, timeouts (and the cancel they
 send), close() and the default socket.  Imports adainfer from PYTHONPATH
 (the source tree in the meson test)."""
 
+import errno
 import os
+import shutil
+import socket
+import tempfile
 import threading
 import time
 import unittest
@@ -397,6 +401,44 @@ class Cancel(FakeTest):
             next(s)
         with self.assertRaises(StopIteration):
             next(s)
+
+
+class Backlog(unittest.TestCase):
+    def test_connect_waits_for_a_full_backlog(self):
+        """A connect past a full listen backlog fails at once with EAGAIN on a
+        socket with a timeout; the module retries until its timeout."""
+        d = tempfile.mkdtemp(prefix="adainfer-backlog-")
+        path = os.path.join(d, "s.sock")
+        ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conns, accepted = [], []
+        try:
+            ls.bind(path)
+            ls.listen(0)
+            t0 = time.monotonic()
+            with self.assertRaises(adainfer.ConnectError) as cm:
+                for _ in range(64):  # fill the backlog, never accepting
+                    conns.append(wire.Connection(path, timeout=0.2))
+            self.assertEqual(cm.exception.errno, errno.EAGAIN)
+            self.assertGreaterEqual(time.monotonic() - t0, 0.2)
+
+            def accept_later():
+                time.sleep(0.3)
+                ls.settimeout(5)
+                for _ in range(len(conns) + 1):
+                    accepted.append(ls.accept()[0])
+
+            t = threading.Thread(target=accept_later)
+            t.start()
+            conns.append(wire.Connection(path, timeout=10))  # waits, then gets in
+            t.join(10)
+            self.assertEqual(len(accepted), len(conns))
+        finally:
+            for c in conns:
+                c.close()
+            for s in accepted:
+                s.close()
+            ls.close()
+            shutil.rmtree(d, ignore_errors=True)
 
 
 class DefaultSocket(unittest.TestCase):

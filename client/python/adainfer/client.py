@@ -200,7 +200,11 @@ class Stream(Call):
     def __next__(self):
         if self._ended:
             raise StopIteration
-        self.client._wait(self, lambda: self._queue or self._done, self._timeout)
+        try:
+            self.client._wait(self, lambda: self._queue or self._done, self._timeout)
+        except Error:
+            self._ended = True  # timed out (and cancelled) or the connection broke
+            raise
         if self._queue:
             return Token(self._queue.popleft())
         self._ended = True

@@ -13,6 +13,7 @@ Client serialises its use).
 import os
 import select
 import socket
+import time
 
 import msgpack
 
@@ -83,12 +84,23 @@ class Connection:
         self.path = socket_path(path)
         self.timeout = timeout
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self.sock.settimeout(timeout)
-            self.sock.connect(self.path)
-        except OSError as e:
-            self.sock.close()
-            raise ConnectError(self.path, e) from e
+        self.sock.settimeout(timeout)
+        # With a timeout the socket is non-blocking, and connect(2) on a Unix
+        # socket then fails at once with EAGAIN while the daemon's listen
+        # backlog is full, instead of waiting: retry until the timeout.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                self.sock.connect(self.path)
+                break
+            except BlockingIOError as e:
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.sock.close()
+                    raise ConnectError(self.path, e) from e
+                time.sleep(0.005)
+            except OSError as e:
+                self.sock.close()
+                raise ConnectError(self.path, e) from e
         opts = {"raw": False}
         opts.update(unpacker_options)
         self._unpacker = msgpack.Unpacker(**opts)
