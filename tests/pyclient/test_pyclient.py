@@ -470,6 +470,55 @@ def test_errors(c, info):
     check(c.ping() is True, "connection still serves after all")
 
 
+def chatml(messages):
+    """The chatml rendering adainfer-protocol(7) refers to (llama.cpp's):
+    each message as <|im_start|>ROLE\nCONTENT<|im_end|>\n, then the
+    assistant's generation prompt."""
+    return "".join("<|im_start|>%s\n%s<|im_end|>\n" % m for m in messages) + \
+        "<|im_start|>assistant\n"
+
+
+def test_chat(c, info):
+    """chat on the bundled model, which has no chat template of its own:
+    refused without one, and with template "chatml" the same run as
+    complete on the rendered text with parse_special."""
+    msgs = [("system", "Classify the review."),
+            ("user", "Review: a gem of a film\nSentiment:")]
+    e = expect_error(lambda: c.chat(msgs), "bad_request",
+                     "chat on a model without a chat template")
+    check(e is not None and "chat_template" in e.message,
+          "chat without a template: the message names chat_template: (%s)"
+          % (e.message if e else None,))
+    opts = dict(max_tokens=6, eos=False, full_depth=True)
+    r = c.chat(msgs, template="chatml", **opts)
+    check(isinstance(r, ac.Completion) and len(r.tokens) == 6
+          and r.stop_reason == "length",
+          "chat template chatml: a Completion of max_tokens tokens")
+    check_complete_shape(r.raw, info, "chat", 6)
+    want = c.complete(chatml(msgs), parse_special=True, **opts)
+    check(r.tokens == want.tokens and r.data == want.data
+          and r.n_prompt == want.n_prompt,
+          "chat == complete on the chatml rendering with parse_special "
+          "(%r vs %r, n_prompt %r vs %r)" % (r.tokens, want.tokens, r.n_prompt,
+                                             want.n_prompt))
+    items = list(c.chat([{"role": m[0], "content": m[1]} for m in msgs],
+                        template="chatml", stream=True, **opts))
+    res = items[-1] if items else None
+    check(isinstance(res, ac.Completion) and res.tokens == r.tokens
+          and [t.id for t in items[:-1]] == r.tokens
+          and b"".join(t.data for t in items[:-1]) == r.data,
+          "chat stream: Tokens making up the plain chat's answer, then it")
+    e = expect_error(lambda: c.chat([("wizard", "hi")], template="chatml"),
+                     "bad_request", "chat with an unknown role")
+    check(e is not None and "messages[0]" in e.message,
+          "unknown role: the message names messages[0] (%s)"
+          % (e.message if e else None,))
+    expect_error(lambda: c.chat(msgs, template="no-such-template"),
+                 "bad_request", "chat with an unknown template name")
+    expect_error(lambda: c.chat([], template="chatml"), "bad_request",
+                 "chat without messages")
+
+
 def test_error_notification(sock):
     """Bytes that are not MessagePack: an error notification, then close
     (raw bytes through adainfer.wire; the Client never sends such)."""
@@ -508,6 +557,7 @@ def main():
             test_pipeline(c, info, plain, streamed, trace)
             test_errors(c, info)
             test_threads(c)
+            test_chat(c, info)
             test_timeout_cancel(c)
         test_error_notification(d.sock)
         with ac.Client(d.sock, timeout=30) as c:
