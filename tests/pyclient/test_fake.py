@@ -313,18 +313,20 @@ class Timeouts(FakeTest):
         def handler(conn):
             m = conn.recv()
             for i in range(3):
-                time.sleep(0.1)
+                time.sleep(0.15)
                 conn.send([2, "token", [{"msgid": m[1], "index": i, "id": 5, "text": "a",
                                          "exit_layer": 2}]])
-            time.sleep(0.1)
+            time.sleep(0.15)
             conn.respond(m[1], dict(RESULT, text="aaa", tokens=[5] * 3, exit_layers=[2] * 3))
             conn.recv()  # wait for the client to hang up
 
         c = self.client(self.serve(handler))
-        # Each item comes within 0.1 s of the last; the whole stream takes
-        # longer than the 0.35 s timeout, which is per item.
-        s = c.complete("p", stream=True, timeout=0.35)
+        # Each item comes 0.15 s after the last; the whole stream (0.6 s)
+        # takes longer than the 0.5 s timeout, which is per item.
+        t0 = time.monotonic()
+        s = c.complete("p", stream=True, timeout=0.5)
         items = list(s)
+        self.assertGreater(time.monotonic() - t0, 0.5)
         self.assertEqual(len(items), 4)
         self.assertEqual("".join(str(t) for t in items[:3]), items[3].text)
         self.assertIs(s.result, items[3])
