@@ -403,6 +403,8 @@ class Cancel(FakeTest):
             next(s)
         with self.assertRaises(StopIteration):
             next(s)
+        with self.assertRaises(adainfer.CancelledError):
+            s.wait()
 
 
 class Backlog(unittest.TestCase):

@@ -212,11 +212,14 @@ class Stream(Call):
         return self.result
 
     def wait(self, timeout=_DEFAULT):
-        """Reads the rest of the stream; returns the Completion."""
+        """Reads the rest of the stream; returns the Completion or raises
+        the request's error (also when an earlier iteration raised it)."""
         if timeout is not _DEFAULT:
             self._timeout = timeout
         for _ in self:
             pass
+        if self.result is None and self._error is not None:
+            raise _fresh(self._error)
         return self.result
 
 

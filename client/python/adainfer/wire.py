@@ -3,8 +3,9 @@
 The stream is a sequence of MessagePack values with no length prefix:
 requests [0, msgid, method, params] go to the daemon, responses
 [1, msgid, error, result] and notifications [2, method, params] come back.
-`Connection` is one socket with a streaming unpacker: it sends requests (or
-raw bytes) and returns the messages read so far, however the bytes were cut.
+`Connection` is one socket with a streaming unpacker: it sends bytes
+(pack_request makes a request's) and returns the messages read so far,
+however the bytes were cut.
 It checks each message's shape and nothing else; matching responses to
 requests is `adainfer.Client`'s job.  A Connection is not thread-safe (the
 Client serialises its use).
@@ -77,10 +78,10 @@ class Connection:
     """One connected socket and its unpacker.
 
     `timeout` bounds each send (a daemon that stops reading) and is the
-    default for read(); None waits forever.  `unpacker_options` go to
-    msgpack.Unpacker (defaults: str as str, bin as bytes, strict UTF-8)."""
+    default for read(); None waits forever.  Decoded messages have str for
+    MessagePack str (strict UTF-8) and bytes for bin."""
 
-    def __init__(self, path=None, timeout=60.0, **unpacker_options):
+    def __init__(self, path=None, timeout=60.0):
         self.path = socket_path(path)
         self.timeout = timeout
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -101,14 +102,8 @@ class Connection:
             except OSError as e:
                 self.sock.close()
                 raise ConnectError(self.path, e) from e
-        opts = {"raw": False}
-        opts.update(unpacker_options)
-        self._unpacker = msgpack.Unpacker(**opts)
+        self._unpacker = msgpack.Unpacker(raw=False)
         self._eof = False
-        self._pending = []  # messages decoded but not yet handed out
-
-    def fileno(self):
-        return self.sock.fileno()
 
     def close(self):
         self.sock.close()
@@ -123,9 +118,6 @@ class Connection:
         except OSError as e:
             raise ConnectionClosed("send to %s failed: %s" % (self.path, e)) from e
 
-    def send_request(self, msgid, method, params=None):
-        self.send(pack_request(msgid, method, params))
-
     def _next_buffered(self):
         try:
             return next(self._unpacker)
@@ -136,22 +128,22 @@ class Connection:
             # invalid UTF-8 in a str (the daemon sends bin for such text).
             raise ProtocolError("undecodable message from the daemon: %s" % e) from e
 
-    def _drain(self, check):
-        msgs, self._pending = self._pending, []
+    def _drain(self):
+        msgs = []
         while True:
             m = self._next_buffered()
             if m is None:
                 return msgs
-            msgs.append(check_message(m) if check else m)
+            msgs.append(check_message(m))
 
-    def read(self, timeout=-1, check=True):
+    def read(self, timeout=-1):
         """Returns the messages complete so far; reads the socket once when
         none is buffered (waiting at most `timeout` seconds, -1: the
         connection's timeout, None: forever).  May return [] when only part
         of a message arrived.  Raises ClientTimeout, ConnectionClosed at the
         end of the stream, ProtocolError for bytes that are not
-        MessagePack or (with `check`) a message of the wrong shape."""
-        msgs = self._drain(check)
+        MessagePack or a message of the wrong shape (check_message)."""
+        msgs = self._drain()
         if msgs:
             return msgs
         if self._eof:
@@ -174,13 +166,4 @@ class Connection:
             self._eof = True
             raise ConnectionClosed("connection closed by the daemon")
         self._unpacker.feed(data)
-        return self._drain(check)
-
-    def read_message(self, timeout=-1, check=True):
-        """The next message, waiting up to `timeout` for each read (see
-        read()); messages read together are handed out one at a time."""
-        while True:
-            msgs = self.read(timeout, check)
-            if msgs:
-                self._pending = msgs[1:]
-                return msgs[0]
+        return self._drain()
