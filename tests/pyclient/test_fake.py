@@ -140,7 +140,7 @@ class Framing(FakeTest):
         resp = msgpack.packb([1, 1, None, RESULT], use_bin_type=True)
 
         def handler(conn):
-            m = conn.recv()
+            conn.recv()
             for b in note + resp:
                 conn.send_bytes(bytes([b]))
                 time.sleep(0.0005)
