@@ -1,6 +1,8 @@
 """Helpers for the adainferd tests: start a real daemon on a temporary
-socket with a generated config, and talk MessagePack-RPC to it over a raw
-socket (Debian's python3-msgpack), so hostile bytes can be sent too."""
+socket with a generated config, and talk to it either with the adainfer
+Python module (Daemon.connect(): client/python, from PYTHONPATH) or over a
+raw socket with python3-msgpack (Client, Daemon.client()), which keeps the
+socket's own exceptions and lets hostile bytes and envelopes be sent."""
 
 import os
 import shutil
@@ -19,6 +21,12 @@ SRC = os.environ.get("ADAINFER_SOURCE_ROOT", os.path.dirname(os.path.dirname(os.
 DAEMON = os.environ.get("ADAINFERD", os.path.join(BUILD, "daemon", "adainferd"))
 MODEL = os.path.join(SRC, "models", "tiny-tasks.gguf")
 
+try:
+    import adainfer
+except ImportError:  # run by hand without meson's PYTHONPATH: the source tree's
+    sys.path.insert(0, os.path.join(SRC, "client", "python"))
+    import adainfer
+
 
 class Failed(Exception):
     pass
@@ -29,7 +37,22 @@ def check(cond, msg):
         raise Failed(msg)
 
 
+def raises(cls, fn, *args, **kw):
+    """fn(*args, **kw) must raise `cls` (an adainfer exception class); returns it."""
+    try:
+        got = fn(*args, **kw)
+    except cls as e:
+        return e
+    except adainfer.Error as e:
+        raise Failed("%s: expected %s, got %s: %s" % (getattr(fn, "__name__", fn), cls.__name__,
+                                                      type(e).__name__, e))
+    raise Failed("%s: expected %s, got %r" % (getattr(fn, "__name__", fn), cls.__name__, got))
+
+
 class Client:
+    """Raw MessagePack-RPC: results as (error map, result) pairs, every
+    message readable as it came, the socket's exceptions as they are."""
+
     def __init__(self, path, timeout=30):
         self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.s.settimeout(timeout)
@@ -134,16 +157,20 @@ class Daemon:
                 raise Failed("adainferd exited %d at start:\n%s" % (self.proc.returncode,
                                                                      self.log_text()))
             try:
-                c = Client(self.sock, timeout=5)
-                c.ok("ping")
-                c.close()
+                with adainfer.Client(self.sock, timeout=5) as c:
+                    c.ping()
                 return
-            except (OSError, Failed):
+            except adainfer.Error:
                 time.sleep(0.05)
         raise Failed("adainferd did not come up:\n" + self.log_text())
 
     def client(self, timeout=30):
+        """A raw Client (see Client)."""
         return Client(self.sock, timeout)
+
+    def connect(self, timeout=30):
+        """An adainfer.Client on the daemon's socket."""
+        return adainfer.Client(self.sock, timeout)
 
     def log_text(self):
         try:
@@ -173,10 +200,9 @@ class Daemon:
 
     def alive_and_answering(self):
         check(self.proc.poll() is None, "adainferd died:\n" + self.log_text())
-        c = self.client()
-        res = c.ok("tokenize", {"text": "still here"})
-        check(res["tokens"][0] == 1 and len(res["tokens"]) > 1, "tokenize after abuse: %r" % res)
-        c.close()
+        with self.connect() as c:
+            toks = c.tokenize("still here")
+        check(toks[0] == 1 and len(toks) > 1, "tokenize after abuse: %r" % toks)
 
 
 def run(tests):

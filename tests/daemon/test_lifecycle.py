@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 
-from daemon_util import DAEMON, MODEL, SRC, Daemon, check, run, skip_unless_daemon
+from daemon_util import DAEMON, MODEL, SRC, Daemon, adainfer, check, raises, run, skip_unless_daemon
 
 skip_unless_daemon()
 
@@ -66,24 +66,24 @@ def t_check_config_broken():
 def t_inline_profiles():
     d = Daemon()
     try:
-        c = d.client()
+        c = d.connect()
         d.write_conf("profiles:\n  inline:\n    demo:\n      classifier: gap\n"
                      "      threshold: 0.0\n      min_layer: 3\n")
-        c.ok("reload")
-        check("demo" in c.ok("info")["tasks"], "inline profile loaded")
-        r = c.ok("complete", {"prompt": "Review: fine\nSentiment:", "task": "demo"})
-        check(r["exit_layers"] == [3], "inline profile stops at its min_layer: %r" % r)
+        c.reload()
+        check("demo" in c.info()["tasks"], "inline profile loaded")
+        r = c.complete("Review: fine\nSentiment:", task="demo")
+        check(r.exit_layers == [3], "inline profile stops at its min_layer: %r" % r)
         # the token feature: stop exactly where the top-1 first is the final answer
         prompt = "Question: What is the capital of France ?\nType:"
-        layers = c.ok("trace", {"prompt": prompt})["layers"]
+        layers = c.trace(prompt)["layers"]
         final = layers[-1]["top1"]
         want = next((l["layer"] for l in layers[1:-1] if l["top1"] == final), len(layers))
         d.write_conf("profiles:\n  inline:\n    tok:\n      classifier: svm\n"
                      "      threshold: 0.5\n      min_layer: 2\n      features: [token]\n"
                      "      tokens: [%d, 7]\n      svm: {w_token: [1, 5], bias: 0}\n" % final)
-        c.ok("reload")
-        r = c.ok("complete", {"prompt": prompt, "task": "tok"})
-        check(r["exit_layers"] == [want] and r["tokens"] == [final],
+        c.reload()
+        r = c.complete(prompt, task="tok")
+        check(r.exit_layers == [want] and r.tokens == [final],
               "token profile stops at layer %d, where the top-1 first is %d: %r"
               % (want, final, r))
     finally:
@@ -128,43 +128,43 @@ def recv_until(s, want):
 def t_reload():
     d = Daemon()
     try:
-        c = d.client()
-        before = c.ok("info")
+        c = d.connect()
+        before = c.info()
         # a good change: a new limit takes effect
         d.write_conf("limits:\n  max_tokens: 7\n")
-        r = c.ok("reload")
+        r = c.reload()
         check(r["model_changed"] is False, "same model")
-        check(c.ok("info")["limits"]["max_tokens"] == 7, "new limit in force")
-        c.error("complete", {"prompt": "x", "max_tokens": 8}, "too_large")
+        check(c.info()["limits"]["max_tokens"] == 7, "new limit in force")
+        raises(adainfer.TooLargeError, c.complete, "x", max_tokens=8)
         # a broken config: refused with its position, the old one stays
         d.write_conf("limits:\n  max_tokens: -3\n")
-        err = c.error("reload", None, "reload")
-        check(re.search(r"\.yaml:\d+:\d+: ", err["message"]), "position in %r" % err["message"])
-        check(c.ok("info")["limits"]["max_tokens"] == 7, "old config kept")
+        err = raises(adainfer.ReloadError, c.reload)
+        check(re.search(r"\.yaml:\d+:\d+: ", err.message), "position in %r" % err.message)
+        check(c.info()["limits"]["max_tokens"] == 7, "old config kept")
         # SIGHUP does the same
         d.write_conf("limits:\n  max_tokens: 9\n")
         d.proc.send_signal(signal.SIGHUP)
         t0 = time.time()
-        while c.ok("info")["limits"]["max_tokens"] != 9 and time.time() - t0 < 10:
+        while c.info()["limits"]["max_tokens"] != 9 and time.time() - t0 < 10:
             time.sleep(0.05)
-        check(c.ok("info")["limits"]["max_tokens"] == 9, "SIGHUP reloaded")
+        check(c.info()["limits"]["max_tokens"] == 9, "SIGHUP reloaded")
         # a changed model path (a copy) loads beside the old one and swaps
         copy = os.path.join(d.dir, "copy.gguf")
         with open(MODEL, "rb") as src, open(copy, "wb") as dst:
             dst.write(src.read())
         d.write_conf("")
-        c.ok("reload")
-        busy = d.client()
-        mid = busy.send("complete", {"prompt": "long one", "max_tokens": 30,
-                                     "full_depth": True, "eos": False})
+        c.reload()
+        busy = d.connect()
+        call = busy.send("complete", {"prompt": "long one", "max_tokens": 30,
+                                      "full_depth": True, "eos": False})
         d.write_conf("", model=copy)
-        r = c.ok("reload")
+        r = c.reload()
         check(r["model_changed"] is True, "model changed")
-        after = c.ok("info")
+        after = c.info()
         check(after["model"]["path"] == copy and after["model"]["sha256"] ==
               before["model"]["sha256"], "new model in use: %r" % after["model"]["path"])
-        err, res = busy.response(mid)
-        check(err is None and len(res["tokens"]) == 30, "in-flight request finished: %r" % (err,))
+        res = call.wait()
+        check(len(res["tokens"]) == 30, "in-flight request finished: %r" % (res,))
         d.alive_and_answering()
     finally:
         d.cleanup()
@@ -190,8 +190,8 @@ def t_socket_activation():
         got = recv_until(ns, "READY=1")
         check("READY=1" in got, "READY=1 sent: %r" % got)
         d.sock = apath
-        c = d.client()
-        check(c.ok("ping")["pong"], "served on the passed socket")
+        c = d.connect()
+        check(c.ping(), "served on the passed socket")
         check(not os.path.exists(os.path.join(d.dir, "d.sock")), "no socket of its own")
         d.proc.send_signal(signal.SIGHUP)
         got = recv_until(ns, "READY=1")

@@ -1,12 +1,14 @@
 #!/usr/bin/python3
-"""Drives a real adainferd with the Python client written from
-adainfer-protocol(7): info, complete (plain and streamed), trace, pipelined
-requests matched by msgid, and error responses and notifications.
+"""Drives a real adainferd with the adainfer module (client/python, written
+from adainfer-protocol(7)): info, complete (plain and streamed), trace,
+pipelined requests matched by msgid, a client shared by threads, timeouts
+and cancel, typed error responses and error notifications.
 
 Every expectation below is one the man page states; each is a comparison
 that fails when the daemon (or the page) disagrees.  The daemon comes from
 $ADAINFERD, else $ADAINFER_BUILD_ROOT/daemon/adainferd; the model is the
-bundled models/tiny-tasks.gguf.  Exit status: 0 all passed, 1 a check
+bundled models/tiny-tasks.gguf.  adainfer is imported from PYTHONPATH (the
+source tree in the meson test).  Exit status: 0 all passed, 1 a check
 failed, 77 (skip) when no daemon binary is known.
 """
 
@@ -17,10 +19,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import adainfer_client as ac  # noqa: E402
+import adainfer as ac
+from adainfer import wire
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_ROOT = os.environ.get("ADAINFER_SOURCE_ROOT",
@@ -49,8 +52,10 @@ def expect_error(fn, name, what):
     try:
         got = fn()
     except ac.RemoteError as e:
-        check(e.name == name and ac.ERROR_NAMES.get(e.code) == name,
-              "%s -> %s (got %s, code %d)" % (what, name, e.name, e.code))
+        check(e.name == name and ac.ERRORS[e.code].name == name
+              and type(e) is ac.ERRORS[e.code],
+              "%s -> %s (got %s %s, code %d)" % (what, name, type(e).__name__,
+                                                 e.name, e.code))
         return e
     check(False, "%s -> %s (got a result: %r)" % (what, name, got))
     return None
@@ -170,7 +175,7 @@ def test_info(c):
               "info: limits.%s is a non-negative int" % k)
     check(isinstance(info.get("workers"), int) and info["workers"] >= 1,
           "info: workers >= 1")
-    check(c.ping() == {"pong": True}, "ping: {pong: true}")
+    check(c.ping() is True, "ping: {pong: true}")
     return info
 
 
@@ -218,53 +223,51 @@ def check_complete_shape(r, info, what, max_tokens):
 def test_complete(c, info):
     prompt_tokens = c.tokenize(SST2_PROMPT)
     r = c.complete(SST2_PROMPT, max_tokens=4)
-    check_complete_shape(r, info, "complete", 4)
-    check(r.get("n_prompt") == len(prompt_tokens),
+    check(isinstance(r, ac.Completion), "complete returns a Completion")
+    check_complete_shape(r.raw, info, "complete", 4)
+    check(r.data == ac.as_bytes(r.raw["text"]) and r.tokens == r.raw["tokens"]
+          and r.exit_layers == r.raw["exit_layers"]
+          and r.stop_reason == r.raw["stop_reason"],
+          "Completion attributes are the result map's")
+    check(r.n_prompt == len(prompt_tokens),
           "complete: n_prompt is the prompt's token count (BOS included)")
     r2 = c.complete(tokens=prompt_tokens, max_tokens=4)
-    check(r2.get("tokens") == r.get("tokens")
-          and r2.get("text") == r.get("text"),
+    check(r2.tokens == r.tokens and r2.data == r.data,
           "complete: tokens= gives what prompt= gives (greedy)")
 
     # Streamed: with eos false and a free prompt it runs to max_tokens.
-    log = []
-    c.on_message = log.append
-    seen = []
-    msgid = c.send("complete", {"prompt": FREE_PROMPT, "max_tokens": 8,
-                                "eos": False, "stream": True}, seen.append)
-    res, notes = c.wait_call(msgid)
-    c.on_message = None
-    check_complete_shape(res, info, "complete stream", 8)
-    toks = res.get("tokens", [])
-    check(res.get("stop_reason") == "length" and len(toks) == 8,
+    stream = c.complete(FREE_PROMPT, max_tokens=8, eos=False, stream=True)
+    items = list(stream)
+    pieces, res = items[:-1], items[-1] if items else None
+    check(isinstance(res, ac.Completion) and res is stream.result,
+          "complete stream: the last item is the Completion")
+    check(all(isinstance(t, ac.Token) for t in pieces),
+          "complete stream: Tokens before it")
+    if not isinstance(res, ac.Completion):
+        return r.raw, {}
+    check_complete_shape(res.raw, info, "complete stream", 8)
+    toks = res.tokens
+    check(res.stop_reason == "length" and len(toks) == 8,
           "complete stream: eos false runs to max_tokens (8)")
-    check(len(seen) == len(notes) == len(toks),
+    check(len(pieces) == len(toks) == len(stream.notifications),
           "complete stream: one token notification per token (%d, %d)"
-          % (len(notes), len(toks)))
-    check([n.get("msgid") for n in notes] == [msgid] * len(notes),
+          % (len(pieces), len(toks)))
+    check([n.get("msgid") for n in stream.notifications]
+          == [stream.msgid] * len(pieces),
           "complete stream: notifications carry the request's msgid")
-    check([n.get("index") for n in notes] == list(range(len(notes))),
+    check([t.index for t in pieces] == list(range(len(pieces))),
           "complete stream: index counts from 0")
-    check([n.get("id") for n in notes] == toks,
+    check([t.id for t in pieces] == toks,
           "complete stream: notification ids are the result's tokens")
-    check([n.get("exit_layer") for n in notes] == res.get("exit_layers"),
+    check([t.exit_layer for t in pieces] == res.exit_layers,
           "complete stream: exit_layer matches exit_layers")
-    check(all(is_text(n.get("text")) for n in notes)
-          and b"".join(ac.as_bytes(n["text"]) for n in notes)
-          == ac.as_bytes(res.get("text", b"")),
+    check(b"".join(t.data for t in pieces) == res.data,
           "complete stream: the pieces make up the result's text")
-    kinds = [(m[0], m[2][0].get("msgid") if m[0] == 2 else m[1])
-             for m in log]
-    resp_at = [i for i, k in enumerate(kinds) if k == (1, msgid)]
-    note_at = [i for i, k in enumerate(kinds) if k == (2, msgid)]
-    check(len(resp_at) == 1 and len(note_at) == len(toks)
-          and all(i < resp_at[0] for i in note_at),
-          "complete stream: every token notification precedes the response")
 
     plain = c.complete(FREE_PROMPT, max_tokens=8, eos=False)
-    check(plain.get("tokens") == toks and plain.get("text") == res.get("text"),
+    check(plain.tokens == toks and plain.data == res.data,
           "complete: streamed and plain runs give the same tokens")
-    return r, res
+    return r.raw, res.raw
 
 
 def check_trace_shape(t, info, what, top_k, prompt_tokens):
@@ -313,10 +316,10 @@ def test_trace(c, info):
           [la["top1"] for la in t.get("layers", [])],
           "trace: prompt= and tokens= agree layer by layer")
     first = c.complete(SST2_PROMPT, max_tokens=1, eos=False)
-    check(t.get("top") and first.get("tokens") == [t["top"][0]["id"]],
+    check(t.get("top") and first.tokens == [t["top"][0]["id"]],
           "trace: greedy complete's first token is top[0]")
     ct = c.complete(SST2_PROMPT, max_tokens=1, trace=True, top_k=5)
-    tr = ct.get("trace")
+    tr = ct.trace
     check(isinstance(tr, dict), "complete trace=true: has a trace member")
     if isinstance(tr, dict):
         check_trace_shape(tr, info, "complete trace", 5, prompt_tokens)
@@ -329,56 +332,122 @@ def test_trace(c, info):
 
 
 def test_pipeline(c, info, plain, streamed, trace):
-    """Send everything first, then collect in reverse order by msgid."""
-    log = []
-    c.on_message = log.append
+    """Send everything first, then collect in reverse order; the msgids
+    wrap from 2^32-1 to 0 on the way."""
+    c._next_msgid = wire.MSGID_MAX  # white box: start at the last msgid
     reqs = [
-        (ac.MSGID_MAX, "complete", {"prompt": FREE_PROMPT, "max_tokens": 8,
-                                    "eos": False}),
-        (0, "ping", None),
-        (77, "tokenize", {"text": SST2_PROMPT}),
-        (5, "trace", {"prompt": SST2_PROMPT, "top_k": 5}),
-        (1000, "info", None),
-        (6, "no_such_method", None),
-        (9, "complete", {"prompt": SST2_PROMPT, "max_tokens": 4}),
-        (8, "stats", None),
+        ("complete", {"prompt": FREE_PROMPT, "max_tokens": 8, "eos": False}),
+        ("ping", None),
+        ("tokenize", {"text": SST2_PROMPT}),
+        ("trace", {"prompt": SST2_PROMPT, "top_k": 5}),
+        ("info", None),
+        ("no_such_method", None),
+        ("complete", {"prompt": SST2_PROMPT, "max_tokens": 4}),
+        ("stats", None),
     ]
-    for msgid, method, params in reqs:
-        c.send(method, params, msgid=msgid)
-    got = {}
-    for msgid, method, _ in reversed(reqs):
+    calls = [c.send(method, params) for method, params in reqs]
+    check([k.msgid for k in calls[:3]] == [wire.MSGID_MAX, 0, 1],
+          "pipeline: msgids wrap from 2^32-1 to 0")
+    got = [None] * len(calls)
+    for i in reversed(range(len(calls))):
         try:
-            got[msgid] = c.wait(msgid)
+            got[i] = calls[i].wait()
         except ac.RemoteError as e:
-            got[msgid] = e
-    c.on_message = None
-    ids = [m[1] for m in log if m[0] == 1]
-    check(sorted(ids) == sorted(r[0] for r in reqs),
-          "pipeline: exactly one response per msgid (arrival order %s)"
-          % ids)
-    check(got[ac.MSGID_MAX].get("tokens") == streamed.get("tokens"),
+            got[i] = e
+    check(all(k.done() for k in calls), "pipeline: every call answered")
+    check(got[0].get("tokens") == streamed.get("tokens"),
           "pipeline: msgid 2^32-1 complete answers its own prompt")
-    check(got[9].get("tokens") == plain.get("tokens"),
-          "pipeline: msgid 9 complete answers its own prompt")
-    check(got[0] == {"pong": True}, "pipeline: msgid 0 ping")
-    check(got[77].get("tokens") == trace.get("tokens"),
+    check(got[6].get("tokens") == plain.get("tokens"),
+          "pipeline: the second complete answers its own prompt")
+    check(got[1] == {"pong": True}, "pipeline: msgid 0 ping")
+    check(got[2].get("tokens") == trace.get("tokens"),
           "pipeline: tokenize answers its own text")
-    check([e["id"] for e in got[5].get("top", [])] ==
+    check([e["id"] for e in got[3].get("top", [])] ==
           [e["id"] for e in trace.get("top", [])],
           "pipeline: trace answers its own prompt")
-    check(got[1000].get("model", {}).get("sha256") ==
+    check(got[4].get("model", {}).get("sha256") ==
           info["model"]["sha256"], "pipeline: info")
-    check(isinstance(got[6], ac.RemoteError) and got[6].name == "no_method",
+    check(isinstance(got[5], ac.NoMethodError),
           "pipeline: the unknown method's error goes to its msgid")
-    check(isinstance(got[8].get("uptime_s"), (int, float))
-          and isinstance(got[8].get("tasks"), dict), "pipeline: stats")
+    check(isinstance(got[7].get("uptime_s"), (int, float))
+          and isinstance(got[7].get("tasks"), dict), "pipeline: stats")
+
+
+def test_threads(c):
+    """One client shared by threads: pings are answered while another
+    thread waits on a long complete, each thread gets its own answers."""
+    out, errors = {}, []
+
+    def long_one():
+        try:
+            out["long"] = c.complete(FREE_PROMPT, max_tokens=48, eos=False,
+                                     full_depth=True)
+        except ac.Error as e:
+            errors.append(e)
+
+    def pinger(i):
+        try:
+            out[i] = [c.tokenize("thread %d" % i, add_bos=False)
+                      for _ in range(5)]
+        except ac.Error as e:
+            errors.append(e)
+
+    ts = [threading.Thread(target=long_one)]
+    ts += [threading.Thread(target=pinger, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    check(not errors, "threads: no errors (%s)" % errors[:2])
+    check(isinstance(out.get("long"), ac.Completion)
+          and len(out["long"].tokens) == 48,
+          "threads: the long complete got its 48 tokens")
+    want = {i: [c.tokenize("thread %d" % i, add_bos=False)] * 5
+            for i in range(4)}
+    check(all(out.get(i) == want[i] for i in range(4)),
+          "threads: each thread got its own tokenize answers")
+
+
+def test_timeout_cancel(c):
+    t0 = time.monotonic()
+    try:
+        c.complete(FREE_PROMPT, max_tokens=200, eos=False, full_depth=True,
+                   timeout=0.05)
+        check(False, "timeout: a 200-token complete within 0.05 s?")
+    except ac.ClientTimeout:
+        check(time.monotonic() - t0 < 5,
+              "timeout: ClientTimeout after the call's timeout")
+    check(c.ping(), "timeout: the connection still serves")
+    before = c.stats()["tasks"].get("", {}).get("requests", {})
+    s = c.complete(FREE_PROMPT, max_tokens=200, eos=False, full_depth=True,
+                   stream=True)
+    first = next(s)
+    check(isinstance(first, ac.Token), "cancel: a first streamed token")
+    check(s.cancel() is True, "cancel: true for a running stream")
+    try:
+        rest = list(s)
+        check(False, "cancel: the stream ended with %r" % rest[-1:])
+    except ac.CancelledError as e:
+        check(e.code == 7, "cancel: the stream raises CancelledError (7)")
+    check(c.cancel(s) is False, "cancel: false once answered")
+    after = c.stats()["tasks"].get("", {}).get("requests", {})
+    check(after.get("cancelled", 0) >= before.get("cancelled", 0) + 1,
+          "cancel: counted as cancelled in stats")
+    try:
+        c.complete(FREE_PROMPT, max_tokens=200, eos=False, full_depth=True,
+                   deadline_ms=1)
+        check(False, "deadline_ms 1: a 200-token complete in 1 ms?")
+    except ac.DeadlineError as e:
+        check(e.code == 8 and e.name == "timeout",
+              "deadline_ms: DeadlineError, code 8 timeout")
 
 
 def test_errors(c, info):
     e = expect_error(lambda: c.call("no_such_method"), "no_method",
                      "unknown method")
+    check(isinstance(e, ac.NoMethodError), "unknown method: NoMethodError")
     check(e is not None and e.code == 2, "unknown method: code 2")
-    check(c.ping() == {"pong": True},
+    check(c.ping() is True,
           "connection still serves after an error response")
     if "default" not in info.get("profiles", {}):
         expect_error(lambda: c.complete(SST2_PROMPT, task="no-such-task"),
@@ -398,18 +467,75 @@ def test_errors(c, info):
         "too_large", "max_tokens over limits.max_tokens")
     expect_error(lambda: c.trace(SST2_PROMPT, top_k=101), "bad_request",
                  "trace top_k 101")
-    check(c.ping() == {"pong": True}, "connection still serves after all")
+    check(c.ping() is True, "connection still serves after all")
+
+
+def chatml(messages):
+    """The chatml rendering adainfer-protocol(7) refers to (llama.cpp's):
+    each message as <|im_start|>ROLE\nCONTENT<|im_end|>\n, then the
+    assistant's generation prompt."""
+    return "".join("<|im_start|>%s\n%s<|im_end|>\n" % m for m in messages) + \
+        "<|im_start|>assistant\n"
+
+
+def test_chat(c, info):
+    """chat on the bundled model, which has no chat template of its own:
+    refused without one, and with template "chatml" the same run as
+    complete on the rendered text with parse_special."""
+    msgs = [("system", "Classify the review."),
+            ("user", "Review: a gem of a film\nSentiment:")]
+    e = expect_error(lambda: c.chat(msgs), "bad_request",
+                     "chat on a model without a chat template")
+    check(e is not None and "chat_template" in e.message,
+          "chat without a template: the message names chat_template: (%s)"
+          % (e.message if e else None,))
+    opts = dict(max_tokens=6, eos=False, full_depth=True)
+    r = c.chat(msgs, template="chatml", **opts)
+    check(isinstance(r, ac.Completion) and len(r.tokens) == 6
+          and r.stop_reason == "length",
+          "chat template chatml: a Completion of max_tokens tokens")
+    check_complete_shape(r.raw, info, "chat", 6)
+    want = c.complete(chatml(msgs), parse_special=True, **opts)
+    check(r.tokens == want.tokens and r.data == want.data
+          and r.n_prompt == want.n_prompt,
+          "chat == complete on the chatml rendering with parse_special "
+          "(%r vs %r, n_prompt %r vs %r)" % (r.tokens, want.tokens, r.n_prompt,
+                                             want.n_prompt))
+    items = list(c.chat([{"role": m[0], "content": m[1]} for m in msgs],
+                        template="chatml", stream=True, **opts))
+    res = items[-1] if items else None
+    check(isinstance(res, ac.Completion) and res.tokens == r.tokens
+          and [t.id for t in items[:-1]] == r.tokens
+          and b"".join(t.data for t in items[:-1]) == r.data,
+          "chat stream: Tokens making up the plain chat's answer, then it")
+    e = expect_error(lambda: c.chat([("wizard", "hi")], template="chatml"),
+                     "bad_request", "chat with an unknown role")
+    check(e is not None and "messages[0]" in e.message,
+          "unknown role: the message names messages[0] (%s)"
+          % (e.message if e else None,))
+    expect_error(lambda: c.chat(msgs, template="no-such-template"),
+                 "bad_request", "chat with an unknown template name")
+    expect_error(lambda: c.chat([], template="chatml"), "bad_request",
+                 "chat without messages")
 
 
 def test_error_notification(sock):
-    """Bytes that are not MessagePack: an error notification, then close."""
-    with ac.Client(sock, timeout=30) as c:
-        c.send_raw(b"\xc1\xc1\xc1\xc1")
-        closed = c.wait_closed()
-    err = closed.error
-    check(err is not None and err.name in ("bad_request", "too_large")
-          and ac.ERROR_NAMES.get(err.code) == err.name,
-          "not MessagePack: error notification %s, then close" % err)
+    """Bytes that are not MessagePack: an error notification, then close
+    (raw bytes through adainfer.wire; the Client never sends such)."""
+    conn = wire.Connection(sock, timeout=30)
+    conn.send(b"\xc1\xc1\xc1\xc1")
+    msgs = []
+    try:
+        while True:
+            msgs += conn.read()
+    except ac.ConnectionClosed:
+        pass
+    finally:
+        conn.close()
+    ok = (len(msgs) == 1 and msgs[0][:2] == [2, "error"])
+    err = ac.error_from_map(msgs[0][2][0], True) if ok else None
+    check(isinstance(err, (ac.BadRequestError, ac.TooLargeError)),
+          "not MessagePack: error notification %s, then close" % (err,))
 
 
 def main():
@@ -430,11 +556,14 @@ def main():
             trace = test_trace(c, info)
             test_pipeline(c, info, plain, streamed, trace)
             test_errors(c, info)
+            test_threads(c)
+            test_chat(c, info)
+            test_timeout_cancel(c)
         test_error_notification(d.sock)
         with ac.Client(d.sock, timeout=30) as c:
-            check(c.ping() == {"pong": True},
+            check(c.ping() is True,
                   "daemon serves a new client after a closed one")
-    except ac.ClientError as e:
+    except ac.Error as e:
         check(False, "client error: %s" % e)
     finally:
         status = d.stop()
