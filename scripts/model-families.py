@@ -12,14 +12,17 @@ type of each tensor as llama-quantize (c392e509) chooses it for that ftype
 from the REAL shape (its use_more_bits layers, the Q6_K output, attn_v/ffn_down
 bumps, and the fallbacks when a row length is not a multiple of 256:
 Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, IQ4_XS->IQ4_NL). Only the sizes are tiny
-(dim 256, 2 layers) and the weights are zeros (valid in every format).
+(dim 256, the real layer count) and the weights are zeros (valid in every
+format), except the 1-D F32 vectors (norms, rope factors), which are ones.
 
 Each file is then given to the real daemon: `adainferd --check-config`
 (loads), and if that works a daemon answers one `complete` through
 adainfer-client (runs). Refusals are quoted. Output: a markdown table for the
 README, or --json.
 
-  scripts/model-families.py --build build-release [--out DIR] [--json]
+  scripts/model-families.py --build build-release [--out DIR] [--json] [--min-runs N]
+
+The test `model-families` (suite integration) runs it with --min-runs 60.
 
 The hyperparameters and tensor inventories come from the models' published
 config.json files and GGUF tensor lists; the quant rules are our reading of
@@ -31,6 +34,7 @@ import importlib.util
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -90,7 +94,7 @@ FAMILIES = [
 ]
 QUANTS = ["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "IQ4_XS"]
 
-TINY_EMBD, TINY_FF, TINY_LAYERS, TINY_HEADS = 256, 512, 2, 4
+TINY_EMBD, TINY_FF, TINY_HEADS = 256, 512, 4
 
 
 def use_more_bits(i, n):
@@ -185,7 +189,7 @@ def write(path, fam, ftype):
     a = arch + "."
     w.u32(a + "context_length", 4096)
     w.u32(a + "embedding_length", TINY_EMBD)
-    w.u32(a + "block_count", TINY_LAYERS)
+    w.u32(a + "block_count", L)
     w.u32(a + "feed_forward_length", TINY_FF)
     w.u32(a + "attention.head_count", th)
     w.u32(a + "attention.head_count_kv", tkv)
@@ -238,10 +242,8 @@ def write(path, fam, ftype):
     if extra.get("rope_factors"):
         vec("rope_factors_long.weight", thd // 2)
         vec("rope_factors_short.weight", thd // 2)
-    # The real layer indices spread over the tiny layers: first and last get the real bumps.
-    for tl in range(TINY_LAYERS):
-        il = 0 if tl == 0 else L - 1
-        b = "blk.%d." % tl
+    for il in range(L):
+        b = "blk.%d." % il
         vec(b + "attn_norm.weight", TINY_EMBD)
         if arch == "phi3":
             mat(b + "attn_qkv.weight", "attn_qkv", E, il, TINY_EMBD, qd + 2 * kvd)
@@ -272,6 +274,10 @@ def write(path, fam, ftype):
     with open(path, "wb") as f:
         f.write(head)
         f.truncate(len(head) + w.data_size)  # zeros: a valid block of every type
+        for _, ne, gid, nbytes, offset in w.tensors:
+            if len(ne) == 1:
+                f.seek(len(head) + offset)
+                f.write(struct.pack("<%df" % ne[0], *([1.0] * ne[0])))
     return sorted({GT_NAME[t[2]] for t in w.tensors if len(t[1]) == 2})
 
 
@@ -325,6 +331,8 @@ def main(argv):
     ap.add_argument("--build", default="build-release", help="meson build dir (default %(default)s)")
     ap.add_argument("--out", help="keep the files in DIR (default: a temporary directory)")
     ap.add_argument("--json", action="store_true", help="one JSON object per file")
+    ap.add_argument("--min-runs", type=int, default=0,
+                    help="exit 1 when fewer files run, or a refusal has no message (a test)")
     a = ap.parse_args(argv)
     tmp = tempfile.mkdtemp(prefix="adainfer-families-")
     out = a.out or tmp
@@ -340,11 +348,12 @@ def main(argv):
                                 "state": state, "message": msg})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    n_run = sum(r["state"] == "runs" for r in results)
+    bad = n_run < a.min_runs or any(r["state"] != "runs" and not r["message"] for r in results)
     if a.json:
         for r in results:
             print(json.dumps(r))
-        return 0
-    n_run = sum(r["state"] == "runs" for r in results)
+        return 1 if bad else 0
     print("| model family | " + " | ".join(QUANTS) + " |")
     print("|---|" + "---|" * len(QUANTS))
     notes = {}
@@ -362,7 +371,7 @@ def main(argv):
     print("%d of %d load and answer a request." % (n_run, len(results)))
     for msg, k in sorted(notes.items(), key=lambda x: x[1]):
         print("\n[%d] %s" % (k, msg))
-    return 0
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -180,8 +180,11 @@ bind_one(struct model *m, const struct tensor_spec *s, const char *name, void *b
 		    (unsigned long long)ne0, (unsigned long long)ne1);
 	ti = type_get(gt->type); /* gguf_parse refused unknown ids */
 	if (ti == NULL || !ti->supported)
-		return diag_set(d, -ENOTSUP, "%s: tensor '%s': type %s is not supported", m->path,
-				name, type_name(gt->type));
+		return diag_set(
+		    d, -ENOTSUP,
+		    "%s: tensor '%s': type %s is not supported (a Q4_K_M, Q5_K_M, Q6_K, "
+		    "Q8_0, Q4_0 or IQ4_XS file of the same model works)",
+		    m->path, name, type_name(gt->type));
 	if ((s->how & T_F32) && gt->type != GGML_TYPE_F32)
 		return diag_set(d, -ENOTSUP,
 				"%s: tensor '%s': type %s is not supported for a norm, bias or "
@@ -224,6 +227,27 @@ check_rope_freqs(struct model *m, struct diag *d)
 					m->path, i, (double)f);
 	}
 	return 0;
+}
+
+/* What a user can do about a tensor no architecture of ours reads. */
+static const char *
+unused_hint(const char *name, size_t len)
+{
+	static const struct {
+		const char *part, *hint;
+	} hints[] = {
+	    {"rope_factors_", "; LongRoPE factors, as in Phi-3.5-mini and Phi-3 128k: "
+			      "a Phi-3-mini-4k file works"},
+	    {".bias", "; biases are read for qwen2 only"},
+	    {"ffn_gate_exps", "; mixture-of-experts models are not supported"},
+	};
+	char buf[128];
+
+	snprintf(buf, sizeof(buf), "%.*s", (int)MIN(len, sizeof(buf) - 1), name);
+	for (size_t i = 0; i < sizeof(hints) / sizeof(hints[0]); i++)
+		if (strstr(buf, hints[i].part) != NULL)
+			return hints[i].hint;
+	return "";
 }
 
 static int
@@ -269,8 +293,9 @@ bind_tensors(struct model *m, const struct arch *a, struct diag *d)
 		if (!used[i]) {
 			rc = diag_set(d, -ENOTSUP,
 				      "%s: tensor '%.*s' is not used by architecture '%s' (not "
-				      "supported)",
-				      m->path, (int)MIN(n->len, 96), n->ptr, a->name);
+				      "supported%s)",
+				      m->path, (int)MIN(n->len, 96), n->ptr, a->name,
+				      unused_hint(n->ptr, n->len));
 			break;
 		}
 	}

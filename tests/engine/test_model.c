@@ -205,6 +205,7 @@ test_arch_models(void)
 
 	ASSERT_OK(model_load(&m, test_fixture("models/archs/llama3.gguf"), &d));
 	ASSERT_STREQ(m.hp.arch, "llama");
+	model_hash(&m);
 	ASSERT_STREQ(m.sha256, "d00289fa2248c3fe5eb489616b57a58c3d3f4ecc1f384e3e05947fe91929f24b");
 	ASSERT_EQ(m.hp.n_ctx_train, 131072);
 	ASSERT_NEAR(m.hp.rope_base, 500000.0, 0);
