@@ -47,9 +47,11 @@ static int
 cmd_trace(struct cli *cli, int argc, char **argv)
 {
 	static const struct option lo[] = {{"top", required_argument, NULL, 'k'},
+					   {"special", no_argument, NULL, CLI_O_SPECIAL},
 					   {NULL, 0, NULL, 0}};
 	struct adainfer_value params, *res = NULL;
 	const struct adainfer_value *layers, *top;
+	bool special = false;
 	long k = 10;
 	int o, rc = 0;
 	size_t plen;
@@ -59,6 +61,10 @@ cmd_trace(struct cli *cli, int argc, char **argv)
 	while ((o = cli_getopt(cli, argc, argv, lo, &rc)) != -1) {
 		if (o == 'h')
 			return cli_command_help(cli, argv[0]);
+		if (o == CLI_O_SPECIAL) {
+			special = true;
+			continue;
+		}
 		if (o != 'k')
 			return rc;
 		if (cli_parse_long(optarg, 1, 100, &k) < 0)
@@ -75,9 +81,10 @@ cmd_trace(struct cli *cli, int argc, char **argv)
 		goto out;
 	{
 		struct adainfer_member m[] = {{"prompt", adainfer_strn(prompt, plen)},
-					      {"top_k", adainfer_int(k)}};
+					      {"top_k", adainfer_int(k)},
+					      {"parse_special", adainfer_bool(true)}};
 
-		params = adainfer_map(m, 2);
+		params = adainfer_map(m, special ? 3 : 2);
 		if ((rc = cli_call(cli, argv[0], "trace", &params, &res)) != 0)
 			goto out;
 	}
@@ -135,14 +142,23 @@ help_only(struct cli *cli, int argc, char **argv)
 static int
 cmd_tokenize(struct cli *cli, int argc, char **argv)
 {
+	static const struct option lo[] = {{"special", no_argument, NULL, CLI_O_SPECIAL},
+					   {NULL, 0, NULL, 0}};
 	struct adainfer_value params, *res = NULL;
 	const struct adainfer_value *toks;
+	bool special = false;
 	size_t plen;
 	char *text = NULL;
-	int rc;
+	int o, rc = 0;
 
-	if ((rc = help_only(cli, argc, argv)) >= 0)
-		return rc;
+	cli_opt_reset();
+	while ((o = cli_getopt(cli, argc, argv, lo, &rc)) != -1) {
+		if (o == 'h')
+			return cli_command_help(cli, argv[0]);
+		if (o != CLI_O_SPECIAL)
+			return rc;
+		special = true;
+	}
 	if (argc - optind > 1)
 		return cli_usage_error(cli, argv[0], "one text expected, got %d arguments",
 				       argc - optind);
@@ -151,9 +167,10 @@ cmd_tokenize(struct cli *cli, int argc, char **argv)
 	if ((rc = cli_connect(cli, argv[0])) != 0)
 		goto out;
 	{
-		struct adainfer_member m[] = {{"text", adainfer_strn(text, plen)}};
+		struct adainfer_member m[] = {{"text", adainfer_strn(text, plen)},
+					      {"parse_special", adainfer_bool(true)}};
 
-		params = adainfer_map(m, 1);
+		params = adainfer_map(m, special ? 2 : 1);
 		if ((rc = cli_call(cli, argv[0], "tokenize", &params, &res)) != 0)
 			goto out;
 	}
@@ -367,9 +384,11 @@ cmd_reload(struct cli *cli, int argc, char **argv)
 	"generation tokens/s and the layers run and skipped.\n"
 
 static const struct command commands[] = {
-    {"run", cmd_run, GEN_ARGS " [PROMPT|-]",
+    {"run", cmd_run, GEN_ARGS " [--special] [PROMPT|-]",
      "Completes PROMPT (or standard input for '-' or no argument; bytes sent as they are)\n"
      "and prints the generated text.\n" GEN_HELP
+     "--special reads control-token text in PROMPT (<|eot_id|>, <|im_start|>, [INST])\n"
+     "as those tokens; without it such text is plain text.\n"
      "With --json: the whole result, the exit layer of each token and the timings\n"
      "included.\n"},
     {"chat", cmd_chat, "[--system TEXT] [--template NAME] " GEN_ARGS " [QUESTION|-]",
@@ -380,11 +399,12 @@ static const struct command commands[] = {
      "sent with the whole conversation so far; /exit or Ctrl-D ends it, Ctrl-C stops\n"
      "the answer being written, /clear forgets the conversation, /help lists these.\n"
      "Without QUESTION and no terminal, standard input is the question.\n" GEN_HELP},
-    {"trace", cmd_trace, "[--top K] [PROMPT|-]",
+    {"trace", cmd_trace, "[--top K] [--special] [PROMPT|-]",
      "Runs PROMPT at full depth and prints one row per layer (layer, top-1 token id,\n"
      "top_prob, gap, token text), then the final layer's top K (default 10) by logit.\n"},
-    {"tokenize", cmd_tokenize, "[TEXT|-]",
-     "Prints the token ids of TEXT (standard input for '-'), BOS included.\n"},
+    {"tokenize", cmd_tokenize, "[--special] [TEXT|-]",
+     "Prints the token ids of TEXT (standard input for '-'), BOS included; --special\n"
+     "reads control-token text as those tokens (as run --special).\n"},
     {"detokenize", cmd_detokenize, "ID...", "Prints the text of the token ids.\n"},
     {"info", cmd_info, "",
      "Prints the daemon's version, protocol, model, loaded profiles and limits.\n"},

@@ -69,6 +69,7 @@ enum cli_opt {
 	CLI_O_FULL_DEPTH,
 	CLI_O_STREAM,
 	CLI_O_NO_STREAM,
+	CLI_O_SPECIAL,
 };
 
 /**
@@ -187,6 +188,7 @@ struct gen_opts {
 	const char *stop[CLI_MAX_STOP];
 	size_t n_stop;
 	bool full_depth;
+	bool parse_special;          /* --special (run): control-token text as control ids */
 	int stream;                  /* --stream 1, --no-stream 0, -1: when stdout is a terminal */
 	struct adainfer_value *info; /* the daemon's info (owned), after gen_info */
 	struct adainfer_value stop_v[CLI_MAX_STOP]; /* gen_params' storage for the stop array */

@@ -76,6 +76,9 @@ gen_opt(const struct cli *cli, const char *cmd, struct gen_opts *g, int o, const
 	case CLI_O_FULL_DEPTH:
 		g->full_depth = true;
 		return 0;
+	case CLI_O_SPECIAL:
+		g->parse_special = true;
+		return 0;
 	case CLI_O_STREAM:
 		g->stream = 1;
 		return 0;
@@ -125,6 +128,8 @@ gen_params(struct gen_opts *g, bool stream, struct adainfer_member *m, size_t *n
 		m[(*n)++] = (struct adainfer_member){"seed", adainfer_int(g->seed)};
 	if (g->full_depth)
 		m[(*n)++] = (struct adainfer_member){"full_depth", adainfer_bool(true)};
+	if (g->parse_special)
+		m[(*n)++] = (struct adainfer_member){"parse_special", adainfer_bool(true)};
 	if (stream)
 		m[(*n)++] = (struct adainfer_member){"stream", adainfer_bool(true)};
 }
@@ -221,7 +226,8 @@ gen_report(const struct cli *cli, const struct adainfer_value *res)
 int
 cmd_run(struct cli *cli, int argc, char **argv)
 {
-	static const struct option lo[] = {CLI_GEN_OPTIONS, {NULL, 0, NULL, 0}};
+	static const struct option lo[] = {
+	    CLI_GEN_OPTIONS, {"special", no_argument, NULL, CLI_O_SPECIAL}, {NULL, 0, NULL, 0}};
 	struct adainfer_member m[12];
 	struct adainfer_value params, *res = NULL;
 	struct gen_opts g;

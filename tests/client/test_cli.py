@@ -267,6 +267,20 @@ def test_raw_bytes():
     check(j["text"].startswith("caf\u00e9 na\ufffdve") and j["text"].endswith("\ufffd"), j)
 
 
+def test_special():
+    # tiny-tasks' </s> is control token 2: text without --special, the id with it
+    plain = js("tokenize", "a</s>")["tokens"]
+    special = js("tokenize", "--special", "a</s>")["tokens"]
+    check(special[-1] == 2 and 2 not in plain and len(plain) > len(special),
+          "tokenize --special: %r vs %r" % (special, plain))
+    t = js("trace", "--special", "--top", "1", "a</s>")
+    check(t["tokens"] == special, "trace --special: %r" % t["tokens"])
+    r = js("run", "--special", "--max-tokens", "1", "--full-depth", "a</s>")
+    check(r["n_prompt"] == len(special), "run --special: %r" % r)
+    r = js("run", "--max-tokens", "1", "--full-depth", "a</s>")
+    check(r["n_prompt"] == len(plain), "run without: %r" % r)
+
+
 def test_trace():
     out = ok("trace", "--top", "3", PROMPT).decode().splitlines()
     rows = [line.split() for line in out[1:13]]
@@ -412,7 +426,7 @@ def main():
         return run_tests([(f.__name__, f) for f in [
             test_help, test_usage_errors, test_cannot_connect, test_timeout, test_server_error,
             test_info, test_run, test_generation, test_verbose, test_options_after_command,
-            test_json_errors, test_hints, test_raw_bytes, test_trace, test_stats_reload,
+            test_json_errors, test_hints, test_raw_bytes, test_special, test_trace, test_stats_reload,
             test_calibrate_eval, test_calibrate_out, test_progress, test_exports]])
     finally:
         D.cleanup()
