@@ -8,9 +8,11 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "client/adainfer.h"
+#include "oai_text.h"
 
 static const char *
 type_of(int status)
@@ -112,11 +114,15 @@ str_or_null(const char *s)
 json_t *
 oai_err_json(const struct oai_err *e)
 {
-	/* Messages may quote request bytes; json_string refuses invalid UTF-8. */
-	json_t *msg = json_string(e->message);
+	/* Messages may quote request bytes, cut anywhere; JSON strings must be UTF-8. */
+	char *m = NULL;
+	size_t len = 0, cap = 0;
+	json_t *msg;
 
-	if (msg == NULL)
-		msg = json_string("(message not valid UTF-8)");
+	if (oai_utf8_append(&m, &len, &cap, e->message, strlen(e->message)) < 0)
+		return NULL;
+	msg = json_stringn(m != NULL ? m : "", len);
+	free(m);
 	return json_pack("{s:{s:o,s:s,s:o,s:o}}", "error", "message", msg, "type", e->type, "param",
 			 str_or_null(e->param), "code", str_or_null(e->code));
 }
