@@ -20,6 +20,7 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "daemon/engine/chat.h"
 #include "daemon/profile/yamlx.h"
 #include "proto/proto.h"
 
@@ -335,11 +336,35 @@ k_profiles(struct parse *p, yaml_node_t *v, const char *key)
 	return walk(p, v, "'profiles'", t);
 }
 
-static const struct key_handler top_keys[] = {{"model", k_model},       {"threads", k_threads},
-					      {"workers", k_workers},   {"context", k_context},
-					      {"socket", k_socket},     {"access", k_access},
-					      {"limits", k_limits},     {"log", k_log},
-					      {"profiles", k_profiles}, {NULL, NULL}};
+/* chat_template: one of the template names (chat.h), checked here so a typo fails at load. */
+static int
+k_chat_template(struct parse *p, yaml_node_t *v, const char *key)
+{
+	const char *s = NULL;
+	int rc;
+
+	if ((rc = yx_scalar(&p->y, v, key, &s)) < 0)
+		return rc;
+	if (chat_tmpl_from_name(s, strlen(s)) == CHAT_TMPL_UNKNOWN)
+		return yx_err(&p->y, v,
+			      "'%s': unknown template '%.64s' (chatml, llama2, llama3, mistral-v7, "
+			      "phi3, gemma, zephyr, ...: adainferd.yaml(5) lists them)",
+			      key, s);
+	strlcpy_(p->c->chat_template, s, sizeof(p->c->chat_template));
+	return 0;
+}
+
+static const struct key_handler top_keys[] = {{"model", k_model},
+					      {"threads", k_threads},
+					      {"workers", k_workers},
+					      {"context", k_context},
+					      {"socket", k_socket},
+					      {"access", k_access},
+					      {"limits", k_limits},
+					      {"log", k_log},
+					      {"profiles", k_profiles},
+					      {"chat_template", k_chat_template},
+					      {NULL, NULL}};
 
 void
 conf_defaults(struct conf *c)

@@ -18,6 +18,8 @@
  *     max_message_bytes, max_prompt_tokens, max_tokens, max_connections,
  *     max_queued, idle_timeout_ms (0 = none), request_deadline_ms (0 = none),
  *     shutdown_grace_ms, max_write_queue_bytes
+ *   chat_template: NAME         template for `chat` (chatml, llama3, ...) instead of
+ *                               the one recognised in the model
  *   log:
  *     level: error|warning|info|debug
  *   profiles:
@@ -72,6 +74,7 @@ struct conf {
 	char profile_dir_where[160];
 	struct profile inline_profiles[CONF_MAX_INLINE_PROFILES]; /* profiles.inline */
 	int n_inline_profiles;
+	char chat_template[32]; /* a chat_tmpl_name(); "" = recognise the model's */
 };
 
 /** Command-line overrides; NULL / negative fields are not set. */

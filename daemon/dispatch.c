@@ -151,6 +151,17 @@ model_file_state(struct smodel *sm)
 	return st;
 }
 
+/* The template chat uses by default: the config's, the model's, "unknown", or "" for none. */
+static const char *
+chat_template_name(const struct snap *s)
+{
+	if (s->conf.chat_template[0] != '\0')
+		return s->conf.chat_template;
+	if (!s->model->has_chat_template)
+		return "";
+	return chat_tmpl_name(s->model->chat_tmpl);
+}
+
 static int
 m_info(struct call *k, msgpack_packer *pk)
 {
@@ -167,7 +178,7 @@ m_info(struct call *k, msgpack_packer *pk)
 	P(proto_pack_cstr(pk, ADAINFER_VERSION));
 	P(kv_u64(pk, PROTO_K_PROTOCOL, PROTO_VERSION));
 	P(proto_pack_cstr(pk, PROTO_K_MODEL));
-	P(msgpack_pack_map(pk, 16));
+	P(msgpack_pack_map(pk, 17));
 	P(proto_pack_cstr(pk, PROTO_K_NAME));
 	P(proto_pack_text(pk, m->name, strlen(m->name)));
 	P(proto_pack_cstr(pk, PROTO_K_ARCH));
@@ -188,6 +199,8 @@ m_info(struct call *k, msgpack_packer *pk)
 	P(proto_pack_cstr(pk, PROTO_K_FILE_STATE));
 	P(proto_pack_cstr(pk, file_state_names[model_file_state(s->model)]));
 	P(kv_u64(pk, PROTO_K_RSS_EXTRA_BYTES, rss_extra(m)));
+	P(proto_pack_cstr(pk, PROTO_K_CHAT_TEMPLATE));
+	P(proto_pack_cstr(pk, chat_template_name(s)));
 	P(proto_pack_cstr(pk, PROTO_K_CHECK_COST));
 	P(msgpack_pack_double(pk, runner_check_cost(m, 1)));
 	P(proto_pack_cstr(pk, PROTO_K_TASKS));
@@ -315,6 +328,12 @@ m_complete(struct call *k)
 }
 
 static enum proto_err
+m_chat(struct call *k)
+{
+	return queue(k, REQ_COMPLETE, params_chat); /* a rendered prompt, then as complete */
+}
+
+static enum proto_err
 m_trace(struct call *k)
 {
 	return queue(k, REQ_TRACE, params_trace);
@@ -339,6 +358,7 @@ static const struct method methods[] = {
     {PROTO_M_RELOAD, no_keys, 0, NULL, m_reload},
     {PROTO_M_CANCEL, cancel_keys, 0, m_cancel, NULL},
     {PROTO_M_COMPLETE, params_complete_keys, 0, NULL, m_complete},
+    {PROTO_M_CHAT, params_chat_keys, 0, NULL, m_chat},
     {PROTO_M_TRACE, params_trace_keys, 0, NULL, m_trace},
     {PROTO_M_TOKENIZE, params_tokenize_keys, 0, NULL, m_tokenize},
     {PROTO_M_DETOKENIZE, params_detokenize_keys, 0, NULL, m_detokenize},

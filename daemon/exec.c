@@ -124,7 +124,8 @@ exec_prompt(struct req *r, const struct vocab *v, enum proto_err *err, char *msg
 	if (size_mul(&bytes, cap, sizeof(int32_t)) < 0 || (r->tokens = malloc(bytes)) == NULL)
 		n = -ENOMEM;
 	else
-		n = tokenizer_encode(v, r->text, r->text_len, r->add_bos, r->tokens, cap);
+		n = tokenizer_encode(v, r->text, r->text_len, r->add_bos, r->parse_special,
+				     r->tokens, cap);
 	if (n > (long)cap) { /* only when limited: the ids past cap were not stored */
 		*err = PROTO_ERR_TOO_LARGE;
 		snprintf(msg, msgcap, "prompt has %ld tokens, limit is %u", n, max);

@@ -1,9 +1,10 @@
 /*
- * params.c — the parameters of the worker methods (complete, trace,
+ * params.c — the parameters of the worker methods (complete, chat, trace,
  * tokenize, detokenize) checked and copied out of a request's map into a
- * struct req, so nothing borrows from the message once it is queued. Every
- * refusal names the key; sizes are checked against the request's snapshot
- * limits before anything is allocated from them.
+ * struct req (chat's messages rendered with the chat template on the way),
+ * so nothing borrows from the message once it is queued. Every refusal
+ * names the key; sizes are checked against the request's snapshot limits
+ * before anything is allocated from them.
  */
 #include "params.h"
 
@@ -13,13 +14,32 @@
 
 #include "tasks.h"
 
-const char *const params_complete_keys[] = {
-    PROTO_K_PROMPT,      PROTO_K_TOKENS,      PROTO_K_TASK,  PROTO_K_MAX_TOKENS,
+const char *const params_complete_keys[] = {PROTO_K_PROMPT,
+					    PROTO_K_TOKENS,
+					    PROTO_K_TASK,
+					    PROTO_K_MAX_TOKENS,
+					    PROTO_K_STOP,
+					    PROTO_K_TEMPERATURE,
+					    PROTO_K_TOP_P,
+					    PROTO_K_SEED,
+					    PROTO_K_STREAM,
+					    PROTO_K_FULL_DEPTH,
+					    PROTO_K_TRACE,
+					    PROTO_K_PROFILE,
+					    PROTO_K_DEADLINE_MS,
+					    PROTO_K_EOS,
+					    PROTO_K_TOP_K,
+					    PROTO_K_PARSE_SPECIAL,
+					    NULL};
+const char *const params_chat_keys[] = {
+    PROTO_K_MESSAGES,    PROTO_K_TEMPLATE,    PROTO_K_TASK,  PROTO_K_MAX_TOKENS,
     PROTO_K_STOP,        PROTO_K_TEMPERATURE, PROTO_K_TOP_P, PROTO_K_SEED,
     PROTO_K_STREAM,      PROTO_K_FULL_DEPTH,  PROTO_K_TRACE, PROTO_K_PROFILE,
     PROTO_K_DEADLINE_MS, PROTO_K_EOS,         PROTO_K_TOP_K, NULL};
-const char *const params_trace_keys[] = {PROTO_K_PROMPT, PROTO_K_TOKENS, PROTO_K_TOP_K, NULL};
-const char *const params_tokenize_keys[] = {PROTO_K_TEXT, PROTO_K_ADD_BOS, NULL};
+const char *const params_trace_keys[] = {PROTO_K_PROMPT, PROTO_K_TOKENS, PROTO_K_TOP_K,
+					 PROTO_K_PARSE_SPECIAL, NULL};
+const char *const params_tokenize_keys[] = {PROTO_K_TEXT, PROTO_K_ADD_BOS, PROTO_K_PARSE_SPECIAL,
+					    NULL};
 const char *const params_detokenize_keys[] = {PROTO_K_TOKENS, NULL};
 
 /* Optional-parameter helpers: absent keeps the default; any other failure is the caller's error. */
@@ -80,6 +100,18 @@ copy_tokens(const msgpack_object *pm, struct diag *d, bool required, struct req 
 	return PROTO_ERR_NONE;
 }
 
+/* parse_special: meaningful with text only, accepted (and ignored) with tokens. */
+static enum proto_err
+parse_special(const msgpack_object *pm, struct diag *d, struct req *r)
+{
+	int rc;
+
+	r->parse_special = false;
+	if (!OPT(proto_get_bool(pm, PROTO_K_PARSE_SPECIAL, &r->parse_special, d)))
+		return PROTO_ERR_BAD_REQUEST;
+	return PROTO_ERR_NONE;
+}
+
 /* prompt xor tokens. */
 static enum proto_err
 copy_prompt(const msgpack_object *pm, struct diag *d, struct req *r)
@@ -95,6 +127,8 @@ copy_prompt(const msgpack_object *pm, struct diag *d, struct req *r)
 	if ((e = copy_bytes(pm, d, PROTO_K_PROMPT, false, r)) != PROTO_ERR_NONE)
 		return e;
 	r->add_bos = true;
+	if ((e = parse_special(pm, d, r)) != PROTO_ERR_NONE)
+		return e;
 	return copy_tokens(pm, d, false, r);
 }
 
@@ -239,8 +273,9 @@ parse_profile(const msgpack_object *pm, struct diag *d, struct req *r)
 	return PROTO_ERR_NONE;
 }
 
-enum proto_err
-params_complete(const msgpack_object *pm, struct req *r, struct diag *d)
+/* What complete and chat share: everything but the prompt. */
+static enum proto_err
+parse_generation(const msgpack_object *pm, struct req *r, struct diag *d)
 {
 	enum proto_err e;
 
@@ -249,13 +284,186 @@ params_complete(const msgpack_object *pm, struct req *r, struct diag *d)
 	r->top_p = 1;
 	r->eos = true;
 	r->top_k = 10;
-	if ((e = copy_prompt(pm, d, r)) != PROTO_ERR_NONE ||
-	    (e = parse_task(pm, d, r)) != PROTO_ERR_NONE ||
+	if ((e = parse_task(pm, d, r)) != PROTO_ERR_NONE ||
 	    (e = parse_max_tokens(pm, d, r)) != PROTO_ERR_NONE ||
 	    (e = parse_options(pm, d, r)) != PROTO_ERR_NONE ||
 	    (e = parse_stop(pm, d, r)) != PROTO_ERR_NONE)
 		return e;
 	return parse_profile(pm, d, r);
+}
+
+enum proto_err
+params_complete(const msgpack_object *pm, struct req *r, struct diag *d)
+{
+	enum proto_err e;
+
+	if ((e = copy_prompt(pm, d, r)) != PROTO_ERR_NONE)
+		return e;
+	return parse_generation(pm, r, d);
+}
+
+/* ---- chat ------------------------------------------------------------------ */
+
+/* The template chat renders with: the request's, the config's, else the model's. */
+static enum proto_err
+chat_template(const msgpack_object *pm, const struct req *r, enum chat_tmpl *t, struct diag *d)
+{
+	const struct snap *s = r->snap;
+	const char *where = s->conf.file[0] != '\0' ? s->conf.file : "the config file";
+	const char *name;
+	size_t len;
+	int rc;
+
+	if ((rc = proto_get_str(pm, PROTO_K_TEMPLATE, &name, &len, d)) == 0) {
+		if ((*t = chat_tmpl_from_name(name, len)) != CHAT_TMPL_UNKNOWN)
+			return PROTO_ERR_NONE;
+		diag_set(d, -EINVAL,
+			 "parameter 'template': unknown template '%.*s' (chatml, llama2, llama3, "
+			 "mistral-v7, phi3, gemma, zephyr, ...: adainfer-protocol(7) lists them)",
+			 (int)MIN(len, 64u), name);
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	if (rc != -ENOENT)
+		return PROTO_ERR_BAD_REQUEST;
+	if (s->conf.chat_template[0] != '\0') {
+		*t = chat_tmpl_from_name(s->conf.chat_template, strlen(s->conf.chat_template));
+		return PROTO_ERR_NONE;
+	}
+	if ((*t = s->model->chat_tmpl) != CHAT_TMPL_UNKNOWN)
+		return PROTO_ERR_NONE;
+	if (s->model->has_chat_template)
+		diag_set(d, -ENOTSUP,
+			 "the model's chat template (tokenizer.chat_template) is not one adainferd "
+			 "recognises: set chat_template: NAME in %s, or give 'template'",
+			 where);
+	else
+		diag_set(d, -ENOENT,
+			 "the model has no chat template (tokenizer.chat_template): set "
+			 "chat_template: NAME in %s, or give 'template'",
+			 where);
+	return PROTO_ERR_BAD_REQUEST;
+}
+
+static bool
+key_eq(const msgpack_object *k, const char *s)
+{
+	return k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(s) &&
+	       memcmp(k->via.str.ptr, s, k->via.str.size) == 0;
+}
+
+/* messages[i] as a view into the request (valid while pm is). */
+static enum proto_err
+chat_message(const msgpack_object *o, uint32_t i, struct chat_msg *m, struct diag *d)
+{
+	static const char *const roles[] = {"system", "user", "assistant"};
+	const msgpack_object *role = NULL, *content = NULL;
+	bool known = false;
+
+	if (o->type != MSGPACK_OBJECT_MAP) {
+		diag_set(d, -EINVAL, "messages[%u]: expected a map {role, content}, got %s", i,
+			 proto_type_name(o));
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	for (uint32_t j = 0; j < o->via.map.size; j++) {
+		const msgpack_object *k = &o->via.map.ptr[j].key, *v = &o->via.map.ptr[j].val;
+		const msgpack_object **slot = key_eq(k, PROTO_K_ROLE)      ? &role
+					      : key_eq(k, PROTO_K_CONTENT) ? &content
+									   : NULL;
+
+		if (slot == NULL && k->type != MSGPACK_OBJECT_STR) {
+			diag_set(d, -EINVAL, "messages[%u]: keys must be str, got %s", i,
+				 proto_type_name(k));
+			return PROTO_ERR_BAD_REQUEST;
+		}
+		if (slot == NULL) {
+			diag_set(
+			    d, -EINVAL,
+			    "messages[%u]: unknown key '%.*s' (a message has role and content)", i,
+			    (int)MIN(k->via.str.size, 32u), k->via.str.ptr);
+			return PROTO_ERR_BAD_REQUEST;
+		}
+		if (*slot != NULL) {
+			diag_set(d, -EINVAL, "messages[%u]: duplicate key '%s'", i,
+				 slot == &role ? PROTO_K_ROLE : PROTO_K_CONTENT);
+			return PROTO_ERR_BAD_REQUEST;
+		}
+		*slot = v;
+	}
+	if (role == NULL || content == NULL) {
+		diag_set(d, -EINVAL, "messages[%u]: missing '%s'", i,
+			 role == NULL ? PROTO_K_ROLE : PROTO_K_CONTENT);
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	if (role->type != MSGPACK_OBJECT_STR || content->type != MSGPACK_OBJECT_STR) {
+		bool r_bad = role->type != MSGPACK_OBJECT_STR;
+
+		diag_set(d, -EINVAL, "messages[%u].%s: expected str, got %s", i,
+			 r_bad ? PROTO_K_ROLE : PROTO_K_CONTENT,
+			 proto_type_name(r_bad ? role : content));
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	for (size_t j = 0; j < ARRAY_LEN(roles) && !known; j++)
+		known = key_eq(role, roles[j]);
+	if (!known) {
+		diag_set(d, -EINVAL,
+			 "messages[%u].role: must be system, user or assistant, got '%.*s'", i,
+			 (int)MIN(role->via.str.size, 32u), role->via.str.ptr);
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	*m = (struct chat_msg){role->via.str.ptr, role->via.str.size, content->via.str.ptr,
+			       content->via.str.size};
+	return PROTO_ERR_NONE;
+}
+
+/*
+ * messages rendered with the template into r->text (the copy a queued
+ * request keeps: rendering is the copy, linear in the message). Its size is
+ * checked against the prompt limit by the worker, as a prompt's is.
+ */
+static enum proto_err
+chat_render_messages(const msgpack_object *pm, struct req *r, struct diag *d)
+{
+	const msgpack_object *a;
+	struct chat_msg *msgs = NULL;
+	enum chat_tmpl t = CHAT_TMPL_UNKNOWN;
+	enum proto_err e = PROTO_ERR_NONE;
+	int rc = proto_get_array(pm, PROTO_K_MESSAGES, UINT32_MAX, &a, d);
+
+	if (rc < 0)
+		return PROTO_ERR_BAD_REQUEST;
+	if (a->via.array.size == 0) {
+		diag_set(d, -EINVAL, "parameter 'messages': empty (give at least one message)");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	if ((msgs = malloc((size_t)a->via.array.size * sizeof(*msgs))) == NULL) {
+		diag_set(d, -ENOMEM, "out of memory");
+		return PROTO_ERR_INTERNAL;
+	}
+	for (uint32_t i = 0; i < a->via.array.size && e == PROTO_ERR_NONE; i++)
+		e = chat_message(&a->via.array.ptr[i], i, &msgs[i], d);
+	if (e == PROTO_ERR_NONE)
+		e = chat_template(pm, r, &t, d);
+	if (e == PROTO_ERR_NONE &&
+	    (rc = chat_render(t, msgs, a->via.array.size, true, &r->text, &r->text_len)) < 0) {
+		diag_set(d, rc, "cannot render the chat: %s", strerror(-rc));
+		e = rc == -ENOMEM ? PROTO_ERR_INTERNAL : PROTO_ERR_BAD_REQUEST;
+	}
+	free(msgs);
+	if (e == PROTO_ERR_NONE)
+		r->has_text = true;
+	return e;
+}
+
+enum proto_err
+params_chat(const msgpack_object *pm, struct req *r, struct diag *d)
+{
+	enum proto_err e;
+
+	if ((e = chat_render_messages(pm, r, d)) != PROTO_ERR_NONE)
+		return e;
+	r->add_bos = true;       /* as the vocabulary says, like llama.cpp's server */
+	r->parse_special = true; /* the template's markers are control tokens */
+	return parse_generation(pm, r, d);
 }
 
 enum proto_err
@@ -286,7 +494,7 @@ params_tokenize(const msgpack_object *pm, struct req *r, struct diag *d)
 	r->add_bos = true;
 	if (!OPT(proto_get_bool(pm, PROTO_K_ADD_BOS, &r->add_bos, d)))
 		return PROTO_ERR_BAD_REQUEST;
-	return PROTO_ERR_NONE;
+	return parse_special(pm, d, r);
 }
 
 enum proto_err

@@ -26,6 +26,13 @@ smodel_load(struct smodel **out, const char *path, struct diag *d)
 		free(sm);
 		return rc;
 	}
+	{
+		const struct gguf_kv *kv = gguf_find_kv(&sm->m.gguf, CHAT_TEMPLATE_KEY);
+
+		sm->has_chat_template = kv != NULL && kv->type == GGUF_VT_STRING;
+		if (sm->has_chat_template)
+			sm->chat_tmpl = chat_tmpl_detect(kv->v.s.ptr, (size_t)kv->v.s.len);
+	}
 	atomic_init(&sm->refs, 1);
 	*out = sm;
 	return 0;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "conf.h"
+#include "daemon/engine/chat.h"
 #include "daemon/engine/model.h"
 #include "proto/proto.h"
 
@@ -25,6 +26,8 @@ struct smodel {
 	atomic_int refs;
 	struct model m;
 	enum mapping_state file_state; /* last seen by dispatch (loop thread only) */
+	bool has_chat_template;        /* the GGUF has tokenizer.chat_template */
+	enum chat_tmpl chat_tmpl;      /* recognised in it at load; UNKNOWN when not */
 };
 
 /** Loads path into a new shared model (refs = 1). Returns 0 or a negative errno with d. */
@@ -65,6 +68,7 @@ struct req {
 	uint32_t n_tokens;
 	bool has_text;
 	bool add_bos, stream, full_depth, trace, eos;
+	bool parse_special; /* control-token text in text becomes control ids */
 	uint32_t max_tokens, top_k;
 	double temperature, top_p;
 	uint64_t seed;

@@ -56,6 +56,9 @@
  *             file_state: str ("unchanged", "modified" in place since it
  *             was mapped, or "replaced" by another file at its path),
  *             rss_extra_bytes: int (resident memory beyond the mapping),
+ *             chat_template: str (the template chat uses: the config's
+ *             chat_template, else the one recognised in the model; "" when
+ *             the model has none, "unknown" when it is not recognised),
  *             check_cost: float (one stopping check, i.e. one logit-lens
  *             evaluation, in layers of a one-token batch; for an n-token
  *             prompt it is check_cost / n)},
@@ -85,7 +88,11 @@
  *     profile?: map       inline profile (same schema as a YAML profile) used
  *                         instead of the task's; for experiments
  *     deadline_ms?: int   per-request deadline, capped by limits.deadline_ms
- *     eos?: bool          stop at the end-of-sequence token (default true)
+ *     eos?: bool          stop at an end-of-generation token: eos, eot, eom
+ *                         or an EOG control token such as <|eot_id|> (default
+ *                         true); it is never part of the text
+ *     parse_special?: bool tokenize control-token text in prompt ("<|im_end|>")
+ *                         as the control ids (default false: plain text)
  *   result:
  *     text: str|bin (generated text only), tokens: [int] (generated ids),
  *     exit_layers: [int] (1-based layer each token was taken from),
@@ -96,20 +103,33 @@
  *   A cancelled request answers PROTO_ERR_CANCELLED and one past its deadline
  *   PROTO_ERR_TIMEOUT (the partial result is dropped).
  *
- * "token"       notification sent during a streamed complete:
+ * "chat"        params: complete's without prompt/tokens, plus
+ *     messages: [{role: str, content: str}]  roles "system", "user",
+ *                         "assistant"; at least one message
+ *     template?: str      a template name ("chatml", "llama3", ...) instead
+ *                         of the model's (config chat_template:, else the
+ *                         GGUF tokenizer.chat_template recognised as
+ *                         llama.cpp does)
+ *   The messages are rendered with the template and the assistant's
+ *   generation prompt, tokenized with parse_special on, and run as complete
+ *   runs a prompt; the result is complete's. No recognisable template is a
+ *   PROTO_ERR_BAD_REQUEST whose message names the chat_template: key.
+ *
+ * "token"       notification sent during a streamed complete or chat:
  *     [2, "token", [{msgid: int, index: int (0-based), id: int,
  *                    text: str|bin (the piece), exit_layer: int}]]
  *   All token notifications of a request precede its response.
  *
- * "trace"       params: prompt?|tokens? (as complete), top_k?: int (1..PROTO_MAX_TOP_K,
- *               default 10). Full-depth run of the prompt. result:
+ * "trace"       params: prompt?|tokens?, parse_special? (as complete), top_k?: int
+ *               (1..PROTO_MAX_TOP_K, default 10). Full-depth run of the prompt. result:
  *     tokens: [int], n_layers: int,
  *     layers: [{layer: int (1-based), top1: int, top1_text: str|bin,
  *               top_prob: float, gap: float}] one per layer,
  *     top: [{id: int, text: str|bin, logit: float, prob: float}] the final
  *          layer's top_k by logit.
  *
- * "tokenize"    params: text: str|bin, add_bos?: bool (default true).
+ * "tokenize"    params: text: str|bin, add_bos?: bool (default true),
+ *               parse_special?: bool (default false, as complete).
  *               result: {tokens: [int]}
  * "detokenize"  params: tokens: [int]. result: {text: str|bin}
  *
@@ -183,6 +203,7 @@ enum proto_kind {
 #define PROTO_M_STATS      "stats"
 #define PROTO_M_RELOAD     "reload"
 #define PROTO_M_CANCEL     "cancel"
+#define PROTO_M_CHAT       "chat"
 /* Notification names. */
 #define PROTO_N_TOKEN "token"
 #define PROTO_N_ERROR "error"
@@ -211,6 +232,12 @@ enum proto_kind {
 #define PROTO_K_TEXT        "text"
 #define PROTO_K_ADD_BOS     "add_bos"
 #define PROTO_K_MSGID       "msgid"
+/* chat, and control-token parsing (complete, trace, tokenize, chat) */
+#define PROTO_K_PARSE_SPECIAL "parse_special"
+#define PROTO_K_MESSAGES      "messages"
+#define PROTO_K_ROLE          "role"
+#define PROTO_K_CONTENT       "content"
+#define PROTO_K_TEMPLATE      "template"
 
 /* Result keys (besides the parameter keys reused above). */
 #define PROTO_K_PONG           "pong"
@@ -253,6 +280,7 @@ enum proto_kind {
 /* ... and those of info's model, limits and profiles, stats and timings. */
 #define PROTO_K_ARCH                  "arch"
 #define PROTO_K_CHECK_COST            "check_cost"
+#define PROTO_K_CHAT_TEMPLATE         "chat_template"
 #define PROTO_K_CLASSIFIER            "classifier"
 #define PROTO_K_CONNECTIONS_TOTAL     "connections_total"
 #define PROTO_K_DECODE_S              "decode_s"

@@ -168,7 +168,7 @@ runner_run(struct ctx *c, const struct run_params *p, struct run_result *r)
 			r->t_prefill_s = util_now() - t0;
 		if (rc != 0)
 			break;
-		if (p->stop_at_eos && tok == m->vocab.eos_id) {
+		if (p->stop_at_eos && tokenizer_is_eog(&m->vocab, tok)) {
 			r->stop = RUN_STOP_EOS;
 			break;
 		}

@@ -19,7 +19,7 @@
 
 enum run_stop {
 	RUN_STOP_LENGTH = 0, /* max_tokens reached */
-	RUN_STOP_EOS,        /* the model produced EOS (not included in tokens) */
+	RUN_STOP_EOS,        /* an end-of-generation token (tokenizer_is_eog; not in tokens) */
 	RUN_STOP_CALLBACK,   /* on_token asked to stop (stop string, client gone) */
 	RUN_STOP_CANCELLED,  /* *cancel became true */
 	RUN_STOP_DEADLINE,   /* deadline passed */
@@ -33,7 +33,7 @@ struct run_params {
 	float temperature;   /* 0 = greedy (argmax, lowest id on ties) */
 	float top_p;         /* 1 = off */
 	uint64_t seed;
-	bool stop_at_eos;
+	bool stop_at_eos;                 /* at any end-of-generation token, not only eos_id */
 	const struct exit_policy *policy; /* NULL or full_depth: run every layer */
 	bool full_depth;
 	const atomic_bool *cancel; /* may be NULL; checked between layers */

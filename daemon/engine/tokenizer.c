@@ -4,8 +4,10 @@
  * spaces escaped to U+2581, an optional leading space, UTF-8 characters
  * merged pairwise by the highest piece score (ties: leftmost pair) through a
  * priority queue, pieces the vocabulary lacks emitted as <0xNN> byte tokens.
- * User-defined tokens are split out of the text first, as llama.cpp does
- * even when special tokens are not parsed. Detokenizing follows
+ * Special tokens are split out of the text first as llama.cpp's
+ * tokenizer_st_partition does: user-defined ones always, control and unknown
+ * ones when the caller asks to parse special text. The end-of-generation set
+ * is built as llama_vocab::impl::load builds special_eog_ids. Detokenizing follows
  * llama_token_to_piece / llama_detokenize. This module must never trust the
  * vocabulary's counts beyond what gguf_parse validated, never size memory by
  * the text without checked arithmetic, and never abort on odd input
@@ -32,9 +34,9 @@ enum tok_type {
 /* Open-addressing hash from token text to id; cap is a power of two. */
 struct tok_index {
 	uint32_t cap;
-	int32_t *slot; /* -1 empty */
-	int32_t *user; /* user-defined token ids, longest text first */
-	uint32_t n_user;
+	int32_t *slot;    /* -1 empty */
+	int32_t *special; /* control, user-defined and unknown ids, longest text first */
+	uint32_t n_special;
 };
 
 static uint32_t
@@ -85,8 +87,9 @@ index_put(struct vocab *v, int32_t id)
 	}
 }
 
+/* Longest text first; llama.cpp's std::sort leaves ties unordered, we order them by id. */
 static int
-cmp_user(const void *a, const void *b, void *arg)
+cmp_special(const void *a, const void *b, void *arg)
 {
 	const struct vocab *v = arg;
 	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
@@ -97,21 +100,31 @@ cmp_user(const void *a, const void *b, void *arg)
 }
 
 /*
- * Texts llama.cpp treats as end-of-generation markers: it forces them to
- * CONTROL whatever the file says (llama_vocab::impl::load, "control-looking
- * token"), which changes how they split text and render.
+ * llama_vocab::impl::load finds special tokens the metadata leaves unset by
+ * their text and forces each one it finds to CONTROL ("control-looking
+ * token"), which changes how it splits text and renders. It walks a hash map,
+ * so when a vocabulary holds several texts of one list, which one it picks
+ * depends on that map's order; we take the first text of the list present.
  */
 /* clang-format off */
+static const struct {
+	size_t off;
+	const char *texts[8];
+} special_texts[] = {
+    {offsetof(struct vocab, eot_id), {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
+				      "<|endoftext|>", "<EOT>", "<｜end▁of▁sentence｜>"}},
+    {offsetof(struct vocab, eom_id), {"<|eom_id|>"}},
+    {offsetof(struct vocab, fim_pre_id), {"<|fim_prefix|>", "<fim-prefix>", "<｜fim▁begin｜>", "<PRE>"}},
+    {offsetof(struct vocab, fim_suf_id), {"<|fim_suffix|>", "<fim-suffix>", "<｜fim▁hole｜>", "<SUF>"}},
+    {offsetof(struct vocab, fim_mid_id), {"<|fim_middle|>", "<fim-middle>", "<｜fim▁end｜>", "<MID>"}},
+    {offsetof(struct vocab, fim_pad_id), {"<|fim_pad|>", "<fim-pad>", "<PAD>"}},
+    {offsetof(struct vocab, fim_rep_id), {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>"}},
+    {offsetof(struct vocab, fim_sep_id), {"<|file_sep|>"}},
+};
+
+/* Every token with one of these texts ends generation (and is forced to CONTROL). */
 static const char *const eog_texts[] = {
-    /* end of turn / generation */
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>", "_<EOT>",
-    "<|eom_id|>", "<｜end▁of▁sentence｜>",
-    /* fill-in-the-middle markers */
-    "<|fim_prefix|>", "<fim-prefix>", "<｜fim▁begin｜>", "<PRE>",
-    "<|fim_suffix|>", "<fim-suffix>", "<｜fim▁hole｜>", "<SUF>",
-    "<|fim_middle|>", "<fim-middle>", "<｜fim▁end｜>", "<MID>",
-    "<|fim_pad|>", "<fim-pad>", "<PAD>", "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>",
-    "<|file_sep|>",
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>",
 };
 /* clang-format on */
 
@@ -217,6 +230,18 @@ load_special(struct vocab *v, const struct gguf *g, struct diag *d)
 	    {"tokenizer.ggml.eos_token_id", offsetof(struct vocab, eos_id), 2},
 	    {"tokenizer.ggml.unknown_token_id", offsetof(struct vocab, unk_id), 0},
 	    {"tokenizer.ggml.padding_token_id", offsetof(struct vocab, pad_id), -1},
+	    {"tokenizer.ggml.eot_token_id", offsetof(struct vocab, eot_id), -1},
+	    {"tokenizer.ggml.eom_token_id", offsetof(struct vocab, eom_id), -1},
+	    {"tokenizer.ggml.fim_pre_token_id", offsetof(struct vocab, fim_pre_id), -1},
+	    {"tokenizer.ggml.fim_suf_token_id", offsetof(struct vocab, fim_suf_id), -1},
+	    {"tokenizer.ggml.fim_mid_token_id", offsetof(struct vocab, fim_mid_id), -1},
+	    {"tokenizer.ggml.fim_pad_token_id", offsetof(struct vocab, fim_pad_id), -1},
+	    {"tokenizer.ggml.fim_rep_token_id", offsetof(struct vocab, fim_rep_id), -1},
+	    {"tokenizer.ggml.fim_sep_token_id", offsetof(struct vocab, fim_sep_id), -1},
+	    /* deprecated names, read after the new ones as llama.cpp does */
+	    {"tokenizer.ggml.prefix_token_id", offsetof(struct vocab, fim_pre_id), -2},
+	    {"tokenizer.ggml.suffix_token_id", offsetof(struct vocab, fim_suf_id), -2},
+	    {"tokenizer.ggml.middle_token_id", offsetof(struct vocab, fim_mid_id), -2},
 	};
 	static const struct {
 		const char *key;
@@ -233,7 +258,8 @@ load_special(struct vocab *v, const struct gguf *g, struct diag *d)
 		int32_t *id = (int32_t *)((char *)v + ids[i].off);
 		uint32_t u;
 
-		*id = ids[i].def < (int32_t)v->n_tokens ? ids[i].def : -1;
+		if (ids[i].def != -2) /* -2: keep what the earlier key set */
+			*id = ids[i].def < (int32_t)v->n_tokens ? ids[i].def : -1;
 		rc = gguf_get_u32(g, ids[i].key, &u, d);
 		if (rc == 0 &&
 		    u < v->n_tokens) /* llama.cpp keeps the default for an id out of range */
@@ -262,12 +288,92 @@ load_special(struct vocab *v, const struct gguf *g, struct diag *d)
 	return 0;
 }
 
+static void
+token_force_control(struct vocab *v, int32_t id)
+{
+	v->tokens[id].type = TT_CONTROL;
+}
+
+/*
+ * Special ids found by text, then the end-of-generation set, in
+ * llama_vocab::impl::load's order: FIM pad/repo/separator, every token with
+ * an EOG text, then eos, eot and eom.
+ */
+static void
+find_special(struct vocab *v)
+{
+	const int32_t *eog_ids[] = {&v->fim_pad_id, &v->fim_rep_id, &v->fim_sep_id,
+				    &v->eos_id,     &v->eot_id,     &v->eom_id};
+
+	for (size_t i = 0; i < ARRAY_LEN(special_texts); i++) {
+		int32_t *id = (int32_t *)((char *)v + special_texts[i].off);
+
+		for (size_t j = 0; *id < 0 && j < ARRAY_LEN(special_texts[i].texts) &&
+				   special_texts[i].texts[j] != NULL;
+		     j++) {
+			const char *t = special_texts[i].texts[j];
+			int32_t found = vocab_find(v, t, strlen(t));
+
+			if (found >= 0) {
+				*id = found;
+				token_force_control(v, found);
+			}
+		}
+	}
+	for (size_t i = 0; i < ARRAY_LEN(eog_texts); i++) {
+		int32_t id = vocab_find(v, eog_texts[i], strlen(eog_texts[i]));
+
+		if (id >= 0) {
+			token_force_control(v, id);
+			v->tokens[id].flags |= VOCAB_FLAG_EOG;
+		}
+	}
+	for (size_t i = 0; i < ARRAY_LEN(eog_ids); i++)
+		if (*eog_ids[i] >= 0)
+			v->tokens[*eog_ids[i]].flags |= VOCAB_FLAG_EOG;
+}
+
+static bool
+is_special_type(int32_t type)
+{
+	return type == TT_CONTROL || type == TT_USER_DEFINED || type == TT_UNKNOWN;
+}
+
+/*
+ * llama.cpp sets RSTRIP on every special token of a model whose general.name
+ * contains "phi-3" or "phi3" (case-insensitively), and on "</s>", but not on
+ * "<unk>", "<s>" and "<|endoftext|>". (Its LSTRIP case, jina-v2's "<mask>",
+ * belongs to a BERT vocabulary, which we refuse.)
+ */
+static void
+set_strip_flags(struct vocab *v, const struct gguf *g)
+{
+	static const char *const keep[] = {"<unk>", "<s>", "<|endoftext|>"};
+	char name[128];
+	int32_t id;
+
+	if (gguf_get_str(g, "general.name", name, sizeof(name), NULL) < 0)
+		return;
+	for (char *c = name; *c != '\0'; c++)
+		*c = (char)tolower((unsigned char)*c);
+	if (strstr(name, "phi-3") == NULL && strstr(name, "phi3") == NULL)
+		return;
+	for (uint32_t i = 0; i < v->n_tokens; i++)
+		if (is_special_type(v->tokens[i].type))
+			v->tokens[i].flags |= VOCAB_FLAG_RSTRIP;
+	if ((id = vocab_find(v, "</s>", 4)) >= 0)
+		v->tokens[id].flags |= VOCAB_FLAG_RSTRIP;
+	for (size_t i = 0; i < ARRAY_LEN(keep); i++)
+		if ((id = vocab_find(v, keep[i], strlen(keep[i]))) >= 0)
+			v->tokens[id].flags &= ~(uint32_t)VOCAB_FLAG_RSTRIP;
+}
+
 static int
 build_index(struct vocab *v, const struct gguf *g, struct diag *d)
 {
 	struct tok_index *ix;
 	uint32_t cap = 16;
-	char hex[8], name[128];
+	char hex[8];
 
 	while (cap < 2 * v->n_tokens) /* n_tokens <= 2^31-1 */
 		cap <<= 1;
@@ -276,30 +382,18 @@ build_index(struct vocab *v, const struct gguf *g, struct diag *d)
 	v->index = ix;
 	ix->cap = cap;
 	if ((ix->slot = malloc((size_t)cap * sizeof(*ix->slot))) == NULL ||
-	    (ix->user = malloc((size_t)v->n_tokens * sizeof(*ix->user))) == NULL)
+	    (ix->special = malloc((size_t)v->n_tokens * sizeof(*ix->special))) == NULL)
 		return diag_set(d, -ENOMEM, "%s: out of memory for the token index", g->path);
 	memset(ix->slot, 0xff, (size_t)cap * sizeof(*ix->slot));
 	for (uint32_t i = 0; i < v->n_tokens; i++)
 		index_put(v, (int32_t)i);
-	for (size_t i = 0; i < ARRAY_LEN(eog_texts); i++) {
-		int32_t id = vocab_find(v, eog_texts[i], strlen(eog_texts[i]));
-
-		if (id >= 0)
-			v->tokens[id].type = TT_CONTROL;
-	}
-	/*
-	 * llama.cpp sets RSTRIP on every special token of a model whose
-	 * general.name contains "phi-3" or "phi3" (case-insensitively).
-	 */
-	if (gguf_get_str(g, "general.name", name, sizeof(name), NULL) == 0) {
-		for (char *c = name; *c != '\0'; c++)
-			*c = (char)tolower((unsigned char)*c);
-		v->rstrip_user = strstr(name, "phi-3") != NULL || strstr(name, "phi3") != NULL;
-	}
+	find_special(v);
+	set_strip_flags(v, g);
+	/* llama.cpp's cache_special_tokens: control, user-defined and unknown tokens */
 	for (uint32_t i = 0; i < v->n_tokens; i++)
-		if (v->tokens[i].type == TT_USER_DEFINED)
-			ix->user[ix->n_user++] = (int32_t)i;
-	qsort_r(ix->user, ix->n_user, sizeof(*ix->user), cmp_user, v);
+		if (is_special_type(v->tokens[i].type))
+			ix->special[ix->n_special++] = (int32_t)i;
+	qsort_r(ix->special, ix->n_special, sizeof(*ix->special), cmp_special, v);
 	for (int b = 0; b < 256; b++) {
 		snprintf(hex, sizeof(hex), "<0x%02X>", b);
 		v->byte_ids[b] = vocab_find(v, hex, 6);
@@ -316,6 +410,9 @@ tokenizer_init(struct vocab *v, const struct gguf *g, struct diag *d)
 
 	memset(v, 0, sizeof(*v));
 	v->bos_id = v->eos_id = v->unk_id = v->pad_id = -1;
+	v->eot_id = v->eom_id = -1;
+	v->fim_pre_id = v->fim_suf_id = v->fim_mid_id = -1;
+	v->fim_pad_id = v->fim_rep_id = v->fim_sep_id = -1;
 	rc = gguf_get_str(g, "tokenizer.ggml.model", model, sizeof(model), d);
 	if (rc == -ENOENT)
 		return diag_set(d, -EINVAL, "%s: metadata key 'tokenizer.ggml.model' is missing",
@@ -345,7 +442,7 @@ tokenizer_deinit(struct vocab *v)
 
 	if (ix != NULL) {
 		free(ix->slot);
-		free(ix->user);
+		free(ix->special);
 		free(ix);
 	}
 	if (v->tokens != NULL)
@@ -353,6 +450,9 @@ tokenizer_deinit(struct vocab *v)
 	free(v->tokens);
 	memset(v, 0, sizeof(*v));
 	v->bos_id = v->eos_id = v->unk_id = v->pad_id = -1;
+	v->eot_id = v->eom_id = -1;
+	v->fim_pre_id = v->fim_suf_id = v->fim_mid_id = -1;
+	v->fim_pad_id = v->fim_rep_id = v->fim_sep_id = -1;
 }
 
 /* ---- SPM session: one fragment of text, already space-escaped ---- */
@@ -549,16 +649,20 @@ encode_fragment(const struct vocab *v, const char *p, size_t n, bool prefix, str
 }
 
 /*
- * Splits [p, p+n) on the first occurrence of any user-defined token, longest
- * texts first (llama.cpp's tokenizer_st_partition tries each special token in
- * turn over every remaining raw fragment; picking, for a fragment, the
- * earliest match of the longest token first gives the same fragments).
+ * Splits [p, p+n) on the special tokens, longest texts first (llama.cpp's
+ * tokenizer_st_partition tries each special token in turn over every
+ * remaining raw fragment; taking, for a fragment, the earliest match of the
+ * first token in that order that occurs gives the same fragments: the left
+ * part holds none of the tokens up to it, the right part none before it).
+ * Without parse_special only user-defined tokens are split out. LSTRIP drops
+ * the whitespace before a match, RSTRIP the whitespace after it.
  */
 static int
-encode_text(const struct vocab *v, const char *p, size_t n, uint32_t from, bool *prev_special,
-	    struct out *o)
+encode_text(const struct vocab *v, const char *p, size_t n, uint32_t from, bool parse_special,
+	    bool *prev_special, struct out *o)
 {
 	const struct tok_index *ix = v->index;
+	const struct vocab_token *t = NULL;
 	const char *m = NULL;
 	uint32_t u;
 	int rc;
@@ -567,9 +671,10 @@ encode_text(const struct vocab *v, const char *p, size_t n, uint32_t from, bool 
 		return -EINVAL;
 	while (n > 0) {
 		m = NULL;
-		for (u = from; u < ix->n_user; u++) {
-			const struct vocab_token *t = &v->tokens[ix->user[u]];
-
+		for (u = from; u < ix->n_special; u++) {
+			t = &v->tokens[ix->special[u]];
+			if (!parse_special && t->type != TT_USER_DEFINED)
+				continue;
 			if ((m = memmem(p, n, t->text, t->len)) != NULL)
 				break;
 		}
@@ -578,13 +683,21 @@ encode_text(const struct vocab *v, const char *p, size_t n, uint32_t from, bool 
 			*prev_special = false;
 			return rc;
 		}
-		/* The left part holds none of the tokens before u+1: recurse (depth <= n_user). */
-		if (m > p && (rc = encode_text(v, p, (size_t)(m - p), u + 1, prev_special, o)) < 0)
-			return rc;
-		out_push(o, ix->user[u]);
+		{
+			size_t left = (size_t)(m - p);
+
+			while ((t->flags & VOCAB_FLAG_LSTRIP) && left > 0 &&
+			       isspace((unsigned char)p[left - 1]))
+				left--;
+			/* recursion depth <= n_special */
+			if (left > 0 && (rc = encode_text(v, p, left, u + 1, parse_special,
+							  prev_special, o)) < 0)
+				return rc;
+		}
+		out_push(o, ix->special[u]);
 		*prev_special = true;
-		m += v->tokens[ix->user[u]].len;
-		while (v->rstrip_user && m < p + n && isspace((unsigned char)*m))
+		m += t->len;
+		while ((t->flags & VOCAB_FLAG_RSTRIP) && m < p + n && isspace((unsigned char)*m))
 			m++;
 		n -= (size_t)(m - p);
 		p = m;
@@ -595,7 +708,7 @@ encode_text(const struct vocab *v, const char *p, size_t n, uint32_t from, bool 
 
 long
 tokenizer_encode(const struct vocab *v, const char *text, size_t len, bool add_special,
-		 int32_t *out, size_t cap)
+		 bool parse_special, int32_t *out, size_t cap)
 {
 	struct out o = {.ids = out, .cap = cap};
 	bool prev_special = true; /* the first fragment gets the space prefix */
@@ -605,11 +718,17 @@ tokenizer_encode(const struct vocab *v, const char *text, size_t len, bool add_s
 		return -EINVAL;
 	if (add_special && v->add_bos)
 		out_push(&o, v->bos_id);
-	if (len > 0 && (rc = encode_text(v, text, len, 0, &prev_special, &o)) < 0)
+	if (len > 0 && (rc = encode_text(v, text, len, 0, parse_special, &prev_special, &o)) < 0)
 		return rc;
 	if (add_special && v->add_eos)
 		out_push(&o, v->eos_id);
 	return (long)o.n;
+}
+
+bool
+tokenizer_is_eog(const struct vocab *v, int32_t id)
+{
+	return id >= 0 && (uint32_t)id < v->n_tokens && (v->tokens[id].flags & VOCAB_FLAG_EOG);
 }
 
 static long

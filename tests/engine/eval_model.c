@@ -45,12 +45,12 @@ prompts_free(struct prompts *p)
 static int
 tokenize(const struct vocab *v, const char *s, int32_t **out, uint32_t *n)
 {
-	long k = tokenizer_encode(v, s, strlen(s), true, NULL, 0);
+	long k = tokenizer_encode(v, s, strlen(s), true, false, NULL, 0);
 
 	if (k <= 0)
 		return -EINVAL;
 	*out = xmalloc((size_t)k * sizeof(**out));
-	*n = (uint32_t)tokenizer_encode(v, s, strlen(s), true, *out, (size_t)k);
+	*n = (uint32_t)tokenizer_encode(v, s, strlen(s), true, false, *out, (size_t)k);
 	return 0;
 }
 

@@ -131,7 +131,7 @@ static bool
 tokens_match(const struct model *m, const char *text, size_t len, const int32_t *want, uint32_t n)
 {
 	int32_t buf[1024];
-	long got = tokenizer_encode(&m->vocab, text, len, true, buf, ARRAY_LEN(buf));
+	long got = tokenizer_encode(&m->vocab, text, len, true, false, buf, ARRAY_LEN(buf));
 
 	if (got != (long)n)
 		return false;

@@ -2,7 +2,8 @@
  * test_tokenizer.c — the SPM tokenizer against llama.cpp's own test vectors
  * (tests/fixtures/tokenizer/X.gguf.inp/.out: no BOS, space prefix applied),
  * against the token ids of the golden prompts (with BOS), detokenize round
- * trips, piece rendering, and refusal of a BPE vocabulary by name.
+ * trips, piece rendering, special-token parsing (parse_special, phi-3's
+ * RSTRIP), the end-of-generation set, and refusal of a BPE vocabulary by name.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -69,16 +70,23 @@ slurp(const char *path, size_t *len)
 
 /* Tokenizes into a fresh array; the two-call protocol (size, then fill) is part of the test. */
 static long
-encode_all(const struct vocab *v, const char *text, size_t len, bool add_special, int32_t **out)
+encode_ps(const struct vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
+	  int32_t **out)
 {
-	long n = tokenizer_encode(v, text, len, add_special, NULL, 0), m;
+	long n = tokenizer_encode(v, text, len, add_special, parse_special, NULL, 0), m;
 
 	*out = NULL;
 	if (n < 0)
 		return n;
 	*out = malloc(((size_t)n + 1) * sizeof(**out));
-	m = tokenizer_encode(v, text, len, add_special, *out, (size_t)n);
+	m = tokenizer_encode(v, text, len, add_special, parse_special, *out, (size_t)n);
 	return m == n ? n : -EPROTO;
+}
+
+static long
+encode_all(const struct vocab *v, const char *text, size_t len, bool add_special, int32_t **out)
+{
+	return encode_ps(v, text, len, add_special, false, out);
 }
 
 static bool
@@ -368,11 +376,11 @@ test_pieces(void)
 		ASSERT(memcmp(buf, "Once upon", 9) == 0);
 	}
 	/* empty text: nothing, or just BOS */
-	ASSERT_EQ(tokenizer_encode(&f.v, "", 0, false, NULL, 0), 0);
+	ASSERT_EQ(tokenizer_encode(&f.v, "", 0, false, false, NULL, 0), 0);
 	{
 		int32_t one = -1;
 
-		ASSERT_EQ(tokenizer_encode(&f.v, "", 0, true, &one, 1), 1);
+		ASSERT_EQ(tokenizer_encode(&f.v, "", 0, true, false, &one, 1), 1);
 		ASSERT_EQ(one, 1);
 	}
 	vfile_close(&f);
@@ -425,8 +433,8 @@ test_user_defined_split(void)
 	long na, nb, n;
 
 	ASSERT_OK(vfile_open(&f, test_fixture("tokenizer/ggml-vocab-phi-3.gguf"), &d));
-	ASSERT(f.v.rstrip_user);
 	ASSERT_EQ(f.v.tokens[2].type, 4);
+	ASSERT(f.v.tokens[2].flags & VOCAB_FLAG_RSTRIP);
 	na = encode_all(&f.v, "a", 1, false, &a);
 	nb = encode_all(&f.v, "b", 1, false, &b);
 	n = encode_all(&f.v, "a</s> \t b", 9, false, &all);
@@ -446,6 +454,118 @@ test_user_defined_split(void)
 	vfile_close(&f);
 }
 
+/* The ids of s encoded alone (no BOS), appended to *ids at *n. */
+static void
+append_text(const struct vocab *v, const char *s, int32_t *ids, long *n)
+{
+	int32_t *t;
+	long k = encode_all(v, s, strlen(s), false, &t);
+
+	ASSERT(k > 0);
+	memcpy(ids + *n, t, (size_t)k * sizeof(*t));
+	*n += k;
+	free(t);
+}
+
+/*
+ * parse_special: control-token text becomes the token (longest first); for
+ * a model named phi-3 the whitespace after each special token but <s>,
+ * <unk> and <|endoftext|> is dropped; the next fragment gets a fresh space
+ * prefix. Without parse_special the same text stays text and round-trips.
+ */
+static void
+test_parse_special(void)
+{
+	static const char chat[] = "<|user|>\nHi<|end|>\n<|assistant|>";
+	struct vfile f;
+	struct diag d = {{0}};
+	int32_t *got, want[64];
+	long n, nw = 0;
+	char buf[128];
+
+	ASSERT_OK(vfile_open(&f, test_fixture("tokenizer/ggml-vocab-phi-3.gguf"), &d));
+	want[nw++] = 32010; /* <|user|>, RSTRIP eats "\n" */
+	append_text(&f.v, "Hi", want, &nw);
+	want[nw++] = 32007; /* <|end|> */
+	want[nw++] = 32001; /* <|assistant|> */
+	n = encode_ps(&f.v, chat, sizeof(chat) - 1, false, true, &got);
+	ASSERT_EQ(n, nw);
+	ASSERT(memcmp(got, want, (size_t)n * sizeof(*got)) == 0);
+	free(got);
+	/* with BOS; "<s>" (no RSTRIP) keeps the space after it; "<|endoftext|>" too */
+	nw = 0;
+	want[nw++] = 1;
+	want[nw++] = 1;
+	append_text(&f.v, " a", want, &nw);
+	want[nw++] = 32000;
+	append_text(&f.v, " b", want, &nw);
+	n = encode_ps(&f.v, "<s> a<|endoftext|> b", 20, true, true, &got);
+	ASSERT_EQ(n, nw);
+	ASSERT(memcmp(got, want, (size_t)n * sizeof(*got)) == 0);
+	free(got);
+	/* without parse_special: text, no special ids, and it decodes back */
+	n = encode_ps(&f.v, chat, sizeof(chat) - 1, false, false, &got);
+	ASSERT(n > 0);
+	for (long i = 0; i < n; i++)
+		ASSERT(got[i] < 32000 && got[i] > 2);
+	ASSERT_EQ(tokenizer_decode(&f.v, got, (size_t)n, true, buf, sizeof(buf)),
+		  (long)sizeof(chat) - 1);
+	ASSERT(memcmp(buf, chat, sizeof(chat) - 1) == 0);
+	free(got);
+	vfile_close(&f);
+
+	/* stories260K: no RSTRIP; unknown "<unk>" is parsed too, as llama.cpp does */
+	ASSERT_OK(vfile_open(&f, test_fixture("models/stories260K.gguf"), &d));
+	n = encode_ps(&f.v, "<s>\n<unk></s>", 13, false, true, &got);
+	nw = 0;
+	want[nw++] = 1;
+	append_text(&f.v, "\n", want, &nw);
+	want[nw++] = 0;
+	want[nw++] = 2;
+	ASSERT_EQ(n, nw);
+	ASSERT(memcmp(got, want, (size_t)n * sizeof(*got)) == 0);
+	free(got);
+	vfile_close(&f);
+}
+
+static int
+count_eog(const struct vocab *v)
+{
+	int n = 0;
+
+	for (uint32_t i = 0; i < v->n_tokens; i++)
+		n += tokenizer_is_eog(v, (int32_t)i);
+	return n;
+}
+
+/* llama.cpp's special_eog_ids on the SPM fixtures. */
+static void
+test_eog(void)
+{
+	struct vfile f;
+	struct diag d = {{0}};
+
+	/* phi-3: eos = <|endoftext|> 32000, eot found by text: <|end|> 32007 */
+	ASSERT_OK(vfile_open(&f, test_fixture("tokenizer/ggml-vocab-phi-3.gguf"), &d));
+	ASSERT_EQ(f.v.eos_id, 32000);
+	ASSERT_EQ(f.v.eot_id, 32007);
+	ASSERT_EQ(f.v.eom_id, -1);
+	ASSERT(tokenizer_is_eog(&f.v, 32000));
+	ASSERT(tokenizer_is_eog(&f.v, 32007));
+	ASSERT(!tokenizer_is_eog(&f.v, 32001));
+	ASSERT(!tokenizer_is_eog(&f.v, 2));
+	ASSERT(!tokenizer_is_eog(&f.v, -1));
+	ASSERT(!tokenizer_is_eog(&f.v, 32064));
+	ASSERT_EQ(count_eog(&f.v), 2);
+	vfile_close(&f);
+	/* llama-spm: only </s> */
+	ASSERT_OK(vfile_open(&f, test_fixture("tokenizer/ggml-vocab-llama-spm.gguf"), &d));
+	ASSERT_EQ(f.v.eot_id, -1);
+	ASSERT(tokenizer_is_eog(&f.v, 2));
+	ASSERT_EQ(count_eog(&f.v), 1);
+	vfile_close(&f);
+}
+
 static void
 test_gpt2_refused(void)
 {
@@ -459,4 +579,5 @@ test_gpt2_refused(void)
 TEST_MAIN(TEST_CASE(test_llama_spm_vectors), TEST_CASE(test_phi3_vectors),
 	  TEST_CASE(test_stories260k_vectors), TEST_CASE(test_golden_llamacpp),
 	  TEST_CASE(test_golden_tiny_tasks), TEST_CASE(test_pieces), TEST_CASE(test_invalid_utf8),
-	  TEST_CASE(test_user_defined_split), TEST_CASE(test_gpt2_refused))
+	  TEST_CASE(test_user_defined_split), TEST_CASE(test_parse_special), TEST_CASE(test_eog),
+	  TEST_CASE(test_gpt2_refused))

@@ -208,7 +208,7 @@ check_vocab(const struct vocab *v)
 static void
 encode_decode(const struct vocab *v, const char *text, size_t len, bool add_special)
 {
-	long n = tokenizer_encode(v, text, len, add_special, NULL, 0), k;
+	long n = tokenizer_encode(v, text, len, add_special, false, NULL, 0), k;
 	int32_t *ids;
 	char *buf, piece[64];
 
@@ -218,13 +218,13 @@ encode_decode(const struct vocab *v, const char *text, size_t len, bool add_spec
 	FUZZ_CHECK(n <= 3 * (long)len + 5, "%ld tokens for %zu bytes", n, len);
 	ids = malloc(((size_t)n + 1) * sizeof(*ids));
 	FUZZ_CHECK(ids != NULL, "oom");
-	k = tokenizer_encode(v, text, len, add_special, ids, (size_t)n);
+	k = tokenizer_encode(v, text, len, add_special, false, ids, (size_t)n);
 	FUZZ_CHECK(k == n, "encode gave %ld then %ld", n, k);
 	if (n > 1) { /* too small a buffer, sized exactly for ASan */
 		int32_t *half = malloc((size_t)n / 2 * sizeof(*half));
 
 		FUZZ_CHECK(half != NULL, "oom");
-		k = tokenizer_encode(v, text, len, add_special, half, (size_t)n / 2);
+		k = tokenizer_encode(v, text, len, add_special, false, half, (size_t)n / 2);
 		FUZZ_CHECK(k == n, "encode into %ld said %ld, then %ld", n / 2, n, k);
 		free(half);
 	}

@@ -107,18 +107,19 @@ contains(const uint8_t *p, size_t n, const char *needle, size_t k)
 static long
 encode(const uint8_t *data, size_t size, bool bos, int32_t **out)
 {
-	long n = tokenizer_encode(&voc, (const char *)data, size, bos, NULL, 0), k;
+	long n = tokenizer_encode(&voc, (const char *)data, size, bos, false, NULL, 0), k;
 
 	FUZZ_CHECK(n >= 0, "tokenize failed: %ld", n);
 	*out = malloc(((size_t)n + 1) * sizeof(**out));
 	FUZZ_CHECK(*out != NULL, "oom");
-	k = tokenizer_encode(&voc, (const char *)data, size, bos, *out, (size_t)n);
+	k = tokenizer_encode(&voc, (const char *)data, size, bos, false, *out, (size_t)n);
 	FUZZ_CHECK(k == n, "tokenize said %ld tokens, then wrote %ld", n, k);
 	if (n > 1) { /* a buffer too small, sized exactly: nothing past cap is written */
 		int32_t *half = malloc((size_t)n / 2 * sizeof(*half));
 
 		FUZZ_CHECK(half != NULL, "oom");
-		k = tokenizer_encode(&voc, (const char *)data, size, bos, half, (size_t)n / 2);
+		k = tokenizer_encode(&voc, (const char *)data, size, bos, false, half,
+				     (size_t)n / 2);
 		FUZZ_CHECK(k == n, "tokenize into %ld ids said %ld, then %ld", n / 2, n, k);
 		free(half);
 	}
