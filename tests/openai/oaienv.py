@@ -108,6 +108,25 @@ class Env:
         check(p.returncode == 0, "adainfer-client %r: %r" % (args, p.stderr))
         return json.loads(p.stdout)
 
+    def rpc(self, method, params):
+        """One MessagePack-RPC call to adainferd (adainfer-protocol(7)); (error, result)."""
+        import msgpack
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(60)
+        s.connect(self.dsock)
+        s.sendall(msgpack.packb([0, 1, method, [params]]))
+        u = msgpack.Unpacker(raw=False)
+        try:
+            while True:
+                data = s.recv(65536)
+                check(data, "adainferd closed the connection")
+                u.feed(data)
+                for msg in u:
+                    if msg[0] == 1 and msg[1] == 1:
+                        return msg[2], msg[3]
+        finally:
+            s.close()
+
     def cleanup(self):
         for b in self.bridges:
             b.stop()

@@ -188,6 +188,58 @@ def test_stop_strings():
     check(stream_text(sse(data)) == full[:2], "streamed stop: %r" % data)
 
 
+def test_chat():
+    name = E.cli("info")["model"]["name"]
+    msgs = [{"role": "system", "content": "Answer in one word."},
+            {"role": "user", "content": SST2}]
+    # tiny-tasks has no chat template: the daemon says how to give one
+    st, _, j = post("/v1/chat/completions", {"model": name, "messages": msgs})
+    err = error_of(st, j, 400)
+    check("chat_template" in err["message"], "message %r" % err)
+    body = {"model": name + ":sst2", "messages": msgs, "max_tokens": 5, "temperature": 0,
+            "adainfer": {"template": "chatml"}}
+    st, _, j = post("/v1/chat/completions", body)
+    check(st == 200 and j["object"] == "chat.completion" and j["id"].startswith("chatcmpl-"),
+          "chat %d %r" % (st, j))
+    c = j["choices"][0]
+    check(c["message"]["role"] == "assistant" and isinstance(c["message"]["content"], str),
+          "message %r" % c)
+    # the same as the daemon's own chat answer
+    try:
+        import msgpack  # noqa: F401
+    except ImportError:
+        msgpack = None
+    if msgpack is not None:
+        err, want = E.rpc("chat", {"messages": msgs, "max_tokens": 5, "temperature": 0,
+                                   "template": "chatml", "task": "sst2"})
+        check(err is None, "daemon chat: %r" % err)
+        check(c["message"]["content"] == want["text"], "chat %r vs the daemon's %r" %
+              (c["message"]["content"], want["text"]))
+        check(j["usage"]["prompt_tokens"] == want["n_prompt"] and
+              j["usage"]["completion_tokens"] == len(want["tokens"]), "usage %r" % j["usage"])
+        check(j["adainfer"]["exit_layers"] == want["exit_layers"] and
+              j["adainfer"]["task"] == "sst2", "adainfer %r" % j["adainfer"])
+    # content parts and the developer role are the same conversation
+    parts = [{"role": "developer", "content": "Answer in one word."},
+             {"role": "user", "content": [{"type": "text", "text": SST2[:10]},
+                                          {"type": "text", "text": SST2[10:]}]}]
+    st, _, j2 = post("/v1/chat/completions", dict(body, messages=parts))
+    check(st == 200 and j2["choices"][0]["message"] == c["message"], "parts %r" % j2)
+    # streamed: a role chunk, then content, then the finish chunk, then [DONE]
+    st, head, data = curl(E.url + "/v1/chat/completions", "-N",
+                          body=dict(body, stream=True, stream_options={"include_usage": True}))
+    check(st == 200 and "text/event-stream" in head, "chat stream %d" % st)
+    evs = sse(data)
+    check(all(e["object"] == "chat.completion.chunk" for e in evs), "objects %r" % evs)
+    check(evs[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""},
+          "first chunk %r" % evs[0])
+    check(stream_text(evs, chat=True) == c["message"]["content"], "streamed chat %r vs %r" %
+          (stream_text(evs, chat=True), c["message"]["content"]))
+    check(evs[-2]["choices"][0]["finish_reason"] == c["finish_reason"] and
+          evs[-2]["choices"][0]["delta"] == {}, "finish chunk %r" % evs[-2])
+    check(evs[-1]["usage"] == j["usage"], "usage chunk %r" % evs[-1])
+
+
 def test_bad_requests():
     name = E.cli("info")["model"]["name"]
     c = "/v1/completions"
@@ -390,7 +442,7 @@ def main():
     try:
         return run_tests([(f.__name__, f) for f in [
             test_health, test_models, test_completion_matches_daemon, test_sampling_fields,
-            test_stream, test_stop_strings, test_bad_requests, test_http_errors,
+            test_stream, test_stop_strings, test_chat, test_bad_requests, test_http_errors,
             test_daemon_unavailable, test_api_key, test_connection_cap_and_idle_timeout,
             test_disconnect_cancels, test_listen_rules, test_sigterm]])
     finally:
