@@ -283,7 +283,7 @@ serve(struct opts *o, char *sock_path)
 	oai_http_quiesce(d[1]);
 	for (int i = 0; i < STOP_GRACE_S * 10; i++) {
 		struct timespec ts = {0, 100 * 1000 * 1000};
-		if (oai_http_connections(d[0]) + oai_http_connections(d[1]) == 0)
+		if (oai_http_active() == 0)
 			break;
 		nanosleep(&ts, NULL);
 	}

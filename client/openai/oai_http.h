@@ -34,8 +34,11 @@ struct MHD_Daemon *oai_http_start(int fd, bool loopback, const struct oai_conf *
 /** Stops accepting on d; in-flight requests go on. */
 void oai_http_quiesce(struct MHD_Daemon *d);
 
-/** Connections open on d now. */
-unsigned oai_http_connections(struct MHD_Daemon *d);
+/**
+ * Requests being served now on every listener (idle keep-alive connections
+ * do not count): what a stop waits for.
+ */
+unsigned long oai_http_active(void);
 
 /** Closes every connection (their daemon requests are cancelled) and frees d. NULL is fine. */
 void oai_http_stop(struct MHD_Daemon *d);

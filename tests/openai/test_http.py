@@ -408,6 +408,18 @@ def test_disconnect_cancels():
             check(req.get("cancelled", 0) >= want and req.get("ok", 0) == 0,
                   "the daemon did not cancel (stream %s): %r" % (stream, req))
             check(time.time() - t0 < 1.2, "cancelled only after %.2f s" % (time.time() - t0))
+        # SIGTERM while a stream runs: it is finished (up to 10 s), then the bridge exits 0
+        sock, port, b = R.start_bridge(name="graceful")
+        c = subprocess.Popen(["curl", "-sSN", "--unix-socket", sock, "-H",
+                              "Content-Type: application/json", "--data-binary", body,
+                              "http://localhost/v1/completions"], stdout=subprocess.PIPE)
+        c.stdout.read(6)  # "data: ": the stream has started
+        b.proc.terminate()
+        out = c.stdout.read()
+        c.wait(30)
+        check(out.endswith(b"data: [DONE]\n\n"), "the stream was cut at SIGTERM: %r" % out[-200:])
+        check(b.proc.wait(30) == 0, "exit status after SIGTERM:\n" + b.log())
+        check("stopping" in b.log(), "no stop line in the log")
     finally:
         R.cleanup()
 
