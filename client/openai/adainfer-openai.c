@@ -209,7 +209,7 @@ read_key(const char *path)
 static int
 serve(struct opts *o, char *sock_path)
 {
-	struct MHD_Daemon *d[2] = {NULL, NULL};
+	struct oai_server *d[2] = {NULL, NULL};
 	char err[512], bound[300];
 	gid_t gid = (gid_t)-1;
 	bool loop = true;

@@ -75,10 +75,13 @@ on_notify(void *arg, const char *method, const struct adainfer_value *params)
 		return 0;
 	text = adainfer_value_str(adainfer_value_get(params, "text"), &len);
 	pthread_mutex_lock(&k->mu);
-	if (text != NULL && len > 0 && !k->aborted) {
-		if (k->pieces_len + len > k->pieces_cap) {
+	if (text != NULL && len > 0 && len <= UINT32_MAX && !k->aborted) {
+		/* one record per token: its length (uint32_t, host order), then its bytes */
+		uint32_t n32 = (uint32_t)len;
+		size_t need = k->pieces_len + sizeof(n32) + len;
+		if (need > k->pieces_cap) {
 			size_t cap = k->pieces_cap ? k->pieces_cap : 256;
-			while (cap < k->pieces_len + len)
+			while (cap < need)
 				cap *= 2;
 			char *p = realloc(k->pieces, cap);
 			if (p == NULL) {
@@ -89,8 +92,9 @@ on_notify(void *arg, const char *method, const struct adainfer_value *params)
 			}
 		}
 		if (!k->aborted) {
-			memcpy(k->pieces + k->pieces_len, text, len);
-			k->pieces_len += len;
+			memcpy(k->pieces + k->pieces_len, &n32, sizeof(n32));
+			memcpy(k->pieces + k->pieces_len + sizeof(n32), text, len);
+			k->pieces_len = need;
 		}
 	}
 	k->n_tokens++;

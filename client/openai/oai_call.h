@@ -43,7 +43,8 @@ struct oai_call {
 	int efd;      /* eventfd: pieces arrived or the call ended */
 	pthread_mutex_t mu;
 	/* under mu */
-	char *pieces; /* token text not yet taken (owned) */
+	char *pieces; /* token texts not yet taken (owned): records of a uint32_t length, then bytes
+		       */
 	size_t pieces_len, pieces_cap;
 	size_t n_tokens; /* token notifications seen */
 	bool aborted;
@@ -69,8 +70,9 @@ int oai_call_start(struct oai_call *k, struct adainfer_client *c, const char *me
 int oai_call_wait(struct oai_call *k, int http_fd);
 
 /**
- * Moves the pieces received so far to text and len (caller frees *text; NULL
- * when none) and says whether the call has ended.
+ * Moves the token texts received so far to text and len (caller frees
+ * *text; NULL when none), one record per token: a uint32_t length in host
+ * order, then that many bytes. Says whether the call has ended.
  */
 bool oai_call_take(struct oai_call *k, char **text, size_t *len);
 

@@ -51,6 +51,11 @@ struct srv {
 	bool loopback;
 };
 
+struct oai_server {
+	struct srv srv;
+	struct MHD_Daemon *d;
+};
+
 /* Requests between their first header call and their completion, all listeners. */
 static unsigned long n_active;
 
@@ -425,13 +430,24 @@ sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 		size_t plen, len = 0, cap = 0;
 		bool done = oai_call_take(&x->call, &piece, &plen);
 		if (piece != NULL) {
-			int rc = oai_text_push(&x->filt, piece, plen, &t, &len, &cap);
-			free(piece);
-			if (rc < 0 || out_text(x, t, len) < 0) {
-				free(t);
-				return MHD_CONTENT_READER_END_WITH_ERROR;
+			/* one event per token, as OpenAI streams (text held back stays pending) */
+			int rc = 0;
+			for (size_t at = 0; rc == 0 && at + sizeof(uint32_t) <= plen;) {
+				uint32_t n32;
+				memcpy(&n32, piece + at, sizeof(n32));
+				at += sizeof(n32);
+				if (n32 > plen - at)
+					break; /* cannot happen: oai_call writes whole records */
+				len = 0;
+				rc = oai_text_push(&x->filt, piece + at, n32, &t, &len, &cap);
+				if (rc == 0)
+					rc = out_text(x, t, len);
+				at += n32;
 			}
+			free(piece);
 			free(t);
+			if (rc < 0)
+				return MHD_CONTENT_READER_END_WITH_ERROR;
 			continue;
 		}
 		if (done) {
@@ -670,36 +686,35 @@ on_log(void *cls, const char *fmt, va_list ap)
 	vfprintf(stderr, fmt, ap);
 }
 
-struct MHD_Daemon *
+struct oai_server *
 oai_http_start(int fd, bool loopback, const struct oai_conf *conf)
 {
-	struct srv *s = malloc(sizeof(*s));
-	struct MHD_Daemon *d;
+	struct oai_server *s = malloc(sizeof(*s));
 
 	if (s == NULL)
 		return NULL;
-	s->conf = conf;
-	s->loopback = loopback;
-	d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-				 MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC,
-			     0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_log, NULL,
-			     MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
-			     conf->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-			     conf->idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-			     MHD_OPTION_END);
-	if (d == NULL) {
+	s->srv.conf = conf;
+	s->srv.loopback = loopback;
+	s->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+				    MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC,
+				0, NULL, NULL, on_request, &s->srv, MHD_OPTION_EXTERNAL_LOGGER,
+				on_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
+				MHD_OPTION_CONNECTION_LIMIT, conf->max_connections,
+				MHD_OPTION_CONNECTION_TIMEOUT, conf->idle_timeout_s,
+				MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s->srv, MHD_OPTION_END);
+	if (s->d == NULL) {
 		logx("cannot start libmicrohttpd on descriptor %d", fd);
 		free(s);
+		return NULL;
 	}
-	/* s lives as long as the process: the daemons stop only at exit */
-	return d;
+	return s;
 }
 
 void
-oai_http_quiesce(struct MHD_Daemon *d)
+oai_http_quiesce(struct oai_server *s)
 {
-	if (d != NULL)
-		MHD_quiesce_daemon(d);
+	if (s != NULL)
+		MHD_quiesce_daemon(s->d);
 }
 
 unsigned long
@@ -709,8 +724,10 @@ oai_http_active(void)
 }
 
 void
-oai_http_stop(struct MHD_Daemon *d)
+oai_http_stop(struct oai_server *s)
 {
-	if (d != NULL)
-		MHD_stop_daemon(d);
+	if (s == NULL)
+		return;
+	MHD_stop_daemon(s->d);
+	free(s);
 }

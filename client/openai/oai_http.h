@@ -21,18 +21,19 @@ struct oai_conf {
 	bool verbose;              /* log every request, not only failures */
 };
 
-struct MHD_Daemon;
+/** One listener: a libmicrohttpd daemon and its settings. */
+struct oai_server;
 
 /**
  * Serves HTTP on the listening socket fd (bound and listening; the server
  * takes it). loopback: the socket is TCP on a loopback address, so Host
- * must name a loopback host (DNS rebinding). Returns the daemon or NULL
- * (logged).
+ * must name a loopback host (DNS rebinding). Returns the server or NULL
+ * (logged). Free with oai_http_stop().
  */
-struct MHD_Daemon *oai_http_start(int fd, bool loopback, const struct oai_conf *conf);
+struct oai_server *oai_http_start(int fd, bool loopback, const struct oai_conf *conf);
 
-/** Stops accepting on d; in-flight requests go on. */
-void oai_http_quiesce(struct MHD_Daemon *d);
+/** Stops accepting on s; in-flight requests go on. NULL is fine. */
+void oai_http_quiesce(struct oai_server *s);
 
 /**
  * Requests being served now on every listener (idle keep-alive connections
@@ -40,7 +41,7 @@ void oai_http_quiesce(struct MHD_Daemon *d);
  */
 unsigned long oai_http_active(void);
 
-/** Closes every connection (their daemon requests are cancelled) and frees d. NULL is fine. */
-void oai_http_stop(struct MHD_Daemon *d);
+/** Closes every connection (their daemon requests are cancelled) and frees s. NULL is fine. */
+void oai_http_stop(struct oai_server *s);
 
 #endif

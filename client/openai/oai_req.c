@@ -8,7 +8,6 @@
 #include "oai_req.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,7 +39,7 @@ get_int(json_t *v, const char *name, int64_t lo, int64_t hi, int64_t *out, struc
 	if (!json_is_real(v))
 		return bad(e, name, "must be an integer");
 	d = json_real_value(v);
-	if (d != floor(d))
+	if (!(d >= -9.2e18 && d <= 9.2e18) || d != (double)(int64_t)d)
 		return bad(e, name, "must be an integer");
 	if (d < (double)lo || d > (double)hi)
 		goto range;

@@ -128,10 +128,16 @@ class Env:
             s.close()
 
     def cleanup(self):
-        for b in self.bridges:
-            b.stop()
-        self.daemon.stop()
+        """Stops everything; returns the problems seen (a bridge that did not exit 0 on
+        SIGTERM, e.g. a sanitizer's report), each with its log."""
+        problems = []
+        for b in self.bridges + [self.daemon]:
+            was_running = b.proc.poll() is None
+            rc = b.stop()
+            if was_running and rc != 0:
+                problems.append("%s exited %r on SIGTERM:\n%s" % (b.path, rc, b.log()[-3000:]))
         shutil.rmtree(self.dir, ignore_errors=True)
+        return problems
 
 
 def curl(url, *args, body=None, unix=None, ctype="application/json", timeout=60):
@@ -157,6 +163,13 @@ def curl(url, *args, body=None, unix=None, ctype="application/json", timeout=60)
     head, _, data = out.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     return status, head.decode("latin-1"), data
+
+
+def finish(rc, problems):
+    """The exit status of a test program: rc, or 1 when cleanup saw problems."""
+    for p in problems:
+        print("FAIL cleanup: " + p, flush=True)
+    return 1 if problems else rc
 
 
 def run_tests(tests):

@@ -14,7 +14,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oaienv import BRIDGE, SRC, Env, Failed, check, curl, run_tests  # noqa: E402
+from oaienv import BRIDGE, SRC, Env, Failed, check, curl, finish, run_tests  # noqa: E402
 
 E = None
 SST2 = "Review: a gem of a film, warm and funny .\nSentiment:"
@@ -168,6 +168,17 @@ def test_stream():
         check(last["choices"] == [] and last["usage"] == whole["usage"] and
               last["adainfer"]["exit_layers"] == whole["adainfer"]["exit_layers"],
               "usage chunk %r vs %r" % (last, whole))
+    # one event per token (sampled words of the model: several tokens)
+    body = {"model": name, "prompt": "Question: what is", "max_tokens": 12, "temperature": 2,
+            "seed": 3}
+    whole = post("/v1/completions", body)[2]
+    evs = sse(curl(E.url + "/v1/completions", "-N", body=dict(body, stream=True))[2])
+    texts = [e["choices"][0]["text"] for e in evs if e["choices"][0]["text"]]
+    n = whole["usage"]["completion_tokens"]
+    check(n > 1 and "".join(texts) == whole["choices"][0]["text"], "sampled %r vs %r" %
+          (texts, whole))
+    if whole["choices"][0]["text"].isascii():
+        check(len(texts) == n, "%d text events for %d tokens: %r" % (len(texts), n, texts))
     # without include_usage: no usage chunk
     st, _, data = curl(E.url + "/v1/completions", "-N",
                        body={"model": name, "prompt": SST2, "temperature": 0, "stream": True})
@@ -410,8 +421,9 @@ def test_disconnect_cancels():
             check(time.time() - t0 < 1.2, "cancelled only after %.2f s" % (time.time() - t0))
         # SIGTERM while a stream runs: it is finished (up to 10 s), then the bridge exits 0
         sock, port, b = R.start_bridge(name="graceful")
+        short = body.replace(b'"max_tokens": 256', b'"max_tokens": 48')  # well within 10 s
         c = subprocess.Popen(["curl", "-sSN", "--unix-socket", sock, "-H",
-                              "Content-Type: application/json", "--data-binary", body,
+                              "Content-Type: application/json", "--data-binary", short,
                               "http://localhost/v1/completions"], stdout=subprocess.PIPE)
         c.stdout.read(6)  # "data: ": the stream has started
         b.proc.terminate()
@@ -421,7 +433,8 @@ def test_disconnect_cancels():
         check(b.proc.wait(30) == 0, "exit status after SIGTERM:\n" + b.log())
         check("stopping" in b.log(), "no stop line in the log")
     finally:
-        R.cleanup()
+        problems = R.cleanup()
+    check(not problems, "; ".join(problems))
 
 
 def test_listen_rules():
@@ -451,14 +464,16 @@ def main():
         print("SKIP: curl is not installed (scripts/setup.sh installs it)")
         return 77
     E = Env()
+    rc = 1
     try:
-        return run_tests([(f.__name__, f) for f in [
+        rc = run_tests([(f.__name__, f) for f in [
             test_health, test_models, test_completion_matches_daemon, test_sampling_fields,
             test_stream, test_stop_strings, test_chat, test_bad_requests, test_http_errors,
             test_daemon_unavailable, test_api_key, test_connection_cap_and_idle_timeout,
             test_disconnect_cancels, test_listen_rules, test_sigterm]])
     finally:
-        E.cleanup()
+        rc = finish(rc, E.cleanup())
+    return rc
 
 
 if __name__ == "__main__":

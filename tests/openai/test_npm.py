@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oaienv import BUILD, Env, check  # noqa: E402
+from oaienv import BUILD, Env, check, finish  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NPM_DIR = os.path.join(BUILD, "tests", "openai", "npm")
@@ -48,6 +48,7 @@ def install():
 def main():
     node = install()
     E = Env()
+    rc = 1
     try:
         name = E.cli("info")["model"]["name"]
         run = E.cli("run", "--task", "sst2", "--max-tokens", "4", SST2)
@@ -61,10 +62,10 @@ def main():
         script = os.path.join(NPM_DIR, "npm_client.mjs")
         shutil.copyfile(os.path.join(HERE, "npm_client.mjs"), script)
         env = dict(os.environ, OAI_BASE_URL=E.url, OAI_MODEL=name, OAI_WANT=json.dumps(want))
-        p = subprocess.run([node, script], cwd=NPM_DIR, env=env, timeout=120)
-        return p.returncode
+        rc = subprocess.run([node, script], cwd=NPM_DIR, env=env, timeout=120).returncode
     finally:
-        E.cleanup()
+        problems = E.cleanup()
+    return finish(rc, problems)
 
 
 if __name__ == "__main__":

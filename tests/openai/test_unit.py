@@ -117,7 +117,8 @@ def sandbox(service, tmp):
             p.kill()
             p.wait()
         logf.close()
-        E.cleanup()
+        problems = E.cleanup()
+    check(not problems, "; ".join(problems))
     used, wx, writes = {}, [], []
     call = re.compile(r"^\d+\s+(?:<\.\.\. )?([a-z0-9_]+)[( ]")
     for line in open(trace):
