@@ -678,7 +678,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
-static void
+__attribute__((format(printf, 2, 0))) static void
 on_log(void *cls, const char *fmt, va_list ap)
 {
 	(void)cls;
