@@ -421,7 +421,15 @@ def test_disconnect_cancels():
             check(time.time() - t0 < 1.2, "cancelled only after %.2f s" % (time.time() - t0))
         # SIGTERM while a stream runs: it is finished (up to 10 s), then the bridge exits 0
         sock, port, b = R.start_bridge(name="graceful")
-        short = body.replace(b'"max_tokens": 256', b'"max_tokens": 48')  # well within 10 s
+        # a stream of about 3 s on this build (sanitizer builds are 10-50x slower),
+        # well within the 10 s grace, and long enough to be running at SIGTERM
+        t0 = time.time()
+        st, _, _ = curl("http://localhost/v1/completions", unix=sock,
+                        body={"model": "rand", "prompt": "hello", "max_tokens": 8,
+                              "temperature": 0})
+        per_token = (time.time() - t0) / 8
+        n = max(8, min(256, int(3.0 / per_token)))
+        short = body.replace(b'"max_tokens": 256', b'"max_tokens": %d' % n)
         c = subprocess.Popen(["curl", "-sSN", "--unix-socket", sock, "-H",
                               "Content-Type: application/json", "--data-binary", short,
                               "http://localhost/v1/completions"], stdout=subprocess.PIPE)
