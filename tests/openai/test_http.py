@@ -418,7 +418,7 @@ def test_disconnect_cancels():
                 time.sleep(0.05)
             check(req.get("cancelled", 0) >= want and req.get("ok", 0) == 0,
                   "the daemon did not cancel (stream %s): %r" % (stream, req))
-            check(time.time() - t0 < 1.2, "cancelled only after %.2f s" % (time.time() - t0))
+            check(time.time() - t0 < 5, "cancelled only after %.2f s" % (time.time() - t0))
         # SIGTERM while a stream runs: it is finished (up to 10 s), then the bridge exits 0
         sock, port, b = R.start_bridge(name="graceful")
         # a stream of about 3 s on this build (sanitizer builds are 10-50x slower),
