@@ -266,7 +266,7 @@ get_health(const struct srv *s, struct MHD_Connection *conn, const char *url)
 {
 	struct adainfer_client *c;
 	struct adainfer_value *res = NULL;
-	struct oai_err e;
+	struct oai_err e = {0};
 
 	if (oai_connect(&c, s->conf->daemon_socket, s->conf->request_timeout_ms, &e) < 0)
 		return send_err(conn, &e, url);
@@ -284,7 +284,7 @@ get_models(const struct srv *s, struct MHD_Connection *conn, const char *url, en
 {
 	struct adainfer_client *c;
 	struct adainfer_value *info = NULL;
-	struct oai_err e;
+	struct oai_err e = {0};
 	json_t *list, *m;
 	size_t i;
 
@@ -374,7 +374,7 @@ static int
 out_end(struct sse *x)
 {
 	const struct adainfer_value *res;
-	struct oai_err e;
+	struct oai_err e = {0};
 	char *t = NULL;
 	size_t len = 0, cap = 0;
 	int rc;
@@ -502,7 +502,7 @@ post_generate(const struct srv *s, struct MHD_Connection *conn, const char *url,
 	struct oai_params p = {0};
 	struct MHD_Response *resp;
 	const struct adainfer_value *res;
-	struct oai_err e;
+	struct oai_err e = {0};
 	char task[256];
 	int64_t maxt;
 	int rc;
@@ -597,7 +597,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 {
 	const struct srv *s = cls;
 	struct rq *q = *con_cls;
-	struct oai_err e;
+	struct oai_err e = {0};
 
 	(void)version;
 	if (q == NULL) {
