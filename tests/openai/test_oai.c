@@ -430,6 +430,60 @@ test_req_errors(void)
 	}
 }
 
+/* Mutated and cut bodies: always a clean 0 or a 400, never a crash (ASan builds check). */
+static void
+test_req_mutations(void)
+{
+	static const char *const seeds[] = {
+	    "{\"model\":\"m:t\",\"prompt\":[\"hi\"],\"max_tokens\":3,\"stop\":[\"a\",\"b\"],"
+	    "\"stream\":true,\"adainfer\":{\"profile\":{\"classifier\":\"gap\",\"x\":[1,2.5,"
+	    "{\"y\":null}]}}}",
+	    "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+	    "\"text\",\"text\":\"a\"}]},{\"role\":\"assistant\",\"content\":null}],"
+	    "\"temperature\":0.5,\"seed\":1,\"adainfer\":{\"template\":\"chatml\"}}",
+	    "{\"model\":\"m\",\"prompt\":[[1,2,3]],\"top_p\":1,\"n\":1,\"logprobs\":null}",
+	};
+	static const char alphabet[] = "{}[]\",:0123456789.-eE tfnrul\\\x80\xff";
+	char buf[512];
+
+	for (int iter = 0; iter < 30000; iter++) {
+		const char *seed = seeds[rng_u64() % 3];
+		size_t n = strlen(seed);
+		memcpy(buf, seed, n);
+		for (int k = 1 + (int)(rng_u64() % 4); k > 0 && n > 1; k--) {
+			size_t at = rng_u64() % n;
+			switch (rng_u64() % 3) {
+			case 0: /* replace a byte */
+				buf[at] = alphabet[rng_u64() % (sizeof(alphabet) - 1)];
+				break;
+			case 1: /* delete a byte */
+				memmove(buf + at, buf + at + 1, n - at - 1);
+				n--;
+				break;
+			default: /* cut */
+				n = at + 1;
+			}
+		}
+		enum oai_kind kind = iter % 2 ? OAI_CHAT : OAI_COMPLETIONS;
+		struct oai_req r;
+		struct oai_err e = {0};
+		int rc = oai_req_parse(&r, kind, buf, n, &e);
+		if (rc == 0) {
+			struct oai_params p = {0};
+			char task[64];
+			if (oai_req_task(&r, "m", task, sizeof(task), &e) == 0 &&
+			    oai_req_params(&r, task, 16, &p, &e) == 0)
+				ASSERT(p.value.type == ADAINFER_MAP);
+			oai_params_deinit(&p);
+		} else {
+			ASSERT_EQ(rc, -1);
+			ASSERT_EQ(e.status, 400);
+			ASSERT(e.message[0] != '\0');
+		}
+		oai_req_deinit(&r);
+	}
+}
+
 /* ---- responses and errors ---------------------------------------------------------- */
 
 static void
@@ -546,4 +600,4 @@ test_errors(void)
 TEST_MAIN(TEST_CASE(test_utf8_examples), TEST_CASE(test_utf8_complete), TEST_CASE(test_utf8_random),
 	  TEST_CASE(test_stop_reference), TEST_CASE(test_stream_filter),
 	  TEST_CASE(test_req_completions), TEST_CASE(test_req_chat), TEST_CASE(test_req_errors),
-	  TEST_CASE(test_resp), TEST_CASE(test_errors))
+	  TEST_CASE(test_req_mutations), TEST_CASE(test_resp), TEST_CASE(test_errors))
