@@ -36,6 +36,7 @@ ALLOWED = {
     "client-lib": {"proto", "base"},
     "daemon": {"proto", "profile", "engine", "base"},
     "cli": {"client-lib", "calib", "profile", "engine", "proto", "base"},
+    "openai": {"client-lib"},
 }
 # outside libraries (meson dependency variables) a module may link
 EXTERNAL = {
@@ -47,11 +48,12 @@ EXTERNAL = {
     "client-lib": set(),
     "daemon": {"uv_dep", "yaml_dep", "threads_dep"},
     "cli": {"jansson_dep", "m_dep"},
+    "openai": {"jansson_dep", "microhttpd_dep", "threads_dep"},
 }
 # meson dependency variables of our own libraries
 OWN_DEPS = {"base_dep": "base", "engine_dep": "engine", "profile_dep": "profile",
             "calib_dep": "calib", "proto_dep": "proto", "libadainfer_dep": "client-lib",
-            "daemon_dep": "daemon"}
+            "daemon_dep": "daemon", "oai_dep": "openai"}
 FORBIDDEN_NEEDED = ("libopenblas", "liblinear", "libyaml", "libblas", "libuv")
 SOURCE_DIRS = ["daemon", "proto", "client"]
 
@@ -65,6 +67,8 @@ def module_of(rel):
         return "daemon"
     if parts[0] == "proto":
         return "proto"
+    if parts[0] == "client" and len(parts) > 2 and parts[1] == "openai":
+        return "openai"
     if parts[0] == "client":
         name = parts[-1]
         if name.startswith(("libadainfer", "lib_value", "adainfer.h")):
