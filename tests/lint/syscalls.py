@@ -6,7 +6,9 @@ SIGTERM, then checks that
     lines (groups expanded with `systemd-analyze syscall-filter`), except the
     calls known to fail harmlessly with SystemCallErrorNumber=EPERM;
   - no mapping is ever writable and executable (MemoryDenyWriteExecute=);
-  - no file is opened for writing (ProtectSystem=strict).
+  - no file is opened for writing (ProtectSystem=strict) outside the unit's
+    StateDirectory= (the model digest cache), which the run gets as
+    $STATE_DIRECTORY the way systemd sets it.
 A call the filter denies would fail with EPERM under systemd; one it does not
 list would do the same: either can break the daemon in ways no other test here
 sees, since nothing runs under a real systemd.
@@ -130,8 +132,13 @@ def check(service, daemon, model, tmp, allowed):
     sock = os.path.join(tmp, "d.sock")
     trace = os.path.join(tmp, "strace.out")
     log = open(os.path.join(tmp, "daemon.log"), "wb")
+    state = os.path.join(tmp, "state")
+    os.mkdir(state)
+    env = dict(os.environ, STATE_DIRECTORY=state)
+    env.pop("XDG_CACHE_HOME", None)
     p = subprocess.Popen(["strace", "-f", "-qq", "-o", trace, daemon, "--model", model,
-                          "--socket", sock, "--threads", "2"], stdout=log, stderr=log)
+                          "--socket", sock, "--threads", "2"], stdout=log, stderr=log,
+                         env=env)
     try:
         for _ in range(240):
             if os.path.exists(sock) or p.poll() is not None:
@@ -164,7 +171,8 @@ def check(service, daemon, model, tmp, allowed):
         if m.group(1) in ("mmap", "mprotect", "pkey_mprotect") and "PROT_EXEC" in line \
                 and "PROT_WRITE" in line:
             wx.append(line.strip())
-        if m.group(1) in ("open", "openat", "creat") and re.search(r"O_WRONLY|O_RDWR|O_CREAT", line):
+        if m.group(1) in ("open", "openat", "creat") and re.search(r"O_WRONLY|O_RDWR|O_CREAT", line) \
+                and '"%s/' % state not in line:
             writes.append(line.strip())
 
     fails = 0
@@ -187,7 +195,11 @@ def check(service, daemon, model, tmp, allowed):
     print(f"{len(used)} distinct system calls, {sum(used.values())} calls in all")
     if fails:
         sys.exit(1)
-    print("ok: every call is within the unit's filter, no W+X mapping, no file written")
+    if not os.path.exists(os.path.join(state, "model-digests")):
+        print("FAIL: the digest cache was not written to $STATE_DIRECTORY")
+        sys.exit(1)
+    print("ok: every call is within the unit's filter, no W+X mapping, no file written "
+          "outside the state directory")
 
 
 if __name__ == "__main__":
