@@ -16,41 +16,9 @@
 #include "daemon/engine/mapping.h"
 #include "daemon/engine/tokenizer.h"
 #include "test.h"
+#include "util/vfile.h"
 
 #define SEP "\n__ggml_vocab_test__\n"
-
-struct vfile {
-	struct mapping map;
-	struct gguf g;
-	struct vocab v;
-};
-
-static int
-vfile_open(struct vfile *f, const char *path, struct diag *d)
-{
-	int rc;
-
-	memset(f, 0, sizeof(*f));
-	if ((rc = mapping_open(&f->map, path, d)) < 0)
-		return rc;
-	if ((rc = gguf_parse(&f->g, f->map.base, f->map.size, path, d)) < 0) {
-		mapping_close(&f->map);
-		return rc;
-	}
-	if ((rc = tokenizer_init(&f->v, &f->g, d)) < 0) {
-		gguf_deinit(&f->g);
-		mapping_close(&f->map);
-	}
-	return rc;
-}
-
-static void
-vfile_close(struct vfile *f)
-{
-	tokenizer_deinit(&f->v);
-	gguf_deinit(&f->g);
-	mapping_close(&f->map);
-}
 
 static char *
 slurp(const char *path, size_t *len)
