@@ -115,11 +115,10 @@ static void
 test_malformed_cache_is_ignored(void)
 {
 	char path[256], got[65], ref[65];
+#define HEX64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	const char *junk[] = {
-	    "v1 1 2 3 4 5 6 7 zz\n",
-	    "garbage\n\n\x01\x02",
-	    "v1 1 2 3 4 5 6 7 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef "
-	    "extra\n",
+	    "v1 1 2 3 4 5 6 7 zz\n", "garbage\n\n\x01\x02",
+	    ("v1 1 2 3 4 5 6 7 " HEX64 " extra\n"), /* trailing field */
 	};
 	bool cached = true;
 	FILE *f;
