@@ -605,6 +605,28 @@ def test_stats_prometheus():
             check(rc == 2 and out == b"" and json.loads(err)["error"]["name"] == "usage" and
                   "--prometheus" in err, (args, rc, out, err))
         fails(2, "stats", "--prometheus", "extra", want="unexpected argument")
+        # adainfer-client(1)'s textfile-collector recipe as written, in a temporary directory
+        with open(os.path.join(SRC, "man", "adainfer-client.1.in")) as f:
+            m = re.search(r"\.Bd -literal -offset indent\n(adainfer-client stats --prometheus >"
+                          r".*?)\n\.Ed\n", f.read(), re.S)
+        check(m, "no textfile-collector recipe in adainfer-client(1)")
+        ne = os.path.join(TMP, "node_exporter")
+        os.makedirs(ne)
+        recipe = m.group(1).replace("/var/lib/node_exporter", ne)
+        env = dict(os.environ, ADAINFER_SOCKET=d2.sock,
+                   PATH=os.path.dirname(CLIENT) + os.pathsep + os.environ.get("PATH", ""))
+        p = subprocess.run(["sh", "-c", recipe], env=env, capture_output=True, timeout=60)
+        check(p.returncode == 0 and os.listdir(ne) == ["adainfer.prom"], (p, os.listdir(ne)))
+        with open(os.path.join(ne, "adainfer.prom"), "rb") as f:
+            good = f.read()
+        check(("adainfer_task_requests_total", frozenset({("task", weird), ("outcome", "ok")}))
+              in prom_parse(good)[1], good)
+        env["ADAINFER_SOCKET"] = os.path.join(TMP, "nobody-here.sock")  # daemon down
+        p = subprocess.run(["sh", "-c", recipe], env=env, capture_output=True, timeout=60)
+        check(b"cannot connect" in p.stderr and os.listdir(ne) == ["adainfer.prom"],
+              "the partial file stays or the good one goes: %r %r" % (p, os.listdir(ne)))
+        with open(os.path.join(ne, "adainfer.prom"), "rb") as f:
+            check(f.read() == good, "the last good file was changed")
         if os.path.exists("/dev/full"):  # a full disk must not look like success
             with open("/dev/full", "wb") as full:
                 p = subprocess.run([CLIENT, "--socket", d2.sock, "stats", "--prometheus"],
