@@ -140,8 +140,7 @@ family(FILE *f, const char *name, const char *type, const char *help)
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* A number as the format writes it: NaN, +Inf, -Inf, or the shortest text that reads back exactly.
- */
+/* x as the format writes it: NaN, +Inf, -Inf, or the shortest text that reads back exactly. */
 static void
 number(FILE *f, double x)
 {
@@ -186,11 +185,19 @@ sample(FILE *f, const char *name, const char *task, const char *outcome,
 	fputc('\n', f);
 }
 
-/* The successful requests of task t: the observations behind its latency percentiles. */
+/*
+ * The successful requests of task t, the observations behind its latency
+ * percentiles (the daemon leaves out outcomes of count 0); -1 when t has no
+ * requests map to tell.
+ */
 static int64_t
 ok_count(const struct adainfer_value *t)
 {
-	return adainfer_value_int(adainfer_value_get(adainfer_value_get(t, "requests"), "ok"), 0);
+	const struct adainfer_value *rq = adainfer_value_get(t, "requests");
+
+	if (rq == NULL || rq->type != ADAINFER_MAP)
+		return -1;
+	return adainfer_value_int(adainfer_value_get(rq, "ok"), 0);
 }
 
 /* The summary of task t's latencies (task: the escaped label value). */
@@ -210,11 +217,12 @@ latency(FILE *f, const struct adainfer_value *t, const char *task)
 		fprintf(f, "%s{task=\"%s\",quantile=\"%s\"} ", LATENCY_NAME, task,
 			percentiles[q].quantile);
 		/* no observation yet: the daemon says 0, a summary says NaN */
-		number(f, n > 0 ? adainfer_value_float(v, NAN) / 1e3 : NAN);
+		number(f, n != 0 ? adainfer_value_float(v, NAN) / 1e3 : NAN);
 		fputc('\n', f);
 	}
 	/* _count: every successful request; the daemon keeps no sum of latencies, so no _sum */
-	fprintf(f, "%s_count{task=\"%s\"} %" PRId64 "\n", LATENCY_NAME, task, n);
+	if (n >= 0)
+		fprintf(f, "%s_count{task=\"%s\"} %" PRId64 "\n", LATENCY_NAME, task, n);
 }
 
 int
