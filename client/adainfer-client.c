@@ -355,10 +355,41 @@ cmd_info(struct cli *cli, int argc, char **argv)
 	return simple_call(cli, argc, argv, "info", print_info);
 }
 
+/* stats: the table, --json, or --prometheus (the text exposition format, cli_prom.c). */
 static int
 cmd_stats(struct cli *cli, int argc, char **argv)
 {
-	return simple_call(cli, argc, argv, "stats", print_stats);
+	static const struct option lo[] = {{"prometheus", no_argument, NULL, 'p'},
+					   {NULL, 0, NULL, 0}};
+	struct adainfer_value *res = NULL;
+	bool prom = false;
+	int o, rc = 0;
+
+	cli_opt_reset();
+	while ((o = cli_getopt(cli, argc, argv, lo, &rc)) != -1) {
+		if (o == 'h')
+			return cli_command_help(cli, argv[0]);
+		if (o != 'p')
+			return rc;
+		prom = true;
+	}
+	if (optind < argc)
+		return cli_usage_error(cli, argv[0], "unexpected argument '%s'", argv[optind]);
+	if (prom && cli->json)
+		return cli_usage_error(cli, argv[0],
+				       "--json and --prometheus are two output formats: give one");
+	if ((rc = cli_connect(cli, argv[0])) != 0)
+		return rc;
+	if ((rc = cli_call(cli, argv[0], "stats", NULL, &res)) != 0)
+		return rc;
+	if (cli->json)
+		rc = cli_json_print_value(cli, res);
+	else if (prom)
+		rc = cli_prom_print_stats(cli, res);
+	else
+		print_stats(res);
+	adainfer_value_free(res);
+	return rc;
 }
 
 static int
@@ -408,9 +439,11 @@ static const struct command commands[] = {
     {"detokenize", cmd_detokenize, "ID...", "Prints the text of the token ids.\n"},
     {"info", cmd_info, "",
      "Prints the daemon's version, protocol, model, loaded profiles and limits.\n"},
-    {"stats", cmd_stats, "",
+    {"stats", cmd_stats, "[--prometheus]",
      "Prints uptime, connections, queue, and per task the requests by outcome, tokens,\n"
-     "layers run and skipped (the live pruning ratio) and latency percentiles.\n"},
+     "layers run and skipped (the live pruning ratio) and latency percentiles.\n"
+     "--prometheus writes them in the Prometheus text format (0.0.4) instead, for\n"
+     "node_exporter's textfile collector; it and --json exclude each other.\n"},
     {"reload", cmd_reload, "",
      "Asks the daemon to re-read its configuration and profiles; a bad configuration\n"
      "is a server error and the daemon keeps the old one.\n"},

@@ -172,6 +172,12 @@ int cmd_chat(struct cli *cli, int argc, char **argv);
 /** Prints a command's usage and help on stdout; returns CLI_EXIT_OK. */
 int cli_command_help(const struct cli *cli, const char *name);
 
+/**
+ * stats --prometheus (cli_prom.c): writes the stats result r on stdout in the
+ * Prometheus text format 0.0.4. Returns 0, or CLI_EXIT_FAIL after saying why.
+ */
+int cli_prom_print_stats(const struct cli *cli, const struct adainfer_value *r);
+
 /** Connects cli->c to cli->socket unless already connected. Returns 0 or an exit status. */
 int cli_connect(struct cli *cli, const char *cmd);
 

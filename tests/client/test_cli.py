@@ -5,7 +5,9 @@ raw bytes, the progress bar on a pseudo-terminal and not on a pipe, --help,
 and the shared library's exported symbols."""
 
 import json
+import math
 import os
+import re
 import select
 import shutil
 import socket
@@ -14,7 +16,10 @@ import sys
 import tempfile
 import time
 
-from clientenv import CLIENT, DAEMON, FIXTURES, MODEL, SRC, Daemon, check, run_tests
+import msgpack
+
+from clientenv import CLIENT, DAEMON, FIXTURES, MODEL, SRC, Daemon, Failed, check, run_tests
+from fakedaemon import FakeDaemon
 
 D = None
 TMP = tempfile.mkdtemp(prefix="adainfer-cli-test-")
@@ -306,6 +311,384 @@ def test_stats_reload():
     check("tasks" in js("reload"), "reload --json")
 
 
+# ---- stats --prometheus: a strict reader of the text exposition format 0.0.4 ----------
+
+PROM_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+PROM_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+PROM_VALUE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z"
+                        r"|[+-]?Inf\Z|NaN\Z")
+PROM_TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
+
+
+class PromError(Exception):
+    pass
+
+
+def prom_unescape(s, quote, where):
+    """The text of an escaped HELP docstring (quote False) or label value: only \\\\, \\n
+    (and \\" in label values) are escapes; any other backslash is an error."""
+    out, i = [], 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\":
+            if i + 1 >= len(s):
+                raise PromError("%s: lone backslash at the end" % where)
+            e = s[i + 1]
+            if e == "\\":
+                out.append("\\")
+            elif e == "n":
+                out.append("\n")
+            elif e == '"' and quote:
+                out.append('"')
+            else:
+                raise PromError("%s: bad escape \\%s" % (where, e))
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def prom_labels(line, i, where):
+    """Parses '{name="value",...}' from line[i] ('{'); returns (dict, index after '}')."""
+    labels, i = {}, i + 1
+    while True:
+        if i < len(line) and line[i] == "}":
+            return labels, i + 1
+        j = line.find("=", i)
+        if j < 0:
+            raise PromError("%s: label without '='" % where)
+        name = line[i:j]
+        if not PROM_LABEL.match(name) or name.startswith("__"):
+            raise PromError("%s: bad label name %r" % (where, name))
+        if name in labels:
+            raise PromError("%s: label %r twice" % (where, name))
+        if j + 1 >= len(line) or line[j + 1] != '"':
+            raise PromError("%s: label value of %r not quoted" % (where, name))
+        k, raw = j + 2, []
+        while True:
+            if k >= len(line):
+                raise PromError("%s: unterminated label value" % where)
+            if line[k] == "\\":
+                raw.append(line[k:k + 2])
+                k += 2
+                continue
+            if line[k] == '"':
+                break
+            raw.append(line[k])
+            k += 1
+        labels[name] = prom_unescape("".join(raw), True, where)
+        i = k + 1
+        if i < len(line) and line[i] == ",":
+            i += 1
+        elif i >= len(line) or line[i] != "}":
+            raise PromError("%s: expected ',' or '}' after label %r" % (where, name))
+
+
+def prom_parse(data):
+    """Reads the text format strictly: the format's rules, plus no timestamps (the textfile
+    collector refuses them), no reserved (__) label names, quantile only in a summary, no
+    blanks inside the braces and only decimal values. Returns (families, series): families[name] = {"type",
+    "help"}; series[(sample name, frozenset of non-empty labels)] = float value."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise PromError("not UTF-8: %s" % e)
+    if not text.endswith("\n"):
+        raise PromError("the last line does not end with a line feed")
+    families, series, done = {}, {}, set()
+    current = None
+
+    def family_of(name):
+        if name in families:
+            return name
+        for suffix in ("_sum", "_count", "_bucket"):
+            base = name[:-len(suffix)]
+            if name.endswith(suffix) and families.get(base, {}).get("type") in (
+                    ("summary", "histogram") if suffix != "_bucket" else ("histogram",)):
+                return base
+        return name
+
+    def enter(fam, where):
+        nonlocal current
+        if fam != current:
+            if fam in done:
+                raise PromError("%s: lines of %s are not one group" % (where, fam))
+            if current is not None:
+                done.add(current)
+            current = fam
+
+    for n, line in enumerate(text[:-1].split("\n"), 1):
+        where = "line %d %r" % (n, line)
+        if line.strip() == "":
+            continue
+        if line.startswith("#"):
+            parts = line.split(" ", 3)
+            if len(parts) < 3 or parts[0] != "#" or parts[1] not in ("HELP", "TYPE"):
+                continue  # a comment
+            name = parts[2]
+            if not PROM_NAME.match(name):
+                raise PromError("%s: bad metric name" % where)
+            enter(name, where)
+            fam = families.setdefault(name, {"type": None, "help": None, "samples": 0})
+            if parts[1] == "HELP":
+                if fam["help"] is not None:
+                    raise PromError("%s: second HELP" % where)
+                fam["help"] = prom_unescape(parts[3] if len(parts) > 3 else "", False, where)
+            else:
+                if fam["type"] is not None:
+                    raise PromError("%s: second TYPE" % where)
+                if fam["samples"]:
+                    raise PromError("%s: TYPE after samples" % where)
+                if len(parts) != 4 or parts[3] not in PROM_TYPES:
+                    raise PromError("%s: bad type" % where)
+                fam["type"] = parts[3]
+            continue
+        m = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line)
+        if not m:
+            raise PromError("%s: no metric name" % where)
+        name, i = m.group(0), m.end()
+        labels = {}
+        if i < len(line) and line[i] == "{":
+            labels, i = prom_labels(line, i, where)
+        rest = line[i:]
+        if not rest.startswith(" "):
+            raise PromError("%s: no space before the value" % where)
+        fields = rest.split()
+        if len(fields) != 1:
+            raise PromError("%s: want exactly one value (no timestamp), got %r" % (where, fields))
+        if not PROM_VALUE.match(fields[0]):
+            raise PromError("%s: bad value %r" % (where, fields[0]))
+        value = float(fields[0])
+        famname = family_of(name)
+        enter(famname, where)
+        fam = families.setdefault(famname, {"type": None, "help": None, "samples": 0})
+        fam["samples"] += 1
+        if fam["type"] == "summary":
+            if (name == famname) != ("quantile" in labels):
+                raise PromError("%s: quantile label on the wrong sample" % where)
+            if name == famname and not PROM_VALUE.match(labels["quantile"]):
+                raise PromError("%s: quantile %r is not a number" % (where, labels["quantile"]))
+        elif "quantile" in labels:
+            raise PromError("%s: quantile label outside a summary" % where)
+        if fam["type"] == "counter" and not value >= 0:
+            raise PromError("%s: counter below zero" % where)
+        key = (name, frozenset((k, v) for k, v in labels.items() if v != ""))
+        if key in series:
+            raise PromError("%s: duplicate series" % where)
+        series[key] = value
+    return families, series
+
+
+def prom_self_test():
+    """The reader must refuse what the format forbids, or the tests below prove nothing."""
+    good = (b'# HELP a_total A \\\\ \\n help.\n# TYPE a_total counter\n'
+            b'a_total{x="q\\"b\\\\s\\nn",y="1",} 3\na_total 4\n'
+            b'# TYPE s summary\ns{quantile="0.5"} NaN\ns_count 2\ns_sum 1e-3\n')
+    fams, ser = prom_parse(good)
+    check(fams["a_total"]["help"] == "A \\ \n help." and fams["s"]["type"] == "summary" and
+          ser[("a_total", frozenset({("x", 'q"b\\s\nn'), ("y", "1")}))] == 3 and
+          ser[("s_sum", frozenset())] == 1e-3, (fams, ser))
+    bad = [b"a 1", b"a 1 1700000000\n", b"1a 2\n", b'a{x="1"} 1\na{x="1"} 2\n',
+           b'a{x="1",x="2"} 1\n', b'a{__x="1"} 1\n', b'a{x="\\t"} 1\n', b'a{x="1} 1\n',
+           b"a 1\n# TYPE a gauge\n", b"# TYPE a gauge\n# TYPE a gauge\n",
+           b"# HELP a x\n# HELP a y\n", b"# TYPE a gauges\n", b"a 1\nb 1\na 2\n",
+           b"a one\n", b"a 1_0\n", b'a{x="\xff"} 1\n', b"# TYPE c counter\nc -1\n",
+           b'# TYPE s summary\ns 1\n', b'# TYPE s summary\ns_count{quantile="0.5"} 1\n',
+           b'a{quantile="0.5"} 1\n', b"# HELP a bad \\q escape\n"]
+    for b in bad:
+        try:
+            prom_parse(b)
+        except PromError:
+            continue
+        raise Failed("the reader took %r" % b)
+
+
+def prom_expect(st):
+    """What --prometheus must print for the stats result st (a dict as --json shows it),
+    written from adainfer-protocol(7) and the naming the man page documents."""
+    want = {}
+
+    def put(name, labels, v):
+        want[(name, frozenset((k, x) for k, x in labels.items() if x != ""))] = float(v)
+
+    for name, key in [("adainfer_uptime_seconds", "uptime_s"),
+                      ("adainfer_connections_open", "connections"),
+                      ("adainfer_connections_total", "connections_total"),
+                      ("adainfer_queue_depth", "queue_depth"),
+                      ("adainfer_queue_max", "queue_max"),
+                      ("adainfer_requests_running", "running"),
+                      ("adainfer_tokens_in_total", "tokens_in"),
+                      ("adainfer_tokens_out_total", "tokens_out")]:
+        put(name, {}, st[key])
+    for task, t in st["tasks"].items():
+        for outcome, n in t.get("requests", {}).items():
+            put("adainfer_task_requests_total", {"task": task, "outcome": outcome}, n)
+        for key in ("tokens_in", "tokens_out", "layers_run", "layers_skipped"):
+            put("adainfer_task_%s_total" % key, {"task": task}, t[key])
+        put("adainfer_task_pruning_ratio", {"task": task}, t["pruning_ratio"])
+        n_ok = t["requests"].get("ok", 0) if "requests" in t else None  # None: cannot tell
+        for q, key in (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99")):
+            put("adainfer_task_latency_seconds", {"task": task, "quantile": q},
+                t["latency_ms"][key] / 1e3 if n_ok != 0 else float("nan"))
+        if n_ok is not None:
+            put("adainfer_task_latency_seconds_count", {"task": task}, n_ok)
+    return want
+
+
+def prom_compare(got, want, approx=(), rel=0.0):
+    """got == want series for series (NaN equals NaN); names in approx within rel."""
+    check(set(got) == set(want), "series: extra %r, missing %r" % (
+        sorted(set(got) - set(want), key=str), sorted(set(want) - set(got), key=str)))
+    for k, w in want.items():
+        g = got[k]
+        same = (math.isnan(g) and math.isnan(w)) or g == w or (
+            k[0] in approx and math.isclose(g, w, rel_tol=rel))
+        check(same, "%s: %r, stats say %r" % (k, g, w))
+
+
+def prom_conventions(fams):
+    kinds = {"adainfer_task_latency_seconds": "summary"}
+    for name, f in fams.items():
+        check(name.startswith("adainfer_") and name == name.lower(), "name %s" % name)
+        check(f["help"] and f["type"], "%s: HELP and TYPE" % name)
+        check((f["type"] == "counter") == name.endswith("_total"),
+              "%s: a %s; counters, and only they, end in _total" % (name, f["type"]))
+        check(f["type"] == kinds.get(name, f["type"]), "%s is a %s" % (name, f["type"]))
+        check(not name.endswith("_ms") and "_milli" not in name, "%s: base units" % name)
+
+
+def test_stats_prometheus():
+    """stats --prometheus parses strictly, says what the JSON stats say, escapes task names
+    (a profile named with a quote, a backslash and a newline; (other); the empty task), and
+    refuses --json beside it; against a scripted daemon, exactly the numbers it sent."""
+    prom_self_test()
+    weird = 'we"ird\\task\nname'
+    pdir = os.path.join(TMP, "prom-profiles")
+    os.makedirs(pdir, exist_ok=True)
+    with open(os.path.join(pdir, "weird.yaml"), "w") as f:
+        f.write('task: %s\nclassifier: gap\nthreshold: 0.5\nmin_layer: 2\nstride: 1\n'
+                % json.dumps(weird))
+    d2 = Daemon(["--profile-dir", pdir])
+    try:
+        def c2(*args):
+            return ok("--socket", d2.sock, *args, sock=False)
+
+        c2("run", "--task", weird, PROMPT)
+        c2("run", "--task", weird, "--max-tokens", "3", PROMPT)
+        c2("run", PROMPT)
+        rc, _, err = cli("--socket", d2.sock, "run", "--task", "made-up", PROMPT, sock=False)
+        check(rc == 1 and "unknown_task" in err, err)
+        text = c2("stats", "--prometheus")
+        st = json.loads(c2("--json", "stats"))
+        fams, got = prom_parse(text)
+        prom_conventions(fams)
+        check(set(st["tasks"]) == {weird, "", "(other)"}, st["tasks"])
+        check(st["tasks"][weird]["requests"]["ok"] == 2 and
+              st["tasks"]["(other)"]["requests"]["unknown_task"] == 1, st["tasks"])
+        check(b'task="we\\"ird\\\\task\\nname"' in text, text.decode())
+        check(b'task="(other)",outcome="unknown_task"} 1\n' in text, text.decode())
+        want = prom_expect(st)
+        # one connection more by the time of the JSON call; time went on; JSON has 10 digits
+        up = ("adainfer_uptime_seconds", frozenset())
+        check(0 < got[up] <= want[up] < got[up] + 30, (got[up], want[up]))
+        got[up] = want[up]
+        ct = ("adainfer_connections_total", frozenset())
+        check(got[ct] + 1 == want[ct], (got[ct], want[ct]))
+        got[ct] = want[ct]
+        prom_compare(got, want, approx=("adainfer_task_latency_seconds",
+                                        "adainfer_task_pruning_ratio"), rel=1e-8)
+        check(any(k[0] == "adainfer_task_latency_seconds" and not math.isnan(v)
+                  and v > 0 for k, v in got.items()), "a measured latency: %r" % got)
+        # --json and --prometheus are two formats: a usage error, whatever the order
+        for args in (["--json", "stats", "--prometheus"], ["stats", "--prometheus", "--json"]):
+            rc, out, err = cli("--socket", d2.sock, *args, sock=False)
+            check(rc == 2 and out == b"" and json.loads(err)["error"]["name"] == "usage" and
+                  "--prometheus" in err, (args, rc, out, err))
+        fails(2, "stats", "--prometheus", "extra", want="unexpected argument")
+        # adainfer-client(1)'s textfile-collector recipe as written, in a temporary directory
+        with open(os.path.join(SRC, "man", "adainfer-client.1.in")) as f:
+            m = re.search(r"\.Bd -literal -offset indent\n(adainfer-client stats --prometheus >"
+                          r".*?)\n\.Ed\n", f.read(), re.S)
+        check(m, "no textfile-collector recipe in adainfer-client(1)")
+        ne = os.path.join(TMP, "node_exporter")
+        os.makedirs(ne)
+        recipe = m.group(1).replace("/var/lib/node_exporter", ne)
+        env = dict(os.environ, ADAINFER_SOCKET=d2.sock,
+                   PATH=os.path.dirname(CLIENT) + os.pathsep + os.environ.get("PATH", ""))
+        p = subprocess.run(["sh", "-c", recipe], env=env, capture_output=True, timeout=60)
+        check(p.returncode == 0 and os.listdir(ne) == ["adainfer.prom"], (p, os.listdir(ne)))
+        with open(os.path.join(ne, "adainfer.prom"), "rb") as f:
+            good = f.read()
+        check(("adainfer_task_requests_total", frozenset({("task", weird), ("outcome", "ok")}))
+              in prom_parse(good)[1], good)
+        env["ADAINFER_SOCKET"] = os.path.join(TMP, "nobody-here.sock")  # daemon down
+        p = subprocess.run(["sh", "-c", recipe], env=env, capture_output=True, timeout=60)
+        check(b"cannot connect" in p.stderr and os.listdir(ne) == ["adainfer.prom"],
+              "the partial file stays or the good one goes: %r %r" % (p, os.listdir(ne)))
+        with open(os.path.join(ne, "adainfer.prom"), "rb") as f:
+            check(f.read() == good, "the last good file was changed")
+        if os.path.exists("/dev/full"):  # a full disk must not look like success
+            with open("/dev/full", "wb") as full:
+                p = subprocess.run([CLIENT, "--socket", d2.sock, "stats", "--prometheus"],
+                                   stdout=full, stderr=subprocess.PIPE, timeout=60)
+            check(p.returncode == 5 and b"standard output" in p.stderr, p)
+    finally:
+        d2.cleanup()
+
+    # A scripted daemon: exact numbers, a huge counter, a float count, a missing field,
+    # labels that need escaping, an outcome name, and keys that are not valid UTF-8
+    # (two of them the same once made valid: written once, with a warning).
+    def task(**kw):
+        t = {"requests": {"ok": 3, "busy": 1}, "tokens_in": 7, "tokens_out": 9,
+             "layers_run": 30, "layers_skipped": 18, "pruning_ratio": 0.375,
+             "latency_ms": {"p50": 1.25, "p95": 2.5, "p99": 1234.5}}
+        t.update(kw)
+        return t
+
+    st = {"uptime_s": 12.5, "connections": 2, "connections_total": 9, "queue_depth": 1.0,
+          "queue_max": 64, "running": 1, "tokens_in": 2 ** 62, "tokens_out": 11,
+          "tasks": {"sst2": task(), 'a"b\\c\nd': task(requests={"ok": 1}),
+                    "": task(requests={"too_large": 2}, pruning_ratio=0.0,
+                             latency_ms={"p50": 0.0, "p95": 0.0, "p99": 0.0}),
+                    "(other)": task(tokens_in=0, pruning_ratio=1e-300)}}
+    del st["tasks"]["(other)"]["requests"]  # no requests map: no count, no outcomes
+    raw = dict(st, tasks=dict(st["tasks"], **{"x\xffy": task(), "x\xfey": task()}))
+
+    def handler(conn, method, msgid, params):
+        body = {(k.encode("latin-1") if "\xff" in k or "\xfe" in k else k.encode()): v
+                for k, v in raw["tasks"].items()}
+        with conn.lock:  # str keys with raw bytes: what a sloppy daemon could send
+            conn.s.sendall(msgpack.packb([1, msgid, None, dict(raw, tasks=body)],
+                                         use_bin_type=False))
+
+    fake = FakeDaemon(handler)
+    try:
+        p = subprocess.run([CLIENT, "--socket", fake.sock, "stats", "--prometheus"],
+                           capture_output=True, timeout=60)
+        check(p.returncode == 0, p)
+        fams, got = prom_parse(p.stdout)
+        prom_conventions(fams)
+        check(p.stderr.count(b"warning") == 1 and b"x\xef\xbf\xbdy" in p.stderr, p.stderr)
+        want = prom_expect(dict(st, tasks=dict(st["tasks"], **{"x\ufffdy": task()})))
+        prom_compare(got, want)
+        check(got[("adainfer_tokens_in_total", frozenset())] == 2 ** 62 and
+              b"adainfer_tokens_in_total 4611686018427387904\n" in p.stdout, p.stdout)
+        # no latency sample without one successful request (NaN), the count still there
+        check(b'adainfer_task_latency_seconds{task="",quantile="0.5"} NaN\n' in p.stdout and
+              b'adainfer_task_latency_seconds_count{task=""} 0\n' in p.stdout, p.stdout)
+        # a field the daemon did not send is a sample not written, never a made-up one
+        raw.pop("queue_max")
+        p = subprocess.run([CLIENT, "--socket", fake.sock, "stats", "--prometheus"],
+                           capture_output=True, timeout=60)
+        check(p.returncode == 0, p)
+        fams, got = prom_parse(p.stdout)
+        check("adainfer_queue_max" in fams and
+              ("adainfer_queue_max", frozenset()) not in got, p.stdout)
+    finally:
+        fake.close()
+
+
 def test_calibrate_eval():
     out = ok("calibrate", "--task", "sst2", "--data", CAL, "--out", PROFILE).decode()
     check("classifier" in out and "layer" in out and "profile written" in out, out)
@@ -427,6 +810,7 @@ def main():
             test_help, test_usage_errors, test_cannot_connect, test_timeout, test_server_error,
             test_info, test_run, test_generation, test_verbose, test_options_after_command,
             test_json_errors, test_hints, test_raw_bytes, test_special, test_trace, test_stats_reload,
+            test_stats_prometheus,
             test_calibrate_eval, test_calibrate_out, test_progress, test_exports]])
     finally:
         D.cleanup()
