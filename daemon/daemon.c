@@ -51,7 +51,7 @@ check_kv_memory(const struct conf *c, const struct model *m, uint32_t n_ctx, str
 {
 	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
 	double gib = 1024.0 * 1024.0 * 1024.0, budget, per_worker, per_pos;
-	size_t kv = ctx_kv_bytes(m, n_ctx);
+	size_t kv = ctx_kv_bytes(m, n_ctx, KV_F32);
 	uint64_t fit;
 
 	if (pages <= 0 || page <= 0)
@@ -60,7 +60,7 @@ check_kv_memory(const struct conf *c, const struct model *m, uint32_t n_ctx, str
 	per_worker = kv == SIZE_MAX ? INFINITY : (double)kv;
 	if (per_worker * c->workers <= budget)
 		return 0;
-	per_pos = (double)ctx_kv_bytes(m, 1);
+	per_pos = (double)ctx_kv_bytes(m, 1, KV_F32);
 	fit = (uint64_t)(budget / c->workers / per_pos) / 256 * 256;
 	return diag_set(
 	    d, -ENOMEM,
