@@ -28,8 +28,8 @@
  * half V). Prefill converts the keys and values a chunk of queries sees, one
  * KV head at a time, into float tiles and keeps the sgemm path: the
  * conversion is O(n_keys · head_dim) per (chunk, KV head) against the
- * sgemm's O(QCHUNK · n_keys · head_dim) per query head, under 1/QCHUNK of the
- * work, while a direct half dot per (query, key) would give up the blocking
+ * sgemm's O(n_queries · n_keys · head_dim) per query head, under 1/QCHUNK
+ * of the work for a full chunk, while a direct half dot per (query, key) would give up the blocking
  * sgemm has. The tiles hold exactly the cached halves, so prefill and decode
  * see the same K and V.
  *
@@ -381,7 +381,6 @@ ctx_new_opts(struct ctx **out, const struct model *m, const struct ctx_opts *o, 
 			diag_set(d, rc, "%s: no memory for the F16 KV tiles", m->path);
 			goto out;
 		}
-		c->kvh = ops_kvh();
 	}
 	c->scores = falloc(MAX(QCHUNK, n_threads), n_ctx, 1);
 	c->lens_x = falloc(hp->n_embd, 1, 1);
@@ -478,7 +477,7 @@ forward_begin(struct ctx *c, const int32_t *tokens, uint32_t n)
 	c->open = false;
 	c->have_h = false;
 	if (c->kv_type == KV_F16)
-		c->kvh = ops_kvh(); /* the level may have changed since the last batch (tests) */
+		c->kvh = ops_kvh(); /* per batch: tests change the level between batches */
 	if ((rc = ensure_cap(c, n)) < 0)
 		return rc;
 	for (uint32_t t = 0; t < n; t++) {
