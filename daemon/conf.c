@@ -182,6 +182,19 @@ k_context(struct parse *p, yaml_node_t *v, const char *key)
 }
 
 static int
+k_kv_cache(struct parse *p, yaml_node_t *v, const char *key)
+{
+	const char *s = NULL;
+	int rc;
+
+	if ((rc = yx_scalar(&p->y, v, key, &s)) < 0)
+		return rc;
+	if (kv_type_from_name(s, &p->c->kv_cache) < 0)
+		return yx_err(&p->y, v, "'%s' must be f32 or f16, got '%.64s'", key, s);
+	return 0;
+}
+
+static int
 k_state_dir(struct parse *p, yaml_node_t *v, const char *key)
 {
 	return get_path(p, v, key, p->c->state_dir, sizeof(p->c->state_dir));
@@ -364,6 +377,7 @@ static const struct key_handler top_keys[] = {{"model", k_model},
 					      {"threads", k_threads},
 					      {"workers", k_workers},
 					      {"context", k_context},
+					      {"kv_cache", k_kv_cache},
 					      {"socket", k_socket},
 					      {"access", k_access},
 					      {"limits", k_limits},

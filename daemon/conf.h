@@ -8,6 +8,7 @@
  *   threads: N                  compute threads per worker, 0 = all cores
  *   workers: N                  inference worker threads (1..16)
  *   context: N                  positions per request, 0 = the model's
+ *   kv_cache: f32|f16           KV cache element type (default f32)
  *   socket:
  *     path: PATH                default $RUNTIME_DIRECTORY/adainferd.sock or ADAINFERD_SOCK
  *     mode: 0660                octal (int or string)
@@ -39,6 +40,7 @@
 #include <sys/types.h>
 
 #include "daemon/base/log.h"
+#include "daemon/engine/forward.h"
 #include "daemon/profile/profile.h"
 #include "daemon/base/util.h"
 
@@ -65,6 +67,7 @@ struct conf {
 	int threads;
 	int workers;
 	uint32_t context;
+	enum kv_type kv_cache; /* KV_F32 unless kv_cache: f16 */
 	uid_t allow_uids[CONF_MAX_IDS];
 	int n_allow_uids;
 	gid_t allow_gids[CONF_MAX_IDS];

@@ -43,7 +43,7 @@ daemon_listen(struct daemon *dm, int fd, struct diag *d)
 /*
  * Every worker allocates a whole KV cache of n_ctx positions. A context that
  * would need more than half of the machine's RAM for that (Llama-3.1-8B's
- * 131072 positions are 32 GiB of F32 KV per worker) is refused at start and
+ * 131072 positions are 32 GiB of F32 KV per worker, 16 GiB of F16) is refused at start and
  * reload with the largest context that fits, not left to fail or swap later.
  */
 static int
@@ -51,7 +51,7 @@ check_kv_memory(const struct conf *c, const struct model *m, uint32_t n_ctx, str
 {
 	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
 	double gib = 1024.0 * 1024.0 * 1024.0, budget, per_worker, per_pos;
-	size_t kv = ctx_kv_bytes(m, n_ctx);
+	size_t kv = ctx_kv_bytes(m, n_ctx, c->kv_cache);
 	uint64_t fit;
 
 	if (pages <= 0 || page <= 0)
@@ -60,15 +60,16 @@ check_kv_memory(const struct conf *c, const struct model *m, uint32_t n_ctx, str
 	per_worker = kv == SIZE_MAX ? INFINITY : (double)kv;
 	if (per_worker * c->workers <= budget)
 		return 0;
-	per_pos = (double)ctx_kv_bytes(m, 1);
+	per_pos = (double)ctx_kv_bytes(m, 1, c->kv_cache);
 	fit = (uint64_t)(budget / c->workers / per_pos) / 256 * 256;
 	return diag_set(
 	    d, -ENOMEM,
 	    "a context of %u positions (%s) needs %.1f GiB of KV cache per worker x %d "
 	    "worker%s, more than half of this machine's %.1f GiB of RAM: set 'context:' "
-	    "in the configuration to %" PRIu64 " or less",
+	    "in the configuration to %" PRIu64 " or less%s",
 	    n_ctx, c->context ? "'context:' in the configuration" : "the model's training context",
-	    per_worker / gib, c->workers, c->workers == 1 ? "" : "s", 2 * budget / gib, fit);
+	    per_worker / gib, c->workers, c->workers == 1 ? "" : "s", 2 * budget / gib, fit,
+	    c->kv_cache == KV_F32 ? " (or 'kv_cache: f16', which halves it)" : "");
 }
 
 int

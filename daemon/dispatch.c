@@ -178,7 +178,7 @@ m_info(struct call *k, msgpack_packer *pk)
 	P(proto_pack_cstr(pk, ADAINFER_VERSION));
 	P(kv_u64(pk, PROTO_K_PROTOCOL, PROTO_VERSION));
 	P(proto_pack_cstr(pk, PROTO_K_MODEL));
-	P(msgpack_pack_map(pk, 17));
+	P(msgpack_pack_map(pk, 18));
 	P(proto_pack_cstr(pk, PROTO_K_NAME));
 	P(proto_pack_text(pk, m->name, strlen(m->name)));
 	P(proto_pack_cstr(pk, PROTO_K_ARCH));
@@ -191,6 +191,8 @@ m_info(struct call *k, msgpack_packer *pk)
 	P(kv_u64(pk, PROTO_K_N_VOCAB, m->hp.n_vocab));
 	P(kv_u64(pk, PROTO_K_N_CTX, s->n_ctx));
 	P(kv_u64(pk, PROTO_K_N_CTX_TRAIN, m->hp.n_ctx_train));
+	P(proto_pack_cstr(pk, PROTO_K_KV_CACHE));
+	P(proto_pack_cstr(pk, kv_type_name(s->conf.kv_cache)));
 	P(kv_u64(pk, PROTO_K_N_EMBD, m->hp.n_embd));
 	P(kv_u64(pk, PROTO_K_N_HEADS, m->hp.n_heads));
 	P(kv_u64(pk, PROTO_K_N_KV_HEADS, m->hp.n_kv_heads));

@@ -68,13 +68,17 @@ exec_ctx(struct exec *e, struct req *r, struct diag *d)
 	struct smodel *sm = r->snap->model;
 	int rc;
 
-	if (e->ctx != NULL && e->model == sm && e->n_ctx == r->snap->n_ctx)
+	struct ctx_opts o = {
+	    .n_ctx = r->snap->n_ctx, .n_threads = e->n_threads, .kv_type = r->snap->conf.kv_cache};
+
+	if (e->ctx != NULL && e->model == sm && e->n_ctx == r->snap->n_ctx &&
+	    ctx_kv_type(e->ctx) == o.kv_type)
 		return 0;
 	ctx_free(e->ctx);
 	e->ctx = NULL;
 	smodel_unref(e->model);
 	e->model = NULL;
-	if ((rc = ctx_new(&e->ctx, &sm->m, r->snap->n_ctx, e->n_threads, d)) < 0)
+	if ((rc = ctx_new_opts(&e->ctx, &sm->m, &o, d)) < 0)
 		return rc;
 	smodel_ref(sm);
 	e->model = sm;

@@ -51,6 +51,7 @@
  *     model: {name: str, arch: str, path: str, sha256: str (hex of the file),
  *             n_layers, n_vocab, n_ctx (context the daemon serves),
  *             n_ctx_train, n_embd, n_heads, n_kv_heads: int,
+ *             kv_cache: str ("f32" or "f16", the KV cache element type),
  *             file_type: int (GGUF general.file_type),
  *             mapped_bytes: int (size of the read-only mapping),
  *             file_state: str ("unchanged", "modified" in place since it
@@ -297,6 +298,7 @@ enum proto_kind {
 #define PROTO_K_MIN_LAYER             "min_layer"
 #define PROTO_K_N_CTX                 "n_ctx"
 #define PROTO_K_N_CTX_TRAIN           "n_ctx_train"
+#define PROTO_K_KV_CACHE              "kv_cache"
 #define PROTO_K_N_EMBD                "n_embd"
 #define PROTO_K_N_HEADS               "n_heads"
 #define PROTO_K_N_KV_HEADS            "n_kv_heads"

@@ -18,15 +18,26 @@
  *
  * Matrix products go through ops_matmul (cblas_sgemm / row dots for F32 weights,
  * ggml-style converted activations and per-block integer dots otherwise).
- * Attention at prefill computes each head's scores with cblas_sgemm over
- * chunks of queries; a single token (decode) uses float dots per head, the
- * heads split over the thread pool.
+ * Attention (forward_attn.c) at prefill computes each head's scores with
+ * cblas_sgemm over chunks of queries; a single token (decode) uses float
+ * dots per head, the heads split over the thread pool.
+ *
+ * The KV cache holds floats (KV_F32) or IEEE halves (KV_F16, rounded to
+ * nearest even as they are written). With halves, decode reads each cached
+ * row once, in half (ops_kvh: q·k over half K, softmax, weighted sum over
+ * half V). Prefill converts the keys and values a chunk of queries sees, one
+ * KV head at a time, into float tiles and keeps the sgemm path: the
+ * conversion is O(n_keys · head_dim) per (chunk, KV head) against the
+ * sgemm's O(n_queries · n_keys · head_dim) per query head, under 1/QCHUNK
+ * of the work for a full chunk, while a direct half dot per (query, key) would give up the blocking
+ * sgemm has. The tiles hold exactly the cached halves, so prefill and decode
+ * see the same K and V.
  *
  * This module owns the KV cache and every scratch buffer; weights are
  * borrowed from the model and never written. Every size derived from the
  * model goes through size_mul and fails with -ENOMEM, never aborts.
  */
-#include "forward.h"
+#include "forward_impl.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -39,56 +50,6 @@
 #include "ops.h"
 #include "pool.h"
 #include "quant.h"
-
-/* Queries per sgemm in prefill attention: bounds the score buffer to QCHUNK x n_ctx. */
-#define QCHUNK 128
-
-struct ctx {
-	const struct model *m;
-	uint32_t n_ctx;
-	uint32_t n_past;
-	int n_threads;
-	struct pool *pool;
-	uint32_t q_dim, kv_dim,
-	    group; /* n_heads*head_dim, n_kv_heads*head_dim, n_heads/n_kv_heads */
-	float attn_scale;
-
-	/* F32 copies of the model's vectors (the mapping need not align floats) */
-	struct layer_vecs {
-		const float *attn_norm, *ffn_norm;           /* [n_embd] */
-		const float *attn_post_norm, *ffn_post_norm; /* [n_embd] or NULL */
-		const float *bq, *bk, *bv;                   /* [q_dim], [kv_dim] x 2, or NULL */
-	} * lv;                                              /* [n_layers] */
-	const float *out_norm;                               /* [n_embd] */
-	const float *rope_ff;                                /* [rope_dim / 2] or NULL */
-	float *vecs;    /* owned: what lv, out_norm and rope_ff point into */
-	uint16_t *gelu; /* OPS_GELU_TABLE_LEN, for FFN_GELU models; else NULL */
-	float *k_cache; /* [n_layers][n_ctx][kv_dim] */
-	float *v_cache; /* [n_layers][n_ctx][kv_dim] */
-
-	/* the current batch */
-	uint32_t n_batch;    /* tokens in it */
-	bool open;           /* between forward_begin and forward_finish */
-	uint32_t next_layer; /* the layer forward_layer expects next */
-	bool have_h;         /* h holds a residual stream (until the next begin/reset) */
-
-	/* scratch for up to cap tokens */
-	uint32_t cap;
-	float *h;       /* [cap][n_embd] residual stream */
-	float *xn;      /* [cap][n_embd] normalised input of a block */
-	float *tmp;     /* [cap][n_embd] W_o / W_down output */
-	float *q;       /* [cap][q_dim] */
-	float *att;     /* [cap][q_dim] */
-	float *ffg;     /* [cap][n_ff] */
-	float *ffu;     /* [cap][n_ff] */
-	float *rope_cs; /* [cap][rope_dim] cos/sin of each position */
-	void *act;      /* converted activations, act_size bytes */
-	size_t act_size;
-	float *scores; /* [max(QCHUNK, n_threads)][n_ctx] */
-
-	float *lens_x;      /* [n_embd] */
-	float *lens_logits; /* [n_vocab] */
-};
 
 /* ---- sizes --------------------------------------------------------------- */
 
@@ -270,19 +231,52 @@ fail:
 	return -ENOMEM;
 }
 
+/* Bytes of one cached element. */
+static size_t
+kv_elt(enum kv_type t)
+{
+	return t == KV_F16 ? sizeof(uint16_t) : sizeof(float);
+}
+
+const char *
+kv_type_name(enum kv_type t)
+{
+	return t == KV_F16 ? "f16" : "f32";
+}
+
+int
+kv_type_from_name(const char *s, enum kv_type *out)
+{
+	if (s == NULL)
+		return -EINVAL;
+	if (strcmp(s, "f32") == 0)
+		*out = KV_F32;
+	else if (strcmp(s, "f16") == 0)
+		*out = KV_F16;
+	else
+		return -EINVAL;
+	return 0;
+}
+
 size_t
-ctx_kv_bytes(const struct model *m, uint32_t n_ctx)
+ctx_kv_bytes(const struct model *m, uint32_t n_ctx, enum kv_type t)
 {
 	const struct model_hparams *hp = &m->hp;
 	size_t kv;
 
 	if (n_ctx == 0)
 		n_ctx = hp->n_ctx_train;
-	if (size_mul4(&kv, hp->n_layers, n_ctx, (size_t)hp->n_kv_heads * hp->head_dim,
-		      sizeof(float)) < 0 ||
+	if (size_mul4(&kv, hp->n_layers, n_ctx, (size_t)hp->n_kv_heads * hp->head_dim, kv_elt(t)) <
+		0 ||
 	    kv > SIZE_MAX / 2)
 		return SIZE_MAX;
 	return 2 * kv;
+}
+
+enum kv_type
+ctx_kv_type(const struct ctx *c)
+{
+	return c->kv_type;
 }
 
 /* Copies (and sizes) one vector into c->vecs at *at; NULL for an absent tensor. */
@@ -333,12 +327,24 @@ copy_vectors(struct ctx *c)
 int
 ctx_new(struct ctx **out, const struct model *m, uint32_t n_ctx, int n_threads, struct diag *d)
 {
+	struct ctx_opts o = {.n_ctx = n_ctx, .n_threads = n_threads, .kv_type = KV_F32};
+
+	return ctx_new_opts(out, m, &o, d);
+}
+
+int
+ctx_new_opts(struct ctx **out, const struct model *m, const struct ctx_opts *o, struct diag *d)
+{
 	const struct model_hparams *hp = &m->hp;
+	uint32_t n_ctx = o->n_ctx;
+	int n_threads = o->n_threads;
 	struct ctx *c = NULL;
 	size_t kv;
 	int rc;
 
 	*out = NULL;
+	if (o->kv_type != KV_F32 && o->kv_type != KV_F16)
+		return diag_set(d, -EINVAL, "unknown KV cache type %d", (int)o->kv_type);
 	if ((rc = check_model(m, d)) < 0)
 		return rc;
 	if (n_ctx == 0)
@@ -360,14 +366,21 @@ ctx_new(struct ctx **out, const struct model *m, uint32_t n_ctx, int n_threads, 
 	c->kv_dim = hp->n_kv_heads * hp->head_dim;
 	c->group = hp->n_heads / hp->n_kv_heads;
 	c->attn_scale = hp->attn_scale;
+	c->kv_type = o->kv_type;
 	rc = -ENOMEM;
-	if (size_mul4(&kv, hp->n_layers, n_ctx, c->kv_dim, sizeof(float)) < 0) {
+	if (size_mul4(&kv, hp->n_layers, n_ctx, c->kv_dim, kv_elt(c->kv_type)) < 0) {
 		diag_set(d, rc, "%s: KV cache of %u positions overflows", m->path, n_ctx);
 		goto out;
 	}
 	if ((c->k_cache = calloc(1, kv)) == NULL || (c->v_cache = calloc(1, kv)) == NULL) {
 		diag_set(d, rc, "%s: no memory for a KV cache of %zu bytes", m->path, 2 * kv);
 		goto out;
+	}
+	if (c->kv_type == KV_F16) {
+		if ((c->kv_tile = falloc(2, n_ctx, hp->head_dim)) == NULL) {
+			diag_set(d, rc, "%s: no memory for the F16 KV tiles", m->path);
+			goto out;
+		}
 	}
 	c->scores = falloc(MAX(QCHUNK, n_threads), n_ctx, 1);
 	c->lens_x = falloc(hp->n_embd, 1, 1);
@@ -405,6 +418,7 @@ ctx_free(struct ctx *c)
 	free_scratch(c);
 	free(c->k_cache);
 	free(c->v_cache);
+	free(c->kv_tile);
 	free(c->vecs);
 	free(c->lv);
 	free(c->gelu);
@@ -444,12 +458,6 @@ ctx_model(const struct ctx *c)
 
 /* ---- the pass ------------------------------------------------------------ */
 
-static float *
-kv_at(const struct ctx *c, float *cache, uint32_t l, uint32_t pos)
-{
-	return cache + ((size_t)l * c->n_ctx + pos) * c->kv_dim;
-}
-
 int
 forward_begin(struct ctx *c, const int32_t *tokens, uint32_t n)
 {
@@ -468,6 +476,8 @@ forward_begin(struct ctx *c, const int32_t *tokens, uint32_t n)
 	c->n_batch = 0;
 	c->open = false;
 	c->have_h = false;
+	if (c->kv_type == KV_F16)
+		c->kvh = ops_kvh(); /* per batch: tests change the level between batches */
 	if ((rc = ensure_cap(c, n)) < 0)
 		return rc;
 	for (uint32_t t = 0; t < n; t++) {
@@ -488,104 +498,6 @@ forward_begin(struct ctx *c, const int32_t *tokens, uint32_t n)
 	return 0;
 }
 
-/* The first key position the query at pos sees under a window of w keys (0: all). */
-static uint32_t
-first_key(uint32_t pos, uint32_t w)
-{
-	return w != 0 && pos + 1 > w ? pos + 1 - w : 0;
-}
-
-/* n raw scores q·k in place -> attention weights: scale, soft-cap (gemma2), softmax. */
-static void
-scores_to_weights(const struct ctx *c, float *s, uint32_t n)
-{
-	for (uint32_t j = 0; j < n; j++)
-		s[j] *= c->attn_scale;
-	if (c->m->hp.attn_softcap != 0.0f)
-		ops_softcap(s, n, c->m->hp.attn_softcap);
-	ops_softmax(s, n);
-}
-
-/*
- * Prefill attention, head by head: S = Q_h K_g^T (sgemm), causal (and windowed)
- * softmax, O_h = S V_g (sgemm). A chunk of queries multiplies only the keys its
- * first query can see and after: with a window, not the whole cache.
- */
-static void
-attn_blas(struct ctx *c, uint32_t l)
-{
-	const struct model_hparams *hp = &c->m->hp;
-	uint32_t n = c->n_batch, hd = hp->head_dim, w = c->m->layers[l].n_swa;
-
-	for (uint32_t h = 0; h < hp->n_heads; h++) {
-		uint32_t g = h / c->group;
-
-		for (uint32_t t0 = 0; t0 < n; t0 += QCHUNK) {
-			uint32_t nq = MIN(QCHUNK, n - t0), T = c->n_past + t0 + nq;
-			uint32_t k0 = first_key(c->n_past + t0, w), nk = T - k0;
-			const float *K = kv_at(c, c->k_cache, l, k0) + (size_t)g * hd;
-			const float *V = kv_at(c, c->v_cache, l, k0) + (size_t)g * hd;
-			float *S = c->scores;
-
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk,
-				    (int)hd, 1.0f, c->q + (size_t)t0 * c->q_dim + (size_t)h * hd,
-				    (int)c->q_dim, K, (int)c->kv_dim, 0.0f, S, (int)nk);
-			for (uint32_t i = 0; i < nq; i++) {
-				float *row = S + (size_t)i * nk;
-				uint32_t pos = c->n_past + t0 + i;
-				uint32_t lo = first_key(pos, w) - k0, hi = pos + 1 - k0;
-
-				scores_to_weights(c, row + lo, hi - lo);
-				memset(row, 0, lo * sizeof(float));
-				memset(row + hi, 0, (nk - hi) * sizeof(float));
-			}
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)hd,
-				    (int)nk, 1.0f, S, (int)nk, V, (int)c->kv_dim, 0.0f,
-				    c->att + (size_t)t0 * c->q_dim + (size_t)h * hd, (int)c->q_dim);
-		}
-	}
-}
-
-struct attn_job {
-	struct ctx *c;
-	uint32_t l;
-};
-
-/* Token-by-token attention for the heads of worker ith: float dots over the cache. */
-static void
-attn_worker(void *arg, int ith, int nth)
-{
-	const struct attn_job *j = arg;
-	struct ctx *c = j->c;
-	const struct model_hparams *hp = &c->m->hp;
-	uint32_t hd = hp->head_dim, w = c->m->layers[j->l].n_swa;
-	float *s = c->scores + (size_t)ith * c->n_ctx;
-	long h0, h1;
-
-	pool_split(hp->n_heads, ith, nth, &h0, &h1);
-	for (long h = h0; h < h1; h++) {
-		size_t g = (size_t)h / c->group;
-
-		for (uint32_t t = 0; t < c->n_batch; t++) {
-			const float *q = c->q + (size_t)t * c->q_dim + (size_t)h * hd;
-			float *o = c->att + (size_t)t * c->q_dim + (size_t)h * hd;
-			uint32_t pos = c->n_past + t, lo = first_key(pos, w), nk = pos + 1 - lo;
-
-			for (uint32_t p = 0; p < nk; p++)
-				s[p] = quant_dot_f32(q, kv_at(c, c->k_cache, j->l, lo + p) + g * hd,
-						     hd);
-			scores_to_weights(c, s, nk);
-			memset(o, 0, hd * sizeof(float));
-			for (uint32_t p = 0; p < nk; p++) {
-				const float *v = kv_at(c, c->v_cache, j->l, lo + p) + g * hd;
-
-				for (uint32_t i = 0; i < hd; i++)
-					o[i] += s[p] * v[i];
-			}
-		}
-	}
-}
-
 /* y[t][r] += b[r] for n_tok rows of `rows`. */
 static void
 add_bias(float *y, const float *b, uint32_t n_tok, uint32_t rows)
@@ -595,25 +507,35 @@ add_bias(float *y, const float *b, uint32_t n_tok, uint32_t rows)
 			y[r] += b[r];
 }
 
-/* K and V of layer l for the batch from the normalised input xn, biased, K rotated. */
+/*
+ * K and V of layer l for the batch from the normalised input xn, biased, K
+ * rotated. An F32 cache is written in place; for an F16 one each is computed
+ * in float in att (free until attention; q_dim >= kv_dim) and rounded to half.
+ */
 static void
 write_kv(struct ctx *c, uint32_t l)
 {
 	const struct model_hparams *hp = &c->m->hp;
 	const struct model_layer *L = &c->m->layers[l];
 	const struct layer_vecs *v = &c->lv[l];
-	float *kc = kv_at(c, c->k_cache, l, c->n_past);
-	float *vc = kv_at(c, c->v_cache, l, c->n_past);
+	bool half = c->kv_type == KV_F16;
+	size_t nel = (size_t)c->n_batch * c->kv_dim;
+	float *kc = half ? c->att : kv_at(c, c->k_cache, l, c->n_past);
+	float *vc = half ? c->att : kv_at(c, c->v_cache, l, c->n_past);
 
 	ops_matmul(c->pool, &L->wk, c->xn, c->n_batch, kc, c->act);
-	ops_matmul(c->pool, &L->wv, c->xn, c->n_batch, vc, c->act);
 	if (v->bk != NULL)
 		add_bias(kc, v->bk, c->n_batch, c->kv_dim);
-	if (v->bv != NULL)
-		add_bias(vc, v->bv, c->n_batch, c->kv_dim);
 	for (uint32_t t = 0; t < c->n_batch; t++)
 		ops_rope_apply(kc + (size_t)t * c->kv_dim, hp->n_kv_heads, hp->head_dim,
 			       hp->rope_dim, c->rope_cs + (size_t)t * hp->rope_dim, hp->rope_style);
+	if (half)
+		c->kvh->from_f32(kc, kvh_at(c, c->k_cache, l, c->n_past), nel);
+	ops_matmul(c->pool, &L->wv, c->xn, c->n_batch, vc, c->act);
+	if (v->bv != NULL)
+		add_bias(vc, v->bv, c->n_batch, c->kv_dim);
+	if (half)
+		c->kvh->from_f32(vc, kvh_at(c, c->v_cache, l, c->n_past), nel);
 }
 
 /* out[t] = rmsnorm(x[t]) * w for every batch row (out may equal x). */
@@ -661,14 +583,7 @@ forward_layer(struct ctx *c, uint32_t l)
 		ops_rope_apply(c->q + (size_t)t * c->q_dim, hp->n_heads, hp->head_dim, hp->rope_dim,
 			       c->rope_cs + (size_t)t * hp->rope_dim, hp->rope_style);
 	write_kv(c, l);
-	if (n > 1) {
-		attn_blas(c, l);
-	} else {
-		struct attn_job job = {c, l};
-		double work = (double)(c->n_past + n) * hp->n_heads * hp->head_dim;
-
-		pool_run(c->pool, attn_worker, &job, work < 64 * 1024 ? 1 : 0);
-	}
+	forward_attn(c, l);
 	ops_matmul(c->pool, &L->wo, c->att, n, c->tmp, c->act);
 	add_into_h(c, v->attn_post_norm);
 

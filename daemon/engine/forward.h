@@ -19,7 +19,8 @@
  * (s_e, biases b, post-norms pn, act, caps and windows: model.h; for llama
  * s_e = 1, no b, pn = identity, act = SiLU, no caps or windows.)
  * Prefill is matrix-matrix work (cblas_sgemm for F32 weights); decode is
- * matrix-vector. Both give the same logits. No libuv, msgpack or YAML here.
+ * matrix-vector. Both give the same logits. K and V are kept in F32 or, on
+ * request, IEEE half (enum kv_type). No libuv, msgpack or YAML here.
  */
 #ifndef ADAINFER_FORWARD_H
 #define ADAINFER_FORWARD_H
@@ -39,16 +40,43 @@ struct lens {
 struct ctx; /* opaque: KV cache, scratch buffers, thread pool; one sequence */
 
 /**
- * Allocates a context for m with room for n_ctx positions (0 = the model's
- * context length) and n_threads compute threads (0 = all cores). m must
- * outlive the context. Returns 0, -EINVAL or -ENOMEM (never aborts).
+ * How K and V rows are stored. KV_F32 keeps the float K and V exactly (the
+ * golden tests' setting); KV_F16 rounds them to IEEE half (nearest even),
+ * llama.cpp's default: half the memory, attention read straight from half.
  */
+enum kv_type {
+	KV_F32 = 0,
+	KV_F16,
+};
+
+/** "f32", "f16". */
+const char *kv_type_name(enum kv_type t);
+/** Parses "f32" / "f16" into *out. Returns 0 or -EINVAL. */
+int kv_type_from_name(const char *s, enum kv_type *out);
+
+/** What ctx_new_opts builds. */
+struct ctx_opts {
+	uint32_t n_ctx;       /* positions; 0 = the model's context length */
+	int n_threads;        /* compute threads; 0 = all cores */
+	enum kv_type kv_type; /* KV_F32 (the zero value) or KV_F16 */
+};
+
+/**
+ * Allocates a context for m as o says. m must outlive the context. Returns
+ * 0, -EINVAL or -ENOMEM (never aborts); caller frees with ctx_free().
+ */
+int ctx_new_opts(struct ctx **out, const struct model *m, const struct ctx_opts *o, struct diag *d);
+/** ctx_new_opts with an F32 KV cache of n_ctx positions and n_threads threads. */
 int ctx_new(struct ctx **out, const struct model *m, uint32_t n_ctx, int n_threads, struct diag *d);
 /**
- * Bytes of the K and V caches ctx_new allocates for n_ctx positions of m (0 =
- * the model's context length); SIZE_MAX when that overflows.
+ * Bytes of the K and V caches a context of type t allocates for n_ctx
+ * positions of m (0 = the model's context length); SIZE_MAX when that
+ * overflows. (An F16 context also keeps two float tiles of n_ctx x head_dim
+ * for prefill, 1 / (n_layers * n_kv_heads) of the F32 cache: not counted.)
  */
-size_t ctx_kv_bytes(const struct model *m, uint32_t n_ctx);
+size_t ctx_kv_bytes(const struct model *m, uint32_t n_ctx, enum kv_type t);
+/** The KV type c stores. */
+enum kv_type ctx_kv_type(const struct ctx *c);
 void ctx_free(struct ctx *c);
 /** Forgets the sequence: n_past = 0. */
 void ctx_reset(struct ctx *c);

@@ -3,7 +3,9 @@
  * and the weight-times-activations product of the forward pass. Matrix products go through OpenBLAS
  * for F32 weights and through the quant module for everything else, threaded over weight rows: one
  * token streams each row once (quant_gemv); more tokens are converted and packed in parallel, then
- * multiplied tile by tile (quant_gemm).
+ * multiplied tile by tile (quant_gemm). Also the kernels of attention over an IEEE-half KV
+ * cache (ops_kvh): q·k dots and weighted sums of V read straight from half rows, scalar,
+ * AVX2 + F16C and AVX-512F, chosen with quant's SIMD level.
  *
  * Shapes are the caller's to check (model.c validated them); nothing here
  * allocates or fails.
@@ -11,6 +13,9 @@
 #include "ops.h"
 
 #include <cblas.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -339,4 +344,186 @@ ops_matmul(struct pool *p, const struct tensor *w, const float *x, size_t n_tok,
 	run(p, conv_worker, &c, 1);
 	j.act = act;
 	run(p, mm_worker, &j, nth);
+}
+
+/* ---- attention over a half KV cache -------------------------------------- */
+
+static float
+kvh_dot_scalar(const uint16_t *k, const float *q, size_t n)
+{
+	double s = 0.0;
+
+	for (size_t i = 0; i < n; i++)
+		s += (double)(quant_fp16_to_fp32(k[i]) * q[i]);
+	return (float)s;
+}
+
+static void
+kvh_axpy_scalar(float *o, float a, const uint16_t *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		o[i] += a * quant_fp16_to_fp32(v[i]);
+}
+
+static void
+kvh_to_f32_scalar(const uint16_t *x, float *y, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] = quant_fp16_to_fp32(x[i]);
+}
+
+static void
+kvh_from_f32_scalar(const float *x, uint16_t *y, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] = quant_fp32_to_fp16(x[i]);
+}
+
+static const struct ops_kvh_kernels kvh_scalar = {kvh_dot_scalar, kvh_axpy_scalar,
+						  kvh_to_f32_scalar, kvh_from_f32_scalar};
+
+#if defined(__x86_64__) || defined(__i386__)
+/* Per-function targets, as quant_x86.c: the binary runs anywhere, quant's cpuid picks. */
+#define KVH_AVX2   __attribute__((target("avx2,fma,f16c")))
+#define KVH_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
+
+KVH_AVX2 static float
+kvh_dot_avx2(const uint16_t *k, const float *q, size_t n)
+{
+	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+	size_t i = 0;
+	float s;
+
+	for (; i + 16 <= n; i += 16) {
+		s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))),
+				     _mm256_loadu_ps(q + i), s0);
+		s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i + 8))),
+				     _mm256_loadu_ps(q + i + 8), s1);
+	}
+	for (; i + 8 <= n; i += 8)
+		s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + i))),
+				     _mm256_loadu_ps(q + i), s0);
+	s0 = _mm256_add_ps(s0, s1);
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+	h = _mm_add_ss(h, _mm_movehdup_ps(h));
+	s = _mm_cvtss_f32(h);
+	for (; i < n; i++)
+		s += quant_fp16_to_fp32(k[i]) * q[i];
+	return s;
+}
+
+KVH_AVX2 static void
+kvh_axpy_avx2(float *o, float a, const uint16_t *v, size_t n)
+{
+	__m256 va = _mm256_set1_ps(a);
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(
+		    o + i,
+		    _mm256_fmadd_ps(va, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i))),
+				    _mm256_loadu_ps(o + i)));
+	for (; i < n; i++)
+		o[i] += a * quant_fp16_to_fp32(v[i]);
+}
+
+KVH_AVX2 static void
+kvh_to_f32_avx2(const uint16_t *x, float *y, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+	for (; i < n; i++)
+		y[i] = quant_fp16_to_fp32(x[i]);
+}
+
+KVH_AVX2 static void
+kvh_from_f32_avx2(const float *x, uint16_t *y, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i),
+								     _MM_FROUND_TO_NEAREST_INT));
+	for (; i < n; i++)
+		y[i] = quant_fp32_to_fp16(x[i]);
+}
+
+KVH_AVX512 static float
+kvh_dot_avx512(const uint16_t *k, const float *q, size_t n)
+{
+	__m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+	size_t i = 0;
+	float s;
+
+	for (; i + 32 <= n; i += 32) {
+		s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k + i))),
+				     _mm512_loadu_ps(q + i), s0);
+		s1 = _mm512_fmadd_ps(
+		    _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k + i + 16))),
+		    _mm512_loadu_ps(q + i + 16), s1);
+	}
+	for (; i + 16 <= n; i += 16)
+		s0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k + i))),
+				     _mm512_loadu_ps(q + i), s0);
+	s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+	for (; i < n; i++)
+		s += quant_fp16_to_fp32(k[i]) * q[i];
+	return s;
+}
+
+KVH_AVX512 static void
+kvh_axpy_avx512(float *o, float a, const uint16_t *v, size_t n)
+{
+	__m512 va = _mm512_set1_ps(a);
+	size_t i = 0;
+
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(
+		    o + i, _mm512_fmadd_ps(
+			       va, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + i))),
+			       _mm512_loadu_ps(o + i)));
+	kvh_axpy_avx2(o + i, a, v + i, n - i);
+}
+
+KVH_AVX512 static void
+kvh_to_f32_avx512(const uint16_t *x, float *y, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(y + i,
+				 _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i))));
+	kvh_to_f32_avx2(x + i, y + i, n - i);
+}
+
+static const struct ops_kvh_kernels kvh_avx2 = {kvh_dot_avx2, kvh_axpy_avx2, kvh_to_f32_avx2,
+						kvh_from_f32_avx2};
+/* from_f32 runs at prefill once per row: the AVX2 one is enough. */
+static const struct ops_kvh_kernels kvh_avx512 = {kvh_dot_avx512, kvh_axpy_avx512,
+						  kvh_to_f32_avx512, kvh_from_f32_avx2};
+#endif
+
+const struct ops_kvh_kernels *
+ops_kvh_level(enum quant_simd level)
+{
+	if (level > quant_simd_best())
+		return NULL;
+#if defined(__x86_64__) || defined(__i386__)
+	if (level == QUANT_SIMD_AVX512)
+		return &kvh_avx512;
+	if (level == QUANT_SIMD_AVX2)
+		return &kvh_avx2;
+#endif
+	return level == QUANT_SIMD_SCALAR ? &kvh_scalar : NULL;
+}
+
+const struct ops_kvh_kernels *
+ops_kvh(void)
+{
+	const struct ops_kvh_kernels *k = ops_kvh_level(quant_simd_level());
+
+	return k != NULL ? k : &kvh_scalar;
 }

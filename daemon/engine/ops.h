@@ -12,6 +12,7 @@
 
 #include "model.h"
 #include "pool.h"
+#include "quant.h"
 
 /** out[i] = (x[i] / sqrt(mean(x^2) + eps)) * w[i], n elements; out may equal x. */
 void ops_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps);
@@ -79,5 +80,30 @@ int ops_matmul_scratch(const struct tensor *w, size_t n_tok, size_t *out);
  */
 void ops_matmul(struct pool *p, const struct tensor *w, const float *x, size_t n_tok, float *y,
 		void *act);
+
+/*
+ * Kernels of attention over an IEEE-half KV cache (round to nearest even,
+ * half.h): each cached row is read once, in half, never copied to float
+ * first at decode. One table per SIMD level (scalar reference, AVX2 + F16C,
+ * AVX-512F), chosen with quant's level. The scalar dot sums in double; the
+ * SIMD dots sum in float lanes, so they differ from it by rounding only; the
+ * conversions are exact (to_f32) or rounded to nearest even (from_f32) at
+ * every level, bit-identical.
+ */
+struct ops_kvh_kernels {
+	/** sum_i half(k[i]) * q[i], n elements. */
+	float (*dot)(const uint16_t *k, const float *q, size_t n);
+	/** o[i] += a * half(v[i]), n elements. */
+	void (*axpy)(float *o, float a, const uint16_t *v, size_t n);
+	/** y[i] = half(x[i]) as float (exact), n elements. */
+	void (*to_f32)(const uint16_t *x, float *y, size_t n);
+	/** y[i] = x[i] rounded to IEEE half, nearest even, n elements. */
+	void (*from_f32)(const float *x, uint16_t *y, size_t n);
+};
+
+/** The kernels of the SIMD level quant_simd_level() selects. Static; never NULL. */
+const struct ops_kvh_kernels *ops_kvh(void);
+/** The kernels of one level (tests); NULL when this build or CPU lacks the level. */
+const struct ops_kvh_kernels *ops_kvh_level(enum quant_simd level);
 
 #endif

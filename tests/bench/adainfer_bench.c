@@ -64,14 +64,16 @@ usage(FILE *f)
 	    "  -t, --threads N              compute threads, also for the bandwidth (default 2)\n"
 	    "  -r, --repetitions N          repetitions of each test (default 5)\n"
 	    "  -o, --output md|json         markdown table (default) or JSON lines\n"
-	    "      --kv f32                 KV cache type: the engine's ctx_new has no F16 KV\n"
-	    "                               cache (yet), so f32 is the only value\n"
+	    "      --kv f32|f16             our KV cache type (default f32; f16 is llama.cpp's\n"
+	    "                               default and adainferd's kv_cache: f16)\n"
 	    "      --vs PATH                llama-bench to compare with: run on each file with "
 	    "the\n"
 	    "                               same -p/-n/-t and -r 1 once per round after ours, and\n"
-	    "                               -ctk f32 -ctv f32 when it accepts them (llama.cpp\n"
-	    "                               c392e509 does not: its F16 default is then used and\n"
-	    "                               the kv column says so)\n"
+	    "                               -ctk KV -ctv KV of --kv when it accepts them "
+	    "(llama.cpp\n"
+	    "                               c392e509 refuses f32: its F16 default is then used "
+	    "and\n"
+	    "                               the kv column says so; --kv f16 matches it)\n"
 	    "      --bw-mib N               buffer of the bandwidth measurement in MiB (default:\n"
 	    "                               8x the last-level cache, at least 256); 0 skips it\n"
 	    "  -h, --help\n"
@@ -197,15 +199,16 @@ parse_opt(struct opts *o, int ch, const char *arg)
 			return -EINVAL;
 		}
 		break;
-	case OPT_KV:
-		if (strcmp(arg, "f32") != 0) {
-			fprintf(stderr,
-				"adainfer-bench: --kv %s: the engine keeps its KV cache in "
-				"F32 only (ctx_new has no KV type)\n",
-				arg);
+	case OPT_KV: {
+		enum kv_type t;
+
+		if (kv_type_from_name(arg, &t) < 0) {
+			fprintf(stderr, "adainfer-bench: --kv %s: want f32 or f16\n", arg);
 			return -EINVAL;
 		}
+		o->kv = kv_type_name(t);
 		break;
+	}
 	case OPT_VS:
 		o->vs = arg;
 		break;
@@ -250,6 +253,7 @@ parse_opts(struct opts *o, int argc, char **argv)
 	o->threads = 2;
 	o->reps = 5;
 	o->fmt = OUT_MD;
+	o->kv = "f32";
 	o->bw_mib = -1;
 	while ((ch = getopt_long(argc, argv, "m:p:n:t:r:o:h", longs, NULL)) != -1)
 		if ((rc = parse_opt(o, ch, optarg)) != 0)
@@ -446,7 +450,8 @@ bench_model(const struct opts *o, const struct host *h, struct model_run *r)
 {
 	struct engine e = {.bos = 1};
 	struct diag d = {{0}};
-	uint32_t max_pp = 0, max_tg = 0, kv_dim;
+	uint32_t max_pp = 0, max_tg = 0;
+	struct ctx_opts co = {0};
 	int rc = -1;
 
 	sys_reset_peak_rss();
@@ -463,7 +468,11 @@ bench_model(const struct opts *o, const struct host *h, struct model_run *r)
 			max_tg = MAX(max_tg, t->n);
 	}
 	r->n_ctx = MAX(MAX(max_pp, max_tg + 1), 1u);
-	if (ctx_new(&e.c, &e.m, r->n_ctx, o->threads, &d) < 0) {
+	if (kv_type_from_name(o->kv, &co.kv_type) < 0)
+		goto out;
+	co.n_ctx = r->n_ctx;
+	co.n_threads = o->threads;
+	if (ctx_new_opts(&e.c, &e.m, &co, &d) < 0) {
 		fprintf(stderr, "adainfer-bench: ctx_new: %s\n", d.msg);
 		goto out;
 	}
@@ -480,8 +489,7 @@ bench_model(const struct opts *o, const struct host *h, struct model_run *r)
 	ftype_name(&e.m, r->ftype, sizeof(r->ftype));
 	weights_per_token(&e.m, r);
 	r->n_layers = e.m.hp.n_layers;
-	kv_dim = e.m.hp.n_kv_heads * e.m.hp.head_dim;
-	r->kv_bytes = 2ull * e.m.hp.n_layers * r->n_ctx * kv_dim * sizeof(float);
+	r->kv_bytes = ctx_kv_bytes(&e.m, r->n_ctx, co.kv_type);
 	r->map_size = (long long)e.m.map.size;
 	sys_mem_read(&r->load);
 	r->map_resident = sys_mapping_resident(&e.m.map);
@@ -549,7 +557,7 @@ main(int argc, char **argv)
 			opts_free(&o);
 			return 2;
 		}
-		h.vs_f32 = vs_accepts_f32(o.vs);
+		h.vs_ctk = vs_accepts_kv(o.vs, o.kv);
 	}
 	out_print_host(&o, &h);
 	if ((runs = calloc((size_t)o.n_models, sizeof(*runs))) == NULL) {

@@ -37,6 +37,7 @@ struct opts {
 	int reps;
 	enum out_fmt fmt;
 	const char *vs; /* llama-bench, or NULL */
+	const char *kv; /* --kv: "f32" (default) or "f16", a kv_type_name() */
 	long bw_mib;    /* -1: automatic */
 };
 
@@ -83,14 +84,14 @@ struct host {
 	const char *blas_core, *blas_config, *blas_env;
 	double bw_gbs; /* 0: not measured */
 	size_t bw_bytes, llc_bytes;
-	bool vs_f32; /* llama-bench accepts -ctk f32 -ctv f32 */
+	bool vs_ctk; /* llama-bench accepts -ctk KV -ctv KV of o->kv: it is passed them */
 };
 
 /* ---- bench_sys.c: the machine ------------------------------------------- */
 
 /** Seconds on the monotonic clock. */
 double sys_now(void);
-/** Fills h (all but vs_f32): CPU, flags, kernels, OpenBLAS, LLC; bandwidth unless bw_mib is 0. */
+/** Fills h (all but vs_ctk): CPU, flags, kernels, OpenBLAS, LLC; bandwidth unless bw_mib is 0. */
 void sys_host_init(struct host *h, const struct opts *o);
 /** Reads VmRSS, RssAnon, RssFile and VmHWM of this process into m (-1 for those absent). */
 void sys_mem_read(struct mem *m);
@@ -101,8 +102,8 @@ long long sys_mapping_resident(const struct mapping *mp);
 
 /* ---- bench_vs.c: llama-bench -------------------------------------------- */
 
-/** Whether llama-bench vs accepts -ctk f32 -ctv f32 (asked with --help: no model loaded). */
-bool vs_accepts_f32(const char *vs);
+/** Whether llama-bench vs accepts -ctk kv -ctv kv (asked with --help: no model loaded). */
+bool vs_accepts_kv(const char *vs, const char *kv);
 /** One llama-bench -r 1 on r->path: a sample per test it reports; 0 or -1 (message printed). */
 int vs_round(const struct opts *o, const struct host *h, struct model_run *r);
 

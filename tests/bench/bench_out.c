@@ -115,7 +115,7 @@ out_print_host(const struct opts *o, const struct host *h)
 		    h->blas_core, "openblas_config", h->blas_config, "openblas_coretype_env",
 		    h->blas_env, "bandwidth_gbs", h->bw_gbs, "bandwidth_buffer_bytes",
 		    (json_int_t)h->bw_bytes, "llc_bytes", (json_int_t)h->llc_bytes, "vs", o->vs,
-		    "kv", "f32"));
+		    "kv", o->kv));
 		return;
 	}
 	printf("adainfer-bench %s\n", ADAINFER_VERSION);
@@ -139,13 +139,21 @@ out_print_host(const struct opts *o, const struct host *h)
 		       BW_RUNS);
 	else
 		printf("read bandwidth: not measured\n");
-	if (o->vs != NULL)
-		printf(
-		    "vs: %s, interleaved (adainfer, llama-bench -r 1, ...) over %d rounds; its KV "
-		    "cache: %s\n",
-		    o->vs, o->reps,
-		    h->vs_f32 ? "f32 (-ctk f32 -ctv f32), as ours"
-			      : "its default (it refuses -ctk f32), ours is f32");
+	if (o->vs != NULL) {
+		char kvs[96];
+
+		if (h->vs_ctk)
+			snprintf(kvs, sizeof(kvs), "%s (-ctk %s -ctv %s), as ours", o->kv, o->kv,
+				 o->kv);
+		else if (strcmp(o->kv, "f16") == 0)
+			snprintf(kvs, sizeof(kvs), "its default, f16, as ours");
+		else
+			snprintf(kvs, sizeof(kvs), "its default (it refuses -ctk %s), ours is %s",
+				 o->kv, o->kv);
+		printf("vs: %s, interleaved (adainfer, llama-bench -r 1, ...) over %d rounds; its "
+		       "KV cache: %s\n",
+		       o->vs, o->reps, kvs);
+	}
 	fflush(stdout);
 }
 
@@ -184,7 +192,7 @@ out_print_model(const struct opts *o, const struct host *h, const struct model_r
 		json_object_set_new(obj, "type", json_string("model"));
 		json_object_set_new(obj, "model", json_string(r->path));
 		json_object_set_new(obj, "file_type", json_string(r->ftype));
-		json_object_set_new(obj, "kv_type", json_string("f32"));
+		json_object_set_new(obj, "kv_type", json_string(o->kv));
 		for (size_t i = 0; i < ARRAY_LEN(ints); i++)
 			json_object_set_new(obj, ints[i].key, json_integer(ints[i].v));
 		json_object_set_new(obj, "roofline_tps", json_real(roof));
@@ -204,11 +212,11 @@ out_print_model(const struct opts *o, const struct host *h, const struct model_r
 	else
 		printf("\n");
 	printf("  resident after load: VmRSS %.1f MiB = file-backed %.1f MiB (the mapping: %.1f "
-	       "of %.1f MiB resident; shared libraries) + anonymous %.1f MiB (KV cache F32, %u "
+	       "of %.1f MiB resident; shared libraries) + anonymous %.1f MiB (KV cache %s, %u "
 	       "positions: %.1f MiB allocated, paged in as used; scratch: not exposed by the "
 	       "ctx, allocated at the first batch)\n",
 	       (double)r->load.rss / MIB, (double)r->load.file / MIB, (double)r->map_resident / MIB,
-	       (double)r->map_size / MIB, (double)r->load.anon / MIB, r->n_ctx,
+	       (double)r->map_size / MIB, (double)r->load.anon / MIB, o->kv, r->n_ctx,
 	       (double)r->kv_bytes / MIB);
 	fflush(stdout);
 }
@@ -290,7 +298,7 @@ out_print_results(const struct opts *o, const struct host *h, const struct model
 				struct stats a = stats_of(t->ours, t->n_ours);
 				struct stats b = stats_of(t->theirs, t->n_theirs);
 
-				json_result(o, r, t, "adainfer", t->ours, t->n_ours, "f32", roof);
+				json_result(o, r, t, "adainfer", t->ours, t->n_ours, o->kv, roof);
 				if (!vs)
 					continue;
 				json_result(o, r, t, "llama.cpp", t->theirs, t->n_theirs,
@@ -338,15 +346,14 @@ out_print_results(const struct opts *o, const struct host *h, const struct model
 					snprintf(ratio, sizeof(ratio), "%.2f", a.median / b.median);
 				else
 					snprintf(ratio, sizeof(ratio), "-");
-				printf(
-				    "| %s | %s | %s | %d | f32 / %s | %s | %s | %s | %s | %s%s%s "
-				    "|\n",
-				    r->base, r->ftype, size, o->threads,
-				    r->their_kv[0] ? r->their_kv : "?", t->name, ta, tb, ratio, sa,
-				    t->kind == TEST_TG ? " / " : "", sb);
+				printf("| %s | %s | %s | %d | %s / %s | %s | %s | %s | %s | %s%s%s "
+				       "|\n",
+				       r->base, r->ftype, size, o->threads, o->kv,
+				       r->their_kv[0] ? r->their_kv : "?", t->name, ta, tb, ratio,
+				       sa, t->kind == TEST_TG ? " / " : "", sb);
 			} else {
-				printf("| %s | %s | %s | %s | %d | f32 | %s | %s | %s |\n", r->base,
-				       r->ftype, size, params, o->threads, t->name, ta, sa);
+				printf("| %s | %s | %s | %s | %d | %s | %s | %s | %s |\n", r->base,
+				       r->ftype, size, params, o->threads, o->kv, t->name, ta, sa);
 			}
 		}
 	}

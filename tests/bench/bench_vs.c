@@ -87,11 +87,11 @@ spawn_read(char *const argv[], bool quiet, char **out, size_t *len)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-/* Does this llama-bench accept -ctk f32 -ctv f32? (c392e509's does not.) No model is loaded. */
+/* Does this llama-bench accept -ctk kv -ctv kv? (c392e509's refuses f32.) No model is loaded. */
 bool
-vs_accepts_f32(const char *vs)
+vs_accepts_kv(const char *vs, const char *kv)
 {
-	char *argv[] = {(char *)vs, "-ctk", "f32", "-ctv", "f32", "--help", NULL};
+	char *argv[] = {(char *)vs, "-ctk", (char *)kv, "-ctv", (char *)kv, "--help", NULL};
 	char *out;
 	size_t len;
 	int rc = spawn_read(argv, true, &out, &len);
@@ -150,11 +150,11 @@ vs_round(const struct opts *o, const struct host *h, struct model_run *r)
 	argv[a++] = "1";
 	argv[a++] = "-o";
 	argv[a++] = "json";
-	if (h->vs_f32) {
+	if (h->vs_ctk) {
 		argv[a++] = "-ctk";
-		argv[a++] = "f32";
+		argv[a++] = (char *)o->kv;
 		argv[a++] = "-ctv";
-		argv[a++] = "f32";
+		argv[a++] = (char *)o->kv;
 	}
 	argv[a] = NULL;
 	rc = spawn_read(argv, false, &out, &len);

@@ -20,7 +20,12 @@ if command -v python3 >/dev/null 2>&1; then
 	printf '%s\n' "$json" | python3 -c 'import json, sys; [json.loads(l) for l in sys.stdin]' ||
 		{ echo "json: a line does not parse"; exit 1; }
 fi
-# --kv takes f32 only; anything else is refused with status 2
-"$bench" -m "$model" --kv f16 >/dev/null 2>&1
-[ $? -eq 2 ] || { echo "--kv f16 was not refused"; exit 1; }
+# --kv f16 runs on an F16 KV cache and says so; any other type is refused with status 2
+out=$("$bench" -m "$model" -p 8 -n 4 -r 1 -t 2 --bw-mib 0 --kv f16) || { echo "--kv f16: exit status $?"; exit 1; }
+printf '%s\n' "$out"
+for want in '| f16 | pp8 |' '| f16 | tg4 |' '(KV cache f16, '; do
+	printf '%s\n' "$out" | grep -q -F -- "$want" || { echo "--kv f16: missing $want"; exit 1; }
+done
+"$bench" -m "$model" --kv q8_0 >/dev/null 2>&1
+[ $? -eq 2 ] || { echo "--kv q8_0 was not refused"; exit 1; }
 echo ok

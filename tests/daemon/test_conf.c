@@ -53,7 +53,7 @@ test_sections(void)
 
 	setup();
 	ASSERT_OK(load(&c,
-		       "model: m.gguf\nworkers: 2\nthreads: 3\ncontext: 128\n"
+		       "model: m.gguf\nworkers: 2\nthreads: 3\ncontext: 128\nkv_cache: f16\n"
 		       "socket: {path: /tmp/x.sock, mode: \"0660\"}\n"
 		       "limits: {max_connections: 5, max_queued: 7, idle_timeout_ms: 100}\n"
 		       "log: {level: debug}\naccess: {allow_uids: [1000], allow_gids: [4242]}\n",
@@ -62,6 +62,7 @@ test_sections(void)
 	ASSERT_EQ(c.workers, 2);
 	ASSERT_EQ(c.threads, 3);
 	ASSERT_EQ(c.context, 128);
+	ASSERT_EQ(c.kv_cache, KV_F16);
 	ASSERT_STREQ(c.socket_path, "/tmp/x.sock");
 	ASSERT_EQ(c.socket_mode, 0660); /* octal digits, quoted or not */
 	ASSERT_EQ(c.limits.max_connections, 5);
@@ -93,6 +94,9 @@ test_overrides_and_empty(void)
 	ASSERT_OK(conf_load(&c, write_conf(""), &o, &d)); /* empty: defaults, plus --model */
 	ASSERT_EQ(c.workers, 1);
 	ASSERT_EQ(c.limits.max_connections, 64);
+	ASSERT_EQ(c.kv_cache, KV_F32); /* the default keeps today's exact F32 cache */
+	ASSERT_OK(conf_load(&c, write_conf("kv_cache: f32\n"), &o, &d));
+	ASSERT_EQ(c.kv_cache, KV_F32);
 	ASSERT_OK(conf_load(&c, write_conf("model: nowhere.gguf\nthreads: 1\n"), &o, &d));
 	ASSERT_STREQ(c.model, model); /* the option wins, so the file's missing model is fine */
 	ASSERT_EQ(c.threads, 4);
@@ -114,6 +118,11 @@ test_errors(void)
 	    {"model: m.gguf\nlimits: 3\n", ":2:9:", "must be a mapping"},
 	    {"model: m.gguf\nlog: {level: loud}\n", ":2:14:", "must be error, warning"},
 	    {"model: m.gguf\naccess: {allow_gids: [no-such-group-x]}\n", ":2:23:", "no such group"},
+	    {"model: m.gguf\nkv_cache: q8_0\n",
+	     ":2:11:", "'kv_cache' must be f32 or f16, got 'q8_0'"},
+	    {"model: m.gguf\nkv_cache: F16\n", ":2:11:", "must be f32 or f16"},
+	    {"model: m.gguf\nkv_cache: [f16]\n", ":2:11:", "kv_cache"},
+	    {"model: m.gguf\nkv_cache: \"\"\n", ":2:11:", "got ''"},
 	    {"model: [m.gguf\n", ":2:1:", ""}, /* YAML syntax: libyaml's mark */
 	};
 

@@ -20,6 +20,7 @@ def t_ping_info():
     check(m["arch"] == "llama" and m["n_layers"] > 0 and m["n_vocab"] > 0, "model: %r" % m)
     check(len(m["sha256"]) == 64 and m["mapped_bytes"] > 0, "hash and mapping: %r" % m)
     check(m["n_ctx"] > 0, "context")
+    check(m["kv_cache"] == "f32", "the default KV cache is F32: %r" % m.get("kv_cache"))
     for k in ("max_message_bytes", "max_prompt_tokens", "max_tokens", "max_queued"):
         check(info["limits"][k] > 0, "limit %s" % k)
     check(isinstance(info["tasks"], list), "tasks")
@@ -193,6 +194,20 @@ def t_stats():
     check(s["queue_depth"] >= 0 and s["queue_max"] > 0, "queue")
 
 
+def t_kv_f16():
+    """kv_cache: f16 in the config: info says so, and greedy full-depth text matches F32's."""
+    d16 = Daemon(conf_extra="kv_cache: f16\n")
+    try:
+        c16, c32 = d16.client(), D.client()
+        check(c16.ok("info")["model"]["kv_cache"] == "f16", "info reports the F16 KV cache")
+        p = {"prompt": PROMPT, "max_tokens": 8, "full_depth": True, "eos": False}
+        r16, r32 = c16.ok("complete", p), c32.ok("complete", p)
+        check(r16["tokens"] == r32["tokens"],
+              "F16 vs F32 KV greedy tokens: %r vs %r" % (r16["tokens"], r32["tokens"]))
+    finally:
+        d16.cleanup()
+
+
 try:
     run([
         ("ping_info", t_ping_info),
@@ -205,6 +220,7 @@ try:
         ("cancel", t_cancel),
         ("concurrent_clients", t_concurrent_clients),
         ("stats", t_stats),
+        ("kv_f16", t_kv_f16),
     ])
 finally:
     D.cleanup()
