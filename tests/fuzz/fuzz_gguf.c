@@ -148,7 +148,7 @@ check_view(const struct model *m, const struct tensor *t, uint64_t ne0, uint64_t
 }
 
 static void
-check_model(const struct model *m)
+check_model(struct model *m)
 {
 	const struct model_hparams *hp = &m->hp;
 	const uint64_t q = (uint64_t)hp->n_heads * hp->head_dim,
@@ -165,6 +165,8 @@ check_model(const struct model *m)
 	FUZZ_CHECK(hp->rms_eps > 0 && hp->rms_eps < 1 && hp->rope_base > 1, "eps/base");
 	FUZZ_CHECK(hp->n_vocab == m->vocab.n_tokens && hp->n_vocab > 0, "n_vocab %u vs %u",
 		   hp->n_vocab, m->vocab.n_tokens);
+	FUZZ_CHECK(m->sha256[0] == '\0', "sha256 '%s' before model_hash", m->sha256);
+	model_hash(m);
 	FUZZ_CHECK(strlen(m->sha256) == 64, "sha256 '%s'", m->sha256);
 	check_view(m, &m->tok_embd, hp->n_embd, hp->n_vocab, "token_embd");
 	check_view(m, &m->output, hp->n_embd, hp->n_vocab, "output");
