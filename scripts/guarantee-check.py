@@ -11,6 +11,12 @@ no timing). The guarantee says: with probability >= 1 - DELTA over the
 calibration draw, agreement with full depth on new prompts is >= the target.
 So the share of splits whose held-out agreement falls below the target must
 be <= DELTA (up to the sampling error of SPLITS splits, printed beside it).
+That check is stricter than the guarantee: the held-out half is a finite
+sample (a rule whose true agreement is 0.994 shows < 0.99, 5 or more
+disagreements, on 499 prompts 18% of the time; 6 or more on 500, 8%) and
+it is the complement of the calibration half
+in a fixed pool, not a fresh draw. The sig columns count only the splits
+whose held-out agreement is below target beyond that sampling noise.
 The pruning given up is the plain profile's held-out pruning minus the
 guaranteed one's.
 
@@ -51,6 +57,17 @@ def client(sock, *args):
     return json.loads(p.stdout)
 
 
+def binom_sf(e, n, p):
+    """P(Bin(n, p) >= e), summed exactly in log space."""
+    if e <= 0:
+        return 1.0
+    lf = [0.0]
+    for i in range(1, n + 1):
+        lf.append(lf[-1] + math.log(i))
+    return sum(math.exp(lf[n] - lf[j] - lf[n - j] + j * math.log(p) + (n - j) * math.log1p(-p))
+               for j in range(e, n + 1))
+
+
 def write_lines(path, lines):
     with open(path, "w") as f:
         f.writelines(lines)
@@ -69,7 +86,7 @@ def run_task(sock, tmp, task, a):
            "--save-trace", trace_path, "--out", os.path.join(tmp, "unused.yaml"))
     with open(trace_path) as f:
         rows = f.readlines()
-    below_g = below_p = 0
+    below_g = below_p = sig_g = sig_p = 0
     prune_g, prune_p, agree_g, agree_p, bounds = [], [], [], [], []
     for s in range(a.splits):
         rng = random.Random(a.seed * 1000003 + s)
@@ -94,6 +111,16 @@ def run_task(sock, tmp, task, a):
             sys.exit("eval's 'met' disagrees with its agreement: %r" % eg)
         below_g += eg["agreement"] < a.target
         below_p += ep["agreement"] < a.target
+        # held-out evidence that the true agreement is below target: the exact one-sided
+        # binomial test of "disagreement rate <= 1 - target" rejects at 5%
+        for e, key in ((eg, "g"), (ep, "p")):
+            n_h = e["n"]
+            errs = round((1 - e["agreement"]) * n_h)
+            if binom_sf(errs, n_h, 1 - a.target) < 0.05:
+                if key == "g":
+                    sig_g += 1
+                else:
+                    sig_p += 1
         prune_g.append(eg["pruning_ratio"])
         prune_p.append(ep["pruning_ratio"])
         agree_g.append(eg["agreement"])
@@ -123,9 +150,10 @@ def run_task(sock, tmp, task, a):
     share = below_g / n
     se = math.sqrt(a.delta * (1 - a.delta) / n)
     mean = lambda v: sum(v) / len(v)
-    print("%-7s %5d %7.3f %9.3f %8.4f %8.4f %8.4f %8.3f %8.3f %8.3f %7.3f" %
-          (task, len(rows), share, below_p / n, mean(agree_g), mean(agree_p), mean(bounds),
-           mean(prune_g), mean(prune_p), mean(prune_p) - mean(prune_g), se), flush=True)
+    print("%-7s %5d %7.3f %9.3f %6.3f %6.3f %8.4f %8.4f %8.4f %8.3f %8.3f %8.3f %7.3f" %
+          (task, len(rows), share, below_p / n, sig_g / n, sig_p / n, mean(agree_g),
+           mean(agree_p), mean(bounds), mean(prune_g), mean(prune_p),
+           mean(prune_p) - mean(prune_g), se), flush=True)
     return share <= a.delta + 2 * se
 
 
@@ -153,10 +181,11 @@ def main():
             time.sleep(0.1)
         print("%d random halves of calib+dev per task; target agreement %g, delta %g, "
               "classifier %s" % (a.splits, a.target, a.delta, a.classifier))
-        print("below: share of splits whose held-out agreement < target (guaranteed | plain); "
-              "se: sampling error of a share delta over the splits\n")
-        print("task    pool  below-g  below-p  agree-g  agree-p    bound  prune-g  prune-p "
-              "given-up      se")
+        print("below: share of splits whose held-out agreement < target (guaranteed | plain);\n"
+              "sig: share whose held-out agreement is significantly below target (exact "
+              "binomial test, 5%);\nse: sampling error of a share delta over the splits\n")
+        print("task    pool  below-g  below-p  sig-g  sig-p  agree-g  agree-p    bound  prune-g "
+              " prune-p given-up      se")
         ok = all([run_task(sock, tmp, t, a) for t in a.tasks.split(",")])
     finally:
         d.terminate()
