@@ -450,7 +450,8 @@ static const struct command commands[] = {
     {"calibrate", cmd_calibrate,
      "--task T --data FILE.jsonl [--target-agreement A] [--out FILE]\n"
      "          [--classifier best|gap|svm|crf] [--label final|gold] [--check-cost C]\n"
-     "          [--features auto|NAME,...]",
+     "          [--features auto|NAME,...] [--guarantee DELTA]\n"
+     "          [--save-trace TRACE | --load-trace TRACE]",
      "Traces every prompt of FILE.jsonl (objects with \"prompt\" and optional \"answer\")\n"
      "at full depth, fits the stopping classifiers (gap threshold, SVM, CRF) and picks\n"
      "the threshold on held-out folds so that agreement with the full model is at least\n"
@@ -461,13 +462,19 @@ static const struct command commands[] = {
      "prompts' length). --features picks the SVM/CRF inputs: the paper's gap,top_prob\n"
      "(default), a list of gap, top_prob, stable, depth, token, or auto (chosen on\n"
      "held-out folds among the paper's pair and its extensions by stable, depth and\n"
-     "token).\n"},
-    {"eval", cmd_eval, "--task T --data FILE.jsonl [--profile FILE] [--repeat N]",
+     "token). --guarantee DELTA: with probability >= 1-DELTA agreement on new prompts\n"
+     "is >= A (threshold tested on a held-out half, Clopper-Pearson; see the manual).\n"
+     "--save-trace writes the traced features; --load-trace calibrates from them.\n"},
+    {"eval", cmd_eval,
+     "--task T --data FILE.jsonl [--profile FILE] [--repeat N]\n"
+     "          | --task T --load-trace TRACE --profile FILE",
      "Runs every prompt of FILE.jsonl (with \"answer\") at full depth and with the\n"
      "profile, and prints n, accuracy full and adaptive, agreement, pruning ratio\n"
      "beside the oracle's, and the wall time of both runs with the speedup.\n"
      "--profile sends the profile in FILE inline instead of the daemon's one for T.\n"
-     "--repeat N alternates N full and N adaptive passes and reports median times.\n"},
+     "--repeat N alternates N full and N adaptive passes and reports median times.\n"
+     "A profile with a guarantee: says whether the target was met. --load-trace\n"
+     "applies the profile to saved traces (no runs, no times).\n"},
 };
 
 static const struct command *

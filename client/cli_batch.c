@@ -313,6 +313,125 @@ batch_kept(struct batch *b, struct calib_data *out, uint32_t **idx_out, uint32_t
 	return 0;
 }
 
+/* calibrate --save-trace: the kept rows as JSONL in the golden feature files' shape, with
+ * "item": the prompt's place among --data's prompts (1-based). */
+static int
+trace_save(struct batch *b, const char *path, const struct calib_data *kept, const uint32_t *idx)
+{
+	FILE *f = fopen(path, "w");
+	uint32_t L = kept->n_layers;
+	int rc = 0;
+
+	if (f == NULL)
+		return cli_fail(b->cli, b->cmd, "--save-trace: cannot open %s: %s", path,
+				strerror(errno));
+	for (uint32_t r = 0; r < kept->n && rc == 0; r++) {
+		json_t *o = json_object(), *t = json_array(), *p = json_array(), *g = json_array();
+		char *line;
+
+		for (uint32_t l = 0; l < L; l++) {
+			json_array_append_new(t, json_integer(kept->top1[(size_t)r * L + l]));
+			json_array_append_new(p, json_real(kept->top_prob[(size_t)r * L + l]));
+			json_array_append_new(g, json_real(kept->gap[(size_t)r * L + l]));
+		}
+		json_object_set_new(o, "item", json_integer((json_int_t)idx[r] + 1));
+		json_object_set_new(o, "answer_id", json_integer(kept->answer_id[r]));
+		json_object_set_new(o, "n_tokens", json_integer(b->it[idx[r]].n_tokens));
+		json_object_set_new(o, "top1", t);
+		json_object_set_new(o, "top_prob", p);
+		json_object_set_new(o, "gap", g);
+		if ((line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9))) == NULL ||
+		    fprintf(f, "%s\n", line) < 0)
+			rc = -1;
+		free(line);
+		json_decref(o);
+	}
+	if (fclose(f) != 0 || rc < 0)
+		return cli_fail(b->cli, b->cmd, "--save-trace: cannot write %s: %s", path,
+				strerror(errno));
+	return 0;
+}
+
+/* One array of L numbers of a trace line into out (stride 1), or -1. */
+static int
+trace_row(json_t *o, const char *key, uint32_t L, bool integer, int32_t *iv, float *fv)
+{
+	json_t *a = json_object_get(o, key);
+
+	if (!json_is_array(a) || json_array_size(a) != L)
+		return -1;
+	for (uint32_t l = 0; l < L; l++) {
+		json_t *x = json_array_get(a, l);
+
+		if (integer ? !json_is_integer(x) : !json_is_number(x))
+			return -1;
+		if (integer)
+			iv[l] = (int32_t)json_integer_value(x);
+		else
+			fv[l] = (float)json_number_value(x);
+	}
+	return 0;
+}
+
+/*
+ * calibrate and eval --load-trace: the rows --save-trace wrote (one per prompt, b->n_layers
+ * layers) instead of tracing b->path through the daemon.
+ */
+int
+batch_trace_load(struct batch *b, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0, lineno = 0, n = 0;
+	uint32_t L = b->n_layers;
+	int rc = 0;
+
+	if (f == NULL)
+		return cli_fail(b->cli, b->cmd, "cannot open %s: %s", path, strerror(errno));
+	while (getline(&line, &cap, f) > 0)
+		n += strspn(line, " \t\r\n") != strlen(line);
+	if (n == 0 || n > UINT32_MAX / L) {
+		rc = cli_usage_error(b->cli, b->cmd, "%s: no trace rows", path);
+		goto out;
+	}
+	b->it = calloc(n, sizeof(*b->it));
+	if (b->it == NULL || calib_data_init(&b->cd, (uint32_t)n, L) < 0) {
+		rc = cli_fail(b->cli, b->cmd, "out of memory");
+		goto out;
+	}
+	rewind(f);
+	while (rc == 0 && b->n < n && getline(&line, &cap, f) > 0) {
+		json_error_t je;
+		json_t *o, *a, *k;
+		size_t i = b->n;
+
+		lineno++;
+		if (strspn(line, " \t\r\n") == strlen(line))
+			continue;
+		o = json_loads(line, 0, &je);
+		a = json_object_get(o, "answer_id");
+		k = json_object_get(o, "n_tokens");
+		if (!json_is_object(o) || !json_is_integer(a) || !json_is_integer(k) ||
+		    trace_row(o, "top1", L, true, b->cd.top1 + i * L, NULL) < 0 ||
+		    trace_row(o, "top_prob", L, false, NULL, b->cd.top_prob + i * L) < 0 ||
+		    trace_row(o, "gap", L, false, NULL, b->cd.gap + i * L) < 0)
+			rc = cli_usage_error(b->cli, b->cmd,
+					     "%s:%zu: expected answer_id, n_tokens and %u-layer "
+					     "top1, top_prob and gap arrays",
+					     path, lineno, L);
+		else {
+			b->it[i].answer_id = b->cd.answer_id[i] = (int32_t)json_integer_value(a);
+			b->it[i].n_tokens = (uint32_t)json_integer_value(k);
+			b->n++;
+		}
+		json_decref(o);
+	}
+out:
+	free(line);
+	fclose(f);
+	return rc;
+}
+
 /* info: the model's layers, name and hash; the features' cost when its shape is known. */
 int
 batch_model_info(struct batch *b, char *name, size_t name_sz, char *sha, size_t sha_sz,
@@ -395,6 +514,17 @@ cand_fill(json_t *j, const struct exitclf *c, const struct calib_result *r)
 	return 0;
 }
 
+/* The guarantee's keys (calibrate --guarantee). */
+static json_t *
+guarantee_json(const struct calib_guarantee *g)
+{
+	return json_pack("{s:f, s:f, s:i, s:i, s:f, s:f, s:i, s:i, s:s}", "target_agreement",
+			 g->target, "delta", g->delta, "n", (int)g->n, "disagreements",
+			 (int)g->errors, "agreement", g->agreement, "bound", g->bound, "candidates",
+			 (int)g->n_candidates, "passed", (int)g->n_passed, "method",
+			 "clopper-pearson");
+}
+
 static json_t *
 cand_json(const struct exitclf *c, const struct calib_result *r)
 {
@@ -407,8 +537,10 @@ cand_json(const struct exitclf *c, const struct calib_result *r)
 /* calibrate's options. */
 struct cal_args {
 	const char *out_path, *kind_s;
+	const char *save_trace, *load_trace; /* --save-trace, --load-trace FILE */
 	enum calib_label label;
 	double target, cost; /* cost NAN: from the daemon's info */
+	double delta;        /* --guarantee DELTA; 0 without */
 	bool auto_features;
 	unsigned features; /* 0: the paper's [gap, top_prob] */
 	char default_out[PROFILE_TASK_MAX + 8];
@@ -426,6 +558,9 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
 					   {"label", required_argument, NULL, 'l'},
 					   {"check-cost", required_argument, NULL, 'k'},
 					   {"features", required_argument, NULL, 'f'},
+					   {"guarantee", required_argument, NULL, 'g'},
+					   {"save-trace", required_argument, NULL, 'S'},
+					   {"load-trace", required_argument, NULL, 'L'},
 					   {"help", no_argument, NULL, 'h'},
 					   {NULL, 0, NULL, 0}};
 	enum exitclf_kind kk;
@@ -455,6 +590,18 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
 						       "--target-agreement: '%s' is not in (0, 1]",
 						       optarg);
 			break;
+		case 'g':
+			a->delta = strtod(optarg, &end);
+			if (*end != '\0' || !(a->delta > 0 && a->delta < 1))
+				return cli_usage_error(
+				    cli, argv[0], "--guarantee: '%s' is not in (0, 1)", optarg);
+			break;
+		case 'S':
+			a->save_trace = optarg;
+			break;
+		case 'L':
+			a->load_trace = optarg;
+			break;
 		case 'k':
 			a->cost = strtod(optarg, &end);
 			if (*end != '\0' || !(a->cost >= 0 && a->cost < 1e6))
@@ -483,12 +630,19 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
 			printf(
 			    "usage: %s calibrate --task T --data FILE.jsonl [--target-agreement A] "
 			    "[--out FILE]\n  [--classifier best|gap|svm|crf] [--label final|gold] "
-			    "[--check-cost C]\n  [--features auto|NAME,...]\n(see %s --help)\n",
+			    "[--check-cost C]\n  [--features auto|NAME,...] [--guarantee DELTA] "
+			    "[--save-trace FILE | --load-trace FILE]\n(see %s --help)\n",
 			    cli->prog, cli->prog);
 			return CLI_EXIT_OK;
 		default: /* '?': cli_getopt has said why */
 			return rc;
 		}
+	}
+	if (a->load_trace != NULL) {
+		if (b->path != NULL || a->save_trace != NULL)
+			return cli_usage_error(cli, argv[0],
+					       "--load-trace replaces --data and --save-trace");
+		b->path = a->load_trace;
 	}
 	if ((rc = batch_check_args(b, optind, argc, argv)) != 0)
 		return rc;
@@ -546,11 +700,11 @@ cal_fit(struct batch *b, const struct cal_args *a, const struct calib_data *kept
 	return 0;
 }
 
-/* Prints what calibrate chose (a table, or one JSON object). */
+/* Prints what calibrate chose (a table, or one JSON object); g NULL without --guarantee. */
 static int
 cal_report(struct batch *b, const struct cal_args *a, uint32_t k, json_t *cands,
 	   const struct exitclf *best, const struct calib_result *best_res,
-	   const struct calib_eval *ev)
+	   const struct calib_eval *ev, const struct calib_guarantee *g)
 {
 	int rc = 0;
 
@@ -561,26 +715,57 @@ cal_report(struct batch *b, const struct cal_args *a, uint32_t k, json_t *cands,
 
 		json_object_set_new(j, "stops_early", json_boolean(isfinite(best->threshold)));
 		if (cand_fill(j, best, best_res) == 0) { /* the chosen one's keys at the top */
-			json_object_set_new(j, "in_sample_pruning_ratio", json_real(ev->pruning));
+			json_object_set_new(j, g ? "test_pruning_ratio" : "in_sample_pruning_ratio",
+					    json_real(ev->pruning));
 			json_object_set_new(j, "oracle_pruning_ratio",
 					    json_real(ev->oracle_pruning));
 		}
+		if (g != NULL)
+			json_object_set_new(j, "guarantee", guarantee_json(g));
 		rc = cli_json_print(b->cli, j);
 		json_decref(j);
-	} else if (!isfinite(best->threshold)) {
-		printf("\nno stopping rule saves time at agreement %.3g on these prompts: the "
+		return rc;
+	}
+	if (g != NULL)
+		printf("\nguarantee: fitted on %u prompts, %u thresholds tested in order on the "
+		       "other %u:\n  %u passed before the first failure; %u disagreements at the "
+		       "chosen one (agreement %.4f),\n  Clopper-Pearson lower bound %.4f at level "
+		       "%.3g: with probability >= %.3g agreement >= %.4g\n",
+		       k - g->n, g->n_candidates, g->n, g->n_passed, g->errors, g->agreement,
+		       g->bound, 1 - g->delta, 1 - g->delta, g->target);
+	if (!isfinite(best->threshold)) {
+		printf("\nno stopping rule %s agreement %.3g on these prompts: the "
 		       "profile never stops early (every layer runs, no check is made)\n",
-		       a->target);
+		       g ? "is certified at" : "saves time at", a->target);
 		printf("profile written to %s\n", a->out_path);
 	} else {
-		printf("\nchosen: %s (best held-out net saving); per layer on the calibration "
-		       "set:\n",
-		       exitclf_kind_name(best->kind));
+		printf("\nchosen: %s (best held-out net saving); per layer on the %s:\n",
+		       exitclf_kind_name(best->kind),
+		       g ? "test part (held out)" : "calibration set");
 		calib_print_layers(stdout, ev);
-		calib_print_summary(stdout, "calibration set (in-sample)", ev);
+		calib_print_summary(stdout,
+				    g ? "test part (held out)" : "calibration set (in-sample)", ev);
 		printf("profile written to %s\n", a->out_path);
 	}
 	return rc;
+}
+
+/* Reads the features: traced through the daemon from --data, or from --load-trace. */
+static int
+cal_features(struct batch *b, const struct cal_args *a, char *name, size_t name_sz, char *sha,
+	     size_t sha_sz, double *cost)
+{
+	int rc;
+
+	if (a->load_trace != NULL) {
+		if ((rc = batch_model_info(b, name, name_sz, sha, sha_sz, cost)) != 0)
+			return rc;
+		return batch_trace_load(b, a->load_trace);
+	}
+	if ((rc = batch_load(b)) != 0 ||
+	    (rc = batch_model_info(b, name, name_sz, sha, sha_sz, cost)) != 0)
+		return rc;
+	return batch_features(b);
 }
 
 int
@@ -589,10 +774,11 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 	struct batch b = {.cli = cli, .cmd = argv[0]};
 	struct cal_args a = {
 	    .kind_s = "best", .label = CALIB_LABEL_FINAL, .target = 0.99, .cost = NAN};
-	struct calib_data kept = {0};
+	struct calib_data kept = {0}, fit = {0}, test = {0};
 	struct calib_eval ev = {0};
 	struct exitclf best = {0};
 	struct calib_result best_res = {0};
+	struct calib_guarantee g = {0};
 	struct profile prof;
 	struct diag d = {{0}};
 	double cost;
@@ -606,10 +792,11 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 	if (profile_save_check(a.out_path, &d) < 0) /* before any work */
 		return cli_fail(cli, argv[0], "--out: %s", d.msg);
 	cost = a.cost;
-	if ((rc = batch_load(&b)) != 0 ||
-	    (rc = batch_model_info(&b, name, sizeof(name), sha, sizeof(sha),
-				   isnan(a.cost) ? &cost : NULL)) != 0 ||
-	    (rc = batch_features(&b)) != 0 || (rc = batch_kept(&b, &kept, &idx, &k)) != 0)
+	if ((rc = cal_features(&b, &a, name, sizeof(name), sha, sizeof(sha),
+			       isnan(a.cost) ? &cost : NULL)) != 0 ||
+	    (rc = batch_kept(&b, &kept, &idx, &k)) != 0)
+		goto out;
+	if (a.save_trace != NULL && (rc = trace_save(&b, a.save_trace, &kept, idx)) != 0)
 		goto out;
 	if (isnan(a.cost)) {
 		/* info's check_cost is for a one-token batch; a check at the end of
@@ -624,26 +811,50 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 		rc = cli_fail(cli, argv[0], "out of memory");
 		goto out;
 	}
-	if (!cli->json)
-		printf("%u prompts (%zu left out), %u layers, check cost %.3f layers\n\n"
-		       "classifier  min_layer stride  threshold  agreement  pruning     net\n",
-		       k, b.n - k, b.n_layers, cost);
-	if ((rc = cal_fit(&b, &a, &kept, cost, cands, &best, &best_res)) != 0)
+	/* --guarantee: choose the classifier on one half, test thresholds on the other */
+	if (a.delta > 0 && (rc = calib_guarantee_split(&kept, 1, &fit, &test)) < 0) {
+		rc = rc == -EINVAL
+			 ? cli_usage_error(cli, argv[0], "--guarantee needs at least 4 prompts")
+			 : cli_fail(cli, argv[0], "out of memory");
 		goto out;
-	if (calib_evaluate(&kept, &best, best_res.min_layer, best_res.stride, &ev) < 0) {
+	}
+	if (!cli->json)
+		printf("%u prompts (%zu left out), %u layers, check cost %.3f layers%s\n\n"
+		       "classifier  min_layer stride  threshold  agreement  pruning     net\n",
+		       k, b.n - k, b.n_layers, cost,
+		       a.delta > 0 ? "; candidates fitted on half of them" : "");
+	if ((rc = cal_fit(&b, &a, a.delta > 0 ? &fit : &kept, cost, cands, &best, &best_res)) != 0)
+		goto out;
+	if (a.delta > 0 &&
+	    calib_guarantee_threshold(&fit, &test, best_res.min_layer, best_res.stride, a.target,
+				      a.delta, &best, &best_res, &g, &d) < 0) {
+		rc = cli_fail(cli, argv[0], "%s", d.msg);
+		goto out;
+	}
+	if (calib_evaluate(a.delta > 0 ? &test : &kept, &best, best_res.min_layer, best_res.stride,
+			   &ev) < 0) {
 		rc = cli_fail(cli, argv[0], "cannot evaluate the chosen classifier");
 		goto out;
 	}
 	calib_profile(&prof, b.task, &best, &best_res, name, sha, b.n_layers, b.path);
+	if (a.delta > 0)
+		prof.prov.guarantee = (struct profile_guarantee){.present = true,
+								 .target = g.target,
+								 .delta = g.delta,
+								 .n = g.n,
+								 .errors = g.errors,
+								 .bound = g.bound};
 	if (profile_save(&prof, a.out_path, &d) < 0) {
 		rc = cli_fail(cli, argv[0], "%s", d.msg);
 		goto out;
 	}
-	rc = cal_report(&b, &a, k, cands, &best, &best_res, &ev);
+	rc = cal_report(&b, &a, k, cands, &best, &best_res, &ev, a.delta > 0 ? &g : NULL);
 out:
 	json_decref(cands);
 	calib_eval_free(&ev);
 	calib_data_deinit(&kept);
+	calib_data_deinit(&fit);
+	calib_data_deinit(&test);
 	free(idx);
 	batch_free(&b);
 	return rc;

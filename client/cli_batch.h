@@ -57,6 +57,9 @@ int batch_pipeline(struct batch *b, const char *label, const char *method, build
 int batch_features(struct batch *b);
 /** The rows of b->cd not skipped, copied into out; *idx_out (caller frees) maps them back. */
 int batch_kept(struct batch *b, struct calib_data *out, uint32_t **idx_out, uint32_t *k_out);
+/** Loads the rows calibrate --save-trace wrote (b->n_layers layers each) as b's items and
+ * features, in place of batch_load + batch_features. Returns 0 or an exit status. */
+int batch_trace_load(struct batch *b, const char *path);
 /** Connects and reads info: b->n_layers, the model's name and sha256, the daemon's check cost. */
 int batch_model_info(struct batch *b, char *name, size_t name_sz, char *sha, size_t sha_sz,
 		     double *cost);

@@ -131,7 +131,7 @@ convert(yaml_document_t *doc, yaml_node_t *n, struct adainfer_value *out, struct
 /* Checks path with profile.c, then loads it into doc/out for sending inline. */
 static int
 load_profile(struct batch *b, const char *path, yaml_document_t *doc, bool *have_doc,
-	     struct adainfer_value *out, struct arena *a)
+	     struct adainfer_value *out, struct arena *a, struct profile *p_out)
 {
 	struct profile p;
 	struct diag d = {{0}};
@@ -142,6 +142,7 @@ load_profile(struct batch *b, const char *path, yaml_document_t *doc, bool *have
 	if ((rc = profile_load_file(&p, path, &d)) < 0)
 		return rc == -EINVAL ? cli_usage_error(b->cli, b->cmd, "--profile: %s", d.msg)
 				     : cli_fail(b->cli, b->cmd, "--profile: %s", d.msg);
+	*p_out = p;
 	if ((f = fopen(path, "rb")) == NULL)
 		return cli_fail(b->cli, b->cmd, "cannot open %s: %s", path, strerror(errno));
 	yaml_parser_initialize(&parser);
@@ -287,22 +288,110 @@ num(double v)
 	return isfinite(v) ? json_real(v) : json_null();
 }
 
+/* The profile's guarantee (calibrate --guarantee) against the agreement measured here. */
+static void
+report_guarantee(const struct profile_guarantee *g, double agreement, json_t *j)
+{
+	bool met = agreement >= g->target;
+
+	if (j != NULL) {
+		json_object_set_new(j, "guarantee",
+				    json_pack("{s:f, s:f, s:i, s:f, s:b}", "target_agreement",
+					      g->target, "delta", g->delta, "n", (int)g->n, "bound",
+					      g->bound, "met", met));
+		return;
+	}
+	printf("  guarantee          agreement >= %.4g with probability >= %.3g (bound %.4f on "
+	       "%u prompts)\n  target met         %s (agreement %.4f here)\n",
+	       g->target, 1 - g->delta, g->bound, g->n, met ? "yes" : "no", agreement);
+}
+
+/*
+ * eval --load-trace: the profile applied to saved traces (calib_evaluate, the
+ * exit rule the daemon's runner applies, on the features it would see); no
+ * run, no timing. For checking profiles against many held-out sets quickly.
+ */
+static int
+eval_trace(struct batch *b, const char *prof_path, const char *trace_path)
+{
+	struct calib_data kept = {0};
+	struct calib_eval ev = {0};
+	struct profile p;
+	struct diag d = {{0}};
+	char name[128], sha[80];
+	uint32_t *idx = NULL, k = 0;
+	int rc;
+
+	if ((rc = profile_load_file(&p, prof_path, &d)) < 0)
+		return rc == -EINVAL ? cli_usage_error(b->cli, b->cmd, "--profile: %s", d.msg)
+				     : cli_fail(b->cli, b->cmd, "--profile: %s", d.msg);
+	if ((rc = batch_model_info(b, name, sizeof(name), sha, sizeof(sha), NULL)) != 0 ||
+	    (rc = batch_trace_load(b, trace_path)) != 0 ||
+	    (rc = batch_kept(b, &kept, &idx, &k)) != 0)
+		goto out;
+	if (profile_check_model(&p, sha, b->n_layers, &d) < 0) {
+		rc = cli_usage_error(b->cli, b->cmd, "%s", d.msg);
+		goto out;
+	}
+	if (calib_evaluate(&kept, &p.pol.clf, p.pol.min_layer, p.pol.stride, &ev) < 0) {
+		rc = cli_fail(b->cli, b->cmd, "out of memory");
+		goto out;
+	}
+	if (b->cli->json) {
+		json_t *j = json_object();
+
+		json_object_set_new(j, "task", json_string(b->task));
+		json_object_set_new(j, "n", json_integer(k));
+		json_object_set_new(j, "simulated", json_true());
+		json_object_set_new(j, "accuracy_full", num(ev.acc_full));
+		json_object_set_new(j, "accuracy_adaptive", num(ev.acc_adaptive));
+		json_object_set_new(j, "agreement", num(ev.agreement));
+		json_object_set_new(j, "pruning_ratio", num(ev.pruning));
+		json_object_set_new(j, "oracle_pruning_ratio", num(ev.oracle_pruning));
+		json_object_set_new(j, "mean_exit_layer", num(ev.mean_exit));
+		json_object_set_new(j, "n_layers", json_integer(b->n_layers));
+		if (p.prov.guarantee.present)
+			report_guarantee(&p.prov.guarantee, ev.agreement, j);
+		rc = cli_json_print(b->cli, j);
+		json_decref(j);
+	} else {
+		char title[256];
+
+		snprintf(title, sizeof(title), "%s on %s (%s, simulated on saved traces):", b->task,
+			 trace_path, prof_path);
+		calib_print_layers(stdout, &ev);
+		calib_print_summary(stdout, title, &ev);
+		if (p.prov.guarantee.present)
+			report_guarantee(&p.prov.guarantee, ev.agreement, NULL);
+	}
+out:
+	calib_eval_free(&ev);
+	calib_data_deinit(&kept);
+	free(idx);
+	batch_free(b);
+	return rc;
+}
+
 /* ~115 lines, on purpose: options, one pass per round, one report, read top to bottom. */
 int
 cmd_eval(struct cli *cli, int argc, char **argv)
 {
-	static const struct option lo[] = {
-	    {"task", required_argument, NULL, 't'},    {"data", required_argument, NULL, 'd'},
-	    {"profile", required_argument, NULL, 'p'}, {"repeat", required_argument, NULL, 'r'},
-	    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+	static const struct option lo[] = {{"task", required_argument, NULL, 't'},
+					   {"data", required_argument, NULL, 'd'},
+					   {"profile", required_argument, NULL, 'p'},
+					   {"repeat", required_argument, NULL, 'r'},
+					   {"load-trace", required_argument, NULL, 'L'},
+					   {"help", no_argument, NULL, 'h'},
+					   {NULL, 0, NULL, 0}};
 	struct batch b = {.cli = cli, .cmd = argv[0]};
 	struct calib_data kept = {0};
 	struct calib_eval ev = {0};
 	struct adainfer_value inline_prof;
 	struct arena arena = {0};
+	struct profile prof = {0};
 	yaml_document_t doc;
 	bool have_doc = false;
-	const char *prof_path = NULL;
+	const char *prof_path = NULL, *trace_path = NULL;
 	char name[128], sha[80];
 	double t_full = 0, t_ad = 0, tf[EVAL_MAX_REPEAT], ta[EVAL_MAX_REPEAT];
 	uint32_t *idx = NULL, k = 0;
@@ -316,6 +405,8 @@ cmd_eval(struct cli *cli, int argc, char **argv)
 			b.path = optarg;
 		else if (o == 'p')
 			prof_path = optarg;
+		else if (o == 'L')
+			trace_path = optarg;
 		else if (o == 'r') {
 			char *end;
 			long v = strtol(optarg, &end, 10);
@@ -327,17 +418,26 @@ cmd_eval(struct cli *cli, int argc, char **argv)
 			repeat = (int)v;
 		} else if (o == 'h') {
 			printf("usage: %s eval --task T --data FILE.jsonl [--profile FILE] "
-			       "[--repeat N]\n(see %s "
-			       "--help)\n",
-			       cli->prog, cli->prog);
+			       "[--repeat N]\n       %s eval --task T --load-trace FILE --profile "
+			       "FILE\n(see %s --help)\n",
+			       cli->prog, cli->prog, cli->prog);
 			return CLI_EXIT_OK;
 		} else /* '?': cli_getopt has said why */
 			return rc;
 	}
+	if (trace_path != NULL) {
+		if (b.path != NULL || prof_path == NULL)
+			return cli_usage_error(cli, argv[0],
+					       "--load-trace replaces --data and needs --profile");
+		b.path = trace_path;
+	}
 	if ((rc = batch_check_args(&b, optind, argc, argv)) != 0)
 		return rc;
+	if (trace_path != NULL)
+		return eval_trace(&b, prof_path, trace_path);
 	if (prof_path != NULL) {
-		if ((rc = load_profile(&b, prof_path, &doc, &have_doc, &inline_prof, &arena)) != 0)
+		if ((rc = load_profile(&b, prof_path, &doc, &have_doc, &inline_prof, &arena,
+				       &prof)) != 0)
 			goto out;
 		b.profile = &inline_prof;
 	}
@@ -379,6 +479,8 @@ cmd_eval(struct cli *cli, int argc, char **argv)
 		json_object_set_new(j, "time_full_s", num(t_full));
 		json_object_set_new(j, "time_adaptive_s", num(t_ad));
 		json_object_set_new(j, "speedup", num(t_ad > 0 ? t_full / t_ad : NAN));
+		if (prof_path != NULL && prof.prov.guarantee.present)
+			report_guarantee(&prof.prov.guarantee, ev.agreement, j);
 		rc = cli_json_print(cli, j);
 		json_decref(j);
 	} else {
@@ -393,6 +495,8 @@ cmd_eval(struct cli *cli, int argc, char **argv)
 		       t_full, t_ad, t_ad > 0 ? t_full / t_ad : NAN);
 		if (b.n > k)
 			printf("  left out           %zu (refused by the daemon)\n", b.n - k);
+		if (prof_path != NULL && prof.prov.guarantee.present)
+			report_guarantee(&prof.prov.guarantee, ev.agreement, NULL);
 	}
 out:
 	calib_eval_free(&ev);

@@ -187,4 +187,65 @@ void calib_profile(struct profile *p, const char *task, const struct exitclf *c,
 		   const struct calib_result *res, const char *model_name, const char *model_sha256,
 		   uint32_t n_layers, const char *calibration_data);
 
+/* calib_guarantee.c: calibrate --guarantee (Learn-then-Test, fixed-sequence testing). */
+
+/** P(X <= k) for X ~ Binomial(n, p), exactly (a sum of terms in log space). */
+double calib_binom_cdf(uint32_t k, uint32_t n, double p);
+/** The regularized incomplete beta I_x(a, b) (continued fraction); NAN for a or b <= 0. */
+double calib_betainc(double a, double b, double x);
+/**
+ * One-sided Clopper-Pearson lower limit at level 1 - alpha for k successes
+ * in n trials: the p with P(Bin(n, p) >= k) = alpha (0 when k == 0).
+ */
+double calib_cp_lower(uint32_t k, uint32_t n, double alpha);
+/** One-sided upper limit: the p with P(Bin(n, p) <= k) = alpha (1 when k == n). */
+double calib_cp_upper(uint32_t k, uint32_t n, double alpha);
+/**
+ * Whether errors disagreements among n test prompts reject "agreement <
+ * target" at level delta: P(Bin(n, 1 - target) <= errors) <= delta, which is
+ * calib_cp_lower(n - errors, n, delta) >= target.
+ */
+bool calib_guarantee_passes(uint32_t errors, uint32_t n, double target, double delta);
+/**
+ * Fixed-sequence testing over m candidates ordered safe to aggressive:
+ * errors[j] disagreements of candidate j on n test prompts. Returns how many
+ * lead candidates pass before the first that fails (0..m); the chosen one
+ * is the last of them (none when 0).
+ */
+uint32_t calib_fixed_sequence(const uint32_t *errors, uint32_t m, uint32_t n, double target,
+			      double delta);
+
+/** What a guaranteed threshold rests on. */
+struct calib_guarantee {
+	double target;         /* agreement with full depth guaranteed */
+	double delta;          /* with probability >= 1 - delta over the calibration draw */
+	uint32_t n;            /* test prompts */
+	uint32_t errors;       /* their disagreements at the chosen threshold */
+	double agreement;      /* (n - errors) / n */
+	double bound;          /* calib_cp_lower(n - errors, n, delta) */
+	uint32_t n_candidates; /* thresholds in the sequence */
+	uint32_t n_passed;     /* passed before the first failure (0: never stop) */
+};
+
+/**
+ * Splits cd at random (seed) into halves: fit gets n / 2 prompts, test the
+ * rest. Returns 0, -EINVAL (fewer than 4 prompts) or -ENOMEM; free both
+ * with calib_data_deinit.
+ */
+int calib_guarantee_split(const struct calib_data *cd, uint64_t seed, struct calib_data *fit,
+			  struct calib_data *test);
+/**
+ * Chooses c->threshold for classifier c (fitted on fit only) under
+ * min_layer/stride by fixed-sequence testing on test: the candidates are the
+ * distinct finite scores c gives the fit prompts, highest first; each is
+ * tested by calib_guarantee_passes on its disagreements over test. With no
+ * candidate passing, c->threshold = +inf (never stop). res gets the test
+ * part's agreement and pruning (net = pruning), g the guarantee. Returns 0
+ * or a negative errno with d->msg.
+ */
+int calib_guarantee_threshold(const struct calib_data *fit, const struct calib_data *test,
+			      uint32_t min_layer, uint32_t stride, double target, double delta,
+			      struct exitclf *c, struct calib_result *res,
+			      struct calib_guarantee *g, struct diag *d);
+
 #endif

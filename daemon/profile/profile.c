@@ -193,7 +193,40 @@ struct top_ud {
 };
 
 static const char *const prov_keys[] = {"model", "model_sha256", "n_layers", "calibration_data",
-					"date",  "agreement",    "pruning"};
+					"date",  "agreement",    "pruning",  "guarantee"};
+
+static const char *const guar_keys[] = {"target_agreement", "delta", "n",
+					"disagreements",    "bound", "method"};
+
+static int
+guar_pair(const struct yx *c, yaml_node_t *v, int idx, void *ud)
+{
+	struct profile_guarantee *g = ud;
+	const char *s;
+
+	switch (idx) {
+	case 0:
+		if (yx_double(c, v, "target_agreement", 0, 1, &g->target) < 0)
+			return -EINVAL;
+		return g->target > 0 ? 0 : yx_err(c, v, "'target_agreement' must be above 0");
+	case 1:
+		if (yx_double(c, v, "delta", 0, 1, &g->delta) < 0)
+			return -EINVAL;
+		return g->delta > 0 && g->delta < 1 ? 0 : yx_err(c, v, "'delta' must be in (0, 1)");
+	case 2:
+		return get_u32(c, v, "n", 1, UINT32_MAX, &g->n);
+	case 3:
+		return get_u32(c, v, "disagreements", 0, UINT32_MAX, &g->errors);
+	case 4:
+		return yx_double(c, v, "bound", 0, 1, &g->bound);
+	default:
+		if (yx_scalar(c, v, "method", &s) < 0)
+			return -EINVAL;
+		return strcmp(s, "clopper-pearson") == 0
+			   ? 0
+			   : yx_err(c, v, "'method' must be clopper-pearson, not '%s'", s);
+	}
+}
 
 static int
 prov_pair(const struct yx *c, yaml_node_t *v, int idx, void *ud)
@@ -222,8 +255,25 @@ prov_pair(const struct yx *c, yaml_node_t *v, int idx, void *ud)
 		return get_str(c, v, "date", pv->date, sizeof(pv->date));
 	case 5:
 		return yx_double(c, v, "agreement", 0, 1, &pv->agreement);
-	default:
+	case 6:
 		return yx_double(c, v, "pruning", 0, 1, &pv->pruning);
+	default: {
+		unsigned seen = 0;
+		int rc = yx_walk(c, v, "'provenance.guarantee'", guar_keys,
+				 (int)ARRAY_LEN(guar_keys), guar_pair, &pv->guarantee, &seen);
+
+		if (rc < 0)
+			return rc;
+		if (seen != (1u << ARRAY_LEN(guar_keys)) - 1)
+			return yx_err(c, v,
+				      "'provenance.guarantee' needs target_agreement, delta, n, "
+				      "disagreements, bound and method");
+		if (pv->guarantee.errors > pv->guarantee.n)
+			return yx_err(c, v, "'provenance.guarantee': disagreements %u exceed n %u",
+				      pv->guarantee.errors, pv->guarantee.n);
+		pv->guarantee.present = true;
+		return 0;
+	}
 	}
 }
 
@@ -418,8 +468,8 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 	}
 	if (u.node[K_PROVENANCE]) {
 		p->prov.present = true;
-		if ((rc = yx_walk(&c, u.node[K_PROVENANCE], "'provenance'", prov_keys, 7, prov_pair,
-				  &p->prov, NULL)) < 0)
+		if ((rc = yx_walk(&c, u.node[K_PROVENANCE], "'provenance'", prov_keys,
+				  (int)ARRAY_LEN(prov_keys), prov_pair, &p->prov, NULL)) < 0)
 			return rc;
 		if (p->prov.n_layers && p->pol.min_layer > p->prov.n_layers)
 			return yx_err(&c, u.node[K_MIN_LAYER] ? u.node[K_MIN_LAYER] : node,

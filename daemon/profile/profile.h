@@ -35,6 +35,13 @@
  *     date: "2026-11-29T04:00:00Z"
  *     agreement: 0.99          # measured on held-out calibration prompts
  *     pruning: 0.58
+ *     guarantee:               # optional (calibrate --guarantee): with probability
+ *       target_agreement: 0.99 #   >= 1 - delta over the calibration draw, agreement
+ *       delta: 0.1             #   with full depth on new prompts >= target_agreement
+ *       n: 250                 #   held-out prompts the threshold was tested on
+ *       disagreements: 0       #   among them, at the chosen threshold (<= n)
+ *       bound: 0.9908          #   one-sided Clopper-Pearson lower limit at 1 - delta
+ *       method: clopper-pearson  # the only method
  *
  * Weights of a feature not in `features` must be absent (they are 0). Every
  * error (bad YAML, unknown or duplicate key, wrong type, out-of-range value,
@@ -59,6 +66,16 @@
 struct yaml_document_s;
 struct yaml_node_s;
 
+/** provenance.guarantee: what calibrate --guarantee tested. */
+struct profile_guarantee {
+	bool present;
+	double target;   /* target_agreement, in (0, 1] */
+	double delta;    /* in (0, 1) */
+	uint32_t n;      /* >= 1 */
+	uint32_t errors; /* disagreements, <= n */
+	double bound;    /* in [0, 1] */
+};
+
 struct profile_provenance {
 	bool present;
 	char model[128];
@@ -68,6 +85,7 @@ struct profile_provenance {
 	char date[64];
 	double agreement; /* NAN when absent */
 	double pruning;   /* NAN when absent */
+	struct profile_guarantee guarantee;
 };
 
 struct profile {

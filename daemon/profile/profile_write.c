@@ -222,6 +222,19 @@ profile_write(const struct profile *p, FILE *f)
 			kv_num(&m, "agreement", v->agreement);
 		if (!isnan(v->pruning))
 			kv_num(&m, "pruning", v->pruning);
+		if (v->guarantee.present) {
+			const struct profile_guarantee *g = &v->guarantee;
+
+			ev_scalar(&m, "guarantee");
+			ev_map(&m, true, false);
+			kv_num(&m, "target_agreement", g->target);
+			kv_num(&m, "delta", g->delta);
+			kv_u32(&m, "n", g->n);
+			kv_u32(&m, "disagreements", g->errors);
+			kv_num(&m, "bound", g->bound);
+			kv_str(&m, "method", "clopper-pearson");
+			ev_map(&m, false, false);
+		}
 		ev_map(&m, false, false);
 	}
 	ev_map(&m, false, false);

@@ -205,6 +205,15 @@ static const struct {
 	const char *where;
 	const char *why;
 } bad[] = {
+#define GUAR_(delta, dis, method)                                                                  \
+	"classifier: gap\nthreshold: 0.5\nprovenance:\n  guarantee:\n    target_agreement: 0.99\n" \
+	"    delta: " delta "\n    n: 10\n    disagreements: " dis "\n    bound: 0.9\n" method
+    {GUAR_("1", "0", "    method: clopper-pearson\n"), ":6:12:", "'delta' must be in (0, 1)"},
+    {GUAR_("0.1", "11", "    method: clopper-pearson\n"), ":5:5:", "disagreements 11 exceed n 10"},
+    {GUAR_("0.1", "0", ""), ":5:5:", "needs target_agreement, delta, n"},
+    {GUAR_("0.1", "0", "    method: hoeffding\n"), ":10:13:", "must be clopper-pearson"},
+    {GUAR_("0.1", "0", "    method: clopper-pearson\n    colour: red\n"),
+     ":11:5:", "unknown key 'colour'"},
     {"classifier: svm\nthreshold: [1\n", ":3:1:", "flow"}, /* bad YAML */
     {"classifier: gap\nthreshold: 0.5\ncolour: red\n", ":3:1:", "unknown key 'colour'"},
     {"classifier: gap\nthreshold: 0.5\nthreshold: 0.6\n", ":3:1:", "duplicate key"},
@@ -348,6 +357,23 @@ test_round_trip(void)
 	ASSERT_STREQ(b.prov.date, a.prov.date);
 	ASSERT_NEAR(b.prov.pruning, 0.61, 0);
 	ASSERT_EQ(b.prov.n_layers, 12);
+	ASSERT(!b.prov.guarantee.present);
+	/* calibrate --guarantee's record, bit for bit */
+	a.prov.guarantee = (struct profile_guarantee){.present = true,
+						      .target = 0.99,
+						      .delta = 0.1,
+						      .n = 250,
+						      .errors = 1,
+						      .bound = calib_cp_lower(249, 250, 0.1)};
+	ASSERT_OK(profile_save(&a, path, &d));
+	ASSERT_OK(profile_load_file(&b, path, &d));
+	ASSERT(b.prov.guarantee.present);
+	ASSERT_NEAR(b.prov.guarantee.target, 0.99, 0);
+	ASSERT_NEAR(b.prov.guarantee.delta, 0.1, 0);
+	ASSERT_EQ(b.prov.guarantee.n, 250);
+	ASSERT_EQ(b.prov.guarantee.errors, 1);
+	ASSERT_NEAR(b.prov.guarantee.bound, a.prov.guarantee.bound, 0);
+	ASSERT(memcmp(&a.pol.clf, &b.pol.clf, sizeof(a.pol.clf)) == 0);
 	/* a calibration that found no safe threshold still saves a loadable profile */
 	c.threshold = INFINITY;
 	calib_profile(&a, "trec", &c, &res, "m", "", 12, "x");

@@ -1,0 +1,133 @@
+"""calibrate --guarantee end to end: adainfer-client against a real adainferd
+on the bundled tiny-tasks model, on tests/fixtures/data. The guarantee's
+figures in the JSON report and in the profile, --save-trace / --load-trace
+giving the same calibration as tracing, eval reporting whether the target
+was met (on the daemon and on saved traces, which must agree), and the
+usage errors."""
+
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "client"))
+from clientenv import CLIENT, FIXTURES, Daemon, check, run_tests  # noqa: E402
+
+import subprocess  # noqa: E402
+
+D = None
+TMP = tempfile.mkdtemp(prefix="adainfer-guarantee-test-")
+CAL = os.path.join(FIXTURES, "data", "sst2", "calib.jsonl")
+
+
+def cli(*args):
+    p = subprocess.run([CLIENT, "--socket", D.sock] + list(args), capture_output=True,
+                       timeout=300)
+    return p.returncode, p.stdout.decode(), p.stderr.decode("utf-8", "replace")
+
+
+def js(*args):
+    rc, out, err = cli("--json", *args)
+    check(rc == 0, "%r: exit %d: %s" % (args, rc, err[-800:]))
+    return json.loads(out)
+
+
+def fails(status, want, *args):
+    rc, _, err = cli(*args)
+    check(rc == status and want in err, "%r: exit %d (want %d), %r" % (args, rc, status, err))
+
+
+def tmp(name):
+    return os.path.join(TMP, name)
+
+
+def subset(src, n, name):
+    with open(src) as f, open(tmp(name), "w") as g:
+        for _, line in zip(range(n), f):
+            g.write(line)
+    return tmp(name)
+
+
+def test_calibrate_guarantee():
+    j = js("calibrate", "--task", "sst2", "--data", CAL, "--guarantee", "0.1",
+           "--save-trace", tmp("cal.trace"), "--out", tmp("g.yaml"))
+    g = j["guarantee"]
+    check(j["n"] == 500 and g["n"] == 250 and g["delta"] == 0.1 and
+          g["target_agreement"] == 0.99 and g["method"] == "clopper-pearson", j)
+    check(0 <= g["disagreements"] <= g["n"] and g["bound"] <= g["agreement"], g)
+    check(0 < g["passed"] <= g["candidates"], g)
+    # sst2 has thresholds that certify: the rule stops early, its bound reaches the target
+    check(j["stops_early"] and g["bound"] >= 0.99 and j["pruning_ratio"] > 0.3, j)
+    check(j["agreement"] == g["agreement"] and j["test_pruning_ratio"] == j["pruning_ratio"], j)
+    with open(tmp("g.yaml")) as f:
+        prof = f.read()
+    for k in ["guarantee:", "target_agreement: 0.9899", "delta: 0.1", "n: 250",
+              "disagreements: %d" % g["disagreements"], "bound: 0.99", "method: clopper-pearson"]:
+        check(k in prof, "%r not in the profile:\n%s" % (k, prof))
+    # the same calibration from the saved trace, without tracing again
+    j2 = js("calibrate", "--task", "sst2", "--load-trace", tmp("cal.trace"), "--guarantee",
+            "0.1", "--out", tmp("g2.yaml"))
+    check(j2["threshold"] == j["threshold"] and j2["guarantee"] == g, (j, j2))
+    # without --guarantee: no guarantee anywhere, the usual in-sample report
+    j3 = js("calibrate", "--task", "sst2", "--load-trace", tmp("cal.trace"), "--out",
+            tmp("p.yaml"))
+    check("guarantee" not in j3 and "in_sample_pruning_ratio" in j3, j3)
+    with open(tmp("p.yaml")) as f:
+        check("\n  guarantee:" not in f.read(), "plain profile has a guarantee")
+    rc, out, err = cli("calibrate", "--task", "sst2", "--load-trace", tmp("cal.trace"),
+                       "--guarantee", "0.1", "--out", tmp("g3.yaml"))
+    check(rc == 0 and "Clopper-Pearson lower bound" in out and "test part (held out)" in out,
+          out + err)
+
+
+def test_eval_reports_target():
+    dev = subset(os.path.join(FIXTURES, "data", "sst2", "dev.jsonl"), 120, "dev.jsonl")
+    e = js("eval", "--task", "sst2", "--data", dev, "--profile", tmp("g.yaml"))
+    g = e["guarantee"]
+    check(g["met"] == (e["agreement"] >= 0.99) and g["n"] == 250 and g["delta"] == 0.1, e)
+    rc, out, err = cli("eval", "--task", "sst2", "--data", dev, "--profile", tmp("g.yaml"))
+    check(rc == 0 and "target met" in out and ("yes" in out or "no" in out), out + err)
+    # no guarantee in the profile: nothing said about one
+    check("guarantee" not in js("eval", "--task", "sst2", "--data", dev, "--profile",
+                                tmp("p.yaml")), "plain eval")
+    # on saved traces: the same exits as the daemon's runs
+    js("calibrate", "--task", "sst2", "--data", dev, "--classifier", "gap", "--save-trace",
+       tmp("dev.trace"), "--out", tmp("unused.yaml"))
+    s = js("eval", "--task", "sst2", "--load-trace", tmp("dev.trace"), "--profile",
+           tmp("g.yaml"))
+    check(s["simulated"] and s["n"] == e["n"], s)
+    for k in ["agreement", "pruning_ratio", "accuracy_adaptive", "accuracy_full"]:
+        check(abs(s[k] - e[k]) < 1e-12, "%s: simulated %r, daemon %r" % (k, s[k], e[k]))
+    check(s["guarantee"] == e["guarantee"], (s, e))
+
+
+def test_usage_errors():
+    for bad in ["0", "1", "-0.1", "x", "0.1x"]:
+        fails(2, "--guarantee", "calibrate", "--task", "t", "--data", CAL, "--guarantee", bad)
+    fails(2, "--load-trace replaces", "calibrate", "--task", "t", "--data", CAL,
+          "--load-trace", tmp("cal.trace"))
+    fails(2, "--load-trace replaces", "eval", "--task", "t", "--load-trace", tmp("cal.trace"))
+    with open(tmp("bad.trace"), "w") as f:
+        f.write('{"answer_id": 1, "n_tokens": 3, "top1": [1], "top_prob": [1], "gap": [1]}\n')
+    fails(2, "bad.trace:1:", "calibrate", "--task", "t", "--load-trace", tmp("bad.trace"),
+          "--out", tmp("x.yaml"))
+    fails(2, "bad.trace:1:", "eval", "--task", "t", "--load-trace", tmp("bad.trace"),
+          "--profile", tmp("g.yaml"))
+
+
+def main():
+    global D
+    D = Daemon()
+    try:
+        return run_tests([(f.__name__, f) for f in [test_calibrate_guarantee,
+                                                    test_eval_reports_target,
+                                                    test_usage_errors]])
+    finally:
+        D.cleanup()
+        for f in os.listdir(TMP):
+            os.unlink(os.path.join(TMP, f))
+        os.rmdir(TMP)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
