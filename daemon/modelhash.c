@@ -92,9 +92,14 @@ same(const struct ident *a, const struct ident *b)
 	       a->mt_ns == b->mt_ns && a->ct_s == b->ct_s && a->ct_ns == b->ct_ns;
 }
 
-/* Reads up to MAX_LINES well-formed lines of path into lines[]; returns how many. */
+struct entry {
+	struct ident id;
+	char sha[65];
+};
+
+/* Reads up to MAX_LINES well-formed entries of path into e[]; returns how many. */
 static int
-read_cache(const char *path, char lines[][LINE_CAP])
+read_cache(const char *path, struct entry *e)
 {
 	FILE *f = fopen(path, "r");
 	char buf[LINE_CAP];
@@ -102,23 +107,19 @@ read_cache(const char *path, char lines[][LINE_CAP])
 
 	if (f == NULL)
 		return 0;
-	while (n < MAX_LINES && fgets(buf, sizeof(buf), f) != NULL) {
-		struct ident id;
-		char sha[65];
-
-		if (parse_line(buf, &id, sha))
-			memcpy(lines[n++], buf, sizeof(buf));
-	}
+	while (n < MAX_LINES && fgets(buf, sizeof(buf), f) != NULL)
+		if (parse_line(buf, &e[n].id, e[n].sha))
+			n++;
 	fclose(f);
 	return n;
 }
 
-/* Writes line first, then the old lines of other files, through path.tmp + rename. */
+/* Writes self's entry first, then the old entries of other files, through path.tmp + rename. */
 static void
-write_cache(const char *dir, const char *path, const char *line, char old[][LINE_CAP], int n_old,
-	    const struct ident *self)
+write_cache(const char *dir, const char *path, const struct entry *self, const struct entry *old,
+	    int n_old)
 {
-	char tmp[4200];
+	char tmp[4200], line[LINE_CAP];
 	FILE *f;
 	int kept = 1;
 
@@ -143,14 +144,14 @@ write_cache(const char *dir, const char *path, const char *line, char old[][LINE
 		log_debug("model digest cache: cannot write %s: %s", tmp, strerror(errno));
 		return;
 	}
-	fputs(line, f);
+	if (format_line(line, sizeof(line), &self->id, self->sha) < (int)sizeof(line))
+		fputs(line, f);
 	for (int i = 0; i < n_old && kept < MAX_LINES; i++) {
-		struct ident id;
-		char sha[65];
-
 		/* Another digest of the same device and inode is stale: the file changed. */
-		if (parse_line(old[i], &id, sha) && !(id.dev == self->dev && id.ino == self->ino)) {
-			fputs(old[i], f);
+		if (old[i].id.dev == self->id.dev && old[i].id.ino == self->id.ino)
+			continue;
+		if (format_line(line, sizeof(line), &old[i].id, old[i].sha) < (int)sizeof(line)) {
+			fputs(line, f);
 			kept++;
 		}
 	}
@@ -163,10 +164,9 @@ write_cache(const char *dir, const char *path, const char *line, char old[][LINE
 int
 modelhash(struct model *m, const char *state_dir, bool *from_cache)
 {
-	struct ident self = ident_of(&m->map), id;
-	char path[4200], line[LINE_CAP], sha[65];
-	char(*lines)[LINE_CAP] = NULL;
-	int n = 0;
+	struct entry self = {.id = ident_of(&m->map)}, *old;
+	char path[4200];
+	int n;
 
 	*from_cache = false;
 	if (state_dir == NULL || state_dir[0] == '\0' ||
@@ -174,20 +174,20 @@ modelhash(struct model *m, const char *state_dir, bool *from_cache)
 		model_hash(m);
 		return 0;
 	}
-	if ((lines = malloc(MAX_LINES * sizeof(*lines))) == NULL)
+	if ((old = malloc(MAX_LINES * sizeof(*old))) == NULL)
 		return -ENOMEM;
-	n = read_cache(path, lines);
+	n = read_cache(path, old);
 	for (int i = 0; i < n; i++) {
-		if (parse_line(lines[i], &id, sha) && same(&id, &self)) {
-			memcpy(m->sha256, sha, sizeof(sha));
+		if (same(&old[i].id, &self.id)) {
+			memcpy(m->sha256, old[i].sha, sizeof(old[i].sha));
 			*from_cache = true;
-			free(lines);
+			free(old);
 			return 0;
 		}
 	}
 	model_hash(m);
-	if (format_line(line, sizeof(line), &self, m->sha256) < (int)sizeof(line))
-		write_cache(state_dir, path, line, lines, n, &self);
-	free(lines);
+	memcpy(self.sha, m->sha256, sizeof(self.sha));
+	write_cache(state_dir, path, &self, old, n);
+	free(old);
 	return 0;
 }
