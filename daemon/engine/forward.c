@@ -438,6 +438,15 @@ ctx_reset(struct ctx *c)
 	c->have_h = false;
 }
 
+int
+ctx_truncate(struct ctx *c, uint32_t n_past)
+{
+	if (c->open || n_past > c->n_past)
+		return -EINVAL;
+	c->n_past = n_past;
+	return 0;
+}
+
 uint32_t
 ctx_n_past(const struct ctx *c)
 {

@@ -80,6 +80,13 @@ enum kv_type ctx_kv_type(const struct ctx *c);
 void ctx_free(struct ctx *c);
 /** Forgets the sequence: n_past = 0. */
 void ctx_reset(struct ctx *c);
+/**
+ * Forgets every position from n_past on (KV rows past it are overwritten by
+ * the next batch): for a reused prefix or rejected draft tokens. Returns 0,
+ * or -EINVAL inside a batch (forward_begin .. forward_finish) or when n_past
+ * exceeds ctx_n_past(c).
+ */
+int ctx_truncate(struct ctx *c, uint32_t n_past);
 /** Positions held in the KV cache. */
 uint32_t ctx_n_past(const struct ctx *c);
 uint32_t ctx_n_ctx(const struct ctx *c);

@@ -511,6 +511,47 @@ test_prefill_vs_decode(void)
  * same fill by hand (naive_kv from its own exit state), so the logits of
  * every step must agree; with n_run = n_layers throughout this is full depth.
  */
+/* Running tokens again after ctx_truncate gives the logits of the first time (as one batch). */
+static void
+test_truncate(void)
+{
+	enum { N = 6, KEEP = 2 };
+	const struct model_hparams *hp;
+	struct ctx *c = NULL;
+	int32_t toks[N];
+	float *z1, *z2;
+	struct lens ln;
+	double worst = 0;
+
+	ASSERT_OK(load("models/stories260K.gguf"));
+	hp = &model.hp;
+	z1 = malloc(hp->n_vocab * sizeof(float));
+	z2 = malloc(hp->n_vocab * sizeof(float));
+	ASSERT(z1 && z2);
+	tokens_for(toks, N, hp->n_vocab);
+	ASSERT_EQ(ctx_new(&c, &model, 32, 2, NULL), 0);
+	ASSERT_EQ(ctx_truncate(c, 1), -EINVAL); /* past n_past */
+	for (int pass = 0; pass < 2; pass++) {
+		float *z = pass ? z2 : z1;
+
+		if (pass)
+			ASSERT_EQ(ctx_truncate(c, KEEP), 0);
+		ASSERT_EQ(forward_begin(c, toks + ctx_n_past(c), N - ctx_n_past(c)), 0);
+		ASSERT_EQ(ctx_truncate(c, 0), -EINVAL); /* inside a batch */
+		for (uint32_t l = 0; l < hp->n_layers; l++)
+			ASSERT_EQ(forward_layer(c, l), 0);
+		ASSERT_EQ(forward_lens(c, &ln, z), 0);
+		ASSERT_EQ(forward_finish(c, hp->n_layers), 0);
+		ASSERT_EQ(ctx_n_past(c), N);
+	}
+	for (uint32_t i = 0; i < hp->n_vocab; i++)
+		worst = fmax(worst, fabs((double)z1[i] - z2[i]));
+	ASSERT(worst < 1e-4);
+	ctx_free(c);
+	free(z1);
+	free(z2);
+}
+
 static void
 run_exits(const uint32_t *n_run, uint32_t n, double *worst)
 {
@@ -713,5 +754,5 @@ test_cleanup(void)
 }
 
 TEST_MAIN(TEST_CASE(test_layers_vs_naive), TEST_CASE(test_prefill_vs_decode),
-	  TEST_CASE(test_kv_fill), TEST_CASE(test_api_errors), TEST_CASE(test_arch_ops),
+	  TEST_CASE(test_kv_fill), TEST_CASE(test_truncate), TEST_CASE(test_api_errors), TEST_CASE(test_arch_ops),
 	  TEST_CASE(test_cleanup))
