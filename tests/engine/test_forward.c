@@ -754,5 +754,5 @@ test_cleanup(void)
 }
 
 TEST_MAIN(TEST_CASE(test_layers_vs_naive), TEST_CASE(test_prefill_vs_decode),
-	  TEST_CASE(test_kv_fill), TEST_CASE(test_truncate), TEST_CASE(test_api_errors), TEST_CASE(test_arch_ops),
-	  TEST_CASE(test_cleanup))
+	  TEST_CASE(test_kv_fill), TEST_CASE(test_truncate), TEST_CASE(test_api_errors),
+	  TEST_CASE(test_arch_ops), TEST_CASE(test_cleanup))
