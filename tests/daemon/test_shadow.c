@@ -187,6 +187,7 @@ test_accounting(void)
 	ASSERT(!sh.tasks[0].warned && !sh.tasks[0].drift);
 	r->tokens = NULL; /* the request's arrays are the test's */
 	req_free(r);
+	snap_unref(sn);
 	snap_unref(old);
 	shadow_deinit(&sh);
 }
