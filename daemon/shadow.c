@@ -122,8 +122,7 @@ find(struct shadow *sh, const char *task)
 }
 
 struct shadow_job *
-shadow_observe(struct shadow *sh, const struct req *r, const struct run_result *res,
-	       double wall_s)
+shadow_observe(struct shadow *sh, const struct req *r, const struct run_result *res, double wall_s)
 {
 	struct shadow_task *t;
 	struct shadow_job *j;
@@ -264,7 +263,8 @@ pack_task(const struct shadow_task *t, msgpack_packer *pk)
 	PK(msgpack_pack_map(pk, 17));
 	PK(kv_f64(pk, PROTO_K_SHADOW_RATE, t->rate));
 	PK(kv_u64(pk, PROTO_K_SHADOW_LIVE, t->live));
-	PK(kv_f64(pk, PROTO_K_PRUNING_RATIO, total ? (double)t->layers_skipped / (double)total : 0));
+	PK(kv_f64(pk, PROTO_K_PRUNING_RATIO,
+		  total ? (double)t->layers_skipped / (double)total : 0));
 	PK(proto_pack_cstr(pk, PROTO_K_EXIT_LAYERS));
 	PK(msgpack_pack_array(pk, n_bins));
 	for (uint32_t l = 0; l < n_bins; l++)

@@ -57,7 +57,7 @@ void shadow_job_free(struct shadow_job *j);
 struct shadow_task {
 	char name[64];
 	double rate;
-	uint64_t live;                 /* early-exit completes seen (the sampling sequence) */
+	uint64_t live; /* early-exit completes seen (the sampling sequence) */
 	uint64_t layers_run, layers_skipped;
 	uint64_t exit_hist[SHADOW_MAX_LAYERS]; /* [l - 1]: tokens taken from layer l */
 	uint32_t n_layers;
