@@ -43,6 +43,42 @@ def prompts(n):
         return [json.loads(line)["prompt"] for line in f][:n]
 
 
+def prom_check(text):
+    """Prometheus text conventions for the output: every sample after its family's HELP and
+    TYPE, counters (only they) ending in _total, no series twice, histogram buckets
+    cumulative with +Inf equal to _count. Returns {series: value}."""
+    fams, series, kind, bucket = {}, {}, None, {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split()[2]
+            check(name not in fams, "family %s twice" % name)
+            fams[name] = None
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            check(name in fams, "TYPE before HELP: %s" % name)
+            check((kind == "counter") == name.endswith("_total"), "%s: %s" % (name, kind))
+            fams[name] = kind
+            family = name
+            continue
+        key, value = line.rsplit(" ", 1)
+        base = key.split("{")[0]
+        check(base == family or (kind in ("histogram", "summary") and base in (
+            family + "_bucket", family + "_sum", family + "_count")), "%s outside %s" % (key, family))
+        check(key not in series, "series twice: %s" % key)
+        series[key] = float(value)
+        if base.endswith("_bucket"):
+            labels = key[key.index("{") + 1:-1]
+            task = labels.split(",le=")[0]
+            prev = bucket.get((base, task), 0)
+            check(series[key] >= prev, "buckets not cumulative: %s" % key)
+            bucket[(base, task)] = series[key]
+        if kind == "histogram" and base.endswith("_count"):
+            task = key[key.index("{") + 1:-1]
+            check(bucket[(family + "_bucket", task)] == series[key], "+Inf != count: %s" % key)
+    return series
+
+
 def settled(c, task, want):
     """Waits until every sampled request of task was run or dropped; returns its shadow stats."""
     t0 = time.time()
@@ -92,6 +128,11 @@ def t_drift():
                              capture_output=True, text=True, timeout=30)
         check(out.returncode == 0, "stats --prometheus: %s" % out.stderr)
         prom = out.stdout
+        series = prom_check(prom)
+        st = c.ok("stats")["shadow"]["bad"]
+        check(series['adainfer_task_shadow_agreement_upper_ratio{task="bad"}'] ==
+              st["agreement_interval"][1], "upper bound as stats say")
+        check(series['adainfer_task_shadow_agreements_total{task="bad"}'] == st["agree"], "agree")
         for want in ('adainfer_task_shadow_runs_total{task="bad"} %d' % (N + 10),
                      'adainfer_task_shadow_drift{task="bad"} 1',
                      'adainfer_task_shadow_drift{task="good"} 0',
