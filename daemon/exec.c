@@ -680,8 +680,8 @@ exec_shadow(struct exec *e, struct shadow_job *j)
 	double t;
 	int rc;
 
-	if (e->shadow == NULL)
-		return -EINVAL;
+	if (e->shadow == NULL || !shadow_current(e->shadow, j))
+		return -ESTALE; /* counted for a snapshot no longer served: not worth a run */
 	if ((rc = exec_ctx_snap(e, j->snap, &d)) < 0) {
 		log_warnx("shadow run: cannot create an inference context: %s", d.msg);
 		shadow_drop(e->shadow, j, false);

@@ -41,8 +41,9 @@ void exec_run(struct exec *e, struct req *r, exec_emit_fn emit, void *ud);
  * Runs shadow job j at full depth (cancelled between layers by j->cancel)
  * and records the comparison with its early answer in e->shadow. Returns
  * 0, -ECANCELED when j->cancel stopped it (nothing recorded: the caller may
- * retry it), or another negative errno when it could not run (counted
- * dropped).
+ * retry it), -ESTALE when j belongs to a snapshot a reload replaced (not
+ * run, not counted), or another negative errno when it could not run
+ * (counted dropped).
  */
 int exec_shadow(struct exec *e, struct shadow_job *j);
 /** Packs an error response for r and emits it as final (also used for requests never run). */

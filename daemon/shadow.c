@@ -232,6 +232,17 @@ shadow_drop(struct shadow *sh, const struct shadow_job *j, bool preempted)
 	pthread_mutex_unlock(&sh->lock);
 }
 
+bool
+shadow_current(struct shadow *sh, const struct shadow_job *j)
+{
+	bool cur;
+
+	pthread_mutex_lock(&sh->lock);
+	cur = j->snap == sh->cur;
+	pthread_mutex_unlock(&sh->lock);
+	return cur;
+}
+
 #define PK(x)                                                                                      \
 	do {                                                                                       \
 		if ((x) < 0)                                                                       \

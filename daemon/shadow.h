@@ -117,6 +117,9 @@ bool shadow_record(struct shadow *sh, const struct shadow_job *j, const int32_t 
  */
 void shadow_drop(struct shadow *sh, const struct shadow_job *j, bool preempted);
 
+/** Whether j still counts: a job of an older snapshot (a reload since) is not run at all. */
+bool shadow_current(struct shadow *sh, const struct shadow_job *j);
+
 /** Packs {task: {...}} for the `stats` method. Returns 0 or -ENOMEM. */
 int shadow_pack(struct shadow *sh, msgpack_packer *pk);
 
