@@ -18,6 +18,7 @@
 #include "daemon/base/log.h"
 #include "notify.h"
 #include "daemon.h"
+#include "daemon/engine/blas.h"
 #include "tasks.h"
 
 static void
@@ -201,9 +202,22 @@ main(int argc, char **argv)
 	uv_loop_t loop;
 	int rc;
 
+	/* before any thread: a restart with better OpenBLAS kernels keeps the pid */
+	int blas_rc = blas_pick_core(argv);
+	const char *blas_old = blas_replaced_core();
+
 	memset(&dm, 0, sizeof(dm));
 	dm.ov.threads = -1;
 	log_init("adainferd", LOG_LEVEL_INFO);
+	if (blas_old != NULL)
+		log_info("OpenBLAS chose its %s kernels on this CPU; restarted with "
+			 "OPENBLAS_CORETYPE=%s (set the variable to choose otherwise)",
+			 blas_old, blas_core());
+	else if (blas_rc < 0)
+		log_warnx("OpenBLAS chose its %s kernels on a CPU that allows %s, and restarting "
+			  "with OPENBLAS_CORETYPE=%s failed: %s",
+			  blas_core(), blas_core_for_cpu(), blas_core_for_cpu(),
+			  strerror(-blas_rc));
 	if ((rc = parse_args(argc, argv, &dm.ov, &dm.conf_path, &check)) >= 0)
 		return rc;
 	if (conf_load(&conf, dm.conf_path, &dm.ov, &d) < 0) {

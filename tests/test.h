@@ -135,6 +135,15 @@ test_run_(const struct test_case_ *cases, size_t n, int argc, char **argv)
 	{                                                                                          \
 #fn, fn                                                                            \
 	}
+/* TEST_MAIN with init(argv) called first (e.g. blas_pick_core, which may exec). */
+#define TEST_MAIN_INIT(init, ...)                                                                  \
+	int main(int argc, char **argv)                                                            \
+	{                                                                                          \
+		static const struct test_case_ cases[] = {__VA_ARGS__};                            \
+		init(argv);                                                                        \
+		return test_run_(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);             \
+	}
+
 #define TEST_MAIN(...)                                                                             \
 	int main(int argc, char **argv)                                                            \
 	{                                                                                          \

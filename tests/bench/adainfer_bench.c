@@ -36,6 +36,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon/engine/blas.h"
 #include "daemon/engine/forward.h"
 #include "daemon/engine/model.h"
 
@@ -546,6 +547,8 @@ main(int argc, char **argv)
 	struct model_run *runs = NULL;
 	int rc, status = 0;
 
+	blas_pick_core(argv); /* the kernels adainferd computes with (may restart) */
+	h.blas_replaced = blas_replaced_core();
 	if ((rc = parse_opts(&o, argc, argv)) != 0) {
 		opts_free(&o);
 		return rc > 0 ? 0 : 2;

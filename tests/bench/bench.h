@@ -82,7 +82,8 @@ struct host {
 	bool flag_has[16];
 	const char *kernels; /* the engine's SIMD level */
 	const char *blas_core, *blas_config, *blas_env;
-	double bw_gbs; /* 0: not measured */
+	const char *blas_replaced; /* the core OpenBLAS chose, when blas_pick_core replaced it */
+	double bw_gbs;             /* 0: not measured */
 	size_t bw_bytes, llc_bytes;
 	bool vs_ctk; /* llama-bench accepts -ctk KV -ctv KV of o->kv: it is passed them */
 };

@@ -109,13 +109,14 @@ out_print_host(const struct opts *o, const struct host *h)
 		for (int i = 0; i < h->n_flags; i++)
 			json_object_set_new(fl, h->flag_names[i], json_boolean(h->flag_has[i]));
 		print_json(json_pack(
-		    "{s:s, s:s, s:s, s:o, s:i, s:s, s:s, s:s, s:s?, s:f, s:I, s:I, s:s?, s:s}",
+		    "{s:s, s:s, s:s, s:o, s:i, s:s, s:s, s:s, s:s?, s:s?, s:f, s:I, s:I, s:s?, "
+		    "s:s}",
 		    "type", "system", "adainfer", ADAINFER_VERSION, "cpu", h->cpu, "flags", fl,
 		    "threads", o->threads, "engine_kernels", h->kernels, "openblas_core",
 		    h->blas_core, "openblas_config", h->blas_config, "openblas_coretype_env",
-		    h->blas_env, "bandwidth_gbs", h->bw_gbs, "bandwidth_buffer_bytes",
-		    (json_int_t)h->bw_bytes, "llc_bytes", (json_int_t)h->llc_bytes, "vs", o->vs,
-		    "kv", o->kv));
+		    h->blas_env, "openblas_core_replaced", h->blas_replaced, "bandwidth_gbs",
+		    h->bw_gbs, "bandwidth_buffer_bytes", (json_int_t)h->bw_bytes, "llc_bytes",
+		    (json_int_t)h->llc_bytes, "vs", o->vs, "kv", o->kv));
 		return;
 	}
 	printf("adainfer-bench %s\n", ADAINFER_VERSION);
@@ -129,9 +130,11 @@ out_print_host(const struct opts *o, const struct host *h)
 		if (!h->flag_has[i])
 			printf(" %s", h->flag_names[i]);
 	printf(")\n");
-	printf("engine kernels: %s; OpenBLAS core: %s (%s)%s%s\n", h->kernels, h->blas_core,
+	printf("engine kernels: %s; OpenBLAS core: %s (%s)%s%s%s%s%s\n", h->kernels, h->blas_core,
 	       h->blas_config, h->blas_env ? "; OPENBLAS_CORETYPE=" : "",
-	       h->blas_env ? h->blas_env : "");
+	       h->blas_env ? h->blas_env : "",
+	       h->blas_replaced ? " (set by adainfer: OpenBLAS chose " : "",
+	       h->blas_replaced ? h->blas_replaced : "", h->blas_replaced ? ")" : "");
 	if (h->bw_gbs > 0)
 		printf("read bandwidth: %.1f GB/s (%d threads, %.0f MiB buffer, %.0f MiB "
 		       "last-level cache, best of %d)\n",

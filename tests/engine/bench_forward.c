@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/engine/blas.h"
 #include "daemon/engine/forward.h"
 #include "daemon/engine/model.h"
 #include "daemon/engine/quant.h"
@@ -38,6 +39,8 @@ main(int argc, char **argv)
 	struct model m;
 	struct ctx *c = NULL;
 	struct diag d = {{0}};
+
+	blas_pick_core(argv); /* the kernels adainferd computes with (may restart) */
 	struct lens ln;
 	uint32_t np = argc > 2 ? (uint32_t)atoi(argv[2]) : 64;
 	uint32_t nd = argc > 3 ? (uint32_t)atoi(argv[3]) : 32;

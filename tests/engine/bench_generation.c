@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "daemon/calib/calib.h"
+#include "daemon/engine/blas.h"
 #include "daemon/engine/runner.h"
 #include "util/feat_load.h"
 #include "daemon/profile/profile.h"
@@ -66,6 +67,7 @@ collect(struct ctx *c, json_t *cases, size_t from, size_t to, uint32_t L, struct
 int
 main(int argc, char **argv)
 {
+	blas_pick_core(argv); /* the kernels adainferd computes with (may restart) */
 	const char *model = argc > 1 ? argv[1] : test_fixture("models/stories260K.gguf");
 	const char *golden = argc > 2 ? argv[2] : test_fixture("golden/stories260K/f32.json");
 	static const double targets[] = {0.99, 0.95, 0.99}; /* the last with the check cost */

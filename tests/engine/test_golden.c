@@ -15,6 +15,7 @@
 
 #include "test.h"
 
+#include "daemon/engine/blas.h"
 #include "daemon/engine/forward.h"
 #include "daemon/engine/model.h"
 #include "daemon/engine/tokenizer.h"
@@ -611,5 +612,20 @@ test_tiny_tasks(void)
 	json_decref(lc);
 }
 
-TEST_MAIN(TEST_CASE(test_stories_f32), TEST_CASE(test_stories_f16), TEST_CASE(test_stories_q8_0),
-	  TEST_CASE(test_random_quants), TEST_CASE(test_archs), TEST_CASE(test_tiny_tasks))
+/* The kernels adainferd computes with: OpenBLAS's choice, or the better one
+ * adainferd restarts with where OpenBLAS falls back to Prescott (blas.h). */
+static void
+pick_blas(char **argv)
+{
+	int rc = blas_pick_core(argv);
+	const char *old = blas_replaced_core();
+
+	fprintf(stderr, "  OpenBLAS core: %s%s%s%s\n", blas_core(), old ? " (OpenBLAS chose " : "",
+		old ? old : "", old ? ")" : "");
+	if (rc < 0)
+		fprintf(stderr, "  blas_pick_core: %s\n", strerror(-rc));
+}
+
+TEST_MAIN_INIT(pick_blas, TEST_CASE(test_stories_f32), TEST_CASE(test_stories_f16),
+	       TEST_CASE(test_stories_q8_0), TEST_CASE(test_random_quants), TEST_CASE(test_archs),
+	       TEST_CASE(test_tiny_tasks))
