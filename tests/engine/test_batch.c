@@ -17,9 +17,9 @@
 #include "daemon/engine/runner.h"
 #include "util/rng.h"
 
-#define N_REQ 40
+#define N_REQ      40
 #define MAX_PROMPT 40
-#define SLOTS 6
+#define SLOTS      6
 
 static const char *
 model_path(const char *rel)
