@@ -79,8 +79,8 @@ ensure(struct fbatch *fb, const struct ctx *c, uint32_t rows)
 	if (forward_act_bytes(c->m, cap, &fb->act_size) < 0)
 		goto fail;
 	fb->act = malloc(fb->act_size ? fb->act_size : 1);
-	if (!fb->xn || !fb->tmp || !fb->q || !fb->att || !fb->k || !fb->v || !fb->ffg ||
-	    !fb->ffu || !fb->act)
+	if (!fb->xn || !fb->tmp || !fb->q || !fb->att || !fb->k || !fb->v || !fb->ffg || !fb->ffu ||
+	    !fb->act)
 		goto fail;
 	fb->cap = cap;
 	fb->m = c->m;
@@ -110,13 +110,14 @@ fbatch_free(struct fbatch *fb)
 static bool
 rows_exact(const struct tensor *w)
 {
-	return w->type != GGML_TYPE_F32 && (!quant_gemm_supported(w->type) || quant_gemm_exact(w->type));
+	return w->type != GGML_TYPE_F32 &&
+	       (!quant_gemm_supported(w->type) || quant_gemm_exact(w->type));
 }
 
 /* y = x W^T over the concatenated rows of the n batches, each row with its unbatched bits. */
 static void
-matmul(struct fbatch *fb, struct ctx *const *cs, uint32_t n, uint32_t rows,
-       const struct tensor *w, const float *x, float *y)
+matmul(struct fbatch *fb, struct ctx *const *cs, uint32_t n, uint32_t rows, const struct tensor *w,
+       const float *x, float *y)
 {
 	struct pool *p = cs[0]->pool;
 	size_t cols = (size_t)w->ne[0], out = (size_t)w->ne[1], at = 0;
