@@ -117,6 +117,9 @@ def main():
                         "  request_deadline_ms: 0\n  max_queued: 1024\n%s"
                         % (os.path.abspath(a.model), a.threads, a.context, self.sock, extra))
 
+        def wait_ready(self, timeout=600):  # a big model is hashed once at first start
+            daemon_util.Daemon.wait_ready(self, timeout)
+
     prof = ("profiles:\n  inline:\n    gap: {classifier: gap, threshold: 0.3, min_layer: 2}\n")
     dms = {b: D(conf_extra="batch: %d\n%s" % (b, prof)) for b in (1, a.batch)}
     try:

@@ -7,6 +7,11 @@
  * layer's lens (argmax, or a sample from its softmax), and forward_finish
  * fills the KV entries of the skipped layers so later tokens see valid keys.
  *
+ * A request is a sequence of steps (struct run_seq): runner_run drives one
+ * through them, runner_step several at once over fbatch_layer, with the
+ * same start, check, token choice and stop rules (runner_seq_*), so both
+ * give the same tokens. The stopping rule is runner_seq_check alone.
+ *
  * The only module that combines forward.h with exitclf.h. Cancellation and
  * the deadline are checked between layers; neither is an error. Never
  * allocates per layer, never aborts on request parameters (they come from a

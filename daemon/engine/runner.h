@@ -2,7 +2,8 @@
  * runner.h — one request through the engine with AdaInfer early exit: prefill
  * the prompt layer by layer, consult the exit policy after each eligible
  * layer, skip the rest when it fires, then decode token by token the same way
- * (or at full depth after the first token, as the policy chooses). This is
+ * (or at full depth after the first token, as the policy chooses); or
+ * several requests at once, one step each per forward pass (runner_step). This is
  * the only code that combines forward.h with exitclf.h; the daemon's worker
  * and the tests call it.
  */
