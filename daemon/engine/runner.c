@@ -105,12 +105,25 @@ runner_seq_start(struct run_seq *q, struct ctx *c, const struct run_params *p, s
 	ctx_reset(c);
 	r->stop = RUN_STOP_LENGTH;
 	q->batch = p->prompt;
+	q->in_prompt = true;
 	q->started = true;
 	q->done = q->cap == 0;
 	return 0;
 fail:
 	q->done = true;
 	return q->rc;
+}
+
+/* Tokens of q's next step: the prompt (or its next chunk), else the last token. */
+static uint32_t
+next_n(const struct run_seq *q)
+{
+	uint32_t rem, chunk = q->p->prefill_chunk;
+
+	if (!q->in_prompt)
+		return 1;
+	rem = q->p->n_prompt - q->n_prompt_done;
+	return chunk != 0 && rem > chunk ? chunk : rem;
 }
 
 int
@@ -121,11 +134,14 @@ runner_seq_step_begin(struct run_seq *q)
 
 	if (q->done)
 		return 1;
-	q->n = q->batch == p->prompt ? p->n_prompt : 1;
+	q->n = next_n(q);
+	q->mid_prompt = q->in_prompt && q->n_prompt_done + q->n < p->n_prompt;
+	if (q->in_prompt)
+		q->batch = p->prompt + q->n_prompt_done;
 	q->bp = q->pol;
-	if (q->batch != p->prompt && q->pol != NULL &&
-	    q->pol->generation == EXIT_GEN_FULL_AFTER_FIRST)
-		q->bp = NULL;
+	if (q->mid_prompt ||
+	    (!q->in_prompt && q->pol != NULL && q->pol->generation == EXIT_GEN_FULL_AFTER_FIRST))
+		q->bp = NULL; /* a chunk before the prompt's last runs at full depth */
 	if (ctx_n_past(q->c) + q->n > ctx_n_ctx(q->c)) {
 		q->r->stop = RUN_STOP_CONTEXT;
 		q->done = true;
@@ -147,7 +163,7 @@ runner_seq_interrupted(struct run_seq *q)
 {
 	if (!should_stop(q->p, &q->r->stop))
 		return false;
-	if (q->batch == q->p->prompt)
+	if (q->in_prompt)
 		q->r->t_prefill_s = util_now() - q->t0;
 	q->rc = 1;
 	q->done = true;
@@ -204,10 +220,20 @@ runner_seq_step_end(struct run_seq *q)
 	const struct run_params *p = q->p;
 	struct run_result *r = q->r;
 	const struct model *m = ctx_model(q->c);
-	bool prompt = q->batch == p->prompt;
+	bool prompt = q->in_prompt;
 	int32_t tok;
 	int rc = 0;
 
+	if (q->mid_prompt) { /* no token: the prompt goes on in the next step */
+		if ((rc = forward_finish(q->c, q->n_run)) < 0) {
+			q->rc = rc;
+			q->done = true;
+			return rc;
+		}
+		q->n_prompt_done += q->n;
+		return 0;
+	}
+	q->in_prompt = false;
 	/* Full depth: the lens after the last layer is the model's own output. */
 	if (!q->have_lens)
 		rc = forward_lens(q->c, &q->lens, q->logits);
@@ -321,7 +347,7 @@ runner_step(struct fbatch *fb, struct run_seq *const *seqs, uint32_t n)
 		for (uint32_t i = 0; i < n; i++) {
 			struct run_seq *q = seqs[i];
 
-			bool one = (q->batch == q->p->prompt ? q->p->n_prompt : 1) == 1;
+			bool one = next_n(q) == 1;
 
 			if (q->done || one != (pass == 0))
 				continue;

@@ -40,6 +40,11 @@ struct run_params {
 	bool full_depth;
 	const atomic_bool *cancel; /* may be NULL; checked between layers */
 	double deadline;           /* util_now() seconds; 0 = none */
+	/* Prompt tokens per step (0 = the whole prompt in one): the chunks before the last
+	 * run at full depth, with no check and no token; only the last one's exit and
+	 * layer counts are the prompt's (runner_step mixes them with other sequences'
+	 * decode steps). */
+	uint32_t prefill_chunk;
 	/* Called for each generated token; nonzero return stops generation. May be NULL. */
 	int (*on_token)(void *ud, int32_t id, uint32_t exit_layer);
 	void *ud;
@@ -102,8 +107,10 @@ struct run_seq {
 	uint32_t n_layers, cap;
 	double t0;
 	/* the current step */
-	const int32_t *batch; /* its tokens: the prompt, then the last token */
+	const int32_t *batch; /* its tokens: the prompt (a chunk of it), then the last token */
 	uint32_t n;
+	uint32_t n_prompt_done;       /* prompt tokens in the KV cache (earlier chunks) */
+	bool in_prompt, mid_prompt;   /* a prompt step; one before the prompt's last chunk */
 	const struct exit_policy *bp; /* the step's policy (full depth after the first?) */
 	struct exitclf_run st;
 	struct lens lens;

@@ -3,7 +3,7 @@
  * runner_step) against one at a time (runner_run): the same tokens, exit
  * layers, stop reasons and layer counts, bit for bit, over many requests
  * with mixed prompts, lengths, max_tokens, exit policies, sampling and
- * stop-at-EOS, joining and leaving the batch between steps (continuous
+ * stop-at-EOS, prompts in chunks, joining and leaving the batch between steps (continuous
  * batching), on the F32 bundled model (sgemm vs row dots: the grouped
  * products) and on F16, BF16 (the AVX-512 BF16 tile is not exact: grouped)
  * and Q8_0 models (one product over all rows). Also: a layer step against
@@ -95,6 +95,8 @@ make_jobs(struct job *jobs, int n_jobs, const struct model *m)
 			j->p.top_p = 0.9f;
 			j->p.seed = rng_u64();
 		}
+		if (rng_u64() % 3 == 0) /* the prompt in chunks, mixed with others' decode steps */
+			j->p.prefill_chunk = 1 + (uint32_t)(rng_u64() % 16);
 		j->p.cancel = &j->cancel;
 		j->p.on_token = count_cb;
 		j->p.ud = j;
