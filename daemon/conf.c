@@ -186,6 +186,12 @@ k_batch(struct parse *p, yaml_node_t *v, const char *key)
 }
 
 static int
+k_prefill_chunk(struct parse *p, yaml_node_t *v, const char *key)
+{
+	return get_uint(p, v, key, 0, 1u << 20, &p->c->prefill_chunk, 10);
+}
+
+static int
 k_context(struct parse *p, yaml_node_t *v, const char *key)
 {
 	return get_uint(p, v, key, 0, 1u << 20, &p->c->context, 10);
@@ -387,6 +393,7 @@ static const struct key_handler top_keys[] = {{"model", k_model},
 					      {"threads", k_threads},
 					      {"workers", k_workers},
 					      {"batch", k_batch},
+					      {"prefill_chunk", k_prefill_chunk},
 					      {"context", k_context},
 					      {"kv_cache", k_kv_cache},
 					      {"socket", k_socket},

@@ -9,6 +9,7 @@
  *   workers: N                  inference worker threads (1..16)
  *   batch: N                    requests a worker runs together, one forward pass per
  *                               step for all (1..64; 1 = one at a time)
+ *   prefill_chunk: N            prompt tokens per step, 0 = the whole prompt
  *   context: N                  positions per request, 0 = the model's
  *   kv_cache: f32|f16           KV cache element type (default f32)
  *   socket:
@@ -70,7 +71,8 @@ struct conf {
 	uint32_t socket_mode;
 	int threads;
 	int workers;
-	int batch; /* requests per worker step (CONF_MAX_BATCH at most) */
+	int batch;              /* requests per worker step (CONF_MAX_BATCH at most) */
+	uint32_t prefill_chunk; /* prompt tokens per step; 0 = the whole prompt */
 	uint32_t context;
 	enum kv_type kv_cache; /* KV_F32 unless kv_cache: f16 */
 	uid_t allow_uids[CONF_MAX_IDS];

@@ -574,6 +574,7 @@ complete_params(struct req *r, struct gen *g, struct run_params *p)
 	p->full_depth = r->full_depth || r->profile == NULL;
 	p->cancel = &r->cancel;
 	p->deadline = r->deadline;
+	p->prefill_chunk = r->snap->conf.prefill_chunk;
 	p->on_token = on_token;
 	p->ud = g;
 }

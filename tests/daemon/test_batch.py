@@ -1,7 +1,8 @@
 """adainferd with `batch: N` (several requests per worker step, one forward
 pass for all of them) against `batch: 1` (one at a time): the same tokens,
 exit layers and stop reasons for many prompts with mixed tasks (profiles),
-lengths, max_tokens, sampling and full depth, sent by concurrent clients;
+lengths, max_tokens, sampling and full depth, sent by concurrent clients
+(also with prompts in chunks, prefill_chunk);
 a request cancelled inside a batch is answered `cancelled` and leaves the
 others untouched; and fairness: a client's pipeline does not hold back
 another client's request (round-robin admission between steps)."""
@@ -45,8 +46,8 @@ def key(r):
     return (r["tokens"], r["exit_layers"], r["stop_reason"], r["layers_run"], r["n_checks"])
 
 
-def reference(reqs):
-    d = Daemon(conf_extra="batch: 1\n" + PROFILES)
+def reference(reqs, extra=""):
+    d = Daemon(conf_extra="batch: 1\n" + extra + PROFILES)
     try:
         c = d.client()
         return [key(c.ok("complete", p)) for p in reqs]
@@ -54,10 +55,10 @@ def reference(reqs):
         d.cleanup()
 
 
-def t_batched_equals_one_at_a_time():
-    reqs = prompts(48, 7)
-    want = reference(reqs)
-    d = Daemon(conf_extra="batch: 8\n" + PROFILES)
+def t_batched_equals_one_at_a_time(extra="", seed=7):
+    reqs = prompts(48, seed)
+    want = reference(reqs, extra)
+    d = Daemon(conf_extra="batch: 8\n" + extra + PROFILES)
     got = [None] * len(reqs)
     errors = []
 
@@ -88,6 +89,11 @@ def t_batched_equals_one_at_a_time():
         check(early > 0, "some tokens exit early")
     finally:
         d.cleanup()
+
+
+def t_prefill_chunks():
+    # prompts in chunks of 5 tokens, mixed with the other requests' decode steps
+    t_batched_equals_one_at_a_time("prefill_chunk: 5\n", 8)
 
 
 def t_cancel_in_batch():
@@ -159,5 +165,6 @@ def t_fairness():
 if __name__ == "__main__":
     skip_unless_daemon()
     run([("batched_equals_one_at_a_time", t_batched_equals_one_at_a_time),
+         ("prefill_chunks", t_prefill_chunks),
          ("cancel_in_batch", t_cancel_in_batch),
          ("fairness", t_fairness)])
