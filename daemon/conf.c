@@ -176,6 +176,22 @@ k_workers(struct parse *p, yaml_node_t *v, const char *key)
 }
 
 static int
+k_batch(struct parse *p, yaml_node_t *v, const char *key)
+{
+	uint32_t x = 0;
+	int rc = get_uint(p, v, key, 1, CONF_MAX_BATCH, &x, 10);
+
+	p->c->batch = (int)x;
+	return rc;
+}
+
+static int
+k_prefill_chunk(struct parse *p, yaml_node_t *v, const char *key)
+{
+	return get_uint(p, v, key, 0, 1u << 20, &p->c->prefill_chunk, 10);
+}
+
+static int
 k_context(struct parse *p, yaml_node_t *v, const char *key)
 {
 	return get_uint(p, v, key, 0, 1u << 20, &p->c->context, 10);
@@ -427,6 +443,8 @@ k_chat_template(struct parse *p, yaml_node_t *v, const char *key)
 static const struct key_handler top_keys[] = {{"model", k_model},
 					      {"threads", k_threads},
 					      {"workers", k_workers},
+					      {"batch", k_batch},
+					      {"prefill_chunk", k_prefill_chunk},
 					      {"context", k_context},
 					      {"kv_cache", k_kv_cache},
 					      {"socket", k_socket},
@@ -476,6 +494,7 @@ conf_defaults(struct conf *c)
 	c->socket_mode = 0660;
 	c->threads = 0;
 	c->workers = 1;
+	c->batch = CONF_DEFAULT_BATCH;
 	c->log_level = LOG_LEVEL_INFO;
 	c->limits.max_message_bytes = 1u << 20;
 	c->limits.max_prompt_tokens = 4096;

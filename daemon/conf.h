@@ -7,6 +7,9 @@
  *   model: PATH                 GGUF model (required unless --model)
  *   threads: N                  compute threads per worker, 0 = all cores
  *   workers: N                  inference worker threads (1..16)
+ *   batch: N                    requests a worker runs together, one forward pass per
+ *                               step for all (1..64; 1 = one at a time)
+ *   prefill_chunk: N            prompt tokens per step, 0 = the whole prompt
  *   context: N                  positions per request, 0 = the model's
  *   kv_cache: f32|f16           KV cache element type (default f32)
  *   socket:
@@ -51,6 +54,8 @@
 #define CONF_MAX_IDS             64
 #define CONF_MAX_INLINE_PROFILES 16
 #define CONF_MAX_SHADOW_TASKS    32
+#define CONF_MAX_BATCH           64 /* RUNNER_MAX_BATCH */
+#define CONF_DEFAULT_BATCH       4
 
 struct conf_limits {
 	uint32_t max_message_bytes;
@@ -79,6 +84,8 @@ struct conf {
 	uint32_t socket_mode;
 	int threads;
 	int workers;
+	int batch;              /* requests per worker step (CONF_MAX_BATCH at most) */
+	uint32_t prefill_chunk; /* prompt tokens per step; 0 = the whole prompt */
 	uint32_t context;
 	enum kv_type kv_cache; /* KV_F32 unless kv_cache: f16 */
 	uid_t allow_uids[CONF_MAX_IDS];

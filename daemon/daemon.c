@@ -57,11 +57,12 @@ check_kv_memory(const struct conf *c, const struct model *m, uint32_t n_ctx, str
 	if (pages <= 0 || page <= 0)
 		return 0; /* unknown RAM: nothing to compare with */
 	budget = (double)pages * (double)page / 2;
-	per_worker = kv == SIZE_MAX ? INFINITY : (double)kv;
+	/* a worker holds one context per request of its batch */
+	per_worker = kv == SIZE_MAX ? INFINITY : (double)kv * MAX(c->batch, 1);
 	if (per_worker * c->workers <= budget)
 		return 0;
 	per_pos = (double)ctx_kv_bytes(m, 1, c->kv_cache);
-	fit = (uint64_t)(budget / c->workers / per_pos) / 256 * 256;
+	fit = (uint64_t)(budget / c->workers / MAX(c->batch, 1) / per_pos) / 256 * 256;
 	return diag_set(
 	    d, -ENOMEM,
 	    "a context of %u positions (%s) needs %.1f GiB of KV cache per worker x %d "
@@ -209,8 +210,10 @@ daemon_reload(struct daemon *dm, struct conn *c, uint32_t msgid)
 	}
 	if (strcmp(dm->reload_conf.socket_path, dm->snap->conf.socket_path) != 0 ||
 	    dm->reload_conf.workers != dm->snap->conf.workers ||
-	    dm->reload_conf.threads != dm->snap->conf.threads)
-		log_warnx("socket, workers and threads changes take effect at the next restart");
+	    dm->reload_conf.threads != dm->snap->conf.threads ||
+	    dm->reload_conf.batch != dm->snap->conf.batch)
+		log_warnx("socket, workers, threads and batch changes take effect at the next "
+			  "restart");
 	rc = daemon_snap_new(&ns, &dm->reload_conf, dm->snap->model, &dm->reload_diag);
 	reload_finish(dm, ns, rc, dm->reload_diag.msg);
 }

@@ -565,66 +565,86 @@ pack_complete(msgpack_packer *pk, struct req *r, const struct gen *g, const stru
 	return 0;
 }
 
+/* r's generation parameters, the token callback on g. */
+static void
+complete_params(struct req *r, struct gen *g, struct run_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->prompt = r->tokens;
+	p->n_prompt = r->n_tokens;
+	p->max_tokens = r->max_tokens;
+	p->temperature = (float)r->temperature;
+	p->top_p = (float)r->top_p;
+	p->seed = r->seed;
+	p->stop_at_eos = r->eos;
+	p->policy = r->full_depth || r->profile == NULL ? NULL : &r->profile->pol;
+	p->full_depth = r->full_depth || r->profile == NULL;
+	p->cancel = &r->cancel;
+	p->deadline = r->deadline;
+	p->prefill_chunk = r->snap->conf.prefill_chunk;
+	p->on_token = on_token;
+	p->ud = g;
+}
+
+/* Answers r from its run (rc: runner_run's return): the result, or why there is none. */
+static void
+complete_reply(struct exec *e, struct req *r, struct gen *g, const struct run_result *res, int rc,
+	       double t_run, const struct lens *layers, const float *logits)
+{
+	const struct model *m = &r->snap->model->m;
+	exec_emit_fn emit = g->emit;
+	void *ud = g->ud;
+	struct proto_out o;
+
+	r->tokens_in = r->n_tokens;
+	r->tokens_out = res->n_tokens;
+	r->layers_run = res->layers_run;
+	r->layers_skipped = res->layers_skipped;
+	if (rc == -ENOSPC) {
+		exec_fail(r, PROTO_ERR_CONTEXT, "prompt does not fit the context", emit, ud);
+		return;
+	}
+	if (rc < 0 || g->oom) {
+		exec_fail(r, rc == -EINVAL ? PROTO_ERR_BAD_REQUEST : PROTO_ERR_INTERNAL,
+			  rc < 0 ? strerror(-rc) : "out of memory", emit, ud);
+		return;
+	}
+	if (atomic_load(&r->cancel) || res->stop == RUN_STOP_CANCELLED) {
+		exec_fail(r, PROTO_ERR_CANCELLED, "cancelled", emit, ud);
+		return;
+	}
+	if (res->stop == RUN_STOP_DEADLINE) {
+		exec_fail(r, PROTO_ERR_TIMEOUT, "deadline passed", emit, ud);
+		return;
+	}
+	proto_out_init(&o);
+	rc = proto_pack_result(&o.pk, r->msgid);
+	if (rc == 0)
+		rc = pack_complete(&o.pk, r, g, res, m->hp.n_layers, layers, logits);
+	r->t_done = util_now();
+	if (rc == 0 && e->shadow != NULL) /* before the answer: then r is the loop's again */
+		e->shadow_job = shadow_observe(e->shadow, r, res, t_run);
+	out_emit(&o, rc, r, true, emit, ud);
+}
+
 static void
 exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 {
 	const struct model *m = &r->snap->model->m;
 	struct gen g = {.r = r, .v = &m->vocab, .emit = emit, .ud = ud};
-	struct run_params p = {0};
+	struct run_params p;
 	struct run_result res = {0};
 	struct lens *layers = NULL;
 	float *logits = NULL;
-	struct proto_out o;
 	double t_run;
 	int rc;
 
 	if (r->trace && run_trace(e, r, &layers, &logits, emit, ud) < 0)
 		goto out;
-	p.prompt = r->tokens;
-	p.n_prompt = r->n_tokens;
-	p.max_tokens = r->max_tokens;
-	p.temperature = (float)r->temperature;
-	p.top_p = (float)r->top_p;
-	p.seed = r->seed;
-	p.stop_at_eos = r->eos;
-	p.policy = r->full_depth || r->profile == NULL ? NULL : &r->profile->pol;
-	p.full_depth = r->full_depth || r->profile == NULL;
-	p.cancel = &r->cancel;
-	p.deadline = r->deadline;
-	p.on_token = on_token;
-	p.ud = &g;
+	complete_params(r, &g, &p);
 	t_run = util_now();
 	rc = runner_run(e->ctx, &p, &res);
-	t_run = util_now() - t_run;
-	r->tokens_in = r->n_tokens;
-	r->tokens_out = res.n_tokens;
-	r->layers_run = res.layers_run;
-	r->layers_skipped = res.layers_skipped;
-	if (rc == -ENOSPC) {
-		exec_fail(r, PROTO_ERR_CONTEXT, "prompt does not fit the context", emit, ud);
-		goto out;
-	}
-	if (rc < 0 || g.oom) {
-		exec_fail(r, rc == -EINVAL ? PROTO_ERR_BAD_REQUEST : PROTO_ERR_INTERNAL,
-			  rc < 0 ? strerror(-rc) : "out of memory", emit, ud);
-		goto out;
-	}
-	if (atomic_load(&r->cancel) || res.stop == RUN_STOP_CANCELLED) {
-		exec_fail(r, PROTO_ERR_CANCELLED, "cancelled", emit, ud);
-		goto out;
-	}
-	if (res.stop == RUN_STOP_DEADLINE) {
-		exec_fail(r, PROTO_ERR_TIMEOUT, "deadline passed", emit, ud);
-		goto out;
-	}
-	proto_out_init(&o);
-	rc = proto_pack_result(&o.pk, r->msgid);
-	if (rc == 0)
-		rc = pack_complete(&o.pk, r, &g, &res, m->hp.n_layers, layers, logits);
-	r->t_done = util_now();
-	if (rc == 0 && e->shadow != NULL) /* before the answer: then r is the loop's again */
-		e->shadow_job = shadow_observe(e->shadow, r, &res, t_run);
-	out_emit(&o, rc, r, true, emit, ud);
+	complete_reply(e, r, &g, &res, rc, util_now() - t_run, layers, logits);
 out:
 	free(g.text);
 	free(layers);
@@ -632,8 +652,14 @@ out:
 	runner_result_free(&res);
 }
 
-void
-exec_run(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
+/*
+ * What every request starts with: the prompt as ids, tokenize and
+ * detokenize answered, e->ctx made to serve r and the prompt checked
+ * against it. Returns true when r (trace or complete) is ready to run on
+ * e->ctx, false when it has been answered.
+ */
+static bool
+exec_prepare(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 {
 	const struct model *m = &r->snap->model->m;
 	enum proto_err err = PROTO_ERR_NONE;
@@ -643,15 +669,15 @@ exec_run(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	r->t_start = util_now();
 	if (exec_prompt(r, &m->vocab, &err, msg, sizeof(msg)) < 0) {
 		exec_fail(r, err, msg, emit, ud);
-		return;
+		return false;
 	}
 	switch (r->kind) {
 	case REQ_TOKENIZE:
 		exec_tokenize(r, emit, ud);
-		return;
+		return false;
 	case REQ_DETOKENIZE:
 		exec_detokenize(r, emit, ud);
-		return;
+		return false;
 	case REQ_TRACE:
 	case REQ_COMPLETE:
 		break;
@@ -659,12 +685,20 @@ exec_run(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	if (exec_ctx(e, r, &d) < 0) {
 		log_warnx("cannot create an inference context: %s", d.msg);
 		exec_fail(r, PROTO_ERR_INTERNAL, "cannot create an inference context", emit, ud);
-		return;
+		return false;
 	}
 	if (exec_check_prompt(r, ctx_n_ctx(e->ctx), &err, msg, sizeof(msg)) < 0) {
 		exec_fail(r, err, msg, emit, ud);
-		return;
+		return false;
 	}
+	return true;
+}
+
+void
+exec_run(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
+{
+	if (!exec_prepare(e, r, emit, ud))
+		return;
 	if (r->kind == REQ_TRACE)
 		exec_trace(e, r, emit, ud);
 	else
@@ -705,4 +739,163 @@ exec_shadow(struct exec *e, struct shadow_job *j)
 		shadow_record(e->shadow, j, res.tokens, res.n_tokens, t);
 	runner_result_free(&res);
 	return rc;
+}
+
+/* ---- several complete requests per step (batch: N) ------------------------ */
+
+/* One request of a batch: its own context (kept across requests) and run. */
+struct exec_slot {
+	struct exec ex;
+	struct req *r; /* NULL: free */
+	struct gen g;
+	struct run_params p;
+	struct run_result res;
+	struct run_seq q;
+};
+
+struct exec_batch {
+	struct exec_slot *slots;
+	uint32_t n_slots, n_live;
+	struct fbatch *fb;
+};
+
+int
+exec_batch_new(struct exec_batch **out, uint32_t n_slots, int n_threads)
+{
+	struct exec_batch *b;
+
+	*out = NULL;
+	if (n_slots == 0 || n_slots > RUNNER_MAX_BATCH)
+		return -EINVAL;
+	if ((b = calloc(1, sizeof(*b))) == NULL ||
+	    (b->slots = calloc(n_slots, sizeof(*b->slots))) == NULL || fbatch_new(&b->fb) < 0) {
+		exec_batch_free(b);
+		return -ENOMEM;
+	}
+	b->n_slots = n_slots;
+	for (uint32_t i = 0; i < n_slots; i++)
+		exec_init(&b->slots[i].ex, n_threads);
+	*out = b;
+	return 0;
+}
+
+void
+exec_batch_free(struct exec_batch *b)
+{
+	if (b == NULL)
+		return;
+	for (uint32_t i = 0; b->slots != NULL && i < b->n_slots; i++)
+		exec_deinit(&b->slots[i].ex);
+	free(b->slots);
+	fbatch_free(b->fb);
+	free(b);
+}
+
+uint32_t
+exec_batch_room(const struct exec_batch *b)
+{
+	return b->n_slots - b->n_live;
+}
+
+uint32_t
+exec_batch_live(const struct exec_batch *b)
+{
+	return b->n_live;
+}
+
+void
+exec_batch_set_shadow(struct exec_batch *b, struct shadow *sh)
+{
+	for (uint32_t i = 0; i < b->n_slots; i++)
+		b->slots[i].ex.shadow = sh;
+}
+
+struct shadow_job *
+exec_batch_shadow_job(struct exec_batch *b)
+{
+	for (uint32_t i = 0; i < b->n_slots; i++) {
+		struct shadow_job *j = b->slots[i].ex.shadow_job;
+
+		if (j != NULL) {
+			b->slots[i].ex.shadow_job = NULL;
+			return j;
+		}
+	}
+	return NULL;
+}
+
+/* Answers the slot's request from its finished run and frees the slot. */
+static void
+slot_finish(struct exec_batch *b, struct exec_slot *s)
+{
+	int rc = runner_seq_end(&s->q);
+
+	/* the engine time of this sequence's steps (shared with the batch's others) */
+	complete_reply(&s->ex, s->r, &s->g, &s->res, rc, s->res.t_prefill_s + s->res.t_decode_s,
+		       NULL, NULL);
+	free(s->g.text);
+	runner_result_free(&s->res);
+	s->r = NULL;
+	b->n_live--;
+}
+
+bool
+exec_batch_admit(struct exec_batch *b, struct req *r, exec_emit_fn emit, void *ud)
+{
+	struct exec_slot *s = NULL;
+
+	for (uint32_t i = 0; i < b->n_slots && s == NULL; i++)
+		if (b->slots[i].r == NULL)
+			s = &b->slots[i];
+	REQUIRE(s != NULL); /* the worker takes only what has room */
+	if (r->kind != REQ_COMPLETE || r->trace) {
+		exec_run(&s->ex, r, emit, ud); /* not batched: runs now, on the free slot */
+		return false;
+	}
+	if (!exec_prepare(&s->ex, r, emit, ud))
+		return false;
+	s->r = r;
+	s->g = (struct gen){.r = r, .v = &r->snap->model->m.vocab, .emit = emit, .ud = ud};
+	complete_params(r, &s->g, &s->p);
+	b->n_live++;
+	if (runner_seq_start(&s->q, s->ex.ctx, &s->p, &s->res) < 0) {
+		slot_finish(b, s);
+		return false;
+	}
+	return true;
+}
+
+uint32_t
+exec_batch_step(struct exec_batch *b)
+{
+	struct run_seq *group[RUNNER_MAX_BATCH];
+	bool stepped[RUNNER_MAX_BATCH] = {false};
+	uint32_t ended = 0;
+
+	/* one runner_step per model (a reload may leave two models in flight) */
+	for (uint32_t i = 0; i < b->n_slots; i++) {
+		const struct model *m;
+		uint32_t n = 0;
+
+		if (b->slots[i].r == NULL || stepped[i])
+			continue;
+		m = ctx_model(b->slots[i].ex.ctx);
+		for (uint32_t j = i; j < b->n_slots; j++)
+			if (b->slots[j].r != NULL && !stepped[j] &&
+			    ctx_model(b->slots[j].ex.ctx) == m) {
+				group[n++] = &b->slots[j].q;
+				stepped[j] = true;
+			}
+		if (runner_step(b->fb, group, n) < 0)
+			for (uint32_t k = 0; k < n; k++) {
+				group[k]->rc = -EINVAL;
+				group[k]->done = true;
+			}
+	}
+	for (uint32_t i = 0; i < b->n_slots; i++)
+		if (b->slots[i].r != NULL && b->slots[i].q.done) {
+			slot_finish(b, &b->slots[i]);
+			ended++;
+		}
+	return ended;
 }

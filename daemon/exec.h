@@ -46,6 +46,37 @@ void exec_run(struct exec *e, struct req *r, exec_emit_fn emit, void *ud);
  * (counted dropped).
  */
 int exec_shadow(struct exec *e, struct shadow_job *j);
+
+/**
+ * A worker's batch (batch: N): up to N complete requests, each on its own
+ * context, advanced together one step at a time (runner_step: the prompt,
+ * then one token per step), joining and leaving between steps.
+ */
+struct exec_batch;
+
+/** n_slots contexts (built on first use), n_threads each. 0, -EINVAL or -ENOMEM. */
+int exec_batch_new(struct exec_batch **out, uint32_t n_slots, int n_threads);
+void exec_batch_free(struct exec_batch *b);
+/** Free slots, and requests in the batch. */
+uint32_t exec_batch_room(const struct exec_batch *b);
+uint32_t exec_batch_live(const struct exec_batch *b);
+/**
+ * Starts r in a free slot (exec_batch_room > 0). A complete request without
+ * trace joins the batch (returns true; answered by a later exec_batch_step);
+ * anything else is run to completion now, as exec_run does, or answered
+ * when it fails early (false: r is done).
+ */
+bool exec_batch_admit(struct exec_batch *b, struct req *r, exec_emit_fn emit, void *ud);
+/** Lets the batch's requests feed live agreement (NULL: none), as struct exec's shadow. */
+void exec_batch_set_shadow(struct exec_batch *b, struct shadow *sh);
+/**
+ * A shadow job a finished request of the batch made (NULL: none left); the
+ * caller queues or frees it. Drain after every admit and step.
+ */
+struct shadow_job *exec_batch_shadow_job(struct exec_batch *b);
+/** One step of every request in the batch; answers those that ended. Returns their number. */
+uint32_t exec_batch_step(struct exec_batch *b);
+
 /** Packs an error response for r and emits it as final (also used for requests never run). */
 void exec_fail(struct req *r, enum proto_err err, const char *msg, exec_emit_fn emit, void *ud);
 

@@ -160,8 +160,8 @@ serve(struct daemon *dm, uv_loop_t *loop)
 
 	dm->loop = loop;
 	dm->t_start = util_now();
-	if ((rc = sched_init(&dm->sched, loop, conf->workers, conf->threads,
-			     conf->limits.max_queued, dispatch_deliver, dm)) < 0)
+	if ((rc = sched_init_batch(&dm->sched, loop, conf->workers, conf->threads, conf->batch,
+				   conf->limits.max_queued, dispatch_deliver, dm)) < 0)
 		fatalx("cannot start workers: %s", strerror(-rc));
 	shadow_init(&dm->shadow);
 	shadow_reload(&dm->shadow, dm->snap);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "daemon/base/log.h"
+#include "daemon/engine/runner.h"
 #include "exec.h"
 #include "shadow.h"
 
@@ -19,6 +20,7 @@ struct worker {
 	pthread_t thread;
 	struct sched *s;
 	struct exec ex;
+	struct exec_batch *batch; /* batch > 1: several requests per step */
 	bool started;
 };
 
@@ -193,17 +195,32 @@ run_idle(struct worker *w, struct shadow_job *j)
 	shadow_job_free(j);
 }
 
-/* Worker: queues the shadow job the last request made, if any (counted dropped when full). */
+/* Worker: queues shadow job j of a request just answered (counted dropped when full). */
+static void
+submit_idle(struct worker *w, struct shadow_job *j)
+{
+	if (j != NULL && sched_shadow_submit(w->s, j) < 0) {
+		shadow_drop(w->ex.shadow, j, false);
+		shadow_job_free(j);
+	}
+}
+
+/* Worker: queues the shadow job the last request made, if any. */
 static void
 queue_idle(struct worker *w)
 {
 	struct shadow_job *j = w->ex.shadow_job;
 
 	w->ex.shadow_job = NULL;
-	if (j != NULL && sched_shadow_submit(w->s, j) < 0) {
-		shadow_drop(w->ex.shadow, j, false);
-		shadow_job_free(j);
-	}
+	submit_idle(w, j);
+}
+
+/* Batch worker: queues the shadow jobs its finished requests made. */
+static void
+queue_idle_batch(struct worker *w)
+{
+	for (struct shadow_job *j; (j = exec_batch_shadow_job(w->batch)) != NULL;)
+		submit_idle(w, j);
 }
 
 /* Any thread: hands one output to the loop. */
@@ -228,12 +245,86 @@ emit(void *ud, struct req *r, char *data, size_t len, bool final)
 	uv_async_send(&s->async);
 }
 
+/* A request just taken: answered when cancelled or late, else started in the batch. */
+static bool
+batch_admit(struct worker *w, struct req *r)
+{
+	struct sched *s = w->s;
+
+	if (atomic_load(&r->cancel))
+		exec_fail(r, PROTO_ERR_CANCELLED, "cancelled before it ran", emit, s);
+	else if (r->deadline > 0 && util_now() >= r->deadline)
+		exec_fail(r, PROTO_ERR_TIMEOUT, "deadline passed while queued", emit, s);
+	else
+		return exec_batch_admit(w->batch, r, emit, s);
+	return false;
+}
+
+/*
+ * batch > 1: between steps the worker takes queued requests, in the same
+ * round-robin client order, while its batch has room, then runs one step
+ * of everything in the batch. It sleeps only when the batch is empty.
+ */
+static void
+worker_batch_main(struct worker *w)
+{
+	struct sched *s = w->s;
+
+	for (;;) {
+		struct req *took[RUNNER_MAX_BATCH];
+		uint32_t n = 0, gone = 0;
+
+		struct shadow_job *j = NULL;
+
+		pthread_mutex_lock(&s->lock);
+		while (exec_batch_live(w->batch) == 0 && s->ring_head == NULL && !s->stopping &&
+		       (j = take_idle(s)) == NULL) {
+			s->n_idle++;
+			pthread_cond_wait(&s->cond, &s->lock);
+			s->n_idle--;
+		}
+		w->ex.shadow = s->shadow;
+		exec_batch_set_shadow(w->batch, s->shadow);
+		if (j != NULL) { /* idle time: nothing real is queued, nothing in the batch */
+			pthread_mutex_unlock(&s->lock);
+			run_idle(w, j);
+			continue;
+		}
+		while (n < exec_batch_room(w->batch) && (took[n] = take(s)) != NULL)
+			n++;
+		s->running += n;
+		if (n == 0 && exec_batch_live(w->batch) == 0 && s->stopping) {
+			pthread_mutex_unlock(&s->lock);
+			break;
+		}
+		pthread_mutex_unlock(&s->lock);
+
+		for (uint32_t i = 0; i < n; i++) {
+			if (!batch_admit(w, took[i]))
+				gone++;
+			queue_idle_batch(w);
+		}
+		if (exec_batch_live(w->batch) > 0)
+			gone += exec_batch_step(w->batch);
+		queue_idle_batch(w);
+		if (gone > 0) {
+			pthread_mutex_lock(&s->lock);
+			s->running -= gone;
+			pthread_mutex_unlock(&s->lock);
+		}
+	}
+}
+
 static void *
 worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct sched *s = w->s;
 
+	if (w->batch != NULL) {
+		worker_batch_main(w);
+		return NULL;
+	}
 	for (;;) {
 		struct req *r;
 		struct shadow_job *j = NULL;
@@ -295,6 +386,13 @@ int
 sched_init(struct sched *s, uv_loop_t *loop, int n_workers, int n_threads, uint32_t max_queued,
 	   void (*on_out)(struct sched_out *o, void *ud), void *ud)
 {
+	return sched_init_batch(s, loop, n_workers, n_threads, 1, max_queued, on_out, ud);
+}
+
+int
+sched_init_batch(struct sched *s, uv_loop_t *loop, int n_workers, int n_threads, int batch,
+		 uint32_t max_queued, void (*on_out)(struct sched_out *o, void *ud), void *ud)
+{
 	int rc;
 
 	memset(s, 0, sizeof(*s));
@@ -312,9 +410,18 @@ sched_init(struct sched *s, uv_loop_t *loop, int n_workers, int n_threads, uint3
 
 		w->s = s;
 		exec_init(&w->ex, n_threads);
+		if (batch > 1 && (rc = exec_batch_new(&w->batch, (uint32_t)batch, n_threads)) < 0) {
+			log_warnx("cannot start worker %d: %s", i, strerror(-rc));
+			exec_deinit(&w->ex);
+			if (i == 0)
+				return rc;
+			break;
+		}
 		if ((rc = pthread_create(&w->thread, NULL, worker_main, w)) != 0) {
 			log_warnx("cannot start worker %d: %s", i, strerror(rc));
 			exec_deinit(&w->ex);
+			exec_batch_free(w->batch);
+			w->batch = NULL;
 			if (i == 0)
 				return -rc;
 			break;
@@ -429,6 +536,7 @@ sched_deinit(struct sched *s, uv_close_cb cb)
 			continue;
 		pthread_join(s->workers[i].thread, NULL);
 		exec_deinit(&s->workers[i].ex);
+		exec_batch_free(s->workers[i].batch);
 	}
 	free(s->workers);
 	s->workers = NULL;

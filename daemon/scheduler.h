@@ -70,6 +70,13 @@ struct sched {
 int sched_init(struct sched *s, uv_loop_t *loop, int n_workers, int n_threads, uint32_t max_queued,
 	       void (*on_out)(struct sched_out *o, void *ud), void *ud);
 /**
+ * sched_init with batch requests per worker step (batch: N; 1 = one at a
+ * time, as sched_init): each worker takes up to batch requests in the same
+ * round-robin order, admitting new ones between steps.
+ */
+int sched_init_batch(struct sched *s, uv_loop_t *loop, int n_workers, int n_threads, int batch,
+		     uint32_t max_queued, void (*on_out)(struct sched_out *o, void *ud), void *ud);
+/**
  * Queues r on its client (loop thread). Returns 0, or -EBUSY when
  * max_queued requests are waiting (r is not queued; caller still owns it).
  */

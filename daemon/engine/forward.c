@@ -169,9 +169,8 @@ free_scratch(struct ctx *c)
 	c->act_size = 0;
 }
 
-/* Bytes of converted activations for n tokens through any matrix of the model. */
-static int
-act_bytes(const struct model *m, size_t n, size_t *out)
+int
+forward_act_bytes(const struct model *m, size_t n, size_t *out)
 {
 	size_t best = 0, s;
 	int rc;
@@ -218,7 +217,7 @@ ensure_cap(struct ctx *c, uint32_t n)
 	c->ffg = falloc(cap, hp->n_ff, 1);
 	c->ffu = falloc(cap, hp->n_ff, 1);
 	c->rope_cs = falloc(cap, MAX(hp->rope_dim, 1), 1);
-	if (act_bytes(c->m, cap, &c->act_size) < 0)
+	if (forward_act_bytes(c->m, cap, &c->act_size) < 0)
 		goto fail;
 	c->act = malloc(c->act_size ? c->act_size : 1);
 	if (!c->h || !c->xn || !c->tmp || !c->q || !c->att || !c->ffg || !c->ffu || !c->rope_cs ||
@@ -516,6 +515,62 @@ add_bias(float *y, const float *b, uint32_t n_tok, uint32_t rows)
 			y[r] += b[r];
 }
 
+void
+forward_q_post(struct ctx *c, uint32_t l, float *q)
+{
+	const struct model_hparams *hp = &c->m->hp;
+
+	if (c->lv[l].bq != NULL)
+		add_bias(q, c->lv[l].bq, c->n_batch, c->q_dim);
+	for (uint32_t t = 0; t < c->n_batch; t++)
+		ops_rope_apply(q + (size_t)t * c->q_dim, hp->n_heads, hp->head_dim, hp->rope_dim,
+			       c->rope_cs + (size_t)t * hp->rope_dim, hp->rope_style);
+}
+
+/* The F32 cache row of the batch's first position in cache, after copying x there. */
+static float *
+kv_f32_rows(struct ctx *c, void *cache, uint32_t l, float *x)
+{
+	float *row = kv_at(c, cache, l, c->n_past);
+
+	if (x != row)
+		memcpy(row, x, (size_t)c->n_batch * c->kv_dim * sizeof(float));
+	return row;
+}
+
+void
+forward_k_store(struct ctx *c, uint32_t l, float *k)
+{
+	const struct model_hparams *hp = &c->m->hp;
+	const struct layer_vecs *v = &c->lv[l];
+	bool half = c->kv_type == KV_F16;
+
+	if (!half)
+		k = kv_f32_rows(c, c->k_cache, l, k);
+	if (v->bk != NULL)
+		add_bias(k, v->bk, c->n_batch, c->kv_dim);
+	for (uint32_t t = 0; t < c->n_batch; t++)
+		ops_rope_apply(k + (size_t)t * c->kv_dim, hp->n_kv_heads, hp->head_dim,
+			       hp->rope_dim, c->rope_cs + (size_t)t * hp->rope_dim, hp->rope_style);
+	if (half)
+		c->kvh->from_f32(k, kvh_at(c, c->k_cache, l, c->n_past),
+				 (size_t)c->n_batch * c->kv_dim);
+}
+
+void
+forward_v_store(struct ctx *c, uint32_t l, float *v)
+{
+	bool half = c->kv_type == KV_F16;
+
+	if (!half)
+		v = kv_f32_rows(c, c->v_cache, l, v);
+	if (c->lv[l].bv != NULL)
+		add_bias(v, c->lv[l].bv, c->n_batch, c->kv_dim);
+	if (half)
+		c->kvh->from_f32(v, kvh_at(c, c->v_cache, l, c->n_past),
+				 (size_t)c->n_batch * c->kv_dim);
+}
+
 /*
  * K and V of layer l for the batch from the normalised input xn, biased, K
  * rotated. An F32 cache is written in place; for an F16 one each is computed
@@ -524,32 +579,20 @@ add_bias(float *y, const float *b, uint32_t n_tok, uint32_t rows)
 static void
 write_kv(struct ctx *c, uint32_t l)
 {
-	const struct model_hparams *hp = &c->m->hp;
 	const struct model_layer *L = &c->m->layers[l];
-	const struct layer_vecs *v = &c->lv[l];
 	bool half = c->kv_type == KV_F16;
-	size_t nel = (size_t)c->n_batch * c->kv_dim;
 	float *kc = half ? c->att : kv_at(c, c->k_cache, l, c->n_past);
 	float *vc = half ? c->att : kv_at(c, c->v_cache, l, c->n_past);
 
 	ops_matmul(c->pool, &L->wk, c->xn, c->n_batch, kc, c->act);
-	if (v->bk != NULL)
-		add_bias(kc, v->bk, c->n_batch, c->kv_dim);
-	for (uint32_t t = 0; t < c->n_batch; t++)
-		ops_rope_apply(kc + (size_t)t * c->kv_dim, hp->n_kv_heads, hp->head_dim,
-			       hp->rope_dim, c->rope_cs + (size_t)t * hp->rope_dim, hp->rope_style);
-	if (half)
-		c->kvh->from_f32(kc, kvh_at(c, c->k_cache, l, c->n_past), nel);
+	forward_k_store(c, l, kc);
 	ops_matmul(c->pool, &L->wv, c->xn, c->n_batch, vc, c->act);
-	if (v->bv != NULL)
-		add_bias(vc, v->bv, c->n_batch, c->kv_dim);
-	if (half)
-		c->kvh->from_f32(vc, kvh_at(c, c->v_cache, l, c->n_past), nel);
+	forward_v_store(c, l, vc);
 }
 
 /* out[t] = rmsnorm(x[t]) * w for every batch row (out may equal x). */
-static void
-norm_rows(struct ctx *c, float *out, const float *x, const float *w)
+void
+forward_norm_rows(struct ctx *c, float *out, const float *x, const float *w)
 {
 	const struct model_hparams *hp = &c->m->hp;
 
@@ -558,16 +601,15 @@ norm_rows(struct ctx *c, float *out, const float *x, const float *w)
 			    hp->rms_eps);
 }
 
-/* h += tmp, through the post-norm pn first when the model has one (gemma2). */
-static void
-add_into_h(struct ctx *c, const float *pn)
+void
+forward_add_into_h(struct ctx *c, float *tmp, const float *pn)
 {
 	size_t n = (size_t)c->n_batch * c->m->hp.n_embd;
 
 	if (pn != NULL)
-		norm_rows(c, c->tmp, c->tmp, pn);
+		forward_norm_rows(c, tmp, tmp, pn);
 	for (size_t i = 0; i < n; i++)
-		c->h[i] += c->tmp[i];
+		c->h[i] += tmp[i];
 }
 
 int
@@ -584,20 +626,16 @@ forward_layer(struct ctx *c, uint32_t l)
 	v = &c->lv[l];
 
 	/* attention */
-	norm_rows(c, c->xn, c->h, v->attn_norm);
+	forward_norm_rows(c, c->xn, c->h, v->attn_norm);
 	ops_matmul(c->pool, &L->wq, c->xn, n, c->q, c->act);
-	if (v->bq != NULL)
-		add_bias(c->q, v->bq, n, c->q_dim);
-	for (uint32_t t = 0; t < n; t++)
-		ops_rope_apply(c->q + (size_t)t * c->q_dim, hp->n_heads, hp->head_dim, hp->rope_dim,
-			       c->rope_cs + (size_t)t * hp->rope_dim, hp->rope_style);
+	forward_q_post(c, l, c->q);
 	write_kv(c, l);
 	forward_attn(c, l);
 	ops_matmul(c->pool, &L->wo, c->att, n, c->tmp, c->act);
-	add_into_h(c, v->attn_post_norm);
+	forward_add_into_h(c, c->tmp, v->attn_post_norm);
 
 	/* feed-forward */
-	norm_rows(c, c->xn, c->h, v->ffn_norm);
+	forward_norm_rows(c, c->xn, c->h, v->ffn_norm);
 	ops_matmul(c->pool, &L->ffn_gate, c->xn, n, c->ffg, c->act);
 	ops_matmul(c->pool, &L->ffn_up, c->xn, n, c->ffu, c->act);
 	if (c->gelu != NULL)
@@ -605,7 +643,7 @@ forward_layer(struct ctx *c, uint32_t l)
 	else
 		ops_swiglu(c->ffg, c->ffu, (size_t)n * hp->n_ff);
 	ops_matmul(c->pool, &L->ffn_down, c->ffg, n, c->tmp, c->act);
-	add_into_h(c, v->ffn_post_norm);
+	forward_add_into_h(c, c->tmp, v->ffn_post_norm);
 
 	c->next_layer = l + 1;
 	return 0;
@@ -659,7 +697,7 @@ forward_logits_all(struct ctx *c, float *out)
 
 	if (!c->have_h || out == NULL)
 		return -EINVAL;
-	norm_rows(c, c->xn, c->h, c->out_norm);
+	forward_norm_rows(c, c->xn, c->h, c->out_norm);
 	ops_matmul(c->pool, &m->output, c->xn, c->n_batch, out, c->act);
 	if (m->hp.final_softcap != 0.0f)
 		ops_softcap(out, (size_t)c->n_batch * m->hp.n_vocab, m->hp.final_softcap);
@@ -682,7 +720,7 @@ forward_finish(struct ctx *c, uint32_t n_run)
 	/* skipped layers: k = rope(W_k · norm_l(h) + b_k), v = W_v · norm_l(h) + b_v from the
 	 * exit state */
 	for (uint32_t l = n_run; l < hp->n_layers; l++) {
-		norm_rows(c, c->xn, c->h, c->lv[l].attn_norm);
+		forward_norm_rows(c, c->xn, c->h, c->lv[l].attn_norm);
 		write_kv(c, l);
 	}
 	c->n_past += c->n_batch;

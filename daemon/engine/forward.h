@@ -125,4 +125,29 @@ const float *forward_hidden(const struct ctx *c);
  */
 int forward_finish(struct ctx *c, uint32_t n_run);
 
+/* ---- several sequences per layer (forward_batch.c) ----------------------- */
+
+/**
+ * Scratch for the rows of several contexts' batches concatenated: one set
+ * of matrix products per layer for all of them (continuous batching).
+ */
+struct fbatch;
+
+int fbatch_new(struct fbatch **out);
+void fbatch_free(struct fbatch *fb);
+/**
+ * Runs block l for each of the n contexts (all on the same model, each
+ * with an open batch of its own — a prompt or one decode token — whose
+ * next layer is l), as forward_layer(cs[i], l) would, bit for bit: the
+ * matrix products go over all rows at once where the kernels give each row
+ * the bits it gets alone (integer and F16 tiles, quant_gemm_exact), else
+ * the decode rows of neighbouring one-token batches together
+ * (ops_matmul_rows) and each longer batch on its own; attention runs per
+ * context on its own KV. A context that stopped early (exit) is simply not
+ * passed for later layers; forward_finish per context as usual. Returns 0,
+ * -EINVAL (a context not ready for layer l, models differ, n == 0) or
+ * -ENOMEM; on an error no context has advanced.
+ */
+int fbatch_layer(struct fbatch *fb, struct ctx *const *cs, uint32_t n, uint32_t l);
+
 #endif

@@ -88,4 +88,22 @@ kvh_at(const struct ctx *c, void *cache, uint32_t l, uint32_t pos)
  */
 void forward_attn(struct ctx *c, uint32_t l);
 
+/*
+ * The pieces of forward_layer between its matrix products, shared with the
+ * multi-sequence step (forward_batch.c), which runs the products over the
+ * rows of several contexts at once and each piece per context.
+ */
+/** Bytes of converted activations for n tokens through any matrix of m. */
+int forward_act_bytes(const struct model *m, size_t n, size_t *out);
+/** out[t] = rmsnorm(x[t]) * w for the batch's rows (out may equal x). */
+void forward_norm_rows(struct ctx *c, float *out, const float *x, const float *w);
+/** q (n_batch x q_dim, W_q · xn) in place: + b_q, rotated. */
+void forward_q_post(struct ctx *c, uint32_t l, float *q);
+/** k (n_batch x kv_dim, W_k · xn) biased, rotated and written to K_l (k is clobbered). */
+void forward_k_store(struct ctx *c, uint32_t l, float *k);
+/** v (W_v · xn) biased and written to V_l (v is clobbered). */
+void forward_v_store(struct ctx *c, uint32_t l, float *v);
+/** h += tmp (n_batch x n_embd), through the post-norm pn first when not NULL (tmp clobbered). */
+void forward_add_into_h(struct ctx *c, float *tmp, const float *pn);
+
 #endif

@@ -527,3 +527,67 @@ ops_kvh(void)
 
 	return k != NULL ? k : &kvh_scalar;
 }
+
+/* ---- many single rows at once (batched decode) --------------------------- */
+
+/* Weight rows a thread takes at a time in ops_matmul_rows: kept in cache across the tokens. */
+#define MM_ROWS_CHUNK 8
+
+/* Each chunk of this thread's rows against every token, each token as a decode step dots it. */
+static void
+mm_rows_worker(void *arg, int ith, int nth)
+{
+	const struct mm_job *j = arg;
+	const uint8_t *wd = j->w->data;
+	long lo, hi;
+
+	pool_split((long)j->rows, ith, nth, &lo, &hi);
+	for (long r0 = lo; r0 < hi; r0 += MM_ROWS_CHUNK) {
+		size_t nr = (size_t)MIN((long)MM_ROWS_CHUNK, hi - r0);
+
+		for (size_t t = 0; t < j->n_tok; t++) {
+			float *y = j->y + t * j->rows + (size_t)r0;
+
+			if (j->w->type == GGML_TYPE_F32) {
+				const float *x = (const float *)j->act + t * j->cols;
+
+				for (size_t r = 0; r < nr; r++)
+					y[r] = quant_dot_f32(
+					    (const float *)(wd + ((size_t)r0 + r) * j->w->row_size),
+					    x, j->cols);
+			} else {
+				quant_gemv(j->w->type, wd + (size_t)r0 * j->w->row_size,
+					   j->w->row_size, nr, j->act + t * j->act_row, j->cols, y);
+			}
+		}
+	}
+}
+
+void
+ops_matmul_rows(struct pool *p, const struct tensor *w, const float *x, size_t n_tok, float *y,
+		void *act)
+{
+	struct mm_job j = {
+	    .w = w, .n_tok = n_tok, .rows = (size_t)w->ne[1], .cols = (size_t)w->ne[0], .y = y};
+	int nth = p != NULL ? pool_size(p) : 1;
+
+	if ((double)j.rows * (double)j.cols * (double)n_tok < MM_MIN_PARALLEL)
+		nth = 1;
+	if (w->type == GGML_TYPE_F32) {
+		j.act = (const uint8_t *)x;
+		run(p, mm_rows_worker, &j, nth);
+		return;
+	}
+	REQUIRE(quant_supported(w->type));
+	REQUIRE(quant_act_row_size(w->type, j.cols, &j.act_row) == 0);
+	struct conv_job c = {.wt = w->type,
+			     .x = x,
+			     .rows = act,
+			     .act_row = j.act_row,
+			     .n_tok = n_tok,
+			     .cols = j.cols};
+
+	run(p, conv_worker, &c, 1);
+	j.act = act;
+	run(p, mm_rows_worker, &j, nth);
+}

@@ -81,6 +81,17 @@ int ops_matmul_scratch(const struct tensor *w, size_t n_tok, size_t *out);
 void ops_matmul(struct pool *p, const struct tensor *w, const float *x, size_t n_tok, float *y,
 		void *act);
 
+/**
+ * y = x W^T as ops_matmul gives it for each row alone (n_tok == 1: float row
+ * dots or quant_gemv), bit for bit, for n_tok rows at once: each thread takes
+ * its weight rows a few at a time against every token, so a chunk is read
+ * from memory once per call, not once per token. What a batch of decode
+ * steps of several sequences needs (forward_batch.c). act: the
+ * ops_matmul_scratch bytes of n_tok rows (the unpacked part suffices).
+ */
+void ops_matmul_rows(struct pool *p, const struct tensor *w, const float *x, size_t n_tok, float *y,
+		     void *act);
+
 /*
  * Kernels of attention over an IEEE-half KV cache (round to nearest even,
  * half.h): each cached row is read once, in half, never copied to float

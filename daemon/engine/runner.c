@@ -7,6 +7,11 @@
  * layer's lens (argmax, or a sample from its softmax), and forward_finish
  * fills the KV entries of the skipped layers so later tokens see valid keys.
  *
+ * A request is a sequence of steps (struct run_seq): runner_run drives one
+ * through them, runner_step several at once over fbatch_layer, with the
+ * same start, check, token choice and stop rules (runner_seq_*), so both
+ * give the same tokens. The stopping rule is runner_seq_check alone.
+ *
  * The only module that combines forward.h with exitclf.h. Cancellation and
  * the deadline are checked between layers; neither is an error. Never
  * allocates per layer, never aborts on request parameters (they come from a
@@ -21,16 +26,8 @@
 
 #include "exitclf.h"
 #include "sampler.h"
+#include "tokenizer.h"
 #include "daemon/base/util.h"
-
-struct run_state {
-	struct ctx *c;
-	const struct run_params *p;
-	struct run_result *r;
-	struct sampler smp;
-	float *logits; /* n_vocab */
-	uint32_t n_layers;
-};
 
 static bool
 should_stop(const struct run_params *p, enum run_stop *why)
@@ -44,66 +41,6 @@ should_stop(const struct run_params *p, enum run_stop *why)
 		return true;
 	}
 	return false;
-}
-
-/*
- * Runs one batch with the stopping rule of pol (NULL: full depth) and
- * chooses the next token from the exit layer's lens. Returns 0 with *tok
- * and *exit_layer, 1 when cancelled/deadline (r->stop set), or a negative
- * errno from the forward pass.
- */
-static int
-run_batch(struct run_state *s, const int32_t *tokens, uint32_t n, const struct exit_policy *pol,
-	  int32_t *tok, uint32_t *exit_layer)
-{
-	const uint32_t L = s->n_layers;
-	struct exitclf_run st;
-	struct lens lens;
-	uint32_t n_run = L;
-	bool have_lens = false;
-	int rc;
-
-	if ((rc = forward_begin(s->c, tokens, n)) < 0)
-		return rc;
-	exitclf_run_init(&st);
-	for (uint32_t l = 0; l < L; l++) {
-		if (should_stop(s->p, &s->r->stop))
-			return 1;
-		if ((rc = forward_layer(s->c, l)) < 0)
-			return rc;
-		if (pol != NULL && exitclf_layer_checked(l + 1, pol->min_layer, pol->stride, L)) {
-			struct exitclf_feat f;
-			double t0 = util_now();
-
-			rc = forward_lens(s->c, &lens, s->logits);
-			s->r->t_features_s += util_now() - t0;
-			s->r->n_checks++;
-			if (rc < 0)
-				return rc;
-			f.gap = lens.gap;
-			f.top_prob = lens.top_prob;
-			f.top1 = lens.top1; /* `stable` compares it with the previous check's */
-			f.layer = l + 1;
-			f.n_layers = L;
-			if (exitclf_decide(&pol->clf, &st, &f)) {
-				n_run = l + 1;
-				have_lens = true;
-				break;
-			}
-		}
-	}
-	/* Full depth: the lens after the last layer is the model's own output. */
-	if (!have_lens && (rc = forward_lens(s->c, &lens, s->logits)) < 0)
-		return rc;
-	if ((rc = forward_finish(s->c, n_run)) < 0)
-		return rc;
-	s->r->layers_run += n_run;
-	s->r->layers_skipped += L - n_run;
-	*exit_layer = n_run;
-	*tok = s->p->temperature > 0
-		   ? sampler_sample(&s->smp, s->logits, ctx_model(s->c)->hp.n_vocab)
-		   : lens.top1;
-	return 0;
 }
 
 static int
@@ -124,76 +61,330 @@ check_params(const struct ctx *c, const struct run_params *p)
 	return 0;
 }
 
+/* ---- one sequence, step by step ------------------------------------------ */
+
+/*
+ * A sequence's life: seq_start, then steps until done, then seq_end. A step
+ * is seq_step_begin (the next batch: the prompt, then the last token),
+ * layers l = 0, 1, ... each followed by seq_layer_check while it says go
+ * on, and seq_step_end (finish, choose the token, stop rules, on_token).
+ * runner_run drives one sequence through it, runner_step several at once.
+ */
+
 int
-runner_run(struct ctx *c, const struct run_params *p, struct run_result *r)
+runner_seq_start(struct run_seq *q, struct ctx *c, const struct run_params *p, struct run_result *r)
 {
-	struct run_state s = {.c = c, .p = p, .r = r};
 	const struct model *m = ctx_model(c);
-	const struct exit_policy *pol = p->full_depth ? NULL : p->policy;
-	uint32_t cap;
-	double t0 = util_now();
-	int32_t tok;
 	int rc;
 
+	memset(q, 0, sizeof(*q));
 	memset(r, 0, sizeof(*r));
-	if ((rc = check_params(c, p)) < 0)
+	q->c = c;
+	q->p = p;
+	q->r = r;
+	q->pol = p->full_depth ? NULL : p->policy;
+	q->t0 = util_now();
+	if ((rc = check_params(c, p)) < 0) {
+		q->rc = rc;
+		q->done = true;
 		return rc;
-	s.n_layers = m->hp.n_layers;
-	/* At most every free position plus the last token (which is never fed back). */
-	cap = MIN(p->max_tokens, ctx_n_ctx(c) - p->n_prompt + 1);
-	r->tokens = malloc(cap * sizeof(*r->tokens));
-	r->exit_layers = malloc(cap * sizeof(*r->exit_layers));
-	s.logits = malloc((size_t)m->hp.n_vocab * sizeof(*s.logits));
-	if (r->tokens == NULL || r->exit_layers == NULL || s.logits == NULL) {
-		rc = -ENOMEM;
-		goto out;
 	}
-	if ((rc = sampler_init(&s.smp, m->hp.n_vocab, p->temperature, p->top_p, p->seed)) < 0)
-		goto out;
+	q->n_layers = m->hp.n_layers;
+	/* At most every free position plus the last token (which is never fed back). */
+	q->cap = MIN(p->max_tokens, ctx_n_ctx(c) - p->n_prompt + 1);
+	r->tokens = malloc(q->cap * sizeof(*r->tokens));
+	r->exit_layers = malloc(q->cap * sizeof(*r->exit_layers));
+	q->logits = malloc((size_t)m->hp.n_vocab * sizeof(*q->logits));
+	if (r->tokens == NULL || r->exit_layers == NULL || q->logits == NULL) {
+		q->rc = -ENOMEM;
+		goto fail;
+	}
+	if ((q->rc = sampler_init(&q->smp, m->hp.n_vocab, p->temperature, p->top_p, p->seed)) < 0)
+		goto fail;
+	q->smp_init = true;
 	ctx_reset(c);
 	r->stop = RUN_STOP_LENGTH;
-	for (const int32_t *batch = p->prompt; r->n_tokens < cap;) {
-		uint32_t n = batch == p->prompt ? p->n_prompt : 1, exit_layer;
-		const struct exit_policy *bp = pol;
+	q->batch = p->prompt;
+	q->in_prompt = true;
+	q->started = true;
+	q->done = q->cap == 0;
+	return 0;
+fail:
+	q->done = true;
+	return q->rc;
+}
 
-		if (batch != p->prompt && pol != NULL &&
-		    pol->generation == EXIT_GEN_FULL_AFTER_FIRST)
-			bp = NULL;
-		if (ctx_n_past(c) + n > ctx_n_ctx(c)) {
-			r->stop = RUN_STOP_CONTEXT;
-			break;
-		}
-		rc = run_batch(&s, batch, n, bp, &tok, &exit_layer);
-		if (batch == p->prompt)
-			r->t_prefill_s = util_now() - t0;
-		if (rc != 0)
-			break;
-		if (p->stop_at_eos && tokenizer_is_eog(&m->vocab, tok)) {
-			r->stop = RUN_STOP_EOS;
-			break;
-		}
-		r->tokens[r->n_tokens] = tok;
-		r->exit_layers[r->n_tokens] = exit_layer;
-		r->n_tokens++;
-		if (p->on_token != NULL && p->on_token(p->ud, tok, exit_layer) != 0) {
-			r->stop = RUN_STOP_CALLBACK;
-			break;
-		}
-		batch = &r->tokens[r->n_tokens - 1];
+/* Tokens of q's next step: the prompt (or its next chunk), else the last token. */
+static uint32_t
+next_n(const struct run_seq *q)
+{
+	uint32_t rem, chunk = q->p->prefill_chunk;
+
+	if (!q->in_prompt)
+		return 1;
+	rem = q->p->n_prompt - q->n_prompt_done;
+	return chunk != 0 && rem > chunk ? chunk : rem;
+}
+
+int
+runner_seq_step_begin(struct run_seq *q)
+{
+	const struct run_params *p = q->p;
+	int rc;
+
+	if (q->done)
+		return 1;
+	q->n = next_n(q);
+	q->mid_prompt = q->in_prompt && q->n_prompt_done + q->n < p->n_prompt;
+	if (q->in_prompt)
+		q->batch = p->prompt + q->n_prompt_done;
+	q->bp = q->pol;
+	if (q->mid_prompt ||
+	    (!q->in_prompt && q->pol != NULL && q->pol->generation == EXIT_GEN_FULL_AFTER_FIRST))
+		q->bp = NULL; /* a chunk before the prompt's last runs at full depth */
+	if (ctx_n_past(q->c) + q->n > ctx_n_ctx(q->c)) {
+		q->r->stop = RUN_STOP_CONTEXT;
+		q->done = true;
+		return 1;
 	}
-	if (r->n_tokens == cap && cap < p->max_tokens && r->stop == RUN_STOP_LENGTH)
-		r->stop = RUN_STOP_CONTEXT;
-	r->t_decode_s = util_now() - t0 - r->t_prefill_s;
+	if ((rc = forward_begin(q->c, q->batch, q->n)) < 0) {
+		q->rc = rc;
+		q->done = true;
+		return rc;
+	}
+	exitclf_run_init(&q->st);
+	q->n_run = q->n_layers;
+	q->have_lens = false;
+	return 0;
+}
+
+bool
+runner_seq_interrupted(struct run_seq *q)
+{
+	if (!should_stop(q->p, &q->r->stop))
+		return false;
+	if (q->in_prompt)
+		q->r->t_prefill_s = util_now() - q->t0;
+	q->rc = 1;
+	q->done = true;
+	return true;
+}
+
+/*
+ * The stopping rule after layer l (0-based) has run: from the policy's
+ * min_layer on, every stride layers, the lens at the last position gives
+ * the features and the classifier decides. Returns 1 when the batch ends
+ * here (q->n_run, q->lens set), 0 to go on, or a negative errno.
+ */
+int
+runner_seq_check(struct run_seq *q, uint32_t l)
+{
+	const struct exit_policy *pol = q->bp;
+	const uint32_t L = q->n_layers;
+	struct exitclf_feat f;
+	double t0;
+	int rc;
+
+	if (pol == NULL || !exitclf_layer_checked(l + 1, pol->min_layer, pol->stride, L))
+		return 0;
+	t0 = util_now();
+	rc = forward_lens(q->c, &q->lens, q->logits);
+	q->r->t_features_s += util_now() - t0;
+	q->r->n_checks++;
+	if (rc < 0) {
+		q->rc = rc;
+		q->done = true;
+		return rc;
+	}
+	f.gap = q->lens.gap;
+	f.top_prob = q->lens.top_prob;
+	f.top1 = q->lens.top1; /* `stable` compares it with the previous check's */
+	f.layer = l + 1;
+	f.n_layers = L;
+	if (!exitclf_decide(&pol->clf, &q->st, &f))
+		return 0;
+	q->n_run = l + 1;
+	q->have_lens = true;
+	return 1;
+}
+
+/*
+ * Ends the step after q->n_run layers: the token from the exit layer's lens
+ * (argmax, or a sample from its softmax), KV of skipped layers filled, then
+ * the stop rules and on_token. Returns 0 (q->done tells whether the
+ * sequence ended) or a negative errno.
+ */
+int
+runner_seq_step_end(struct run_seq *q)
+{
+	const struct run_params *p = q->p;
+	struct run_result *r = q->r;
+	const struct model *m = ctx_model(q->c);
+	bool prompt = q->in_prompt;
+	int32_t tok;
+	int rc = 0;
+
+	if (q->mid_prompt) { /* no token: the prompt goes on in the next step */
+		if ((rc = forward_finish(q->c, q->n_run)) < 0) {
+			q->rc = rc;
+			q->done = true;
+			return rc;
+		}
+		q->n_prompt_done += q->n;
+		return 0;
+	}
+	q->in_prompt = false;
+	/* Full depth: the lens after the last layer is the model's own output. */
+	if (!q->have_lens)
+		rc = forward_lens(q->c, &q->lens, q->logits);
+	if (rc == 0)
+		rc = forward_finish(q->c, q->n_run);
+	if (prompt)
+		r->t_prefill_s = util_now() - q->t0;
+	if (rc < 0) {
+		q->rc = rc;
+		q->done = true;
+		return rc;
+	}
+	r->layers_run += q->n_run;
+	r->layers_skipped += q->n_layers - q->n_run;
+	tok = p->temperature > 0 ? sampler_sample(&q->smp, q->logits, m->hp.n_vocab) : q->lens.top1;
+	if (p->stop_at_eos && tokenizer_is_eog(&m->vocab, tok)) {
+		r->stop = RUN_STOP_EOS;
+		q->done = true;
+		return 0;
+	}
+	r->tokens[r->n_tokens] = tok;
+	r->exit_layers[r->n_tokens] = q->n_run;
+	r->n_tokens++;
+	if (p->on_token != NULL && p->on_token(p->ud, tok, q->n_run) != 0) {
+		r->stop = RUN_STOP_CALLBACK;
+		q->done = true;
+		return 0;
+	}
+	q->batch = &r->tokens[r->n_tokens - 1];
+	if (r->n_tokens >= q->cap)
+		q->done = true;
+	return 0;
+}
+
+int
+runner_seq_end(struct run_seq *q)
+{
+	struct run_result *r = q->r;
+	int rc = q->rc;
+
+	if (q->started) {
+		if (r->n_tokens == q->cap && q->cap < q->p->max_tokens &&
+		    r->stop == RUN_STOP_LENGTH)
+			r->stop = RUN_STOP_CONTEXT;
+		r->t_decode_s = util_now() - q->t0 - r->t_prefill_s;
+	}
 	if (rc > 0) /* cancelled or deadline: the partial result stands */
 		rc = 0;
-out:
-	sampler_deinit(&s.smp);
-	free(s.logits);
+	if (q->smp_init)
+		sampler_deinit(&q->smp);
+	q->smp_init = false;
+	free(q->logits);
+	q->logits = NULL;
 	if (rc < 0) {
 		runner_result_free(r);
 		memset(r, 0, sizeof(*r));
 	}
+	q->done = true;
 	return rc;
+}
+
+int
+runner_run(struct ctx *c, const struct run_params *p, struct run_result *r)
+{
+	struct run_seq q;
+	int rc;
+
+	if (runner_seq_start(&q, c, p, r) < 0)
+		return runner_seq_end(&q);
+	while (!q.done) {
+		if (runner_seq_step_begin(&q) != 0)
+			break;
+		for (uint32_t l = 0; l < q.n_layers; l++) {
+			if (runner_seq_interrupted(&q))
+				break;
+			if ((rc = forward_layer(c, l)) < 0) {
+				q.rc = rc;
+				q.done = true;
+				break;
+			}
+			if (runner_seq_check(&q, l) != 0)
+				break;
+		}
+		if (q.done)
+			break;
+		runner_seq_step_end(&q);
+	}
+	return runner_seq_end(&q);
+}
+
+int
+runner_step(struct fbatch *fb, struct run_seq *const *seqs, uint32_t n)
+{
+	struct ctx *cs[RUNNER_MAX_BATCH];
+	struct run_seq *act[RUNNER_MAX_BATCH], *ran[RUNNER_MAX_BATCH];
+	const struct model *m = NULL;
+	uint32_t na = 0, n_ran = 0, L = 0;
+	int rc;
+
+	if (n > RUNNER_MAX_BATCH)
+		return -EINVAL;
+	for (uint32_t i = 0; i < n; i++) {
+		if (seqs[i]->done)
+			continue;
+		if (m != NULL && ctx_model(seqs[i]->c) != m)
+			return -EINVAL; /* the caller groups sequences by model */
+		m = ctx_model(seqs[i]->c);
+	}
+	/* one-token batches first, so their products go together (fbatch_layer) */
+	for (int pass = 0; pass < 2; pass++)
+		for (uint32_t i = 0; i < n; i++) {
+			struct run_seq *q = seqs[i];
+
+			bool one = next_n(q) == 1;
+
+			if (q->done || one != (pass == 0))
+				continue;
+			if (runner_seq_step_begin(q) != 0)
+				continue;
+			ran[n_ran++] = q;
+			L = q->n_layers;
+		}
+	memcpy(act, ran, n_ran * sizeof(*act));
+	na = n_ran;
+	for (uint32_t l = 0; l < L && na > 0; l++) {
+		uint32_t k = 0;
+
+		for (uint32_t i = 0; i < na; i++)
+			if (!runner_seq_interrupted(act[i]))
+				act[k++] = act[i];
+		if ((na = k) == 0)
+			break;
+		for (uint32_t i = 0; i < na; i++)
+			cs[i] = act[i]->c;
+		if ((rc = fbatch_layer(fb, cs, na, l)) < 0) {
+			for (uint32_t i = 0; i < na; i++) {
+				act[i]->rc = rc;
+				act[i]->done = true;
+			}
+			break;
+		}
+		k = 0;
+		for (uint32_t i = 0; i < na; i++)
+			if (runner_seq_check(act[i], l) == 0)
+				act[k++] = act[i];
+		na = k;
+	}
+	for (uint32_t i = 0; i < n_ran; i++)
+		if (!ran[i]->done)
+			runner_seq_step_end(ran[i]);
+	return 0;
 }
 
 void

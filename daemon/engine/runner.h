@@ -2,7 +2,8 @@
  * runner.h — one request through the engine with AdaInfer early exit: prefill
  * the prompt layer by layer, consult the exit policy after each eligible
  * layer, skip the rest when it fires, then decode token by token the same way
- * (or at full depth after the first token, as the policy chooses). This is
+ * (or at full depth after the first token, as the policy chooses); or
+ * several requests at once, one step each per forward pass (runner_step). This is
  * the only code that combines forward.h with exitclf.h; the daemon's worker
  * and the tests call it.
  */
@@ -16,6 +17,7 @@
 #include "forward.h"
 
 #include "exitclf.h"
+#include "sampler.h"
 
 enum run_stop {
 	RUN_STOP_LENGTH = 0, /* max_tokens reached */
@@ -38,6 +40,11 @@ struct run_params {
 	bool full_depth;
 	const atomic_bool *cancel; /* may be NULL; checked between layers */
 	double deadline;           /* util_now() seconds; 0 = none */
+	/* Prompt tokens per step (0 = the whole prompt in one): the chunks before the last
+	 * run at full depth, with no check and no token; only the last one's exit and
+	 * layer counts are the prompt's (runner_step mixes them with other sequences'
+	 * decode steps). */
+	uint32_t prefill_chunk;
 	/* Called for each generated token; nonzero return stops generation. May be NULL. */
 	int (*on_token)(void *ud, int32_t id, uint32_t exit_layer);
 	void *ud;
@@ -78,5 +85,70 @@ double runner_check_cost(const struct model *m, uint32_t n_tokens);
  */
 int runner_trace(struct ctx *c, const int32_t *prompt, uint32_t n_prompt, const atomic_bool *cancel,
 		 struct lens *layers, float *final_logits);
+
+/* ---- step by step, several sequences per forward pass -------------------- */
+
+/** Most sequences runner_step takes at once. */
+#define RUNNER_MAX_BATCH 64
+
+/**
+ * One request as a state machine of steps (a step: the prompt, or one
+ * decode token), for runner_step; runner_run drives the same functions for
+ * one sequence. Caller-provided storage; fields are the runner's.
+ */
+struct run_seq {
+	struct ctx *c;
+	const struct run_params *p;
+	struct run_result *r;
+	const struct exit_policy *pol; /* NULL: full depth */
+	struct sampler smp;
+	bool smp_init, started;
+	float *logits; /* n_vocab */
+	uint32_t n_layers, cap;
+	double t0;
+	/* the current step */
+	const int32_t *batch; /* its tokens: the prompt (a chunk of it), then the last token */
+	uint32_t n;
+	uint32_t n_prompt_done;       /* prompt tokens in the KV cache (earlier chunks) */
+	bool in_prompt, mid_prompt;   /* a prompt step; one before the prompt's last chunk */
+	const struct exit_policy *bp; /* the step's policy (full depth after the first?) */
+	struct exitclf_run st;
+	struct lens lens;
+	uint32_t n_run; /* layers the step ran (its exit layer) */
+	bool have_lens;
+	bool done; /* no more steps: runner_seq_end gives the result */
+	int rc;    /* 1 cancelled/deadline, or a negative errno */
+};
+
+/**
+ * Starts p on c (reset first) into r. Returns 0, or what runner_run would
+ * return for bad params (then q is done). Always end with runner_seq_end.
+ */
+int runner_seq_start(struct run_seq *q, struct ctx *c, const struct run_params *p,
+		     struct run_result *r);
+/** Opens the next step's batch (forward_begin). 0, 1 when the sequence is done, or -errno. */
+int runner_seq_step_begin(struct run_seq *q);
+/** Before each layer: true (and q done) when cancelled or past the deadline. */
+bool runner_seq_interrupted(struct run_seq *q);
+/**
+ * The stopping rule after layer l (0-based) ran: 1 when the step ends there
+ * (the token comes from that layer), 0 to go on, or a negative errno.
+ */
+int runner_seq_check(struct run_seq *q, uint32_t l);
+/** Ends the step: finish, token, stop rules, on_token. 0 or a negative errno. */
+int runner_seq_step_end(struct run_seq *q);
+/** Frees what the run held but r; returns runner_run's return value for it. */
+int runner_seq_end(struct run_seq *q);
+
+/**
+ * One step of each of the n (<= RUNNER_MAX_BATCH) sequences not done, all
+ * on contexts of the same model: forward_begin per sequence, then layers
+ * l = 0, 1, ... through fbatch_layer over the sequences still in (each
+ * leaves at its own exit, cancel or deadline), then each step's end. Each
+ * sequence gets exactly the tokens, exit layers and stop runner_run gives
+ * it. Sequences join (runner_seq_start) and leave (done, runner_seq_end)
+ * between steps. Returns 0 or -EINVAL (too many, models differ).
+ */
+int runner_step(struct fbatch *fb, struct run_seq *const *seqs, uint32_t n);
 
 #endif

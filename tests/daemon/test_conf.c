@@ -93,8 +93,13 @@ test_overrides_and_empty(void)
 	o.model = model;
 	ASSERT_OK(conf_load(&c, write_conf(""), &o, &d)); /* empty: defaults, plus --model */
 	ASSERT_EQ(c.workers, 1);
+	ASSERT_EQ(c.batch, CONF_DEFAULT_BATCH);
+	ASSERT_EQ(c.prefill_chunk, 0);
 	ASSERT_EQ(c.limits.max_connections, 64);
 	ASSERT_EQ(c.kv_cache, KV_F32); /* the default keeps today's exact F32 cache */
+	ASSERT_OK(conf_load(&c, write_conf("batch: 16\nprefill_chunk: 32\n"), &o, &d));
+	ASSERT_EQ(c.batch, 16);
+	ASSERT_EQ(c.prefill_chunk, 32);
 	ASSERT_OK(conf_load(&c, write_conf("kv_cache: f32\n"), &o, &d));
 	ASSERT_EQ(c.kv_cache, KV_F32);
 	ASSERT_OK(conf_load(&c, write_conf("model: nowhere.gguf\nthreads: 1\n"), &o, &d));
@@ -113,6 +118,8 @@ test_errors(void)
 	} bad[] = {
 	    {"model: m.gguf\nworkers: \"1\"\n", ":2:10:", "got a quoted string"},
 	    {"model: m.gguf\nworkers: 99\n", ":2:10:", "out of range"},
+	    {"model: m.gguf\nbatch: 0\n", ":2:8:", "out of range"},
+	    {"model: m.gguf\nbatch: 65\n", ":2:8:", "out of range"},
 	    {"model: m.gguf\nbogus: 1\n", ":2:1:", "unknown key 'bogus'"},
 	    {"model: m.gguf\nworkers: 1\nworkers: 2\n", ":3:1:", "duplicate key 'workers'"},
 	    {"model: m.gguf\nlimits: 3\n", ":2:9:", "must be a mapping"},
