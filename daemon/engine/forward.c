@@ -517,6 +517,25 @@ add_bias(float *y, const float *b, uint32_t n_tok, uint32_t rows)
 }
 
 /*
+ * y = W x for the batch's rows, one ops_matmul per chunk of rows that ends at
+ * a multiple of QCHUNK in absolute position. BLAS and the tile kernels may
+ * round a row differently by its place in the call (OpenBLAS's edge kernels
+ * do); in aligned chunks a row's result depends only on the rows of its
+ * chunk, never on where the batch began, so a prompt run as a cached prefix
+ * plus the rest gets the bits of one batch (daemon/prefix.h).
+ */
+static void
+mm_rows(struct ctx *c, const struct tensor *w, const float *x, float *y)
+{
+	size_t in = (size_t)w->ne[0], out = (size_t)w->ne[1];
+
+	for (uint32_t t0 = 0, nq; t0 < c->n_batch; t0 += nq) {
+		nq = MIN(QCHUNK - (c->n_past + t0) % QCHUNK, c->n_batch - t0);
+		ops_matmul(c->pool, w, x + t0 * in, nq, y + t0 * out, c->act);
+	}
+}
+
+/*
  * K and V of layer l for the batch from the normalised input xn, biased, K
  * rotated. An F32 cache is written in place; for an F16 one each is computed
  * in float in att (free until attention; q_dim >= kv_dim) and rounded to half.
@@ -532,7 +551,7 @@ write_kv(struct ctx *c, uint32_t l)
 	float *kc = half ? c->att : kv_at(c, c->k_cache, l, c->n_past);
 	float *vc = half ? c->att : kv_at(c, c->v_cache, l, c->n_past);
 
-	ops_matmul(c->pool, &L->wk, c->xn, c->n_batch, kc, c->act);
+	mm_rows(c, &L->wk, c->xn, kc);
 	if (v->bk != NULL)
 		add_bias(kc, v->bk, c->n_batch, c->kv_dim);
 	for (uint32_t t = 0; t < c->n_batch; t++)
@@ -540,7 +559,7 @@ write_kv(struct ctx *c, uint32_t l)
 			       hp->rope_dim, c->rope_cs + (size_t)t * hp->rope_dim, hp->rope_style);
 	if (half)
 		c->kvh->from_f32(kc, kvh_at(c, c->k_cache, l, c->n_past), nel);
-	ops_matmul(c->pool, &L->wv, c->xn, c->n_batch, vc, c->act);
+	mm_rows(c, &L->wv, c->xn, vc);
 	if (v->bv != NULL)
 		add_bias(vc, v->bv, c->n_batch, c->kv_dim);
 	if (half)
@@ -585,7 +604,7 @@ forward_layer(struct ctx *c, uint32_t l)
 
 	/* attention */
 	norm_rows(c, c->xn, c->h, v->attn_norm);
-	ops_matmul(c->pool, &L->wq, c->xn, n, c->q, c->act);
+	mm_rows(c, &L->wq, c->xn, c->q);
 	if (v->bq != NULL)
 		add_bias(c->q, v->bq, n, c->q_dim);
 	for (uint32_t t = 0; t < n; t++)
@@ -593,18 +612,18 @@ forward_layer(struct ctx *c, uint32_t l)
 			       c->rope_cs + (size_t)t * hp->rope_dim, hp->rope_style);
 	write_kv(c, l);
 	forward_attn(c, l);
-	ops_matmul(c->pool, &L->wo, c->att, n, c->tmp, c->act);
+	mm_rows(c, &L->wo, c->att, c->tmp);
 	add_into_h(c, v->attn_post_norm);
 
 	/* feed-forward */
 	norm_rows(c, c->xn, c->h, v->ffn_norm);
-	ops_matmul(c->pool, &L->ffn_gate, c->xn, n, c->ffg, c->act);
-	ops_matmul(c->pool, &L->ffn_up, c->xn, n, c->ffu, c->act);
+	mm_rows(c, &L->ffn_gate, c->xn, c->ffg);
+	mm_rows(c, &L->ffn_up, c->xn, c->ffu);
 	if (c->gelu != NULL)
 		ops_geglu(c->ffg, c->ffu, (size_t)n * hp->n_ff, c->gelu);
 	else
 		ops_swiglu(c->ffg, c->ffu, (size_t)n * hp->n_ff);
-	ops_matmul(c->pool, &L->ffn_down, c->ffg, n, c->tmp, c->act);
+	mm_rows(c, &L->ffn_down, c->ffg, c->tmp);
 	add_into_h(c, v->ffn_post_norm);
 
 	c->next_layer = l + 1;
@@ -696,4 +715,18 @@ forward_kernels(const char **simd, const char **blas)
 {
 	*simd = quant_simd_name(quant_simd_level());
 	*blas = openblas_get_corename();
+}
+
+/* ---- for forward_kv.c (forward_impl.h) ------------------------------------ */
+
+int
+forward_impl_ensure_cap(struct ctx *c, uint32_t n)
+{
+	return ensure_cap(c, n);
+}
+
+void
+forward_impl_write_kv(struct ctx *c, uint32_t l)
+{
+	write_kv(c, l);
 }

@@ -14,8 +14,12 @@
 #include "ops.h"
 #include "pool.h"
 
-/* Queries per sgemm in prefill attention: bounds the score buffer to QCHUNK x n_ctx. */
-#define QCHUNK 128
+/*
+ * Queries per sgemm in prefill attention: bounds the score buffer to QCHUNK x
+ * n_ctx. Chunks are aligned to absolute positions (forward_attn.c), and the
+ * prefix cache's blocks (daemon/prefix.h, PREFIX_BLOCK) are a multiple of it.
+ */
+#define QCHUNK 32
 
 struct ctx {
 	const struct model *m;
@@ -87,5 +91,9 @@ kvh_at(const struct ctx *c, void *cache, uint32_t l, uint32_t pos)
  * per-head dots over the thread pool for one (forward_attn.c).
  */
 void forward_attn(struct ctx *c, uint32_t l);
+
+/* forward.c's scratch sizing and K/V writer (c->n_batch rows at c->n_past), for forward_kv.c. */
+int forward_impl_ensure_cap(struct ctx *c, uint32_t n);
+void forward_impl_write_kv(struct ctx *c, uint32_t l);
 
 #endif

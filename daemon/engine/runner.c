@@ -121,6 +121,8 @@ check_params(const struct ctx *c, const struct run_params *p)
 			return -EINVAL;
 	if (p->n_prompt > ctx_n_ctx(c))
 		return -ENOSPC;
+	if (p->n_reuse >= p->n_prompt || p->n_reuse > ctx_n_past(c))
+		return -EINVAL;
 	return 0;
 }
 
@@ -132,7 +134,7 @@ runner_run(struct ctx *c, const struct run_params *p, struct run_result *r)
 	const struct exit_policy *pol = p->full_depth ? NULL : p->policy;
 	uint32_t cap;
 	double t0 = util_now();
-	int32_t tok;
+	int32_t tok = 0;
 	int rc;
 
 	memset(r, 0, sizeof(*r));
@@ -150,21 +152,26 @@ runner_run(struct ctx *c, const struct run_params *p, struct run_result *r)
 	}
 	if ((rc = sampler_init(&s.smp, m->hp.n_vocab, p->temperature, p->top_p, p->seed)) < 0)
 		goto out;
-	ctx_reset(c);
+	if (p->n_reuse > 0)
+		ctx_truncate(c, p->n_reuse);
+	else
+		ctx_reset(c);
 	r->stop = RUN_STOP_LENGTH;
-	for (const int32_t *batch = p->prompt; r->n_tokens < cap;) {
-		uint32_t n = batch == p->prompt ? p->n_prompt : 1, exit_layer;
+	for (const int32_t *batch = p->prompt + p->n_reuse; r->n_tokens < cap;) {
+		bool first = batch == p->prompt + p->n_reuse;
+		uint32_t n = first ? p->n_prompt - p->n_reuse : 1, exit_layer = 0;
 		const struct exit_policy *bp = pol;
 
-		if (batch != p->prompt && pol != NULL &&
-		    pol->generation == EXIT_GEN_FULL_AFTER_FIRST)
+		if (!first && pol != NULL && pol->generation == EXIT_GEN_FULL_AFTER_FIRST)
 			bp = NULL;
 		if (ctx_n_past(c) + n > ctx_n_ctx(c)) {
 			r->stop = RUN_STOP_CONTEXT;
 			break;
 		}
 		rc = run_batch(&s, batch, n, bp, &tok, &exit_layer);
-		if (batch == p->prompt)
+		if (rc == 0 && first && p->on_prompt != NULL)
+			rc = MIN(p->on_prompt(p->prompt_ud, exit_layer), 0);
+		if (first)
 			r->t_prefill_s = util_now() - t0;
 		if (rc != 0)
 			break;
