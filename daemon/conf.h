@@ -9,6 +9,7 @@
  *   workers: N                  inference worker threads (1..16)
  *   context: N                  positions per request, 0 = the model's
  *   kv_cache: f32|f16           KV cache element type (default f32)
+ *   prefix_cache: SIZE          prompt-prefix cache budget in bytes (256M, 0 = off)
  *   socket:
  *     path: PATH                default $RUNTIME_DIRECTORY/adainferd.sock or ADAINFERD_SOCK
  *     mode: 0660                octal (int or string)
@@ -44,8 +45,9 @@
 #include "daemon/profile/profile.h"
 #include "daemon/base/util.h"
 
-#define CONF_MAX_IDS             64
-#define CONF_MAX_INLINE_PROFILES 16
+#define CONF_MAX_IDS              64
+#define CONF_PREFIX_CACHE_DEFAULT (256u << 20)
+#define CONF_MAX_INLINE_PROFILES  16
 
 struct conf_limits {
 	uint32_t max_message_bytes;
@@ -68,6 +70,7 @@ struct conf {
 	int workers;
 	uint32_t context;
 	enum kv_type kv_cache; /* KV_F32 unless kv_cache: f16 */
+	size_t prefix_cache;   /* bytes for the prompt-prefix cache (daemon/prefix.h); 0 = off */
 	uid_t allow_uids[CONF_MAX_IDS];
 	int n_allow_uids;
 	gid_t allow_gids[CONF_MAX_IDS];

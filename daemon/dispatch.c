@@ -21,6 +21,7 @@
 #include "daemon/base/log.h"
 #include "daemon/engine/runner.h"
 #include "params.h"
+#include "prefix.h"
 #include "tasks.h"
 
 struct call {
@@ -234,7 +235,7 @@ m_stats(struct call *k, msgpack_packer *pk)
 {
 	struct daemon *dm = k->dm;
 
-	P(msgpack_pack_map(pk, 9));
+	P(msgpack_pack_map(pk, 10));
 	P(proto_pack_cstr(pk, PROTO_K_UPTIME_S));
 	P(msgpack_pack_double(pk, util_now() - dm->t_start));
 	P(kv_u64(pk, PROTO_K_CONNECTIONS, dm->host.n_open));
@@ -245,7 +246,9 @@ m_stats(struct call *k, msgpack_packer *pk)
 	P(kv_u64(pk, PROTO_K_TOKENS_IN, dm->stats.tokens_in));
 	P(kv_u64(pk, PROTO_K_TOKENS_OUT, dm->stats.tokens_out));
 	P(proto_pack_cstr(pk, PROTO_K_TASKS));
-	return stats_pack_tasks(&dm->stats, pk);
+	P(stats_pack_tasks(&dm->stats, pk));
+	P(proto_pack_cstr(pk, PROTO_K_PREFIX_CACHE));
+	return stats_pack_prefix(prefix_kv_shared(), dm->snap->conf.prefix_cache, pk);
 }
 
 static enum proto_err

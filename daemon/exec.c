@@ -18,6 +18,7 @@
 #include "daemon/engine/runner.h"
 #include "daemon/engine/tokenizer.h"
 #include "daemon/base/log.h"
+#include "prefix.h"
 
 /* Hands what o packed to emit; on a packing failure sends an internal error instead. */
 static void
@@ -51,11 +52,14 @@ exec_init(struct exec *e, int n_threads)
 {
 	memset(e, 0, sizeof(*e));
 	e->n_threads = n_threads;
+	e->prefix = prefix_kv_shared_open();
 }
 
 void
 exec_deinit(struct exec *e)
 {
+	if (e->prefix != NULL)
+		prefix_kv_shared_close();
 	ctx_free(e->ctx);
 	smodel_unref(e->model);
 	memset(e, 0, sizeof(*e));
@@ -565,6 +569,7 @@ exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	struct gen g = {.r = r, .v = &m->vocab, .emit = emit, .ud = ud};
 	struct run_params p = {0};
 	struct run_result res = {0};
+	struct prefix_use pu = {0};
 	struct lens *layers = NULL;
 	float *logits = NULL;
 	struct proto_out o;
@@ -572,6 +577,15 @@ exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 
 	if (r->trace && run_trace(e, r, &layers, &logits, emit, ud) < 0)
 		goto out;
+	/* a cached prompt prefix (prefix.h): reused bit for bit; on failure, none */
+	if (e->prefix != NULL &&
+	    (rc = prefix_kv_prepare(e->prefix, r->snap->model, r->snap->conf.prefix_cache, e->ctx,
+				    r->tokens, r->n_tokens, r->full_depth || r->profile == NULL,
+				    &pu)) < 0)
+		log_debug("prefix cache not used: %s", strerror(-rc));
+	p.n_reuse = pu.n_reuse;
+	p.on_prompt = prefix_kv_on_prompt;
+	p.prompt_ud = &pu;
 	p.prompt = r->tokens;
 	p.n_prompt = r->n_tokens;
 	p.max_tokens = r->max_tokens;
@@ -614,6 +628,7 @@ exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	r->t_done = util_now();
 	out_emit(&o, rc, r, true, emit, ud);
 out:
+	prefix_kv_release(&pu);
 	free(g.text);
 	free(layers);
 	free(logits);

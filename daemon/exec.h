@@ -20,6 +20,7 @@ struct exec {
 	struct smodel *model; /* ref held while ctx is built on it */
 	uint32_t n_ctx;
 	int n_threads;
+	struct prefix_kv *prefix; /* the process's prompt-prefix cache (prefix.h); NULL: none */
 };
 
 /**
