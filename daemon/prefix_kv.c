@@ -163,6 +163,7 @@ prefix_kv_prepare(struct prefix_kv *kv, struct smodel *sm, size_t budget, struct
 		goto out;
 	}
 	prefix_hash_blocks(tokens, n_usable, hashes);
+	ctx_reset(c); /* a cancelled request may have left a batch open */
 	pthread_mutex_lock(&kv->lock);
 	if (kv->owner != sm || kv->owner_kv != (int)ctx_kv_type(c)) {
 		/* another model or KV type: its blocks go (unless another worker still reads
@@ -180,6 +181,8 @@ prefix_kv_prepare(struct prefix_kv *kv, struct smodel *sm, size_t budget, struct
 	u->n_pinned = u->n_hit;
 	prefix_plan(&kv->pc, hashes, n_usable, u->n_hit, full_depth, &plan);
 	pthread_mutex_unlock(&kv->lock);
+	/* never compute (and hold the hidden states of) more blocks than the budget keeps */
+	plan.n_compute = (uint32_t)MIN(plan.n_compute, budget / payload_bytes(c));
 
 	for (uint32_t b = 0; b < u->n_hit; b++)
 		if ((rc = block_to_ctx(c, u->chain[b], b)) < 0)

@@ -8,7 +8,7 @@ model with the shipped sst2 profile, one with `prefix_cache: 0` and one with
 the cache on, interleaved (off, on, on, off, ...) so both see the same
 machine. Prints, off vs on: median client-side latency and median prefill
 time, the prompt tokens computed (all of them without the cache; with it, the
-rest of each prompt plus the blocks computed at full depth to enter the cache,
+rest of each prompt, some of it computed at full depth to enter the cache,
 from `stats`), the pruning of the prompt batch (1 - exit layer / n_layers,
 the same both ways) and the token-layers the prompt batch computes, and
 checks that every answer (tokens and exit layers) is the same both ways.
@@ -105,7 +105,7 @@ def main():
         info = daemons["off"].c.call("info")["model"]
         L, n_ctx = info["n_layers"], info["n_ctx"]
         res = {"off": [], "on": []}
-        skipped = last_reused = 0
+        skipped, last = 0, (0, 0)
         for i, r in enumerate(dev):
             req = {"prompt": shots + r["prompt"], "task": "sst2", "max_tokens": 1, "eos": False}
             n = len(daemons["off"].c.call("tokenize", {"text": req["prompt"]})["tokens"])
@@ -116,10 +116,11 @@ def main():
                 t0 = time.perf_counter()
                 out = daemons[k].c.call("complete", req)
                 res[k].append((time.perf_counter() - t0, out))
-                if k == "on":  # this request's reused tokens, from the counters
+                if k == "on":  # this request's reused and computed tokens, from the counters
                     st = daemons[k].c.call("stats")["prefix_cache"]
-                    out["reused"] = st["tokens_reused"] - last_reused
-                    last_reused = st["tokens_reused"]
+                    out["reused"] = st["tokens_reused"] - last[0]
+                    out["computed"] = st["tokens_computed"] - last[1]
+                    last = (st["tokens_reused"], st["tokens_computed"])
         stats = {k: d.c.call("stats")["prefix_cache"] for k, d in daemons.items()}
         n_shots = len(daemons["off"].c.call("tokenize", {"text": shots})["tokens"])
     finally:
@@ -131,12 +132,13 @@ def main():
     n_req = len(res["off"])
     prompt_tokens = sum(o["n_prompt"] for _, o in res["off"])
     reused = stats["on"]["tokens_reused"]
-    computed_on = prompt_tokens - reused + stats["on"]["tokens_computed"]
+    computed_on = prompt_tokens - reused  # the blocks computed for the cache are prompt tokens
     exits = [o["exit_layers"][0] for _, o in res["off"]]
     pruning = statistics.mean(1 - e / L for e in exits)
     # token-layers of the prompt batch: every prompt token it computes, through the exit layer
     tl_off = sum(o["n_prompt"] * o["exit_layers"][0] for _, o in res["off"])
-    tl_on = sum((o["n_prompt"] - o["reused"]) * o["exit_layers"][0] for _, o in res["on"])
+    tl_on = sum((o["n_prompt"] - o["reused"] - o["computed"]) * o["exit_layers"][0] +
+                o["computed"] * L for _, o in res["on"])
     suffix = [o["n_prompt"] - o["reused"] for _, o in res["on"]]
 
     def ms(xs):
@@ -151,11 +153,13 @@ def main():
     print("median prefill (ms)       %9.2f   %9.2f" % (
         ms([o["timings"]["prefill_s"] for _, o in res["off"]]),
         ms([o["timings"]["prefill_s"] for _, o in res["on"]])))
-    print("prompt tokens computed    %9d   %9d  (reused %d, computed for the cache %d)"
+    print("prompt tokens computed    %9d   %9d  (reused %d; of those computed, %d at full depth "
+          "for the cache)"
           % (prompt_tokens, computed_on, reused, stats["on"]["tokens_computed"]))
     print("prompt pruning            %9.3f   %9.3f  (mean 1 - exit layer / %d)"
           % (pruning, pruning, L))
-    print("prompt token-layers       %9d   %9d  (prompt tokens run x exit layer)" % (tl_off, tl_on))
+    print("prompt token-layers       %9d   %9d  (tokens run x layers run, the fill not counted)"
+          % (tl_off, tl_on))
     print("median prompt tokens run  %9d   %9d  (with the cache: the suffix)"
           % (statistics.median(o["n_prompt"] for _, o in res["off"]), statistics.median(suffix)))
     print("cache: hits %d, misses %d, %d entries, %d bytes"
