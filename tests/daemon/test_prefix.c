@@ -2,10 +2,12 @@
  * test_prefix.c — the prompt-prefix cache: the data structure (chained
  * hashes with the tokens compared, LRU over leaves, pins, the byte budget),
  * the plan and its rule (a profile request's own prompt never enters the
- * cache; only blocks computed at full depth do), and end to end on the
- * bundled model: requests sharing a few-shot prefix, with stopping profiles
- * and at full depth, F32 and F16 KV, give the same tokens, exit layers, KV
- * cache and final hidden state bit for bit with the cache as without it.
+ * cache; only blocks computed at full depth do, checked against a full-depth
+ * run), and end to end on the bundled model (and fixture models in F16,
+ * BF16, Q8_0, Q4_K_M): requests sharing a few-shot prefix, with stopping
+ * profiles and at full depth, F32 and F16 KV, give the same tokens, exit
+ * layers, KV cache and final hidden state bit for bit with the cache as
+ * without it.
  */
 #include "test.h"
 
@@ -190,19 +192,22 @@ struct e2e {
 	void *kv_a, *kv_b;
 };
 
+/* The bundled model (NULL), or a fixture model. */
 static const char *
-model_path(void)
+model_path(const char *fixture)
 {
 	static char buf[4096];
 	const char *root = getenv("ADAINFER_SOURCE_ROOT");
 
+	if (fixture != NULL)
+		return test_fixture(fixture);
 	snprintf(buf, sizeof(buf), "%s/models/tiny-tasks.gguf", root ? root : ".");
 	return buf;
 }
 
-/* A 5-shot sst2 prompt from calib.jsonl, then dev.jsonl record i's question. */
+/* An n_shots-shot sst2 prompt from calib.jsonl, then dev.jsonl record i's question. */
 static int
-build_prompts(struct e2e *e)
+build_prompts(struct e2e *e, int n_shots)
 {
 	const struct vocab *v = &e->sm->m.vocab;
 	char shots[4096] = "", *text;
@@ -213,7 +218,7 @@ build_prompts(struct e2e *e)
 
 	if (dev == NULL || (cal = fopen(test_fixture("data/sst2/calib.jsonl"), "r")) == NULL)
 		return -1;
-	while (k < 5 && fgets(line, sizeof(line), cal) != NULL) {
+	while (k < n_shots && fgets(line, sizeof(line), cal) != NULL) {
 		json_t *j = json_loads(line, 0, &je);
 
 		snprintf(shots + strlen(shots), sizeof(shots) - strlen(shots), "%s%s\n\n",
@@ -242,7 +247,7 @@ build_prompts(struct e2e *e)
 }
 
 static bool
-e2e_open(struct e2e *e, enum kv_type kvt)
+e2e_open(struct e2e *e, const char *fixture, enum kv_type kvt)
 {
 	struct ctx_opts o = {.n_ctx = MAX_TOK + 64, .n_threads = 2, .kv_type = kvt};
 	struct diag d = {{0}};
@@ -252,27 +257,28 @@ e2e_open(struct e2e *e, enum kv_type kvt)
 	memset(e, 0, sizeof(*e));
 	e->sm = calloc(1, sizeof(*e->sm));
 	atomic_init(&e->sm->refs, 1);
-	if (model_load(&e->sm->m, model_path(), &d) < 0 ||
+	if (model_load(&e->sm->m, model_path(fixture), &d) < 0 ||
 	    ctx_new_opts(&e->ref, &e->sm->m, &o, &d) < 0 ||
 	    ctx_new_opts(&e->cached, &e->sm->m, &o, &d) < 0) {
 		fprintf(stderr, "%s\n", d.msg);
 		return false;
 	}
-	/* the shipped sst2 profile, and two that stop at a fixed layer */
-	snprintf(path, sizeof(path), "%s/etc/profiles/sst2.yaml", root ? root : ".");
-	if (profile_load_file(&e->profiles[0], path, &d) < 0) {
-		fprintf(stderr, "%s\n", d.msg);
-		return false;
-	}
-	for (int i = 1; i < 3; i++) {
+	/* the shipped sst2 profile (bundled model), and ones that stop at a fixed layer */
+	for (int i = 0; i < 3; i++) {
 		profile_init(&e->profiles[i]);
 		e->profiles[i].pol.clf.kind = EXITCLF_GAP;
 		e->profiles[i].pol.clf.threshold = 0; /* fires at the first checked layer */
-		e->profiles[i].pol.min_layer = i == 1 ? 3 : 9;
+		e->profiles[i].pol.min_layer =
+		    MAX(1, (uint32_t)(e->sm->m.hp.n_layers * (i + 1)) / 4);
+	}
+	snprintf(path, sizeof(path), "%s/etc/profiles/sst2.yaml", root ? root : ".");
+	if (fixture == NULL && profile_load_file(&e->profiles[0], path, &d) < 0) {
+		fprintf(stderr, "%s\n", d.msg);
+		return false;
 	}
 	e->kv_a = malloc(MAX_TOK * ctx_kv_row_bytes(e->ref));
 	e->kv_b = malloc(MAX_TOK * ctx_kv_row_bytes(e->ref));
-	return build_prompts(e) == 0;
+	return build_prompts(e, fixture == NULL ? 5 : 2) == 0; /* fixtures: a byte-ish vocabulary */
 }
 
 static void
@@ -348,13 +354,13 @@ cache_is_full_depth(struct e2e *e, struct prefix_kv *kv, int i)
 }
 
 static void
-run_e2e(enum kv_type kvt, int n_prompts)
+run_e2e(const char *fixture, enum kv_type kvt, int n_prompts)
 {
 	static struct e2e e;
 	struct prefix_kv kv;
 	uint64_t reused = 0;
 
-	if (!e2e_open(&e, kvt)) {
+	if (!e2e_open(&e, fixture, kvt)) {
 		ASSERT(0);
 		return;
 	}
@@ -423,15 +429,27 @@ run_e2e(enum kv_type kvt, int n_prompts)
 static void
 test_bit_identical_f32(void)
 {
-	run_e2e(KV_F32, N_PROMPTS);
+	run_e2e(NULL, KV_F32, N_PROMPTS);
 }
 
 static void
 test_bit_identical_f16(void)
 {
-	run_e2e(KV_F16, 20); /* the half path is the same code but the KV copy; fewer */
+	run_e2e(NULL, KV_F16, 20); /* the half path is the same code but the KV copy; fewer */
+}
+
+/* Weights in half, bfloat16 and block formats go through the tile kernels: the same holds. */
+static void
+test_bit_identical_weight_types(void)
+{
+	static const char *const models[] = {"models/stories260K-f16.gguf", "models/rq-bf16.gguf",
+					     "models/rq-q8_0.gguf", "models/rq-q4_k_m.gguf"};
+
+	for (size_t i = 0; i < sizeof(models) / sizeof(models[0]); i++)
+		run_e2e(models[i], i % 2 ? KV_F16 : KV_F32, 12);
 }
 
 TEST_MAIN(TEST_CASE(test_usable_and_hash), TEST_CASE(test_lookup_compares_tokens),
 	  TEST_CASE(test_lru_budget_pins), TEST_CASE(test_plan_rule),
-	  TEST_CASE(test_bit_identical_f32), TEST_CASE(test_bit_identical_f16))
+	  TEST_CASE(test_bit_identical_f32), TEST_CASE(test_bit_identical_f16),
+	  TEST_CASE(test_bit_identical_weight_types))
