@@ -152,10 +152,10 @@ runner_run(struct ctx *c, const struct run_params *p, struct run_result *r)
 	}
 	if ((rc = sampler_init(&s.smp, m->hp.n_vocab, p->temperature, p->top_p, p->seed)) < 0)
 		goto out;
-	if (p->n_reuse > 0)
-		ctx_truncate(c, p->n_reuse);
-	else
+	if (p->n_reuse == 0)
 		ctx_reset(c);
+	else if ((rc = ctx_truncate(c, p->n_reuse)) < 0)
+		goto out;
 	r->stop = RUN_STOP_LENGTH;
 	for (const int32_t *batch = p->prompt + p->n_reuse; r->n_tokens < cap;) {
 		bool first = batch == p->prompt + p->n_reuse;

@@ -11,6 +11,7 @@
  */
 #include "test.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -438,6 +439,34 @@ test_bit_identical_f16(void)
 	run_e2e(NULL, KV_F16, 20); /* the half path is the same code but the KV copy; fewer */
 }
 
+/* run_params.n_reuse must leave a token to run and be in the context's KV. */
+static void
+test_runner_reuse_params(void)
+{
+	static struct e2e e;
+	struct run_params p;
+	struct run_result r;
+
+	if (!e2e_open(&e, NULL, KV_F32)) {
+		ASSERT(0);
+		return;
+	}
+	p = (struct run_params){
+	    .prompt = e.prompts[0], .n_prompt = e.n[0], .max_tokens = 1, .top_p = 1};
+	ASSERT_OK(runner_run(e.ref, &p, &r)); /* e.n[0] positions in the KV now */
+	runner_result_free(&r);
+	p.n_reuse = e.n[0];
+	ASSERT_EQ(runner_run(e.ref, &p, &r), -EINVAL); /* nothing left to run */
+	ASSERT_OK(ctx_truncate(e.ref, 10));
+	p.n_reuse = 11;
+	ASSERT_EQ(runner_run(e.ref, &p, &r), -EINVAL); /* past what the KV holds */
+	p.n_reuse = 10;
+	ASSERT_OK(runner_run(e.ref, &p, &r));
+	ASSERT_EQ(ctx_n_past(e.ref), e.n[0]);
+	runner_result_free(&r);
+	e2e_close(&e);
+}
+
 /* Weights in half, bfloat16 and block formats go through the tile kernels: the same holds. */
 static void
 test_bit_identical_weight_types(void)
@@ -452,4 +481,4 @@ test_bit_identical_weight_types(void)
 TEST_MAIN(TEST_CASE(test_usable_and_hash), TEST_CASE(test_lookup_compares_tokens),
 	  TEST_CASE(test_lru_budget_pins), TEST_CASE(test_plan_rule),
 	  TEST_CASE(test_bit_identical_f32), TEST_CASE(test_bit_identical_f16),
-	  TEST_CASE(test_bit_identical_weight_types))
+	  TEST_CASE(test_bit_identical_weight_types), TEST_CASE(test_runner_reuse_params))
