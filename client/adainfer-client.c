@@ -281,14 +281,20 @@ print_info(const struct adainfer_value *r)
 static void
 print_stats(const struct adainfer_value *r)
 {
-	const struct adainfer_value *tk = adainfer_value_get(r, "tasks");
+	const struct adainfer_value *tk = adainfer_value_get(r, "tasks"), *pc;
 
 	printf("uptime      %.1f s\n", GF(r, "uptime_s"));
 	printf("connections %lld open, %lld total\n", GI(r, "connections"),
 	       GI(r, "connections_total"));
 	printf("queue       %lld queued (max %lld), %lld running\n", GI(r, "queue_depth"),
 	       GI(r, "queue_max"), GI(r, "running"));
-	printf("tokens      %lld in, %lld out\n\n", GI(r, "tokens_in"), GI(r, "tokens_out"));
+	printf("tokens      %lld in, %lld out\n", GI(r, "tokens_in"), GI(r, "tokens_out"));
+	if ((pc = adainfer_value_get(r, "prefix_cache")) != NULL && pc->type == ADAINFER_MAP)
+		printf("prefix      %lld hits, %lld misses, %lld tokens reused; %lld blocks, "
+		       "%lld of %lld bytes\n",
+		       GI(pc, "hits"), GI(pc, "misses"), GI(pc, "tokens_reused"), GI(pc, "entries"),
+		       GI(pc, "bytes"), GI(pc, "budget_bytes"));
+	putchar('\n');
 	printf("%-10s %8s %8s %10s %10s %12s %8s %8s %8s %8s  outcomes\n", "task", "tok_in",
 	       "tok_out", "layers_run", "skipped", "pruning", "p50_ms", "p95_ms", "p99_ms", "reqs");
 	for (size_t i = 0; tk != NULL && tk->type == ADAINFER_MAP && i < tk->u.map.n; i++) {

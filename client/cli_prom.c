@@ -95,6 +95,25 @@ static const struct prom_metric shadow_metrics[] = {
 #define SHADOW_DRIFT_NAME "adainfer_task_shadow_drift"
 #define EXIT_LAYER_NAME   "adainfer_task_exit_layer"
 
+/* The stats' prefix_cache map (daemon/prefix.h). */
+static const struct prom_metric prefix_metrics[] = {
+    {"adainfer_prefix_cache_budget_bytes", "gauge", "budget_bytes",
+     "Bytes the prompt-prefix cache may hold (prefix_cache; 0 = off)."},
+    {"adainfer_prefix_cache_bytes", "gauge", "bytes", "Bytes the prompt-prefix cache holds now."},
+    {"adainfer_prefix_cache_entries", "gauge", "entries",
+     "Blocks of prompt tokens the prompt-prefix cache holds now."},
+    {"adainfer_prefix_cache_hits_total", "counter", "hits",
+     "Requests that reused at least one cached block of their prompt."},
+    {"adainfer_prefix_cache_misses_total", "counter", "misses",
+     "Requests with a reusable block of prompt that found none cached."},
+    {"adainfer_prefix_cache_tokens_reused_total", "counter", "tokens_reused",
+     "Prompt tokens served from the prompt-prefix cache instead of computed."},
+    {"adainfer_prefix_cache_tokens_computed_total", "counter", "tokens_computed",
+     "Prompt tokens computed at full depth to enter the prompt-prefix cache."},
+    {"adainfer_prefix_cache_evictions_total", "counter", "evictions",
+     "Blocks dropped from the prompt-prefix cache for its budget."},
+};
+
 #define REQUESTS_NAME "adainfer_task_requests_total"
 #define LATENCY_NAME  "adainfer_task_latency_seconds"
 
@@ -354,7 +373,7 @@ out:
 int
 cli_prom_print_stats(const struct cli *cli, const struct adainfer_value *r)
 {
-	const struct adainfer_value *tk = adainfer_value_get(r, "tasks");
+	const struct adainfer_value *tk = adainfer_value_get(r, "tasks"), *pc;
 	size_t n_tasks = tk != NULL && tk->type == ADAINFER_MAP ? tk->u.map.n : 0;
 	char **task = NULL;
 	int rc = 0;
@@ -387,6 +406,14 @@ cli_prom_print_stats(const struct cli *cli, const struct adainfer_value *r)
 		family(stdout, pm->name, pm->type, pm->help);
 		sample(stdout, pm->name, NULL, NULL, adainfer_value_get(r, pm->key));
 	}
+
+	if ((pc = adainfer_value_get(r, "prefix_cache")) != NULL && pc->type == ADAINFER_MAP)
+		for (size_t m = 0; m < sizeof(prefix_metrics) / sizeof(prefix_metrics[0]); m++) {
+			const struct prom_metric *pm = &prefix_metrics[m];
+
+			family(stdout, pm->name, pm->type, pm->help);
+			sample(stdout, pm->name, NULL, NULL, adainfer_value_get(pc, pm->key));
+		}
 
 	family(stdout, REQUESTS_NAME, "counter",
 	       "Finished requests (complete and trace) by task and outcome: ok or the protocol "

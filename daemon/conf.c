@@ -210,6 +210,38 @@ k_kv_cache(struct parse *p, yaml_node_t *v, const char *key)
 	return 0;
 }
 
+/* Bytes, as a number or with a K/M/G suffix (powers of 1024; "KiB" etc. too), up to 1 TiB. */
+static int
+k_prefix_cache(struct parse *p, yaml_node_t *v, const char *key)
+{
+	const char *s = NULL;
+	char *end;
+	unsigned long long x;
+	unsigned shift = 0;
+	int rc;
+
+	if ((rc = yx_scalar(&p->y, v, key, &s)) < 0)
+		return rc;
+	errno = 0;
+	x = strtoull(s, &end, 10);
+	if (*end == 'K' || *end == 'k')
+		shift = 10;
+	else if (*end == 'M')
+		shift = 20;
+	else if (*end == 'G')
+		shift = 30;
+	if (shift != 0 &&
+	    (end[1] == '\0' || strcmp(end + 1, "iB") == 0 || strcmp(end + 1, "B") == 0))
+		end += strlen(end);
+	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || x > (1ull << 40) >> shift)
+		return yx_err(&p->y, v,
+			      "'%s' must be a size in bytes (as 268435456 or 256M), at most 1T, "
+			      "got '%.64s'",
+			      key, s);
+	p->c->prefix_cache = (size_t)(x << shift);
+	return 0;
+}
+
 static int
 k_state_dir(struct parse *p, yaml_node_t *v, const char *key)
 {
@@ -447,6 +479,7 @@ static const struct key_handler top_keys[] = {{"model", k_model},
 					      {"prefill_chunk", k_prefill_chunk},
 					      {"context", k_context},
 					      {"kv_cache", k_kv_cache},
+					      {"prefix_cache", k_prefix_cache},
 					      {"socket", k_socket},
 					      {"access", k_access},
 					      {"limits", k_limits},
@@ -498,6 +531,7 @@ conf_defaults(struct conf *c)
 	c->log_level = LOG_LEVEL_INFO;
 	c->limits.max_message_bytes = 1u << 20;
 	c->limits.max_prompt_tokens = 4096;
+	c->prefix_cache = CONF_PREFIX_CACHE_DEFAULT;
 	c->limits.max_tokens = 256;
 	c->limits.max_connections = 64;
 	c->limits.max_queued = 64;

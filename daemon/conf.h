@@ -12,6 +12,7 @@
  *   prefill_chunk: N            prompt tokens per step, 0 = the whole prompt
  *   context: N                  positions per request, 0 = the model's
  *   kv_cache: f32|f16           KV cache element type (default f32)
+ *   prefix_cache: SIZE          prompt-prefix cache budget in bytes (256M, 0 = off)
  *   socket:
  *     path: PATH                default $RUNTIME_DIRECTORY/adainferd.sock or ADAINFERD_SOCK
  *     mode: 0660                octal (int or string)
@@ -51,11 +52,12 @@
 #include "daemon/profile/profile.h"
 #include "daemon/base/util.h"
 
-#define CONF_MAX_IDS             64
-#define CONF_MAX_INLINE_PROFILES 16
-#define CONF_MAX_SHADOW_TASKS    32
-#define CONF_MAX_BATCH           64 /* RUNNER_MAX_BATCH */
-#define CONF_DEFAULT_BATCH       4
+#define CONF_MAX_IDS              64
+#define CONF_PREFIX_CACHE_DEFAULT (256u << 20)
+#define CONF_MAX_INLINE_PROFILES  16
+#define CONF_MAX_SHADOW_TASKS     32
+#define CONF_MAX_BATCH            64 /* RUNNER_MAX_BATCH */
+#define CONF_DEFAULT_BATCH        4
 
 struct conf_limits {
 	uint32_t max_message_bytes;
@@ -88,6 +90,7 @@ struct conf {
 	uint32_t prefill_chunk; /* prompt tokens per step; 0 = the whole prompt */
 	uint32_t context;
 	enum kv_type kv_cache; /* KV_F32 unless kv_cache: f16 */
+	size_t prefix_cache;   /* bytes for the prompt-prefix cache (daemon/prefix.h); 0 = off */
 	uid_t allow_uids[CONF_MAX_IDS];
 	int n_allow_uids;
 	gid_t allow_gids[CONF_MAX_IDS];

@@ -21,6 +21,7 @@
 #include "daemon/base/log.h"
 #include "daemon/engine/runner.h"
 #include "params.h"
+#include "prefix.h"
 #include "tasks.h"
 
 struct call {
@@ -234,7 +235,7 @@ m_stats(struct call *k, msgpack_packer *pk)
 {
 	struct daemon *dm = k->dm;
 
-	P(msgpack_pack_map(pk, 10));
+	P(msgpack_pack_map(pk, 11));
 	P(proto_pack_cstr(pk, PROTO_K_UPTIME_S));
 	P(msgpack_pack_double(pk, util_now() - dm->t_start));
 	P(kv_u64(pk, PROTO_K_CONNECTIONS, dm->host.n_open));
@@ -247,7 +248,9 @@ m_stats(struct call *k, msgpack_packer *pk)
 	P(proto_pack_cstr(pk, PROTO_K_SHADOW));
 	P(shadow_pack(&dm->shadow, pk));
 	P(proto_pack_cstr(pk, PROTO_K_TASKS));
-	return stats_pack_tasks(&dm->stats, pk);
+	P(stats_pack_tasks(&dm->stats, pk));
+	P(proto_pack_cstr(pk, PROTO_K_PREFIX_CACHE));
+	return stats_pack_prefix(prefix_kv_shared(), dm->snap->conf.prefix_cache, pk);
 }
 
 static enum proto_err

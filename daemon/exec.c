@@ -18,6 +18,7 @@
 #include "daemon/engine/runner.h"
 #include "daemon/engine/tokenizer.h"
 #include "daemon/base/log.h"
+#include "prefix.h"
 #include "shadow.h"
 
 /* Hands what o packed to emit; on a packing failure sends an internal error instead. */
@@ -52,11 +53,14 @@ exec_init(struct exec *e, int n_threads)
 {
 	memset(e, 0, sizeof(*e));
 	e->n_threads = n_threads;
+	e->prefix = prefix_kv_shared_open();
 }
 
 void
 exec_deinit(struct exec *e)
 {
+	if (e->prefix != NULL)
+		prefix_kv_shared_close();
 	ctx_free(e->ctx);
 	smodel_unref(e->model);
 	memset(e, 0, sizeof(*e));
@@ -586,6 +590,22 @@ complete_params(struct req *r, struct gen *g, struct run_params *p)
 	p->ud = g;
 }
 
+/* Points p at a cached prefix of r's prompt (prefix.h), reused bit for bit; on failure, none. */
+static void
+complete_prefix(struct exec *e, struct req *r, struct run_params *p, struct prefix_use *pu)
+{
+	int rc;
+
+	if (e->prefix != NULL &&
+	    (rc = prefix_kv_prepare(e->prefix, r->snap->model, r->snap->conf.prefix_cache, e->ctx,
+				    r->tokens, r->n_tokens, r->full_depth || r->profile == NULL,
+				    pu)) < 0)
+		log_debug("prefix cache not used: %s", strerror(-rc));
+	p->n_reuse = pu->n_reuse;
+	p->on_prompt = prefix_kv_on_prompt;
+	p->prompt_ud = pu;
+}
+
 /* Answers r from its run (rc: runner_run's return): the result, or why there is none. */
 static void
 complete_reply(struct exec *e, struct req *r, struct gen *g, const struct run_result *res, int rc,
@@ -634,6 +654,7 @@ exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	struct gen g = {.r = r, .v = &m->vocab, .emit = emit, .ud = ud};
 	struct run_params p;
 	struct run_result res = {0};
+	struct prefix_use pu = {0};
 	struct lens *layers = NULL;
 	float *logits = NULL;
 	double t_run;
@@ -642,10 +663,12 @@ exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	if (r->trace && run_trace(e, r, &layers, &logits, emit, ud) < 0)
 		goto out;
 	complete_params(r, &g, &p);
+	complete_prefix(e, r, &p, &pu);
 	t_run = util_now();
 	rc = runner_run(e->ctx, &p, &res);
 	complete_reply(e, r, &g, &res, rc, util_now() - t_run, layers, logits);
 out:
+	prefix_kv_release(&pu);
 	free(g.text);
 	free(layers);
 	free(logits);
@@ -751,6 +774,7 @@ struct exec_slot {
 	struct run_params p;
 	struct run_result res;
 	struct run_seq q;
+	struct prefix_use pu; /* its cached prompt prefix, held until it ends */
 };
 
 struct exec_batch {
@@ -833,6 +857,7 @@ slot_finish(struct exec_batch *b, struct exec_slot *s)
 	/* the engine time of this sequence's steps (shared with the batch's others) */
 	complete_reply(&s->ex, s->r, &s->g, &s->res, rc, s->res.t_prefill_s + s->res.t_decode_s,
 		       NULL, NULL);
+	prefix_kv_release(&s->pu);
 	free(s->g.text);
 	runner_result_free(&s->res);
 	s->r = NULL;
@@ -857,6 +882,8 @@ exec_batch_admit(struct exec_batch *b, struct req *r, exec_emit_fn emit, void *u
 	s->r = r;
 	s->g = (struct gen){.r = r, .v = &r->snap->model->m.vocab, .emit = emit, .ud = ud};
 	complete_params(r, &s->g, &s->p);
+	s->pu = (struct prefix_use){0};
+	complete_prefix(&s->ex, r, &s->p, &s->pu);
 	b->n_live++;
 	if (runner_seq_start(&s->q, s->ex.ctx, &s->p, &s->res) < 0) {
 		slot_finish(b, s);

@@ -24,6 +24,7 @@ struct exec {
 	int n_threads;
 	struct shadow *shadow;         /* live agreement; NULL: none (set by the worker) */
 	struct shadow_job *shadow_job; /* made by the last exec_run, for the worker to queue */
+	struct prefix_kv *prefix; /* the process's prompt-prefix cache (prefix.h); NULL: none */
 };
 
 /**

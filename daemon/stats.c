@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "prefix.h"
+
 static struct stats_task *
 find(struct stats *s, const char *task)
 {
@@ -128,5 +130,34 @@ stats_pack_tasks(const struct stats *s, msgpack_packer *pk)
 		PK(proto_pack_cstr(pk, PROTO_K_P99));
 		PK(msgpack_pack_double(pk, pct(sorted, t->n_lat, 99)));
 	}
+	return 0;
+}
+
+int
+stats_pack_prefix(struct prefix_kv *kv, size_t budget, msgpack_packer *pk)
+{
+	struct prefix_stats st = {0};
+	size_t bytes = 0, unused;
+	uint32_t entries = 0;
+
+	if (kv != NULL)
+		prefix_kv_stats(kv, &st, &bytes, &entries, &unused);
+	PK(msgpack_pack_map(pk, 8));
+	PK(proto_pack_cstr(pk, PROTO_K_BUDGET_BYTES));
+	PK(msgpack_pack_uint64(pk, budget));
+	PK(proto_pack_cstr(pk, PROTO_K_BYTES));
+	PK(msgpack_pack_uint64(pk, bytes));
+	PK(proto_pack_cstr(pk, PROTO_K_ENTRIES));
+	PK(msgpack_pack_uint64(pk, entries));
+	PK(proto_pack_cstr(pk, PROTO_K_HITS));
+	PK(msgpack_pack_uint64(pk, st.hits));
+	PK(proto_pack_cstr(pk, PROTO_K_MISSES));
+	PK(msgpack_pack_uint64(pk, st.misses));
+	PK(proto_pack_cstr(pk, PROTO_K_TOKENS_REUSED));
+	PK(msgpack_pack_uint64(pk, st.tokens_reused));
+	PK(proto_pack_cstr(pk, PROTO_K_TOKENS_COMPUTED));
+	PK(msgpack_pack_uint64(pk, st.tokens_computed));
+	PK(proto_pack_cstr(pk, PROTO_K_EVICTIONS));
+	PK(msgpack_pack_uint64(pk, st.evictions));
 	return 0;
 }

@@ -42,4 +42,11 @@ void stats_record(struct stats *s, const char *task, enum proto_err outcome, uin
 /** Packs the "tasks" map of the stats result. Returns 0 or -ENOMEM. */
 int stats_pack_tasks(const struct stats *s, msgpack_packer *pk);
 
+struct prefix_kv;
+/**
+ * Packs the "prefix_cache" map: budget (the configured one) and kv's counters
+ * (zeros when kv is NULL). Returns 0 or -ENOMEM.
+ */
+int stats_pack_prefix(struct prefix_kv *kv, size_t budget, msgpack_packer *pk);
+
 #endif

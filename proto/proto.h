@@ -142,7 +142,9 @@
  *                    tokens_in, tokens_out, layers_run, layers_skipped: int,
  *                    pruning_ratio: float (skipped / (run + skipped)),
  *                    latency_ms: {p50, p95, p99: float}}}
- *     (requests without a task are counted under "" ).
+ *     (requests without a task are counted under "" ),
+ *     prefix_cache: {budget_bytes, bytes, entries, hits, misses, tokens_reused,
+ *                    tokens_computed, evictions: int}   (daemon/prefix.h)
  *
  * "reload"      params: none. Re-reads the config file and profiles, as
  *               SIGHUP does. result: {model_changed: bool, tasks: [str]};
@@ -323,6 +325,16 @@ enum proto_kind {
 #define PROTO_K_BLAS                  "blas"
 #define PROTO_K_AGREEMENT             "agreement"
 #define PROTO_K_PRUNING               "pruning"
+/* ... and the stats' prompt-prefix cache map */
+#define PROTO_K_PREFIX_CACHE    "prefix_cache"
+#define PROTO_K_BUDGET_BYTES    "budget_bytes"
+#define PROTO_K_BYTES           "bytes"
+#define PROTO_K_ENTRIES         "entries"
+#define PROTO_K_HITS            "hits"
+#define PROTO_K_MISSES          "misses"
+#define PROTO_K_TOKENS_REUSED   "tokens_reused"
+#define PROTO_K_TOKENS_COMPUTED "tokens_computed"
+#define PROTO_K_EVICTIONS       "evictions"
 
 /* stats: "shadow", live agreement with full depth per task (also agreement, pruning_ratio) */
 #define PROTO_K_SHADOW           "shadow"

@@ -571,6 +571,45 @@ forward_v_store(struct ctx *c, uint32_t l, float *v)
 				 (size_t)c->n_batch * c->kv_dim);
 }
 
+bool
+forward_rows_exact(const struct tensor *w)
+{
+	return w->type != GGML_TYPE_F32 &&
+	       (!quant_gemm_supported(w->type) || quant_gemm_exact(w->type));
+}
+
+/*
+ * y = W x for the batch's rows. Where the kernels give every row its
+ * one-token bits (forward_rows_exact: the integer and F16 tiles), in one
+ * product; else (OpenBLAS's sgemm for F32, whose edge kernels round a row
+ * by its place in the call, and the BF16 vdpbf16ps tile) one product per
+ * chunk of rows that ends at a multiple of QCHUNK in absolute position, so
+ * that a row's result depends only on the rows of its chunk, never on where
+ * the batch began: a prompt run as a cached prefix plus the rest gets the
+ * bits of one batch (daemon/prefix.h).
+ */
+void
+forward_mm_aligned(struct pool *p, void *act, uint32_t pos, uint32_t n, const struct tensor *w,
+		   const float *x, float *y)
+{
+	size_t in = (size_t)w->ne[0], out = (size_t)w->ne[1];
+
+	if (forward_rows_exact(w)) {
+		ops_matmul(p, w, x, n, y, act);
+		return;
+	}
+	for (uint32_t t0 = 0, nq; t0 < n; t0 += nq) {
+		nq = MIN(QCHUNK - (pos + t0) % QCHUNK, n - t0);
+		ops_matmul(p, w, x + t0 * in, nq, y + t0 * out, act);
+	}
+}
+
+static void
+forward_mm_rows(struct ctx *c, const struct tensor *w, const float *x, float *y)
+{
+	forward_mm_aligned(c->pool, c->act, c->n_past, c->n_batch, w, x, y);
+}
+
 /*
  * K and V of layer l for the batch from the normalised input xn, biased, K
  * rotated. An F32 cache is written in place; for an F16 one each is computed
@@ -584,9 +623,9 @@ write_kv(struct ctx *c, uint32_t l)
 	float *kc = half ? c->att : kv_at(c, c->k_cache, l, c->n_past);
 	float *vc = half ? c->att : kv_at(c, c->v_cache, l, c->n_past);
 
-	ops_matmul(c->pool, &L->wk, c->xn, c->n_batch, kc, c->act);
+	forward_mm_rows(c, &L->wk, c->xn, kc);
 	forward_k_store(c, l, kc);
-	ops_matmul(c->pool, &L->wv, c->xn, c->n_batch, vc, c->act);
+	forward_mm_rows(c, &L->wv, c->xn, vc);
 	forward_v_store(c, l, vc);
 }
 
@@ -627,22 +666,22 @@ forward_layer(struct ctx *c, uint32_t l)
 
 	/* attention */
 	forward_norm_rows(c, c->xn, c->h, v->attn_norm);
-	ops_matmul(c->pool, &L->wq, c->xn, n, c->q, c->act);
+	forward_mm_rows(c, &L->wq, c->xn, c->q);
 	forward_q_post(c, l, c->q);
 	write_kv(c, l);
 	forward_attn(c, l);
-	ops_matmul(c->pool, &L->wo, c->att, n, c->tmp, c->act);
+	forward_mm_rows(c, &L->wo, c->att, c->tmp);
 	forward_add_into_h(c, c->tmp, v->attn_post_norm);
 
 	/* feed-forward */
 	forward_norm_rows(c, c->xn, c->h, v->ffn_norm);
-	ops_matmul(c->pool, &L->ffn_gate, c->xn, n, c->ffg, c->act);
-	ops_matmul(c->pool, &L->ffn_up, c->xn, n, c->ffu, c->act);
+	forward_mm_rows(c, &L->ffn_gate, c->xn, c->ffg);
+	forward_mm_rows(c, &L->ffn_up, c->xn, c->ffu);
 	if (c->gelu != NULL)
 		ops_geglu(c->ffg, c->ffu, (size_t)n * hp->n_ff, c->gelu);
 	else
 		ops_swiglu(c->ffg, c->ffu, (size_t)n * hp->n_ff);
-	ops_matmul(c->pool, &L->ffn_down, c->ffg, n, c->tmp, c->act);
+	forward_mm_rows(c, &L->ffn_down, c->ffg, c->tmp);
 	forward_add_into_h(c, c->tmp, v->ffn_post_norm);
 
 	c->next_layer = l + 1;
@@ -734,4 +773,18 @@ forward_kernels(const char **simd, const char **blas)
 {
 	*simd = quant_simd_name(quant_simd_level());
 	*blas = openblas_get_corename();
+}
+
+/* ---- for forward_kv.c (forward_impl.h) ------------------------------------ */
+
+int
+forward_impl_ensure_cap(struct ctx *c, uint32_t n)
+{
+	return ensure_cap(c, n);
+}
+
+void
+forward_impl_write_kv(struct ctx *c, uint32_t l)
+{
+	write_kv(c, l);
 }

@@ -150,4 +150,45 @@ void fbatch_free(struct fbatch *fb);
  */
 int fbatch_layer(struct fbatch *fb, struct ctx *const *cs, uint32_t n, uint32_t l);
 
+/* ---- KV rows and hidden states, for a prompt-prefix cache (forward_kv.c) ---- */
+
+/**
+ * Bytes of one position's K row (and of its V row) in one layer: kv_dim
+ * elements of ctx_kv_type(c).
+ */
+size_t ctx_kv_row_bytes(const struct ctx *c);
+/**
+ * Copies K and V of layer l at positions pos .. pos+n-1 into k and v
+ * (n * ctx_kv_row_bytes bytes each). The range must lie below ctx_n_past.
+ * Returns 0 or -EINVAL.
+ */
+int ctx_kv_read(const struct ctx *c, uint32_t l, uint32_t pos, uint32_t n, void *k, void *v);
+/**
+ * Writes K and V of layer l at positions pos .. pos+n-1 (inside the context,
+ * outside a batch) from k and v, as ctx_kv_read gave them. Returns 0 or -EINVAL.
+ */
+int ctx_kv_write(struct ctx *c, uint32_t l, uint32_t pos, uint32_t n, const void *k, const void *v);
+/**
+ * Declares the first n_past positions' KV valid (written by ctx_kv_write):
+ * the sequence continues at n_past. Returns 0, or -EINVAL inside a batch or
+ * past the context.
+ */
+int ctx_set_n_past(struct ctx *c, uint32_t n_past);
+/**
+ * Refills KV of layers from .. n_layers-1 at positions pos .. pos+n-1 from
+ * their hidden states h (n x n_embd, the residual stream after `from`
+ * layers): exactly what forward_finish(c, from) does for those rows of a
+ * batch. Outside a batch; the last batch's scratch (forward_hidden,
+ * forward_lens) is gone afterwards. Returns 0, -EINVAL or -ENOMEM.
+ */
+int forward_fill(struct ctx *c, uint32_t from, uint32_t pos, uint32_t n, const float *h);
+/**
+ * Runs tokens as one batch at full depth after the sequence's n_past
+ * positions, copying the hidden state after each of layers 1 .. n_layers-1
+ * into hidden ((n_layers-1) x n x n_embd floats, layer-major; NULL: none):
+ * what a prefix cache keeps to refill those positions as an early exit
+ * would. Returns as forward_begin / forward_layer do.
+ */
+int forward_run_capture(struct ctx *c, const int32_t *tokens, uint32_t n, float *hidden);
+
 #endif

@@ -71,9 +71,12 @@ attn_blas(struct ctx *c, uint32_t l)
 	const struct model_hparams *hp = &c->m->hp;
 	uint32_t n = c->n_batch, hd = hp->head_dim, w = c->m->layers[l].n_swa;
 
-	for (uint32_t t0 = 0; t0 < n; t0 += QCHUNK)
+	/* chunks end at multiples of QCHUNK in absolute position, wherever the batch starts: a
+	 * prompt run as a cached prefix plus the rest multiplies the same shapes as in one batch */
+	for (uint32_t t0 = 0, nq; t0 < n; t0 += nq) {
+		nq = MIN(QCHUNK - (c->n_past + t0) % QCHUNK, n - t0);
 		for (uint32_t g = 0; g < hp->n_kv_heads; g++) {
-			uint32_t nq = MIN(QCHUNK, n - t0), T = c->n_past + t0 + nq;
+			uint32_t T = c->n_past + t0 + nq;
 			uint32_t k0 = first_key(c->n_past + t0, w), nk = T - k0;
 			const float *K, *V;
 			int ld;
@@ -101,6 +104,7 @@ attn_blas(struct ctx *c, uint32_t l)
 			for (uint32_t h = g * c->group; h < (g + 1) * c->group; h++)
 				attn_blas_head(c, h, t0, nq, k0, nk, K, V, ld, w);
 		}
+	}
 }
 
 struct attn_job {

@@ -106,14 +106,6 @@ fbatch_free(struct fbatch *fb)
 	free(fb);
 }
 
-/* True when one ops_matmul over every row gives each row its unbatched bits. */
-static bool
-rows_exact(const struct tensor *w)
-{
-	return w->type != GGML_TYPE_F32 &&
-	       (!quant_gemm_supported(w->type) || quant_gemm_exact(w->type));
-}
-
 /* y = x W^T over the concatenated rows of the n batches, each row with its unbatched bits. */
 static void
 matmul(struct fbatch *fb, struct ctx *const *cs, uint32_t n, uint32_t rows, const struct tensor *w,
@@ -122,15 +114,16 @@ matmul(struct fbatch *fb, struct ctx *const *cs, uint32_t n, uint32_t rows, cons
 	struct pool *p = cs[0]->pool;
 	size_t cols = (size_t)w->ne[0], out = (size_t)w->ne[1], at = 0;
 
-	if (rows_exact(w)) {
+	if (forward_rows_exact(w)) {
 		ops_matmul(p, w, x, rows, y, fb->act);
 		return;
 	}
 	for (uint32_t i = 0; i < n;) {
 		uint32_t j = i, nr = 0;
 
-		if (cs[i]->n_batch > 1) {
-			ops_matmul(p, w, x + at * cols, cs[i]->n_batch, y + at * out, fb->act);
+		if (cs[i]->n_batch > 1) { /* as forward_layer does, in position-aligned chunks */
+			forward_mm_aligned(p, fb->act, cs[i]->n_past, cs[i]->n_batch, w,
+					   x + at * cols, y + at * out);
 			at += cs[i]->n_batch;
 			i++;
 			continue;

@@ -14,8 +14,12 @@
 #include "ops.h"
 #include "pool.h"
 
-/* Queries per sgemm in prefill attention: bounds the score buffer to QCHUNK x n_ctx. */
-#define QCHUNK 128
+/*
+ * Queries per sgemm in prefill attention: bounds the score buffer to QCHUNK x
+ * n_ctx. Chunks are aligned to absolute positions (forward_attn.c), and the
+ * prefix cache's blocks (daemon/prefix.h, PREFIX_BLOCK) are a multiple of it.
+ */
+#define QCHUNK 32
 
 struct ctx {
 	const struct model *m;
@@ -105,5 +109,17 @@ void forward_k_store(struct ctx *c, uint32_t l, float *k);
 void forward_v_store(struct ctx *c, uint32_t l, float *v);
 /** h += tmp (n_batch x n_embd), through the post-norm pn first when not NULL (tmp clobbered). */
 void forward_add_into_h(struct ctx *c, float *tmp, const float *pn);
+/** True when one ops_matmul over any rows gives each row its one-token bits. */
+bool forward_rows_exact(const struct tensor *w);
+/**
+ * y = W x for n rows at positions pos.., act as ops_matmul's scratch: one
+ * product when the rows are exact, else one per chunk of rows ending at a
+ * multiple of QCHUNK in absolute position (what bit-identity needs).
+ */
+void forward_mm_aligned(struct pool *p, void *act, uint32_t pos, uint32_t n, const struct tensor *w,
+			const float *x, float *y);
+/* forward.c's scratch sizing and K/V writer (c->n_batch rows at c->n_past), for forward_kv.c. */
+int forward_impl_ensure_cap(struct ctx *c, uint32_t n);
+void forward_impl_write_kv(struct ctx *c, uint32_t l);
 
 #endif

@@ -58,6 +58,8 @@ check_params(const struct ctx *c, const struct run_params *p)
 			return -EINVAL;
 	if (p->n_prompt > ctx_n_ctx(c))
 		return -ENOSPC;
+	if (p->n_reuse >= p->n_prompt || p->n_reuse > ctx_n_past(c))
+		return -EINVAL;
 	return 0;
 }
 
@@ -102,9 +104,13 @@ runner_seq_start(struct run_seq *q, struct ctx *c, const struct run_params *p, s
 	if ((q->rc = sampler_init(&q->smp, m->hp.n_vocab, p->temperature, p->top_p, p->seed)) < 0)
 		goto fail;
 	q->smp_init = true;
-	ctx_reset(c);
+	if (p->n_reuse == 0)
+		ctx_reset(c);
+	else if ((q->rc = ctx_truncate(c, p->n_reuse)) < 0)
+		goto fail;
 	r->stop = RUN_STOP_LENGTH;
-	q->batch = p->prompt;
+	q->n_prompt_done = p->n_reuse; /* a reused prefix is prompt already run */
+	q->batch = p->prompt + p->n_reuse;
 	q->in_prompt = true;
 	q->started = true;
 	q->done = q->cap == 0;
@@ -239,6 +245,8 @@ runner_seq_step_end(struct run_seq *q)
 		rc = forward_lens(q->c, &q->lens, q->logits);
 	if (rc == 0)
 		rc = forward_finish(q->c, q->n_run);
+	if (rc == 0 && prompt && p->on_prompt != NULL) /* e.g. refill a reused prefix's layers */
+		rc = MIN(p->on_prompt(p->prompt_ud, q->n_run), 0);
 	if (prompt)
 		r->t_prefill_s = util_now() - q->t0;
 	if (rc < 0) {

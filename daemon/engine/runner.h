@@ -48,6 +48,18 @@ struct run_params {
 	/* Called for each generated token; nonzero return stops generation. May be NULL. */
 	int (*on_token)(void *ud, int32_t id, uint32_t exit_layer);
 	void *ud;
+	/*
+	 * A reused prompt prefix: the first n_reuse (< n_prompt) prompt tokens are
+	 * already in c's KV, exact at full depth (a prefix cache put them there);
+	 * runner_run truncates c to them instead of resetting it and prefills only
+	 * the rest. 0 = none. on_prompt (may be NULL) is called once, after the
+	 * prompt's batch ended with n_run layers, so that the caller can refill the
+	 * reused positions' layers n_run.. as that early exit would have; a negative
+	 * return fails the run with it.
+	 */
+	uint32_t n_reuse;
+	int (*on_prompt)(void *ud, uint32_t n_run);
+	void *prompt_ud;
 };
 
 struct run_result {
@@ -62,7 +74,8 @@ struct run_result {
 };
 
 /**
- * Runs one request on c from an empty sequence (c is reset first).
+ * Runs one request on c from an empty sequence (c is reset first; with
+ * n_reuse, truncated to the reused prefix).
  * Returns 0 (see r->stop for why it ended; cancelled and deadline are not
  * errors: the partial result is kept), -EINVAL (bad params), -ENOSPC (prompt
  * longer than the context) or -ENOMEM. r is always safe to runner_result_free.

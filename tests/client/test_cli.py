@@ -521,6 +521,12 @@ def prom_expect(st):
                       ("adainfer_tokens_in_total", "tokens_in"),
                       ("adainfer_tokens_out_total", "tokens_out")]:
         put(name, {}, st[key])
+    for key in ("budget_bytes", "bytes", "entries"):  # the prompt-prefix cache, when sent
+        if "prefix_cache" in st:
+            put("adainfer_prefix_cache_%s" % key, {}, st["prefix_cache"][key])
+    for key in ("hits", "misses", "tokens_reused", "tokens_computed", "evictions"):
+        if "prefix_cache" in st:
+            put("adainfer_prefix_cache_%s_total" % key, {}, st["prefix_cache"][key])
     for task, t in st["tasks"].items():
         for outcome, n in t.get("requests", {}).items():
             put("adainfer_task_requests_total", {"task": task, "outcome": outcome}, n)
