@@ -13,6 +13,7 @@
  * client): bad ones are -EINVAL.
  */
 #include "runner.h"
+#include "runner_int.h"
 
 #include <errno.h>
 #include <math.h>
@@ -22,15 +23,6 @@
 #include "exitclf.h"
 #include "sampler.h"
 #include "daemon/base/util.h"
-
-struct run_state {
-	struct ctx *c;
-	const struct run_params *p;
-	struct run_result *r;
-	struct sampler smp;
-	float *logits; /* n_vocab */
-	uint32_t n_layers;
-};
 
 static bool
 should_stop(const struct run_params *p, enum run_stop *why)
@@ -135,6 +127,8 @@ runner_run(struct ctx *c, const struct run_params *p, struct run_result *r)
 	int32_t tok;
 	int rc;
 
+	if (p->mode == RUN_MODE_SPECULATIVE)
+		return runner_run_speculative(c, p, r);
 	memset(r, 0, sizeof(*r));
 	if ((rc = check_params(c, p)) < 0)
 		return rc;
@@ -244,4 +238,25 @@ runner_check_cost(const struct model *m, uint32_t n_tokens)
 	if (n_tokens == 0 || layer <= 0)
 		return 0;
 	return (double)h->n_vocab * h->n_embd / (layer * n_tokens);
+}
+
+/* ---- shared with runner_spec.c (runner_int.h) ----------------------------- */
+
+int
+runner_int_check_params(const struct ctx *c, const struct run_params *p)
+{
+	return check_params(c, p);
+}
+
+bool
+runner_int_should_stop(const struct run_params *p, enum run_stop *why)
+{
+	return should_stop(p, why);
+}
+
+int
+runner_int_batch(struct run_state *s, const int32_t *tokens, uint32_t n,
+		 const struct exit_policy *pol, int32_t *tok, uint32_t *exit_layer)
+{
+	return run_batch(s, tokens, n, pol, tok, exit_layer);
 }
