@@ -516,7 +516,7 @@ pack_complete(msgpack_packer *pk, struct req *r, const struct gen *g, const stru
 {
 	const struct vocab *v = g->v;
 
-	PACK(msgpack_pack_map(pk, 11 + (layers != NULL)));
+	PACK(msgpack_pack_map(pk, 11 + (layers != NULL) + r->speculative));
 	PACK(proto_pack_cstr(pk, PROTO_K_TEXT));
 	PACK(proto_pack_text(pk, g->text ? g->text : "", g->len));
 	PACK(proto_pack_cstr(pk, PROTO_K_TOKENS));
@@ -555,8 +555,20 @@ pack_complete(msgpack_packer *pk, struct req *r, const struct gen *g, const stru
 		PACK(proto_pack_cstr(pk, PROTO_K_TRACE));
 		PACK(pack_trace(pk, r, v, n_layers, layers, logits, r->top_k));
 	}
+	if (r->speculative) {
+		PACK(proto_pack_cstr(pk, PROTO_K_SPECULATIVE));
+		PACK(msgpack_pack_map(pk, 3));
+		PACK(proto_pack_cstr(pk, PROTO_K_DRAFTED));
+		PACK(msgpack_pack_uint32(pk, res->n_drafted));
+		PACK(proto_pack_cstr(pk, PROTO_K_ACCEPTED));
+		PACK(msgpack_pack_uint32(pk, res->n_accepted));
+		PACK(proto_pack_cstr(pk, PROTO_K_VERIFIED));
+		PACK(msgpack_pack_uint32(pk, res->n_verify));
+	}
 	return 0;
 }
+
+_Static_assert(PROTO_MAX_DRAFT == RUNNER_DRAFT_MAX, "the protocol's draft limit is the engine's");
 
 static void
 exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
@@ -585,6 +597,8 @@ exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	p.deadline = r->deadline;
 	p.on_token = on_token;
 	p.ud = &g;
+	p.mode = r->speculative ? RUN_MODE_SPECULATIVE : RUN_MODE_PLAIN;
+	p.draft = r->draft;
 	rc = runner_run(e->ctx, &p, &res);
 	r->tokens_in = r->n_tokens;
 	r->tokens_out = res.n_tokens;

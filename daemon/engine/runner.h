@@ -91,7 +91,8 @@ void runner_result_free(struct run_result *r);
  * token it returns is the full model's greedy choice (exit_layers are all
  * n_layers); layers_run counts the layers computed (drafts' and verify
  * batches'), layers_skipped the drafts' skipped layers. Without a policy
- * (full_depth or policy NULL) it is plain full-depth decoding. Returns what
+ * (full_depth, policy NULL, or one whose min_layer is the last layer, so
+ * that it checks nowhere) it is plain full-depth decoding. Returns what
  * runner_run returns; -EINVAL also for temperature > 0 (greedy only) or
  * draft > RUNNER_DRAFT_MAX.
  */

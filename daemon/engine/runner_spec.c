@@ -149,7 +149,9 @@ runner_run_speculative(struct ctx *c, const struct run_params *p, struct run_res
 		return rc;
 	if (p->temperature != 0 || p->draft > RUNNER_DRAFT_MAX)
 		return -EINVAL; /* greedy only: a sampled draft has no single token to verify */
-	if (pol == NULL) { /* nothing to draft with: full depth is the same output */
+	/* nothing to draft with (no policy, or one that checks no layer): full depth is the same */
+	if (pol == NULL ||
+	    !exitclf_layer_checked(pol->min_layer, pol->min_layer, pol->stride, m->hp.n_layers)) {
 		plain = *p;
 		plain.mode = RUN_MODE_PLAIN;
 		return runner_run(c, &plain, r);
@@ -177,9 +179,8 @@ runner_run_speculative(struct ctx *c, const struct run_params *p, struct run_res
 		 * A round emits at most k' + 1 tokens, k' = min(k, left - 1); cap keeps
 		 * P + k' + 1 within the context (left <= n_ctx - P).
 		 */
-		while (r->n_tokens < cap &&
-		       (rc = spec_round(&s, pol, MIN(k, cap - r->n_tokens - 1), buf, vlogits,
-					&last)) == 0)
+		while (r->n_tokens < cap && (rc = spec_round(&s, pol, MIN(k, cap - r->n_tokens - 1),
+							     buf, vlogits, &last)) == 0)
 			;
 	if (r->n_tokens == cap && cap < p->max_tokens && r->stop == RUN_STOP_LENGTH)
 		r->stop = RUN_STOP_CONTEXT;

@@ -90,11 +90,8 @@ static uint32_t
 check_equal(struct fixture *f, const int32_t *tok, uint32_t n, uint32_t max_tokens,
 	    const struct exit_policy *pol, uint32_t draft, int *failed)
 {
-	struct run_params rp = {.prompt = tok,
-				.n_prompt = n,
-				.max_tokens = max_tokens,
-				.top_p = 1,
-				.full_depth = true};
+	struct run_params rp = {
+	    .prompt = tok, .n_prompt = n, .max_tokens = max_tokens, .top_p = 1, .full_depth = true};
 	struct run_result full, sp;
 	uint32_t rejected = 0;
 
@@ -159,8 +156,8 @@ equal_on(const char *model, const char *golden, const char *key)
 		ASSERT(json_array_size(cases) > 0);
 		for (size_t i = 0; i < json_array_size(cases); i++) {
 			int32_t tok[512];
-			uint32_t n = json_ids(json_object_get(json_array_get(cases, i), "tokens"),
-					      tok, 400);
+			uint32_t n =
+			    json_ids(json_object_get(json_array_get(cases, i), "tokens"), tok, 400);
 
 			for (size_t pi = 0; pi < ARRAY_LEN(pols); pi++)
 				for (size_t di = 0; di < ARRAY_LEN(drafts); di++) {
@@ -169,9 +166,9 @@ equal_on(const char *model, const char *golden, const char *key)
 					     li < ARRAY_LEN(lengths); li++) {
 						int failed;
 
-						rejected += check_equal(&f, tok, n, lengths[li],
-									&pols[pi].pol, drafts[di],
-									&failed);
+						rejected +=
+						    check_equal(&f, tok, n, lengths[li],
+								&pols[pi].pol, drafts[di], &failed);
 						runs++;
 						ASSERT(!failed);
 					}
@@ -320,10 +317,19 @@ test_stop_conditions(void)
 	ASSERT_EQ(r.n_tokens, 30);
 	ASSERT_EQ(r.n_verify, 0);
 	runner_result_free(&r);
+	/* nor with a policy that checks no layer */
+	early.pol.min_layer = f.m.hp.n_layers;
+	rp.policy = &early.pol;
+	ASSERT_OK(runner_run(f.c, &rp, &r));
+	ASSERT_EQ(r.n_tokens, 30);
+	ASSERT_EQ(r.n_verify, 0);
+	ASSERT_EQ(r.layers_run, (uint64_t)30 * f.m.hp.n_layers);
+	runner_result_free(&r);
 	fixture_close(&f);
 }
 
-/* End of generation: where full-depth greedy ends at an EOG token, the speculative run ends there too. */
+/* End of generation: where full-depth greedy ends at an EOG token, the speculative run ends there
+ * too. */
 static void
 eos_on(const char *model, const char *golden, const char *key, uint32_t *n_eos)
 {
@@ -336,7 +342,8 @@ eos_on(const char *model, const char *golden, const char *key, uint32_t *n_eos)
 	cases = json_object_get(f.golden, key);
 	for (size_t i = 0; i < json_array_size(cases); i++) {
 		int32_t tok[512];
-		uint32_t n = json_ids(json_object_get(json_array_get(cases, i), "tokens"), tok, 200);
+		uint32_t n =
+		    json_ids(json_object_get(json_array_get(cases, i), "tokens"), tok, 200);
 		struct run_params rp = {.prompt = tok,
 					.n_prompt = n,
 					.max_tokens = 300,
@@ -376,4 +383,5 @@ test_stop_at_eos(void)
 }
 
 TEST_MAIN(TEST_CASE(test_equal_stories260k), TEST_CASE(test_equal_tiny_tasks),
-	  TEST_CASE(test_all_accepted), TEST_CASE(test_stop_conditions), TEST_CASE(test_stop_at_eos))
+	  TEST_CASE(test_all_accepted), TEST_CASE(test_stop_conditions),
+	  TEST_CASE(test_stop_at_eos))
