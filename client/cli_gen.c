@@ -76,6 +76,13 @@ gen_opt(const struct cli *cli, const char *cmd, struct gen_opts *g, int o, const
 	case CLI_O_FULL_DEPTH:
 		g->full_depth = true;
 		return 0;
+	case CLI_O_SPECULATIVE:
+		g->speculative = -1;
+		if (arg != NULL && cli_parse_long(arg, 1, CLI_MAX_DRAFT, &g->speculative) < 0)
+			return cli_usage_error(
+			    cli, cmd, "--speculative=K: '%s' is not a draft length in 1..%d", arg,
+			    CLI_MAX_DRAFT);
+		return 0;
 	case CLI_O_SPECIAL:
 		g->parse_special = true;
 		return 0;
@@ -128,6 +135,10 @@ gen_params(struct gen_opts *g, bool stream, struct adainfer_member *m, size_t *n
 		m[(*n)++] = (struct adainfer_member){"seed", adainfer_int(g->seed)};
 	if (g->full_depth)
 		m[(*n)++] = (struct adainfer_member){"full_depth", adainfer_bool(true)};
+	if (g->speculative != 0)
+		m[(*n)++] = (struct adainfer_member){"speculative", adainfer_bool(true)};
+	if (g->speculative > 0)
+		m[(*n)++] = (struct adainfer_member){"draft", adainfer_int(g->speculative)};
 	if (g->parse_special)
 		m[(*n)++] = (struct adainfer_member){"parse_special", adainfer_bool(true)};
 	if (stream)
