@@ -204,7 +204,7 @@ void
 gen_report(const struct cli *cli, const struct adainfer_value *res)
 {
 	const struct adainfer_value *tm = adainfer_value_get(res, "timings"),
-				    *toks = adainfer_value_get(res, "tokens");
+				    *toks = adainfer_value_get(res, "tokens"), *sp;
 	const char *why = adainfer_value_str(adainfer_value_get(res, "stop_reason"), NULL);
 	long long n_prompt = adainfer_value_int(adainfer_value_get(res, "n_prompt"), 0),
 		  run = adainfer_value_int(adainfer_value_get(res, "layers_run"), 0),
@@ -227,6 +227,16 @@ gen_report(const struct cli *cli, const struct adainfer_value *res)
 		n_gen, steps, decode, rate((double)steps, decode));
 	fprintf(stderr, "layers      %lld run, %lld skipped (%.1f%% skipped)\n", run, skipped,
 		run + skipped > 0 ? 100.0 * (double)skipped / (double)(run + skipped) : 0.0);
+	if ((sp = adainfer_value_get(res, "speculative")) != NULL) {
+		long long drafted = adainfer_value_int(adainfer_value_get(sp, "drafted"), 0),
+			  accepted = adainfer_value_int(adainfer_value_get(sp, "accepted"), 0);
+
+		fprintf(stderr,
+			"speculative %lld drafts, %lld accepted (%.1f%%), %lld verifications\n",
+			drafted, accepted,
+			drafted > 0 ? 100.0 * (double)accepted / (double)drafted : 0.0,
+			(long long)adainfer_value_int(adainfer_value_get(sp, "verified"), 0));
+	}
 	fprintf(stderr, "stop        %s; queued %.3f s, total %.3f s\n", why != NULL ? why : "-",
 		queue, total);
 	(void)cli;
