@@ -411,7 +411,7 @@ cmd_reload(struct cli *cli, int argc, char **argv)
 	"default, is greedy), --top-p P keeps the smallest set of tokens of probability\n"         \
 	"P (default 1), --seed N fixes the sampling. --task names the stopping profile\n"          \
 	"(none: every layer runs); --full-depth runs every layer even with a task.\n"              \
-	"--speculative[=K] drafts K tokens (default 4) with the task's early exit and\n"           \
+	"--speculative[=K] drafts K tokens (default 1) with the task's early exit and\n"           \
 	"verifies them in one full-depth batch: the output is full-depth greedy (needs\n"          \
 	"temperature 0).\n"                                                                        \
 	"Text is printed as it comes when standard output is a terminal (--stream,\n"              \

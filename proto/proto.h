@@ -101,7 +101,7 @@
  *                         PROTO_ERR_BAD_REQUEST); without a profile it is
  *                         plain full depth
  *     draft?: int         drafts per verification, 1..PROTO_MAX_DRAFT
- *                         (default 4); only with speculative true
+ *                         (default 1); only with speculative true
  *   result:
  *     text: str|bin (generated text only), tokens: [int] (generated ids),
  *     exit_layers: [int] (1-based layer each token was taken from),
