@@ -13,7 +13,7 @@
  * client): bad ones are -EINVAL.
  */
 #include "runner.h"
-#include "runner_int.h"
+#include "runner_impl.h"
 
 #include <errno.h>
 #include <math.h>
@@ -240,23 +240,23 @@ runner_check_cost(const struct model *m, uint32_t n_tokens)
 	return (double)h->n_vocab * h->n_embd / (layer * n_tokens);
 }
 
-/* ---- shared with runner_spec.c (runner_int.h) ----------------------------- */
+/* ---- shared with runner_spec.c (runner_impl.h) ----------------------------- */
 
 int
-runner_int_check_params(const struct ctx *c, const struct run_params *p)
+runner_check_params(const struct ctx *c, const struct run_params *p)
 {
 	return check_params(c, p);
 }
 
 bool
-runner_int_should_stop(const struct run_params *p, enum run_stop *why)
+runner_should_stop(const struct run_params *p, enum run_stop *why)
 {
 	return should_stop(p, why);
 }
 
 int
-runner_int_batch(struct run_state *s, const int32_t *tokens, uint32_t n,
-		 const struct exit_policy *pol, int32_t *tok, uint32_t *exit_layer)
+runner_batch(struct run_state *s, const int32_t *tokens, uint32_t n, const struct exit_policy *pol,
+	     int32_t *tok, uint32_t *exit_layer)
 {
 	return run_batch(s, tokens, n, pol, tok, exit_layer);
 }

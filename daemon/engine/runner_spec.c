@@ -21,7 +21,7 @@
  * layers as in runner.c; the stop conditions are runner_run's.
  */
 #include "runner.h"
-#include "runner_int.h"
+#include "runner_impl.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -54,7 +54,7 @@ verify_batch(struct run_state *s, const int32_t *tokens, uint32_t n, float *out)
 	if ((rc = forward_begin(s->c, tokens, n)) < 0)
 		return rc;
 	for (uint32_t l = 0; l < s->n_layers; l++) {
-		if (runner_int_should_stop(s->p, &s->r->stop))
+		if (runner_should_stop(s->p, &s->r->stop))
 			return 1;
 		if ((rc = forward_layer(s->c, l)) < 0)
 			return rc;
@@ -105,7 +105,7 @@ spec_round(struct run_state *s, const struct exit_policy *pol, uint32_t k, int32
 
 	buf[0] = *last;
 	while (nd < k) {
-		if ((rc = runner_int_batch(s, &buf[nd], 1, pol, &buf[nd + 1], &el)) != 0)
+		if ((rc = runner_batch(s, &buf[nd], 1, pol, &buf[nd + 1], &el)) != 0)
 			return rc;
 		nd++;
 		if (s->p->stop_at_eos && tokenizer_is_eog(&m->vocab, buf[nd]))
@@ -145,7 +145,7 @@ runner_run_speculative(struct ctx *c, const struct run_params *p, struct run_res
 	int rc;
 
 	memset(r, 0, sizeof(*r));
-	if ((rc = runner_int_check_params(c, p)) < 0)
+	if ((rc = runner_check_params(c, p)) < 0)
 		return rc;
 	if (p->temperature != 0 || p->draft > RUNNER_DRAFT_MAX)
 		return -EINVAL; /* greedy only: a sampled draft has no single token to verify */
@@ -172,7 +172,7 @@ runner_run_speculative(struct ctx *c, const struct run_params *p, struct run_res
 		goto out;
 	ctx_reset(c);
 	r->stop = RUN_STOP_LENGTH;
-	rc = runner_int_batch(&s, p->prompt, p->n_prompt, NULL, &last, &el);
+	rc = runner_batch(&s, p->prompt, p->n_prompt, NULL, &last, &el);
 	r->t_prefill_s = util_now() - t0;
 	if (rc == 0 && emit(&s, last) == 0)
 		/*
