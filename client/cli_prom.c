@@ -59,6 +59,42 @@ static const struct prom_metric task_metrics[] = {
      "Layers skipped / (run + skipped) for the task: the live pruning ratio."},
 };
 
+/* The "shadow" map of the stats result: live agreement with full depth, per shadowed task. */
+static const struct prom_metric shadow_metrics[] = {
+    {"adainfer_task_shadow_rate", "gauge", "rate",
+     "Share of the task's early-exit requests re-run at full depth (shadow.tasks)."},
+    {"adainfer_task_early_exit_requests_total", "counter", "early_exit_requests",
+     "Early-exit complete requests of the task since the profile was loaded."},
+    {"adainfer_task_early_exit_pruning_ratio", "gauge", "pruning_ratio",
+     "Layers skipped / (run + skipped) over the task's early-exit requests."},
+    {"adainfer_task_shadow_sampled_total", "counter", "sampled",
+     "Early-exit requests of the task chosen for a full-depth shadow run."},
+    {"adainfer_task_shadow_runs_total", "counter", "shadow_runs",
+     "Shadow runs finished and compared with the early-exit answer."},
+    {"adainfer_task_shadow_agreements_total", "counter", "agree",
+     "Shadow runs whose first token equals the early-exit answer's."},
+    {"adainfer_task_shadow_sequence_agreements_total", "counter", "agree_sequence",
+     "Shadow runs whose whole generated sequence equals the early-exit answer's."},
+    {"adainfer_task_shadow_agreement_ratio", "gauge", "agreement",
+     "Agreements / shadow runs (NaN before the first run)."},
+    {"adainfer_task_shadow_target_ratio", "gauge", "target",
+     "The profile's target agreement (its guarantee's, else its calibration's)."},
+    {"adainfer_task_shadow_dropped_total", "counter", "dropped",
+     "Sampled requests never compared: the shadow queue was full or the engine failed."},
+    {"adainfer_task_shadow_preempted_total", "counter", "preempted",
+     "Shadow runs cut short by a real request (each is run again later)."},
+    {"adainfer_task_shadow_early_seconds_total", "counter", "early_s",
+     "Wall time of the early-exit runs that were compared."},
+    {"adainfer_task_shadow_full_depth_seconds_total", "counter", "full_depth_s",
+     "Wall time of their full-depth shadow runs."},
+    {"adainfer_task_shadow_speedup_ratio", "gauge", "speedup",
+     "Full-depth seconds / early-exit seconds over the compared requests."},
+};
+
+#define SHADOW_BOUND_NAME "adainfer_task_shadow_agreement_%s_ratio"
+#define SHADOW_DRIFT_NAME "adainfer_task_shadow_drift"
+#define EXIT_LAYER_NAME   "adainfer_task_exit_layer"
+
 #define REQUESTS_NAME "adainfer_task_requests_total"
 #define LATENCY_NAME  "adainfer_task_latency_seconds"
 
@@ -225,6 +261,96 @@ latency(FILE *f, const struct adainfer_value *t, const char *task)
 		fprintf(f, "%s_count{task=\"%s\"} %" PRId64 "\n", LATENCY_NAME, task, n);
 }
 
+/* The exit-layer histogram of a shadowed task: cumulative buckets le="1".."n", +Inf, count, sum. */
+static void
+exit_layers(FILE *f, const struct adainfer_value *t, const char *task)
+{
+	const struct adainfer_value *h = adainfer_value_get(t, "exit_layers");
+	int64_t cum = 0;
+	double sum = 0;
+
+	if (h == NULL || h->type != ADAINFER_ARRAY)
+		return;
+	for (size_t l = 0; l < h->u.array.n; l++) {
+		int64_t n = adainfer_value_int(&h->u.array.v[l], 0);
+
+		cum += n;
+		sum += (double)n * (double)(l + 1);
+		fprintf(f, "%s_bucket{task=\"%s\",le=\"%zu\"} %" PRId64 "\n", EXIT_LAYER_NAME, task,
+			l + 1, cum);
+	}
+	fprintf(f, "%s_bucket{task=\"%s\",le=\"+Inf\"} %" PRId64 "\n", EXIT_LAYER_NAME, task, cum);
+	fprintf(f, "%s_sum{task=\"%s\"} ", EXIT_LAYER_NAME, task);
+	number(f, sum);
+	fprintf(f, "\n%s_count{task=\"%s\"} %" PRId64 "\n", EXIT_LAYER_NAME, task, cum);
+}
+
+/*
+ * The live-agreement families from the "shadow" map. Its task names come
+ * from the daemon's config, distinct and valid UTF-8 (libyaml refuses
+ * anything else), so escaping them cannot make two the same.
+ */
+static int
+print_shadow(const struct cli *cli, const struct adainfer_value *r)
+{
+	const struct adainfer_value *sh = adainfer_value_get(r, "shadow");
+	size_t n = sh != NULL && sh->type == ADAINFER_MAP ? sh->u.map.n : 0;
+	static const char *const bound[] = {"lower", "upper"};
+	char **task;
+	int rc = 0;
+
+	if (n == 0)
+		return 0;
+	if ((task = calloc(n, sizeof(*task))) == NULL)
+		return cli_fail(cli, "stats", "out of memory");
+	for (size_t i = 0; i < n; i++)
+		if ((task[i] = prom_escape(sh->u.map.v[i].key, true)) == NULL) {
+			rc = cli_fail(cli, "stats", "out of memory");
+			goto out;
+		}
+	for (size_t m = 0; m < sizeof(shadow_metrics) / sizeof(shadow_metrics[0]); m++) {
+		const struct prom_metric *pm = &shadow_metrics[m];
+
+		family(stdout, pm->name, pm->type, pm->help);
+		for (size_t i = 0; i < n; i++)
+			sample(stdout, pm->name, task[i], NULL,
+			       adainfer_value_get(&sh->u.map.v[i].value, pm->key));
+	}
+	for (size_t b = 0; b < 2; b++) {
+		char name[80];
+
+		snprintf(name, sizeof(name), SHADOW_BOUND_NAME, bound[b]);
+		family(stdout, name, "gauge",
+		       b == 0 ? "Lower end of the 95% Wilson interval of the shadow agreement."
+			      : "Upper end of the 95% Wilson interval of the shadow agreement.");
+		for (size_t i = 0; i < n; i++) {
+			const struct adainfer_value *iv =
+			    adainfer_value_get(&sh->u.map.v[i].value, "agreement_interval");
+
+			if (iv != NULL && iv->type == ADAINFER_ARRAY && iv->u.array.n == 2)
+				sample(stdout, name, task[i], NULL, &iv->u.array.v[b]);
+		}
+	}
+	family(stdout, SHADOW_DRIFT_NAME, "gauge",
+	       "1 when the agreement interval's upper end is below the profile's target.");
+	for (size_t i = 0; i < n; i++) {
+		const struct adainfer_value *v = adainfer_value_get(&sh->u.map.v[i].value, "drift");
+
+		if (v != NULL && v->type == ADAINFER_BOOL)
+			printf("%s{task=\"%s\"} %d\n", SHADOW_DRIFT_NAME, task[i], v->u.b ? 1 : 0);
+	}
+	family(stdout, EXIT_LAYER_NAME, "histogram",
+	       "Layer (1-based) each generated token of the task's early-exit requests was taken "
+	       "from.");
+	for (size_t i = 0; i < n; i++)
+		exit_layers(stdout, &sh->u.map.v[i].value, task[i]);
+out:
+	for (size_t i = 0; i < n; i++)
+		free(task[i]);
+	free(task);
+	return rc;
+}
+
 int
 cli_prom_print_stats(const struct cli *cli, const struct adainfer_value *r)
 {
@@ -300,6 +426,8 @@ cli_prom_print_stats(const struct cli *cli, const struct adainfer_value *r)
 		if (task[i] != NULL)
 			latency(stdout, &tk->u.map.v[i].value, task[i]);
 
+	if ((rc = print_shadow(cli, r)) != 0)
+		goto out;
 	if (fflush(stdout) == EOF || ferror(stdout))
 		rc = cli_fail(cli, "stats", "cannot write to standard output");
 out:

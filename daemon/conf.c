@@ -355,6 +355,57 @@ k_profiles(struct parse *p, yaml_node_t *v, const char *key)
 	return walk(p, v, "'profiles'", t);
 }
 
+/* shadow.tasks: TASK -> RATE in [0, 1]. */
+static int
+k_shtasks(struct parse *p, yaml_node_t *v, const char *key)
+{
+	struct conf_shadow *cs = &p->c->shadow;
+
+	if (v->type != YAML_MAPPING_NODE)
+		return yx_err(&p->y, v, "'%s' must be a mapping of task: rate, got %s", key,
+			      yx_kind(v));
+	for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top;
+	     pr++) {
+		yaml_node_t *k = yaml_document_get_node(p->y.doc, pr->key);
+		yaml_node_t *pv = yaml_document_get_node(p->y.doc, pr->value);
+		const char *task;
+		int rc;
+
+		if (k == NULL || pv == NULL || k->type != YAML_SCALAR_NODE)
+			return yx_err(&p->y, k != NULL ? k : v, "a task name must be a scalar");
+		task = (const char *)k->data.scalar.value;
+		if (task[0] == '\0' || strlen(task) >= sizeof(cs->task[0]) || strchr(task, '/'))
+			return yx_err(&p->y, k, "'%s' is not a task name", task);
+		for (int i = 0; i < cs->n_tasks; i++)
+			if (strcmp(cs->task[i], task) == 0)
+				return yx_err(&p->y, k, "task '%s' given twice", task);
+		if (cs->n_tasks >= CONF_MAX_SHADOW_TASKS)
+			return yx_err(&p->y, k, "more than %d shadowed tasks",
+				      CONF_MAX_SHADOW_TASKS);
+		if ((rc = yx_double(&p->y, pv, task, 0, 1, &cs->rate[cs->n_tasks])) < 0)
+			return rc;
+		strlcpy_(cs->task[cs->n_tasks], task, sizeof(cs->task[0]));
+		cs->n_tasks++;
+	}
+	return 0;
+}
+
+static int
+k_shqueued(struct parse *p, yaml_node_t *v, const char *key)
+{
+	return get_uint(p, v, key, 1, 1u << 16, &p->c->shadow.max_queued, 10);
+}
+
+static int
+k_shadow(struct parse *p, yaml_node_t *v, const char *key)
+{
+	static const struct key_handler t[] = {
+	    {"tasks", k_shtasks}, {"max_queued", k_shqueued}, {NULL, NULL}};
+
+	(void)key;
+	return walk(p, v, "'shadow'", t);
+}
+
 /* chat_template: one of the template names (chat.h), checked here so a typo fails at load. */
 static int
 k_chat_template(struct parse *p, yaml_node_t *v, const char *key)
@@ -385,6 +436,7 @@ static const struct key_handler top_keys[] = {{"model", k_model},
 					      {"profiles", k_profiles},
 					      {"state_dir", k_state_dir},
 					      {"chat_template", k_chat_template},
+					      {"shadow", k_shadow},
 					      {NULL, NULL}};
 
 /* The first of a ':'-separated list of directories (systemd's *Directory= variables). */
@@ -434,6 +486,7 @@ conf_defaults(struct conf *c)
 	c->limits.request_deadline_ms = 60000;
 	c->limits.shutdown_grace_ms = 5000;
 	c->limits.max_write_queue_bytes = 4u << 20;
+	c->shadow.max_queued = 16;
 	default_state_dir(c);
 	/* RuntimeDirectory= may list several directories separated by ':'; use the first. */
 	if (first_dir(getenv("RUNTIME_DIRECTORY"), first, sizeof(first))) {

@@ -29,6 +29,10 @@
  *     dir: DIR                  one profile per task: DIR/<task>.yaml
  *     inline:                   profiles written in the config itself
  *       TASK: {classifier: ..., threshold: ..., ...}   (the profile schema)
+ *   shadow:                     live agreement (shadow.h)
+ *     tasks: {TASK: RATE}       share (0..1) of TASK's early-exit completes re-run at
+ *                               full depth in idle worker time (default: none)
+ *     max_queued: N             shadow jobs waiting; more are dropped (default 16)
  *
  * Relative paths are taken relative to the config file's directory.
  */
@@ -46,6 +50,7 @@
 
 #define CONF_MAX_IDS             64
 #define CONF_MAX_INLINE_PROFILES 16
+#define CONF_MAX_SHADOW_TASKS    32
 
 struct conf_limits {
 	uint32_t max_message_bytes;
@@ -57,6 +62,14 @@ struct conf_limits {
 	uint32_t request_deadline_ms;
 	uint32_t shutdown_grace_ms;
 	uint32_t max_write_queue_bytes;
+};
+
+/* shadow: per-task rates of full-depth re-runs (an operating choice, so config, not profile) */
+struct conf_shadow {
+	char task[CONF_MAX_SHADOW_TASKS][64];
+	double rate[CONF_MAX_SHADOW_TASKS]; /* in [0, 1] */
+	int n_tasks;
+	uint32_t max_queued;
 };
 
 struct conf {
@@ -81,6 +94,7 @@ struct conf {
 	struct profile inline_profiles[CONF_MAX_INLINE_PROFILES]; /* profiles.inline */
 	int n_inline_profiles;
 	char chat_template[32]; /* a chat_tmpl_name(); "" = recognise the model's */
+	struct conf_shadow shadow;
 };
 
 /** Command-line overrides; NULL / negative fields are not set. */

@@ -109,6 +109,8 @@ reload_finish(struct daemon *dm, struct snap *ns, int rc, const char *msg)
 		dm->host.conf = &ns->conf;
 		log_set_level(ns->conf.log_level);
 		sched_set_max_queued(&dm->sched, ns->conf.limits.max_queued);
+		shadow_reload(&dm->shadow, ns); /* a new profile load: agreement counted afresh */
+		sched_set_shadow(&dm->sched, &dm->shadow, ns->conf.shadow.max_queued);
 		log_info("reloaded %s%s (%d tasks)",
 			 ns->conf.file[0] ? ns->conf.file : "configuration",
 			 model_changed ? ", new model" : "", tasks_count(ns->profiles));

@@ -15,6 +15,7 @@
 #include "conn.h"
 #include "scheduler.h"
 #include "server.h"
+#include "shadow.h"
 #include "stats.h"
 
 struct reload_waiter {
@@ -30,6 +31,7 @@ struct daemon {
 	struct snap *snap; /* current; ref held */
 	struct sched sched;
 	struct stats stats;
+	struct shadow shadow; /* live agreement; after sched_deinit it is no longer touched */
 
 	struct server server;
 	struct conn_host host; /* every connection */

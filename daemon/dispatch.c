@@ -234,7 +234,7 @@ m_stats(struct call *k, msgpack_packer *pk)
 {
 	struct daemon *dm = k->dm;
 
-	P(msgpack_pack_map(pk, 9));
+	P(msgpack_pack_map(pk, 10));
 	P(proto_pack_cstr(pk, PROTO_K_UPTIME_S));
 	P(msgpack_pack_double(pk, util_now() - dm->t_start));
 	P(kv_u64(pk, PROTO_K_CONNECTIONS, dm->host.n_open));
@@ -244,6 +244,8 @@ m_stats(struct call *k, msgpack_packer *pk)
 	P(kv_u64(pk, PROTO_K_RUNNING, sched_running(&dm->sched)));
 	P(kv_u64(pk, PROTO_K_TOKENS_IN, dm->stats.tokens_in));
 	P(kv_u64(pk, PROTO_K_TOKENS_OUT, dm->stats.tokens_out));
+	P(proto_pack_cstr(pk, PROTO_K_SHADOW));
+	P(shadow_pack(&dm->shadow, pk));
 	P(proto_pack_cstr(pk, PROTO_K_TASKS));
 	return stats_pack_tasks(&dm->stats, pk);
 }

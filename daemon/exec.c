@@ -18,6 +18,7 @@
 #include "daemon/engine/runner.h"
 #include "daemon/engine/tokenizer.h"
 #include "daemon/base/log.h"
+#include "shadow.h"
 
 /* Hands what o packed to emit; on a packing failure sends an internal error instead. */
 static void
@@ -61,17 +62,17 @@ exec_deinit(struct exec *e)
 	memset(e, 0, sizeof(*e));
 }
 
-/* Makes e->ctx serve r's model and context size. */
+/* Makes e->ctx serve snapshot sn's model and context size. */
 static int
-exec_ctx(struct exec *e, struct req *r, struct diag *d)
+exec_ctx_snap(struct exec *e, const struct snap *sn, struct diag *d)
 {
-	struct smodel *sm = r->snap->model;
+	struct smodel *sm = sn->model;
 	int rc;
 
 	struct ctx_opts o = {
-	    .n_ctx = r->snap->n_ctx, .n_threads = e->n_threads, .kv_type = r->snap->conf.kv_cache};
+	    .n_ctx = sn->n_ctx, .n_threads = e->n_threads, .kv_type = sn->conf.kv_cache};
 
-	if (e->ctx != NULL && e->model == sm && e->n_ctx == r->snap->n_ctx &&
+	if (e->ctx != NULL && e->model == sm && e->n_ctx == sn->n_ctx &&
 	    ctx_kv_type(e->ctx) == o.kv_type)
 		return 0;
 	ctx_free(e->ctx);
@@ -82,8 +83,14 @@ exec_ctx(struct exec *e, struct req *r, struct diag *d)
 		return rc;
 	smodel_ref(sm);
 	e->model = sm;
-	e->n_ctx = r->snap->n_ctx;
+	e->n_ctx = sn->n_ctx;
 	return 0;
+}
+
+static int
+exec_ctx(struct exec *e, struct req *r, struct diag *d)
+{
+	return exec_ctx_snap(e, r->snap, d);
 }
 
 /*
@@ -580,6 +587,7 @@ exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	struct lens *layers = NULL;
 	float *logits = NULL;
 	struct proto_out o;
+	double t_run;
 	int rc;
 
 	if (r->trace && run_trace(e, r, &layers, &logits, emit, ud) < 0)
@@ -599,7 +607,9 @@ exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	p.ud = &g;
 	p.mode = r->speculative ? RUN_MODE_SPECULATIVE : RUN_MODE_PLAIN;
 	p.draft = r->draft;
+	t_run = util_now();
 	rc = runner_run(e->ctx, &p, &res);
+	t_run = util_now() - t_run;
 	r->tokens_in = r->n_tokens;
 	r->tokens_out = res.n_tokens;
 	r->layers_run = res.layers_run;
@@ -626,6 +636,8 @@ exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	if (rc == 0)
 		rc = pack_complete(&o.pk, r, &g, &res, m->hp.n_layers, layers, logits);
 	r->t_done = util_now();
+	if (rc == 0 && e->shadow != NULL) /* before the answer: then r is the loop's again */
+		e->shadow_job = shadow_observe(e->shadow, r, &res, t_run);
 	out_emit(&o, rc, r, true, emit, ud);
 out:
 	free(g.text);
@@ -671,4 +683,40 @@ exec_run(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 		exec_trace(e, r, emit, ud);
 	else
 		exec_complete(e, r, emit, ud);
+}
+
+int
+exec_shadow(struct exec *e, struct shadow_job *j)
+{
+	struct run_params p = {0};
+	struct run_result res = {0};
+	struct diag d = {{0}};
+	double t;
+	int rc;
+
+	if (e->shadow == NULL || !shadow_current(e->shadow, j))
+		return -ESTALE; /* counted for a snapshot no longer served: not worth a run */
+	if ((rc = exec_ctx_snap(e, j->snap, &d)) < 0) {
+		log_warnx("shadow run: cannot create an inference context: %s", d.msg);
+		shadow_drop(e->shadow, j, false);
+		return rc;
+	}
+	p.prompt = j->prompt;
+	p.n_prompt = j->n_prompt;
+	p.max_tokens = j->max_tokens;
+	p.stop_at_eos = j->eos;
+	p.top_p = 1;
+	p.full_depth = true;
+	p.cancel = &j->cancel;
+	t = util_now();
+	rc = runner_run(e->ctx, &p, &res);
+	t = util_now() - t;
+	if (rc == 0 && (res.stop == RUN_STOP_CANCELLED || atomic_load(&j->cancel)))
+		rc = -ECANCELED;
+	else if (rc < 0)
+		shadow_drop(e->shadow, j, false);
+	else
+		shadow_record(e->shadow, j, res.tokens, res.n_tokens, t);
+	runner_result_free(&res);
+	return rc;
 }

@@ -162,6 +162,9 @@ serve(struct daemon *dm, uv_loop_t *loop)
 	if ((rc = sched_init(&dm->sched, loop, conf->workers, conf->threads,
 			     conf->limits.max_queued, dispatch_deliver, dm)) < 0)
 		fatalx("cannot start workers: %s", strerror(-rc));
+	shadow_init(&dm->shadow);
+	shadow_reload(&dm->shadow, dm->snap);
+	sched_set_shadow(&dm->sched, &dm->shadow, conf->shadow.max_queued);
 	if ((fd = notify_listen_fd()) < 0)
 		fatalx("socket activation: unusable LISTEN_FDS (%s)", strerror(-fd));
 	dm->host.loop = loop;
@@ -244,6 +247,7 @@ main(int argc, char **argv)
 	uv_run(&loop, UV_RUN_DEFAULT);
 	if ((rc = uv_loop_close(&loop)) != 0)
 		log_warnx("loop close: %s", uv_strerror(rc));
+	shadow_deinit(&dm.shadow); /* the workers were joined by sched_deinit */
 	snap_unref(dm.snap);
 	return 0;
 }

@@ -13,6 +13,7 @@
 
 #include "daemon/base/log.h"
 #include "exec.h"
+#include "shadow.h"
 
 struct worker {
 	pthread_t thread;
@@ -63,6 +64,148 @@ take(struct sched *s)
 	return r;
 }
 
+/* ---- idle work: shadow jobs (live agreement, shadow.h) ------------------------ */
+
+/* Called with the lock held: the oldest shadow job when no real request waits, now running. */
+static struct shadow_job *
+take_idle(struct sched *s)
+{
+	struct shadow_job *j = s->sh_head;
+
+	if (j == NULL || s->queued > 0 || s->stopping)
+		return NULL;
+	s->sh_head = j->next;
+	if (s->sh_head == NULL)
+		s->sh_tail = NULL;
+	s->sh_queued--;
+	atomic_store(&j->cancel, false);
+	j->next = s->sh_running;
+	s->sh_running = j;
+	return j;
+}
+
+/* Called with the lock held after a real request was queued: when no idle worker is left to
+ * take it, every running shadow job stops at its next layer. */
+static void
+preempt_idle(struct sched *s)
+{
+	if (s->queued <= s->n_idle)
+		return;
+	for (struct shadow_job *j = s->sh_running; j != NULL; j = j->next)
+		atomic_store(&j->cancel, true);
+}
+
+void
+sched_set_shadow(struct sched *s, struct shadow *sh, uint32_t max_queued)
+{
+	pthread_mutex_lock(&s->lock);
+	s->shadow = sh;
+	s->sh_max_queued = max_queued;
+	pthread_mutex_unlock(&s->lock);
+}
+
+int
+sched_shadow_submit(struct sched *s, struct shadow_job *j)
+{
+	pthread_mutex_lock(&s->lock);
+	if (s->sh_queued >= s->sh_max_queued || s->stopping) {
+		pthread_mutex_unlock(&s->lock);
+		return -EBUSY;
+	}
+	j->next = NULL;
+	if (s->sh_tail != NULL)
+		s->sh_tail->next = j;
+	else
+		s->sh_head = j;
+	s->sh_tail = j;
+	s->sh_queued++;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+int
+sched_shadow_requeue(struct sched *s, struct shadow_job *j)
+{
+	pthread_mutex_lock(&s->lock);
+	if (s->sh_queued >= s->sh_max_queued || s->stopping) {
+		pthread_mutex_unlock(&s->lock);
+		return -EBUSY;
+	}
+	j->next = s->sh_head;
+	s->sh_head = j;
+	if (s->sh_tail == NULL)
+		s->sh_tail = j;
+	s->sh_queued++;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+struct shadow_job *
+sched_take_idle(struct sched *s)
+{
+	struct shadow_job *j;
+
+	pthread_mutex_lock(&s->lock);
+	j = take_idle(s);
+	pthread_mutex_unlock(&s->lock);
+	return j;
+}
+
+void
+sched_idle_done(struct sched *s, struct shadow_job *j)
+{
+	pthread_mutex_lock(&s->lock);
+	for (struct shadow_job **pp = &s->sh_running; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	j->next = NULL;
+	pthread_mutex_unlock(&s->lock);
+}
+
+uint32_t
+sched_shadow_queued(struct sched *s)
+{
+	uint32_t n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->sh_queued;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+/* Worker: runs shadow job j in idle time, then frees it, or queues it again when a real request
+ * cut it short. */
+static void
+run_idle(struct worker *w, struct shadow_job *j)
+{
+	int rc = exec_shadow(&w->ex, j);
+
+	sched_idle_done(w->s, j);
+	if (rc == -ECANCELED) {
+		shadow_drop(w->ex.shadow, j, true);
+		if (sched_shadow_requeue(w->s, j) == 0)
+			return;
+		shadow_drop(w->ex.shadow, j, false);
+	}
+	shadow_job_free(j);
+}
+
+/* Worker: queues the shadow job the last request made, if any (counted dropped when full). */
+static void
+queue_idle(struct worker *w)
+{
+	struct shadow_job *j = w->ex.shadow_job;
+
+	w->ex.shadow_job = NULL;
+	if (j != NULL && sched_shadow_submit(w->s, j) < 0) {
+		shadow_drop(w->ex.shadow, j, false);
+		shadow_job_free(j);
+	}
+}
+
 /* Any thread: hands one output to the loop. */
 static void
 emit(void *ud, struct req *r, char *data, size_t len, bool final)
@@ -93,10 +236,20 @@ worker_main(void *arg)
 
 	for (;;) {
 		struct req *r;
+		struct shadow_job *j = NULL;
 
 		pthread_mutex_lock(&s->lock);
-		while ((r = take(s)) == NULL && !s->stopping)
+		while ((r = take(s)) == NULL && !s->stopping && (j = take_idle(s)) == NULL) {
+			s->n_idle++;
 			pthread_cond_wait(&s->cond, &s->lock);
+			s->n_idle--;
+		}
+		w->ex.shadow = s->shadow;
+		if (j != NULL) { /* idle time: nothing real is queued */
+			pthread_mutex_unlock(&s->lock);
+			run_idle(w, j);
+			continue;
+		}
 		if (r == NULL) {
 			pthread_mutex_unlock(&s->lock);
 			break;
@@ -114,6 +267,7 @@ worker_main(void *arg)
 		pthread_mutex_lock(&s->lock);
 		s->running--;
 		pthread_mutex_unlock(&s->lock);
+		queue_idle(w);
 	}
 	return NULL;
 }
@@ -197,6 +351,7 @@ sched_submit(struct sched *s, struct req *r)
 		s->ring_tail = c;
 	}
 	s->queued++;
+	preempt_idle(s);
 	pthread_cond_signal(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
@@ -256,6 +411,17 @@ sched_deinit(struct sched *s, uv_close_cb cb)
 		exec_fail(r, PROTO_ERR_SHUTTING_DOWN, "the daemon is stopping", emit, s);
 		pthread_mutex_lock(&s->lock);
 	}
+	/* Shadow jobs are only ever dropped: the running ones stop at their next layer. */
+	while (s->sh_head != NULL) {
+		struct shadow_job *j = s->sh_head;
+
+		s->sh_head = j->next;
+		shadow_job_free(j);
+	}
+	s->sh_tail = NULL;
+	s->sh_queued = 0;
+	for (struct shadow_job *j = s->sh_running; j != NULL; j = j->next)
+		atomic_store(&j->cancel, true);
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	for (int i = 0; i < s->n_workers; i++) {

@@ -21,6 +21,9 @@
 
 #include "request.h"
 
+struct shadow;
+struct shadow_job;
+
 /** One client's FIFO of queued requests; embedded in struct conn, touched only under the sched
  * lock. */
 struct sched_client {
@@ -51,6 +54,13 @@ struct sched {
 	struct worker *workers;                        /* owned */
 	void (*on_out)(struct sched_out *o, void *ud); /* loop thread; takes ownership of o */
 	void *ud;
+
+	/* Live agreement (shadow.h): full-depth re-runs taken only when no real request waits. */
+	struct shadow *shadow;                /* NULL: none */
+	struct shadow_job *sh_head, *sh_tail; /* waiting */
+	struct shadow_job *sh_running;        /* being run, linked by next */
+	uint32_t sh_queued, sh_max_queued;
+	uint32_t n_idle; /* workers blocked waiting for work */
 };
 
 /**
@@ -75,6 +85,37 @@ struct req *sched_take(struct sched *s);
 /** Requests waiting, and being run. */
 uint32_t sched_queued(struct sched *s);
 uint32_t sched_running(struct sched *s);
+/**
+ * Live agreement: the accounting sh (NULL: none) and the shadow queue's
+ * bound. Workers queue a job after a sampled request; any thread.
+ */
+void sched_set_shadow(struct sched *s, struct shadow *sh, uint32_t max_queued);
+/**
+ * Queues shadow job j (any thread). Returns 0, or -EBUSY when the shadow
+ * queue is full or the scheduler stopping: j is not queued, the caller
+ * still owns it (and counts it dropped).
+ */
+int sched_shadow_submit(struct sched *s, struct shadow_job *j);
+/**
+ * The oldest shadow job, only when no real request is queued (NULL
+ * otherwise, or when none waits); the caller owns it and runs it, then
+ * calls sched_idle_done. Until then a real request that no idle worker
+ * can take sets its cancel flag, so it stops at the next layer. What a
+ * worker calls when take finds nothing; tests call it directly.
+ */
+struct shadow_job *sched_take_idle(struct sched *s);
+/** j (from sched_take_idle) is finished: it is no longer cancelled by new requests. */
+void sched_idle_done(struct sched *s, struct shadow_job *j);
+/**
+ * j (from sched_take_idle, then sched_idle_done) was cancelled by a real
+ * request: it goes back to the front of the shadow queue, to run again when
+ * the workers are idle. Returns 0, or -EBUSY (full or stopping; the caller
+ * keeps j).
+ */
+int sched_shadow_requeue(struct sched *s, struct shadow_job *j);
+/** Shadow jobs waiting. */
+uint32_t sched_shadow_queued(struct sched *s);
+
 /** Stops and joins the workers (queued requests are answered cancelled first), then closes the
  * async handle. */
 void sched_deinit(struct sched *s, uv_close_cb cb);

@@ -344,6 +344,23 @@ enum proto_kind {
 #define PROTO_K_ACCEPTED    "accepted"
 #define PROTO_K_VERIFIED    "verified"
 
+/* stats: "shadow", live agreement with full depth per task (also agreement, pruning_ratio) */
+#define PROTO_K_SHADOW           "shadow"
+#define PROTO_K_SHADOW_RATE      "rate"
+#define PROTO_K_SHADOW_LIVE      "early_exit_requests"
+#define PROTO_K_SHADOW_SAMPLED   "sampled"
+#define PROTO_K_SHADOW_RUNS      "shadow_runs"
+#define PROTO_K_SHADOW_AGREE     "agree"
+#define PROTO_K_SHADOW_AGREE_SEQ "agree_sequence"
+#define PROTO_K_SHADOW_INTERVAL  "agreement_interval"
+#define PROTO_K_SHADOW_TARGET    "target"
+#define PROTO_K_SHADOW_DRIFT     "drift"
+#define PROTO_K_SHADOW_DROPPED   "dropped"
+#define PROTO_K_SHADOW_PREEMPTED "preempted"
+#define PROTO_K_SHADOW_EARLY_S   "early_s"
+#define PROTO_K_SHADOW_FULL_S    "full_depth_s"
+#define PROTO_K_SHADOW_SPEEDUP   "speedup"
+
 /**
  * Wire error codes. The numbers are part of the protocol: never renumber,
  * only append.
