@@ -408,7 +408,8 @@ cmd_reload(struct cli *cli, int argc, char **argv)
 
 #define GEN_ARGS                                                                                   \
 	"[--task T] [--max-tokens N] [--temperature T] [--top-p P]\n"                              \
-	"          [--seed N] [--stop TEXT]... [--full-depth] [--stream|--no-stream]"
+	"          [--seed N] [--stop TEXT]... [--full-depth] [--speculative[=K]]\n"               \
+	"          [--stream|--no-stream]"
 #define GEN_HELP                                                                                   \
 	"Generation goes on until the model's end-of-generation token, a --stop text\n"            \
 	"(repeatable, up to 16; kept in the output) or --max-tokens N tokens (default:\n"          \
@@ -416,6 +417,9 @@ cmd_reload(struct cli *cli, int argc, char **argv)
 	"default, is greedy), --top-p P keeps the smallest set of tokens of probability\n"         \
 	"P (default 1), --seed N fixes the sampling. --task names the stopping profile\n"          \
 	"(none: every layer runs); --full-depth runs every layer even with a task.\n"              \
+	"--speculative[=K] drafts K tokens (default 1) with the task's early exit and\n"           \
+	"verifies them in one full-depth batch: the output is full-depth greedy (needs\n"          \
+	"temperature 0).\n"                                                                        \
 	"Text is printed as it comes when standard output is a terminal (--stream,\n"              \
 	"--no-stream force it). --verbose adds, on standard error, prompt and\n"                   \
 	"generation tokens/s and the layers run and skipped.\n"

@@ -70,6 +70,7 @@ enum cli_opt {
 	CLI_O_STREAM,
 	CLI_O_NO_STREAM,
 	CLI_O_SPECIAL,
+	CLI_O_SPECULATIVE,
 };
 
 /**
@@ -183,7 +184,8 @@ int cli_connect(struct cli *cli, const char *cmd);
 
 /* ---- generation: what run and chat share (cli_gen.c) ------------------------------ */
 
-#define CLI_MAX_STOP 16 /* stop strings a request may carry (the protocol's PROTO_MAX_STOP) */
+#define CLI_MAX_STOP  16 /* stop strings a request may carry (the protocol's PROTO_MAX_STOP) */
+#define CLI_MAX_DRAFT 32 /* --speculative=K's bound (the protocol's PROTO_MAX_DRAFT) */
 
 /** The generation options of run and chat, as given on the command line. */
 struct gen_opts {
@@ -194,9 +196,10 @@ struct gen_opts {
 	const char *stop[CLI_MAX_STOP];
 	size_t n_stop;
 	bool full_depth;
-	bool parse_special;          /* --special (run): control-token text as control ids */
-	int stream;                  /* --stream 1, --no-stream 0, -1: when stdout is a terminal */
-	struct adainfer_value *info; /* the daemon's info (owned), after gen_info */
+	long speculative;   /* --speculative[=K]: 0 off, -1 the daemon's draft length, else K */
+	bool parse_special; /* --special (run): control-token text as control ids */
+	int stream;         /* --stream 1, --no-stream 0, -1: when stdout is a terminal */
+	struct adainfer_value *info;                /* the daemon's info (owned), after gen_info */
 	struct adainfer_value stop_v[CLI_MAX_STOP]; /* gen_params' storage for the stop array */
 };
 
@@ -209,6 +212,7 @@ struct gen_opts {
 	    {"seed", required_argument, NULL, CLI_O_SEED},                                         \
 	    {"stop", required_argument, NULL, CLI_O_STOP},                                         \
 	    {"full-depth", no_argument, NULL, CLI_O_FULL_DEPTH},                                   \
+	    {"speculative", optional_argument, NULL, CLI_O_SPECULATIVE},                           \
 	    {"stream", no_argument, NULL, CLI_O_STREAM},                                           \
 	{                                                                                          \
 		"no-stream", no_argument, NULL, CLI_O_NO_STREAM                                    \
@@ -233,8 +237,9 @@ int gen_opt(const struct cli *cli, const char *cmd, struct gen_opts *g, int o, c
 int gen_info(struct cli *cli, const char *cmd, struct gen_opts *g);
 /**
  * Appends the request parameters of g (task, max_tokens, stop, temperature,
- * top_p, seed, full_depth, and stream when stream is true) to m[*n...];
- * m must have room for 8 more. The values borrow from g.
+ * top_p, seed, full_depth, speculative and draft, parse_special, and
+ * stream when stream is true) to m[*n...]; m must have room for 11 more.
+ * The values borrow from g.
  */
 void gen_params(struct gen_opts *g, bool stream, struct adainfer_member *m, size_t *n);
 

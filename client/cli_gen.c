@@ -76,6 +76,13 @@ gen_opt(const struct cli *cli, const char *cmd, struct gen_opts *g, int o, const
 	case CLI_O_FULL_DEPTH:
 		g->full_depth = true;
 		return 0;
+	case CLI_O_SPECULATIVE:
+		g->speculative = -1;
+		if (arg != NULL && cli_parse_long(arg, 1, CLI_MAX_DRAFT, &g->speculative) < 0)
+			return cli_usage_error(
+			    cli, cmd, "--speculative=K: '%s' is not a draft length in 1..%d", arg,
+			    CLI_MAX_DRAFT);
+		return 0;
 	case CLI_O_SPECIAL:
 		g->parse_special = true;
 		return 0;
@@ -128,6 +135,10 @@ gen_params(struct gen_opts *g, bool stream, struct adainfer_member *m, size_t *n
 		m[(*n)++] = (struct adainfer_member){"seed", adainfer_int(g->seed)};
 	if (g->full_depth)
 		m[(*n)++] = (struct adainfer_member){"full_depth", adainfer_bool(true)};
+	if (g->speculative != 0)
+		m[(*n)++] = (struct adainfer_member){"speculative", adainfer_bool(true)};
+	if (g->speculative > 0)
+		m[(*n)++] = (struct adainfer_member){"draft", adainfer_int(g->speculative)};
 	if (g->parse_special)
 		m[(*n)++] = (struct adainfer_member){"parse_special", adainfer_bool(true)};
 	if (stream)
@@ -193,7 +204,7 @@ void
 gen_report(const struct cli *cli, const struct adainfer_value *res)
 {
 	const struct adainfer_value *tm = adainfer_value_get(res, "timings"),
-				    *toks = adainfer_value_get(res, "tokens");
+				    *toks = adainfer_value_get(res, "tokens"), *sp;
 	const char *why = adainfer_value_str(adainfer_value_get(res, "stop_reason"), NULL);
 	long long n_prompt = adainfer_value_int(adainfer_value_get(res, "n_prompt"), 0),
 		  run = adainfer_value_int(adainfer_value_get(res, "layers_run"), 0),
@@ -216,6 +227,16 @@ gen_report(const struct cli *cli, const struct adainfer_value *res)
 		n_gen, steps, decode, rate((double)steps, decode));
 	fprintf(stderr, "layers      %lld run, %lld skipped (%.1f%% skipped)\n", run, skipped,
 		run + skipped > 0 ? 100.0 * (double)skipped / (double)(run + skipped) : 0.0);
+	if ((sp = adainfer_value_get(res, "speculative")) != NULL) {
+		long long drafted = adainfer_value_int(adainfer_value_get(sp, "drafted"), 0),
+			  accepted = adainfer_value_int(adainfer_value_get(sp, "accepted"), 0);
+
+		fprintf(stderr,
+			"speculative %lld drafts, %lld accepted (%.1f%%), %lld verifications\n",
+			drafted, accepted,
+			drafted > 0 ? 100.0 * (double)accepted / (double)drafted : 0.0,
+			(long long)adainfer_value_int(adainfer_value_get(sp, "verified"), 0));
+	}
 	fprintf(stderr, "stop        %s; queued %.3f s, total %.3f s\n", why != NULL ? why : "-",
 		queue, total);
 	(void)cli;

@@ -527,7 +527,7 @@ pack_complete(msgpack_packer *pk, struct req *r, const struct gen *g, const stru
 {
 	const struct vocab *v = g->v;
 
-	PACK(msgpack_pack_map(pk, 11 + (layers != NULL)));
+	PACK(msgpack_pack_map(pk, 11 + (layers != NULL) + r->speculative));
 	PACK(proto_pack_cstr(pk, PROTO_K_TEXT));
 	PACK(proto_pack_text(pk, g->text ? g->text : "", g->len));
 	PACK(proto_pack_cstr(pk, PROTO_K_TOKENS));
@@ -566,8 +566,20 @@ pack_complete(msgpack_packer *pk, struct req *r, const struct gen *g, const stru
 		PACK(proto_pack_cstr(pk, PROTO_K_TRACE));
 		PACK(pack_trace(pk, r, v, n_layers, layers, logits, r->top_k));
 	}
+	if (r->speculative) {
+		PACK(proto_pack_cstr(pk, PROTO_K_SPECULATIVE));
+		PACK(msgpack_pack_map(pk, 3));
+		PACK(proto_pack_cstr(pk, PROTO_K_DRAFTED));
+		PACK(msgpack_pack_uint32(pk, res->n_drafted));
+		PACK(proto_pack_cstr(pk, PROTO_K_ACCEPTED));
+		PACK(msgpack_pack_uint32(pk, res->n_accepted));
+		PACK(proto_pack_cstr(pk, PROTO_K_VERIFIED));
+		PACK(msgpack_pack_uint32(pk, res->n_verify));
+	}
 	return 0;
 }
+
+_Static_assert(PROTO_MAX_DRAFT == RUNNER_DRAFT_MAX, "the protocol's draft limit is the engine's");
 
 /* r's generation parameters, the token callback on g. */
 static void
@@ -588,6 +600,8 @@ complete_params(struct req *r, struct gen *g, struct run_params *p)
 	p->prefill_chunk = r->snap->conf.prefill_chunk;
 	p->on_token = on_token;
 	p->ud = g;
+	p->mode = r->speculative ? RUN_MODE_SPECULATIVE : RUN_MODE_PLAIN;
+	p->draft = r->draft;
 }
 
 /* Points p at a cached prefix of r's prompt (prefix.h), reused bit for bit; on failure, none. */
@@ -873,7 +887,7 @@ exec_batch_admit(struct exec_batch *b, struct req *r, exec_emit_fn emit, void *u
 		if (b->slots[i].r == NULL)
 			s = &b->slots[i];
 	REQUIRE(s != NULL); /* the worker takes only what has room */
-	if (r->kind != REQ_COMPLETE || r->trace) {
+	if (r->kind != REQ_COMPLETE || r->trace || r->speculative) {
 		exec_run(&s->ex, r, emit, ud); /* not batched: runs now, on the free slot */
 		return false;
 	}

@@ -14,28 +14,18 @@
 
 #include "tasks.h"
 
-const char *const params_complete_keys[] = {PROTO_K_PROMPT,
-					    PROTO_K_TOKENS,
-					    PROTO_K_TASK,
-					    PROTO_K_MAX_TOKENS,
-					    PROTO_K_STOP,
-					    PROTO_K_TEMPERATURE,
-					    PROTO_K_TOP_P,
-					    PROTO_K_SEED,
-					    PROTO_K_STREAM,
-					    PROTO_K_FULL_DEPTH,
-					    PROTO_K_TRACE,
-					    PROTO_K_PROFILE,
-					    PROTO_K_DEADLINE_MS,
-					    PROTO_K_EOS,
-					    PROTO_K_TOP_K,
-					    PROTO_K_PARSE_SPECIAL,
-					    NULL};
-const char *const params_chat_keys[] = {
-    PROTO_K_MESSAGES,    PROTO_K_TEMPLATE,    PROTO_K_TASK,  PROTO_K_MAX_TOKENS,
+const char *const params_complete_keys[] = {
+    PROTO_K_PROMPT,      PROTO_K_TOKENS,      PROTO_K_TASK,  PROTO_K_MAX_TOKENS,
     PROTO_K_STOP,        PROTO_K_TEMPERATURE, PROTO_K_TOP_P, PROTO_K_SEED,
     PROTO_K_STREAM,      PROTO_K_FULL_DEPTH,  PROTO_K_TRACE, PROTO_K_PROFILE,
-    PROTO_K_DEADLINE_MS, PROTO_K_EOS,         PROTO_K_TOP_K, NULL};
+    PROTO_K_DEADLINE_MS, PROTO_K_EOS,         PROTO_K_TOP_K, PROTO_K_PARSE_SPECIAL,
+    PROTO_K_SPECULATIVE, PROTO_K_DRAFT,       NULL};
+const char *const params_chat_keys[] = {PROTO_K_MESSAGES,    PROTO_K_TEMPLATE, PROTO_K_TASK,
+					PROTO_K_MAX_TOKENS,  PROTO_K_STOP,     PROTO_K_TEMPERATURE,
+					PROTO_K_TOP_P,       PROTO_K_SEED,     PROTO_K_STREAM,
+					PROTO_K_FULL_DEPTH,  PROTO_K_TRACE,    PROTO_K_PROFILE,
+					PROTO_K_DEADLINE_MS, PROTO_K_EOS,      PROTO_K_TOP_K,
+					PROTO_K_SPECULATIVE, PROTO_K_DRAFT,    NULL};
 const char *const params_trace_keys[] = {PROTO_K_PROMPT, PROTO_K_TOKENS, PROTO_K_TOP_K,
 					 PROTO_K_PARSE_SPECIAL, NULL};
 const char *const params_tokenize_keys[] = {PROTO_K_TEXT, PROTO_K_ADD_BOS, PROTO_K_PARSE_SPECIAL,
@@ -213,6 +203,31 @@ parse_options(const msgpack_object *pm, struct diag *d, struct req *r)
 	return PROTO_ERR_NONE;
 }
 
+/* speculative and draft: greedy only, draft only with speculative. */
+static enum proto_err
+parse_speculative(const msgpack_object *pm, struct diag *d, struct req *r)
+{
+	int64_t iv;
+	int rc;
+
+	if (!OPT(proto_get_bool(pm, PROTO_K_SPECULATIVE, &r->speculative, d)) ||
+	    !OPT(proto_get_int(pm, PROTO_K_DRAFT, 1, PROTO_MAX_DRAFT, &iv, d)))
+		return PROTO_ERR_BAD_REQUEST;
+	if (rc == 0 && !r->speculative) {
+		diag_set(d, -EINVAL, "parameter 'draft': only with speculative true");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	if (rc == 0)
+		r->draft = (uint32_t)iv;
+	if (r->speculative && r->temperature != 0) {
+		diag_set(d, -EINVAL,
+			 "parameter 'speculative': greedy only, temperature must be 0 (it "
+			 "verifies drafts against the full model's argmax)");
+		return PROTO_ERR_BAD_REQUEST;
+	}
+	return PROTO_ERR_NONE;
+}
+
 static enum proto_err
 parse_stop(const msgpack_object *pm, struct diag *d, struct req *r)
 {
@@ -287,6 +302,7 @@ parse_generation(const msgpack_object *pm, struct req *r, struct diag *d)
 	if ((e = parse_task(pm, d, r)) != PROTO_ERR_NONE ||
 	    (e = parse_max_tokens(pm, d, r)) != PROTO_ERR_NONE ||
 	    (e = parse_options(pm, d, r)) != PROTO_ERR_NONE ||
+	    (e = parse_speculative(pm, d, r)) != PROTO_ERR_NONE ||
 	    (e = parse_stop(pm, d, r)) != PROTO_ERR_NONE)
 		return e;
 	return parse_profile(pm, d, r);

@@ -73,6 +73,8 @@ struct req {
 	bool has_text;
 	bool add_bos, stream, full_depth, trace, eos;
 	bool parse_special; /* control-token text in text becomes control ids */
+	bool speculative;   /* complete/chat: self-speculative decoding with draft drafts */
+	uint32_t draft;     /* 0 = the engine's default */
 	uint32_t max_tokens, top_k;
 	double temperature, top_p;
 	uint64_t seed;

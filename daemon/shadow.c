@@ -128,9 +128,12 @@ shadow_observe(struct shadow *sh, const struct req *r, const struct run_result *
 	struct shadow_job *j;
 	bool take;
 
-	/* inline profiles are the client's own: not the task's profile, not monitored */
+	/*
+	 * inline profiles are the client's own: not the task's profile, not monitored;
+	 * speculative output is full depth by construction: nothing to monitor
+	 */
 	if (r->kind != REQ_COMPLETE || r->full_depth || r->profile == NULL ||
-	    r->inline_profile != NULL)
+	    r->inline_profile != NULL || r->speculative)
 		return NULL;
 	pthread_mutex_lock(&sh->lock);
 	if (r->snap != sh->cur || (t = find(sh, r->task)) == NULL) {

@@ -94,13 +94,25 @@
  *                         true); it is never part of the text
  *     parse_special?: bool tokenize control-token text in prompt ("<|im_end|>")
  *                         as the control ids (default false: plain text)
+ *     speculative?: bool  lossless self-speculative decoding (default false):
+ *                         the task's profile drafts tokens with early exit,
+ *                         one full-depth batch verifies them, so the output
+ *                         is full-depth greedy; needs temperature 0 (else
+ *                         PROTO_ERR_BAD_REQUEST); without a profile it is
+ *                         plain full depth
+ *     draft?: int         drafts per verification, 1..PROTO_MAX_DRAFT
+ *                         (default 1); only with speculative true
  *   result:
  *     text: str|bin (generated text only), tokens: [int] (generated ids),
  *     exit_layers: [int] (1-based layer each token was taken from),
  *     n_prompt: int, n_layers: int, layers_run: int, layers_skipped: int,
  *     stop_reason: str ("length", "eos", "stop", "context"),
  *     task: str, timings: {queue_s, prefill_s, decode_s, features_s, total_s},
- *     trace?: {...} when trace was asked.
+ *     trace?: {...} when trace was asked,
+ *     speculative?: {drafted: int, accepted: int, verified: int} when
+ *       speculative was asked (drafts made, drafts kept, verification
+ *       batches; exit_layers are then all n_layers, layers_run counts the
+ *       drafts' and verifications' layers, layers_skipped the drafts').
  *   A cancelled request answers PROTO_ERR_CANCELLED and one past its deadline
  *   PROTO_ERR_TIMEOUT (the partial result is dropped).
  *
@@ -195,6 +207,8 @@ enum proto_kind {
 #define PROTO_MAX_STOP_LEN 256
 /** Largest top_k of a trace. */
 #define PROTO_MAX_TOP_K 100
+/** Most drafts per verification of a speculative complete (the engine's RUNNER_DRAFT_MAX). */
+#define PROTO_MAX_DRAFT 32
 
 /* Method names. */
 #define PROTO_M_PING       "ping"
@@ -335,6 +349,12 @@ enum proto_kind {
 #define PROTO_K_TOKENS_REUSED   "tokens_reused"
 #define PROTO_K_TOKENS_COMPUTED "tokens_computed"
 #define PROTO_K_EVICTIONS       "evictions"
+/* speculative complete: the parameters and the result's counters */
+#define PROTO_K_SPECULATIVE "speculative"
+#define PROTO_K_DRAFT       "draft"
+#define PROTO_K_DRAFTED     "drafted"
+#define PROTO_K_ACCEPTED    "accepted"
+#define PROTO_K_VERIFIED    "verified"
 
 /* stats: "shadow", live agreement with full depth per task (also agreement, pruning_ratio) */
 #define PROTO_K_SHADOW           "shadow"

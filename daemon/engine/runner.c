@@ -18,6 +18,7 @@
  * client): bad ones are -EINVAL.
  */
 #include "runner.h"
+#include "runner_impl.h"
 
 #include <errno.h>
 #include <math.h>
@@ -309,6 +310,8 @@ runner_run(struct ctx *c, const struct run_params *p, struct run_result *r)
 	struct run_seq q;
 	int rc;
 
+	if (p->mode == RUN_MODE_SPECULATIVE)
+		return runner_run_speculative(c, p, r);
 	if (runner_seq_start(&q, c, p, r) < 0)
 		return runner_seq_end(&q);
 	while (!q.done) {
@@ -443,4 +446,57 @@ runner_check_cost(const struct model *m, uint32_t n_tokens)
 	if (n_tokens == 0 || layer <= 0)
 		return 0;
 	return (double)h->n_vocab * h->n_embd / (layer * n_tokens);
+}
+
+/* ---- shared with runner_spec.c (runner_impl.h) ----------------------------- */
+
+int
+runner_check_params(const struct ctx *c, const struct run_params *p)
+{
+	return check_params(c, p);
+}
+
+bool
+runner_should_stop(const struct run_params *p, enum run_stop *why)
+{
+	return should_stop(p, why);
+}
+
+int
+runner_batch(struct run_state *s, const int32_t *tokens, uint32_t n, const struct exit_policy *pol,
+	     int32_t *tok, uint32_t *exit_layer)
+{
+	/* a step of its own, for the stopping rule (runner_seq_check) alone */
+	struct run_seq q = {.c = s->c,
+			    .p = s->p,
+			    .r = s->r,
+			    .logits = s->logits,
+			    .n_layers = s->n_layers,
+			    .bp = pol,
+			    .n_run = s->n_layers};
+	int rc;
+
+	if ((rc = forward_begin(s->c, tokens, n)) < 0)
+		return rc;
+	exitclf_run_init(&q.st);
+	for (uint32_t l = 0; l < q.n_layers; l++) {
+		if (should_stop(s->p, &s->r->stop))
+			return 1;
+		if ((rc = forward_layer(s->c, l)) < 0 || (rc = runner_seq_check(&q, l)) < 0)
+			return rc;
+		if (rc == 1)
+			break;
+	}
+	/* Full depth: the lens after the last layer is the model's own output. */
+	if (!q.have_lens && (rc = forward_lens(s->c, &q.lens, s->logits)) < 0)
+		return rc;
+	if ((rc = forward_finish(s->c, q.n_run)) < 0)
+		return rc;
+	s->r->layers_run += q.n_run;
+	s->r->layers_skipped += s->n_layers - q.n_run;
+	*exit_layer = q.n_run;
+	*tok = s->p->temperature > 0
+		   ? sampler_sample(&s->smp, s->logits, ctx_model(s->c)->hp.n_vocab)
+		   : q.lens.top1;
+	return 0;
 }

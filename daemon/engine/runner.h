@@ -28,6 +28,29 @@ enum run_stop {
 	RUN_STOP_CONTEXT,    /* the context is full */
 };
 
+/** How generation uses the exit policy. */
+enum run_mode {
+	RUN_MODE_PLAIN = 0, /* each token from its exit layer (AdaInfer) */
+	/*
+	 * Lossless self-speculative decoding (runner_spec.c): up to `draft` tokens
+	 * are drafted with early exit, then verified in one full-depth batch; the
+	 * longest agreeing prefix plus the full model's next token is kept, so the
+	 * output is full-depth greedy. Greedy only (temperature 0).
+	 */
+	RUN_MODE_SPECULATIVE,
+};
+
+/**
+ * Drafts per verification when run_params.draft is 0. Measured with
+ * bench_generation: on stories260K the shortest draft was the fastest (0.62x
+ * of full depth, 0.44x at 4, 0.24x at 8), and on tiny-tasks and the 1.1B
+ * shape drafts are accepted too rarely (at most 78%) for a longer
+ * verification batch to pay: a rejected draft wastes what follows it.
+ */
+#define RUNNER_DRAFT_DEFAULT 1
+/** The largest run_params.draft accepted. */
+#define RUNNER_DRAFT_MAX 32
+
 struct run_params {
 	const int32_t *prompt; /* token ids, BOS included when wanted */
 	uint32_t n_prompt;
@@ -60,6 +83,8 @@ struct run_params {
 	uint32_t n_reuse;
 	int (*on_prompt)(void *ud, uint32_t n_run);
 	void *prompt_ud;
+	enum run_mode mode; /* RUN_MODE_PLAIN (the zero value) or RUN_MODE_SPECULATIVE */
+	uint32_t draft;     /* speculative: drafts per verification, 0 = RUNNER_DRAFT_DEFAULT */
 };
 
 struct run_result {
@@ -71,6 +96,8 @@ struct run_result {
 	uint32_t n_checks; /* logit-lens evaluations made for the stopping rule */
 	double t_prefill_s, t_decode_s, t_features_s;
 	enum run_stop stop;
+	/* Speculative mode (0 otherwise): tokens drafted, drafts kept, verify batches. */
+	uint32_t n_drafted, n_accepted, n_verify;
 };
 
 /**
@@ -82,6 +109,20 @@ struct run_result {
  */
 int runner_run(struct ctx *c, const struct run_params *p, struct run_result *r);
 void runner_result_free(struct run_result *r);
+
+/**
+ * The speculative mode of runner_run (which calls it when p->mode is
+ * RUN_MODE_SPECULATIVE): the prompt at full depth, then rounds of up to
+ * p->draft early-exit drafts and one full-depth verification batch. Every
+ * token it returns is the full model's greedy choice (exit_layers are all
+ * n_layers); layers_run counts the layers computed (drafts' and verify
+ * batches'), layers_skipped the drafts' skipped layers. Without a policy
+ * (full_depth, policy NULL, or one whose min_layer is the last layer, so
+ * that it checks nowhere) it is plain full-depth decoding. Returns what
+ * runner_run returns; -EINVAL also for temperature > 0 (greedy only) or
+ * draft > RUNNER_DRAFT_MAX.
+ */
+int runner_run_speculative(struct ctx *c, const struct run_params *p, struct run_result *r);
 
 /**
  * Cost of one stopping check (a logit-lens evaluation: final norm + LM head,

@@ -260,6 +260,29 @@ def test_hints():
     check(p.returncode == 1 and "bind" in err and "--socket" in err, err)
 
 
+def test_speculative():
+    """run --speculative[=K] with a task prints what --full-depth prints; bad K, sampling refused."""
+    d2 = Daemon(["--profile-dir", os.path.join(SRC, "etc", "profiles")])
+    try:
+        def j2(*args):
+            rc, out, err = cli("--socket", d2.sock, "--json", "run", "--max-tokens", "12",
+                               *args, sock=False)
+            check(rc == 0, "%r: exit %d, stderr %r" % (args, rc, err[-800:]))
+            return json.loads(out)
+        full = j2("--full-depth", "Once upon a time")
+        for k in ("--speculative", "--speculative=1", "--speculative=3", "--speculative=6"):
+            r = j2("--task", "sst2", k, "Once upon a time")
+            check(r["tokens"] == full["tokens"] and "speculative" in r,
+                  "%r: %r vs full %r" % (k, r, full["tokens"]))
+        rc, out, err = cli("--socket", d2.sock, "run", "--task", "sst2", "--speculative",
+                           "--temperature", "0.5", PROMPT, sock=False)
+        check(rc == 1 and "greedy only" in err, "speculative sampling: %d %r" % (rc, err))
+    finally:
+        d2.cleanup()
+    fails(2, "run", "--speculative=0", PROMPT, want="draft length in 1..32")
+    fails(2, "run", "--speculative=x", PROMPT, want="draft length")
+
+
 def test_raw_bytes():
     raw = b"caf\xc3\xa9 na\xefve \xff"
     ids = js("tokenize", "-", stdin=raw)["tokens"]
@@ -815,7 +838,7 @@ def main():
         return run_tests([(f.__name__, f) for f in [
             test_help, test_usage_errors, test_cannot_connect, test_timeout, test_server_error,
             test_info, test_run, test_generation, test_verbose, test_options_after_command,
-            test_json_errors, test_hints, test_raw_bytes, test_special, test_trace, test_stats_reload,
+            test_json_errors, test_hints, test_speculative, test_raw_bytes, test_special, test_trace, test_stats_reload,
             test_stats_prometheus,
             test_calibrate_eval, test_calibrate_out, test_progress, test_exports]])
     finally:

@@ -97,6 +97,38 @@ def t_complete_task():
         check(1 <= r["exit_layers"][0] <= info["model"]["n_layers"], "exit layer in range")
 
 
+def t_complete_speculative():
+    """speculative: the tokens of full-depth greedy, for every task; counters; refusals."""
+    c = D.client()
+    info = c.ok("info")
+    n_layers = info["model"]["n_layers"]
+    p = {"prompt": PROMPT, "max_tokens": 12, "eos": False}
+    full = c.ok("complete", dict(p, full_depth=True))
+    rejected = 0
+    # exits at layer 1 (most drafts wrong), at the first gap over 0.3 from layer 4
+    for prof in ({"classifier": "gap", "threshold": 0.0, "min_layer": 1},
+                 {"classifier": "gap", "threshold": 0.3, "min_layer": 4}):
+        for draft in (None, 1, 3):
+            q = dict(p, profile=prof, speculative=True)
+            if draft is not None:
+                q["draft"] = draft
+            r = c.ok("complete", q)
+            check(r["tokens"] == full["tokens"],
+                  "speculative %r draft %s: %r vs full %r" % (prof, draft, r["tokens"],
+                                                             full["tokens"]))
+            s = r["speculative"]
+            check(s["accepted"] <= s["drafted"] and s["verified"] >= 1, "counters %r" % s)
+            check(len(r["tokens"]) == 1 + s["accepted"] + s["verified"], "tokens = 1 + kept")
+            check(r["exit_layers"] == [n_layers] * len(r["tokens"]), "all at full depth")
+            rejected += s["drafted"] - s["accepted"]
+    check(rejected > 0, "some drafts were rejected")
+    check("speculative" not in full, "no speculative member unless asked")
+    c.error("complete", dict(p, speculative=True, temperature=0.5), "bad_request")
+    c.error("complete", dict(p, draft=2), "bad_request")
+    c.error("complete", dict(p, speculative=True, draft=33), "bad_request")
+    c.error("complete", dict(p, speculative=True, draft=0), "bad_request")
+
+
 def t_trace():
     c = D.client()
     n_layers = c.ok("info")["model"]["n_layers"]
@@ -215,6 +247,7 @@ try:
         ("complete", t_complete),
         ("complete_stream_and_stop", t_complete_stream_and_stop),
         ("complete_task", t_complete_task),
+        ("complete_speculative", t_complete_speculative),
         ("trace", t_trace),
         ("pipelined_out_of_order", t_pipelined_out_of_order),
         ("cancel", t_cancel),

@@ -519,6 +519,21 @@ def test_chat(c, info):
                  "chat without messages")
 
 
+def test_speculative(c):
+    """speculative=True, draft=K: the full-depth tokens, and the counters as attributes."""
+    opts = dict(max_tokens=10, eos=False)
+    full = c.complete(FREE_PROMPT, full_depth=True, **opts)
+    r = c.complete(FREE_PROMPT, speculative=True, draft=3,
+                   profile={"classifier": "gap", "threshold": 0.0, "min_layer": 2}, **opts)
+    check(r.tokens == full.tokens, "speculative tokens == full depth (%r vs %r)"
+          % (r.tokens, full.tokens))
+    s = r.speculative
+    check(isinstance(s, dict) and s.get("accepted", -1) <= s.get("drafted", -2)
+          and full.speculative is None, "Completion.speculative: %r" % (s,))
+    expect_error(lambda: c.complete(FREE_PROMPT, speculative=True, temperature=0.7),
+                 "bad_request", "speculative with temperature > 0")
+
+
 def test_error_notification(sock):
     """Bytes that are not MessagePack: an error notification, then close
     (raw bytes through adainfer.wire; the Client never sends such)."""
@@ -558,6 +573,7 @@ def main():
             test_errors(c, info)
             test_threads(c)
             test_chat(c, info)
+            test_speculative(c)
             test_timeout_cancel(c)
         test_error_notification(d.sock)
         with ac.Client(d.sock, timeout=30) as c:
