@@ -450,7 +450,7 @@ static const struct command commands[] = {
     {"calibrate", cmd_calibrate,
      "--task T --data FILE.jsonl [--target-agreement A] [--out FILE]\n"
      "          [--classifier best|gap|svm|crf] [--label final|gold] [--check-cost C]\n"
-     "          [--features auto|NAME,...] [--guarantee DELTA]\n"
+     "          [--features auto|NAME,...] [--guarantee DELTA [--guarantee-m M]]\n"
      "          [--save-trace TRACE | --load-trace TRACE]",
      "Traces every prompt of FILE.jsonl (objects with \"prompt\" and optional \"answer\")\n"
      "at full depth, fits the stopping classifiers (gap threshold, SVM, CRF) and picks\n"
@@ -462,8 +462,10 @@ static const struct command commands[] = {
      "prompts' length). --features picks the SVM/CRF inputs: the paper's gap,top_prob\n"
      "(default), a list of gap, top_prob, stable, depth, token, or auto (chosen on\n"
      "held-out folds among the paper's pair and its extensions by stable, depth and\n"
-     "token). --guarantee DELTA: with probability >= 1-DELTA agreement on new prompts\n"
-     "is >= A (threshold tested on a held-out half, Clopper-Pearson; see the manual).\n"
+     "token). --guarantee DELTA: with probability >= 1-DELTA the agreement measured on\n"
+     "M new prompts (default: as many as calibrated on; 0: the true agreement) is >= A\n"
+     "(threshold tested on a held-out half, Clopper-Pearson and the binomial tail of M\n"
+     "prompts, DELTA/2 each; see the manual).\n"
      "--save-trace writes the traced features; --load-trace calibrates from them.\n"},
     {"eval", cmd_eval,
      "--task T --data FILE.jsonl [--profile FILE] [--repeat N]\n"

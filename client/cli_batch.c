@@ -518,9 +518,10 @@ cand_fill(json_t *j, const struct exitclf *c, const struct calib_result *r)
 static json_t *
 guarantee_json(const struct calib_guarantee *g)
 {
-	return json_pack("{s:f, s:f, s:i, s:i, s:f, s:f, s:i, s:i, s:s}", "target_agreement",
-			 g->target, "delta", g->delta, "n", (int)g->n, "disagreements",
-			 (int)g->errors, "agreement", g->agreement, "bound", g->bound, "candidates",
+	return json_pack("{s:f, s:f, s:i, s:i, s:i, s:f, s:f, s:f, s:i, s:i, s:s}",
+			 "target_agreement", g->target, "delta", g->delta, "n", (int)g->n, "m",
+			 (int)g->m, "disagreements", (int)g->errors, "agreement", g->agreement,
+			 "bound", g->bound, "fail_bound", g->fail_bound, "candidates",
 			 (int)g->n_candidates, "passed", (int)g->n_passed, "method",
 			 "clopper-pearson");
 }
@@ -541,6 +542,7 @@ struct cal_args {
 	enum calib_label label;
 	double target, cost; /* cost NAN: from the daemon's info */
 	double delta;        /* --guarantee DELTA; 0 without */
+	long guarantee_m;    /* --guarantee-m M: new prompts; -1: the calibration size */
 	bool auto_features;
 	unsigned features; /* 0: the paper's [gap, top_prob] */
 	char default_out[PROFILE_TASK_MAX + 8];
@@ -559,6 +561,7 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
 					   {"check-cost", required_argument, NULL, 'k'},
 					   {"features", required_argument, NULL, 'f'},
 					   {"guarantee", required_argument, NULL, 'g'},
+					   {"guarantee-m", required_argument, NULL, 'm'},
 					   {"save-trace", required_argument, NULL, 'S'},
 					   {"load-trace", required_argument, NULL, 'L'},
 					   {"help", no_argument, NULL, 'h'},
@@ -596,6 +599,13 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
 				return cli_usage_error(
 				    cli, argv[0], "--guarantee: '%s' is not in (0, 1)", optarg);
 			break;
+		case 'm':
+			a->guarantee_m = strtol(optarg, &end, 10);
+			if (*end != '\0' || end == optarg || a->guarantee_m < 0 ||
+			    a->guarantee_m > 10000000)
+				return cli_usage_error(
+				    cli, argv[0], "--guarantee-m: '%s' is not a count", optarg);
+			break;
 		case 'S':
 			a->save_trace = optarg;
 			break;
@@ -630,7 +640,8 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
 			printf(
 			    "usage: %s calibrate --task T --data FILE.jsonl [--target-agreement A] "
 			    "[--out FILE]\n  [--classifier best|gap|svm|crf] [--label final|gold] "
-			    "[--check-cost C]\n  [--features auto|NAME,...] [--guarantee DELTA] "
+			    "[--check-cost C]\n  [--features auto|NAME,...] [--guarantee DELTA "
+			    "[--guarantee-m M]] "
 			    "[--save-trace FILE | --load-trace FILE]\n(see %s --help)\n",
 			    cli->prog, cli->prog);
 			return CLI_EXIT_OK;
@@ -726,7 +737,15 @@ cal_report(struct batch *b, const struct cal_args *a, uint32_t k, json_t *cands,
 		json_decref(j);
 		return rc;
 	}
-	if (g != NULL)
+	if (g != NULL && g->m > 0)
+		printf("\nguarantee: fitted on %u prompts, %u thresholds tested in order on the "
+		       "other %u:\n  %u passed before the first failure; %u disagreements at the "
+		       "chosen one (agreement %.4f),\n  true agreement >= %.4f (Clopper-Pearson at "
+		       "level %.3g); on %u new prompts\n  agreement < %.4g with probability <= "
+		       "%.3g (<= delta %.3g)\n",
+		       k - g->n, g->n_candidates, g->n, g->n_passed, g->errors, g->agreement,
+		       g->bound, 1 - g->delta / 2, g->m, g->target, g->fail_bound, g->delta);
+	else if (g != NULL)
 		printf("\nguarantee: fitted on %u prompts, %u thresholds tested in order on the "
 		       "other %u:\n  %u passed before the first failure; %u disagreements at the "
 		       "chosen one (agreement %.4f),\n  Clopper-Pearson lower bound %.4f at level "
@@ -772,8 +791,11 @@ int
 cmd_calibrate(struct cli *cli, int argc, char **argv)
 {
 	struct batch b = {.cli = cli, .cmd = argv[0]};
-	struct cal_args a = {
-	    .kind_s = "best", .label = CALIB_LABEL_FINAL, .target = 0.99, .cost = NAN};
+	struct cal_args a = {.kind_s = "best",
+			     .label = CALIB_LABEL_FINAL,
+			     .target = 0.99,
+			     .cost = NAN,
+			     .guarantee_m = -1};
 	struct calib_data kept = {0}, fit = {0}, test = {0};
 	struct calib_eval ev = {0};
 	struct exitclf best = {0};
@@ -827,7 +849,8 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 		goto out;
 	if (a.delta > 0 &&
 	    calib_guarantee_threshold(&fit, &test, best_res.min_layer, best_res.stride, a.target,
-				      a.delta, &best, &best_res, &g, &d) < 0) {
+				      a.delta, a.guarantee_m < 0 ? k : (uint32_t)a.guarantee_m,
+				      &best, &best_res, &g, &d) < 0) {
 		rc = cli_fail(cli, argv[0], "%s", d.msg);
 		goto out;
 	}
@@ -843,6 +866,7 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 								 .delta = g.delta,
 								 .n = g.n,
 								 .errors = g.errors,
+								 .m = g.m,
 								 .bound = g.bound};
 	if (profile_save(&prof, a.out_path, &d) < 0) {
 		rc = cli_fail(cli, argv[0], "%s", d.msg);

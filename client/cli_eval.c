@@ -296,14 +296,20 @@ report_guarantee(const struct profile_guarantee *g, double agreement, json_t *j)
 
 	if (j != NULL) {
 		json_object_set_new(j, "guarantee",
-				    json_pack("{s:f, s:f, s:i, s:f, s:b}", "target_agreement",
-					      g->target, "delta", g->delta, "n", (int)g->n, "bound",
-					      g->bound, "met", met));
+				    json_pack("{s:f, s:f, s:i, s:i, s:f, s:b}", "target_agreement",
+					      g->target, "delta", g->delta, "n", (int)g->n, "m",
+					      (int)g->m, "bound", g->bound, "met", met));
 		return;
 	}
-	printf("  guarantee          agreement >= %.4g with probability >= %.3g (bound %.4f on "
-	       "%u prompts)\n  target met         %s (agreement %.4f here)\n",
-	       g->target, 1 - g->delta, g->bound, g->n, met ? "yes" : "no", agreement);
+	if (g->m > 0)
+		printf("  guarantee          agreement >= %.4g on %u new prompts with probability "
+		       ">= %.3g (tested on %u)\n  target met         %s (agreement %.4f here)\n",
+		       g->target, g->m, 1 - g->delta, g->n, met ? "yes" : "no", agreement);
+	else
+		printf(
+		    "  guarantee          agreement >= %.4g with probability >= %.3g (bound %.4f "
+		    "on %u prompts)\n  target met         %s (agreement %.4f here)\n",
+		    g->target, 1 - g->delta, g->bound, g->n, met ? "yes" : "no", agreement);
 }
 
 /*

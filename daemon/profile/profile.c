@@ -195,8 +195,8 @@ struct top_ud {
 static const char *const prov_keys[] = {"model", "model_sha256", "n_layers", "calibration_data",
 					"date",  "agreement",    "pruning",  "guarantee"};
 
-static const char *const guar_keys[] = {"target_agreement", "delta", "n",
-					"disagreements",    "bound", "method"};
+static const char *const guar_keys[] = {"target_agreement", "delta", "n", "disagreements", "bound",
+					"method",           "m"};
 
 static int
 guar_pair(const struct yx *c, yaml_node_t *v, int idx, void *ud)
@@ -219,6 +219,8 @@ guar_pair(const struct yx *c, yaml_node_t *v, int idx, void *ud)
 		return get_u32(c, v, "disagreements", 0, UINT32_MAX, &g->errors);
 	case 4:
 		return yx_double(c, v, "bound", 0, 1, &g->bound);
+	case 6:
+		return get_u32(c, v, "m", 1, UINT32_MAX, &g->m);
 	default:
 		if (yx_scalar(c, v, "method", &s) < 0)
 			return -EINVAL;
@@ -264,7 +266,7 @@ prov_pair(const struct yx *c, yaml_node_t *v, int idx, void *ud)
 
 		if (rc < 0)
 			return rc;
-		if (seen != (1u << ARRAY_LEN(guar_keys)) - 1)
+		if ((seen & 0x3f) != 0x3f) /* all but m */
 			return yx_err(c, v,
 				      "'provenance.guarantee' needs target_agreement, delta, n, "
 				      "disagreements, bound and method");

@@ -231,6 +231,8 @@ profile_write(const struct profile *p, FILE *f)
 			kv_num(&m, "delta", g->delta);
 			kv_u32(&m, "n", g->n);
 			kv_u32(&m, "disagreements", g->errors);
+			if (g->m > 0)
+				kv_u32(&m, "m", g->m);
 			kv_num(&m, "bound", g->bound);
 			kv_str(&m, "method", "clopper-pearson");
 			ev_map(&m, false, false);

@@ -212,6 +212,7 @@ static const struct {
     {GUAR_("0.1", "11", "    method: clopper-pearson\n"), ":5:5:", "disagreements 11 exceed n 10"},
     {GUAR_("0.1", "0", ""), ":5:5:", "needs target_agreement, delta, n"},
     {GUAR_("0.1", "0", "    method: hoeffding\n"), ":10:13:", "must be clopper-pearson"},
+    {GUAR_("0.1", "0", "    method: clopper-pearson\n    m: 0\n"), ":11:8:", "'m'"},
     {GUAR_("0.1", "0", "    method: clopper-pearson\n    colour: red\n"),
      ":11:5:", "unknown key 'colour'"},
     {"classifier: svm\nthreshold: [1\n", ":3:1:", "flow"}, /* bad YAML */
@@ -372,6 +373,14 @@ test_round_trip(void)
 	ASSERT_NEAR(b.prov.guarantee.delta, 0.1, 0);
 	ASSERT_EQ(b.prov.guarantee.n, 250);
 	ASSERT_EQ(b.prov.guarantee.errors, 1);
+	ASSERT_NEAR(b.prov.guarantee.bound, a.prov.guarantee.bound, 0);
+	ASSERT_EQ(b.prov.guarantee.m, 0); /* absent: on the true agreement */
+	/* with m: the agreement on m new prompts */
+	a.prov.guarantee.m = 500;
+	a.prov.guarantee.bound = 1 - calib_cp_upper(1, 250, 0.05);
+	ASSERT_OK(profile_save(&a, path, &d));
+	ASSERT_OK(profile_load_file(&b, path, &d));
+	ASSERT_EQ(b.prov.guarantee.m, 500);
 	ASSERT_NEAR(b.prov.guarantee.bound, a.prov.guarantee.bound, 0);
 	ASSERT(memcmp(&a.pol.clf, &b.pol.clf, sizeof(a.pol.clf)) == 0);
 	/* a calibration that found no safe threshold still saves a loadable profile */
