@@ -229,6 +229,7 @@ done_trace(struct batch *b, size_t i, const struct adainfer_value *res)
 		return cli_fail(b->cli, b->cmd, "trace of prompt %zu: expected %u layers", i + 1,
 				L);
 	b->it[i].n_tokens = (uint32_t)tk->u.array.n;
+	b->it[i].check_cost = adainfer_value_float(adainfer_value_get(res, "check_cost"), NAN);
 	for (uint32_t l = 0; l < L; l++) {
 		const struct adainfer_value *e = &ls->u.array.v[l];
 
@@ -337,6 +338,8 @@ trace_save(struct batch *b, const char *path, const struct calib_data *kept, con
 		json_object_set_new(o, "item", json_integer((json_int_t)idx[r] + 1));
 		json_object_set_new(o, "answer_id", json_integer(kept->answer_id[r]));
 		json_object_set_new(o, "n_tokens", json_integer(b->it[idx[r]].n_tokens));
+		if (isfinite(b->it[idx[r]].check_cost))
+			json_object_set_new(o, "check_cost", json_real(b->it[idx[r]].check_cost));
 		json_object_set_new(o, "top1", t);
 		json_object_set_new(o, "top_prob", p);
 		json_object_set_new(o, "gap", g);
@@ -421,7 +424,12 @@ batch_trace_load(struct batch *b, const char *path)
 					     path, lineno, L);
 		else {
 			b->it[i].answer_id = b->cd.answer_id[i] = (int32_t)json_integer_value(a);
+			json_t *cc = json_object_get(o, "check_cost"); /* optional */
+
 			b->it[i].n_tokens = (uint32_t)json_integer_value(k);
+			b->it[i].check_cost = json_is_number(cc) && json_number_value(cc) >= 0
+						  ? json_number_value(cc)
+						  : NAN;
 			b->n++;
 		}
 		json_decref(o);
@@ -470,6 +478,35 @@ batch_check_args(struct batch *b, int optind_, int argc, char **argv)
 	if (optind_ < argc)
 		return cli_usage_error(b->cli, argv[0], "unexpected argument '%s'", argv[optind_]);
 	return 0;
+}
+
+static int
+cmp_double(const void *x, const void *y)
+{
+	double a = *(const double *)x, b = *(const double *)y;
+
+	return (a > b) - (a < b);
+}
+
+double
+batch_measured_cost(const struct batch *b, const uint32_t *idx, uint32_t k, uint32_t *n_meas)
+{
+	double *v = malloc((k ? k : 1) * sizeof(*v)), med = NAN;
+	uint32_t m = 0;
+
+	*n_meas = 0;
+	if (v == NULL)
+		return NAN;
+	for (uint32_t j = 0; j < k; j++)
+		if (isfinite(b->it[idx[j]].check_cost))
+			v[m++] = b->it[idx[j]].check_cost;
+	if (m > 0) {
+		qsort(v, m, sizeof(*v), cmp_double);
+		med = m % 2 ? v[m / 2] : (v[m / 2 - 1] + v[m / 2]) / 2;
+	}
+	*n_meas = m;
+	free(v);
+	return med;
 }
 
 /* ---- calibrate ---------------------------------------------------------------------- */
@@ -715,7 +752,8 @@ cal_fit(struct batch *b, const struct cal_args *a, const struct calib_data *kept
 static int
 cal_report(struct batch *b, const struct cal_args *a, uint32_t k, json_t *cands,
 	   const struct exitclf *best, const struct calib_result *best_res,
-	   const struct calib_eval *ev, const struct calib_guarantee *g)
+	   const struct calib_eval *ev, const struct calib_guarantee *g, double cost,
+	   const char *cost_src)
 {
 	int rc = 0;
 
@@ -725,6 +763,8 @@ cal_report(struct batch *b, const struct cal_args *a, uint32_t k, json_t *cands,
 			      (int)(b->n - k), "out", a->out_path, "candidates", cands);
 
 		json_object_set_new(j, "stops_early", json_boolean(isfinite(best->threshold)));
+		json_object_set_new(j, "check_cost", json_real(cost));
+		json_object_set_new(j, "check_cost_source", json_string(cost_src));
 		if (cand_fill(j, best, best_res) == 0) { /* the chosen one's keys at the top */
 			json_object_set_new(j, g ? "test_pruning_ratio" : "in_sample_pruning_ratio",
 					    json_real(ev->pruning));
@@ -804,6 +844,7 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 	struct profile prof;
 	struct diag d = {{0}};
 	double cost;
+	const char *cost_src = "given"; /* --check-cost, measured by the traces, or from FLOPs */
 	char name[128], sha[80];
 	uint32_t *idx = NULL, k = 0;
 	json_t *cands = NULL;
@@ -821,13 +862,22 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 	if (a.save_trace != NULL && (rc = trace_save(&b, a.save_trace, &kept, idx)) != 0)
 		goto out;
 	if (isnan(a.cost)) {
-		/* info's check_cost is for a one-token batch; a check at the end of
-		 * an n-token prompt costs 1/n of that in layers of that prompt. */
-		double inv_n = 0;
+		uint32_t n_meas = 0;
+		double meas = batch_measured_cost(&b, idx, k, &n_meas);
 
-		for (uint32_t j = 0; j < k; j++)
-			inv_n += 1.0 / (b.it[idx[j]].n_tokens ? b.it[idx[j]].n_tokens : 1);
-		cost *= inv_n / k;
+		if (n_meas > 0) { /* timed on this machine at these prompts' lengths */
+			cost = meas;
+			cost_src = "measured";
+		} else {
+			/* info's check_cost is for a one-token batch; a check at the end of
+			 * an n-token prompt costs 1/n of that in layers of that prompt. */
+			double inv_n = 0;
+
+			for (uint32_t j = 0; j < k; j++)
+				inv_n += 1.0 / (b.it[idx[j]].n_tokens ? b.it[idx[j]].n_tokens : 1);
+			cost *= inv_n / k;
+			cost_src = "flops";
+		}
 	}
 	if ((cands = json_array()) == NULL) {
 		rc = cli_fail(cli, argv[0], "out of memory");
@@ -841,9 +891,12 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 		goto out;
 	}
 	if (!cli->json)
-		printf("%u prompts (%zu left out), %u layers, check cost %.3f layers%s\n\n"
+		printf("%u prompts (%zu left out), %u layers, check cost %.3f layers (%s)%s\n\n"
 		       "classifier  min_layer stride  threshold  agreement  pruning     net\n",
 		       k, b.n - k, b.n_layers, cost,
+		       strcmp(cost_src, "measured") == 0 ? "measured: median over the traces"
+		       : strcmp(cost_src, "flops") == 0  ? "estimated from FLOPs"
+							 : "--check-cost",
 		       a.delta > 0 ? "; candidates fitted on half of them" : "");
 	if ((rc = cal_fit(&b, &a, a.delta > 0 ? &fit : &kept, cost, cands, &best, &best_res)) != 0)
 		goto out;
@@ -872,7 +925,8 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 		rc = cli_fail(cli, argv[0], "%s", d.msg);
 		goto out;
 	}
-	rc = cal_report(&b, &a, k, cands, &best, &best_res, &ev, a.delta > 0 ? &g : NULL);
+	rc = cal_report(&b, &a, k, cands, &best, &best_res, &ev, a.delta > 0 ? &g : NULL, cost,
+			cost_src);
 out:
 	json_decref(cands);
 	calib_eval_free(&ev);

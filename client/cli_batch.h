@@ -16,6 +16,7 @@ struct item {
 	size_t plen, alen;
 	bool skip;         /* the daemon refused it (context, too large) */
 	uint32_t n_tokens; /* prompt tokens (BOS included) from trace */
+	double check_cost; /* trace's measured cost of one check in layers; NAN when unknown */
 	int32_t answer_id; /* the answer's single token, -1 when unknown */
 	int32_t full_tok, ad_tok;
 	uint32_t exit_layer;
@@ -63,5 +64,13 @@ int batch_trace_load(struct batch *b, const char *path);
 /** Connects and reads info: b->n_layers, the model's name and sha256, the daemon's check cost. */
 int batch_model_info(struct batch *b, char *name, size_t name_sz, char *sha, size_t sha_sz,
 		     double *cost);
+
+/**
+ * The median over the items idx[0..k) of the check cost their traces
+ * measured (item.check_cost), in layers of each prompt; *n_meas = how many
+ * had one (0: NAN returned, price from FLOPs instead).
+ */
+double batch_measured_cost(const struct batch *b, const uint32_t *idx, uint32_t k,
+			   uint32_t *n_meas);
 
 #endif

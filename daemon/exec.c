@@ -219,10 +219,10 @@ struct top_item {
 	float logit;
 };
 
-/* The trace map: tokens, n_layers, layers[], top[]. */
+/* The trace map: tokens, n_layers, layers[], top[], check_cost (measured; NAN: none). */
 static int
 pack_trace(msgpack_packer *pk, const struct req *r, const struct vocab *v, uint32_t n_layers,
-	   const struct lens *layers, const float *logits, uint32_t top_k)
+	   const struct lens *layers, const float *logits, uint32_t top_k, double check_cost)
 {
 	struct top_item top[PROTO_MAX_TOP_K];
 	uint32_t n_top = 0;
@@ -246,9 +246,13 @@ pack_trace(msgpack_packer *pk, const struct req *r, const struct vocab *v, uint3
 	for (uint32_t i = 0; i < v->n_tokens; i++)
 		z += exp((double)logits[i] - maxl);
 
-	PACK(msgpack_pack_map(pk, 4));
+	PACK(msgpack_pack_map(pk, isfinite(check_cost) ? 5 : 4));
 	PACK(proto_pack_cstr(pk, PROTO_K_TOKENS));
 	PACK(pack_tokens(pk, r->tokens, r->n_tokens));
+	if (isfinite(check_cost)) {
+		PACK(proto_pack_cstr(pk, PROTO_K_CHECK_COST));
+		PACK(msgpack_pack_double(pk, check_cost));
+	}
 	PACK(proto_pack_cstr(pk, PROTO_K_N_LAYERS));
 	PACK(msgpack_pack_uint32(pk, n_layers));
 	PACK(proto_pack_cstr(pk, PROTO_K_LAYERS));
@@ -284,20 +288,25 @@ pack_trace(msgpack_packer *pk, const struct req *r, const struct vocab *v, uint3
 
 /*
  * Runs the full-depth trace of r's prompt into freshly allocated
- * layers/logits. On failure answers r (cancelled, out of memory, or the
- * engine's reason) and returns the negative errno.
+ * layers/logits, and (when check_cost != NULL) the measured cost of one
+ * check in layers of this prompt (runner_trace_check_cost). On failure answers r (cancelled, out of
+ * memory, or the engine's reason) and returns the negative errno.
  */
 static int
-run_trace(struct exec *e, struct req *r, struct lens **layers, float **logits, exec_emit_fn emit,
-	  void *ud)
+run_trace(struct exec *e, struct req *r, struct lens **layers, float **logits, double *check_cost,
+	  exec_emit_fn emit, void *ud)
 {
+	struct trace_timing t = {0};
 	const struct model *m = &r->snap->model->m;
 	int rc = -ENOMEM;
 
 	*layers = calloc(m->hp.n_layers, sizeof(**layers));
 	*logits = calloc(m->hp.n_vocab, sizeof(**logits));
 	if (*layers != NULL && *logits != NULL)
-		rc = runner_trace(e->ctx, r->tokens, r->n_tokens, &r->cancel, *layers, *logits);
+		rc = runner_trace_timed(e->ctx, r->tokens, r->n_tokens, &r->cancel, *layers,
+					*logits, &t);
+	if (check_cost != NULL)
+		*check_cost = runner_trace_check_cost(&t);
 	if (atomic_load(&r->cancel))
 		rc = -ECANCELED;
 	if (rc == -ECANCELED)
@@ -316,17 +325,19 @@ exec_trace(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	const struct model *m = &r->snap->model->m;
 	struct lens *layers = NULL;
 	float *logits = NULL;
+	double cost = NAN;
 	struct proto_out o;
 	int rc;
 
-	if (run_trace(e, r, &layers, &logits, emit, ud) < 0)
+	if (run_trace(e, r, &layers, &logits, &cost, emit, ud) < 0)
 		goto out;
 	r->tokens_in = r->n_tokens;
 	r->layers_run = (uint64_t)m->hp.n_layers;
 	proto_out_init(&o);
 	rc = proto_pack_result(&o.pk, r->msgid);
 	if (rc == 0)
-		rc = pack_trace(&o.pk, r, &m->vocab, m->hp.n_layers, layers, logits, r->top_k);
+		rc =
+		    pack_trace(&o.pk, r, &m->vocab, m->hp.n_layers, layers, logits, r->top_k, cost);
 	r->t_done = util_now();
 	out_emit(&o, rc, r, true, emit, ud);
 out:
@@ -553,7 +564,7 @@ pack_complete(msgpack_packer *pk, struct req *r, const struct gen *g, const stru
 	PACK(msgpack_pack_double(pk, util_now() - r->t_submit));
 	if (layers != NULL) {
 		PACK(proto_pack_cstr(pk, PROTO_K_TRACE));
-		PACK(pack_trace(pk, r, v, n_layers, layers, logits, r->top_k));
+		PACK(pack_trace(pk, r, v, n_layers, layers, logits, r->top_k, NAN));
 	}
 	return 0;
 }
@@ -570,7 +581,7 @@ exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	struct proto_out o;
 	int rc;
 
-	if (r->trace && run_trace(e, r, &layers, &logits, emit, ud) < 0)
+	if (r->trace && run_trace(e, r, &layers, &logits, NULL, emit, ud) < 0)
 		goto out;
 	p.prompt = r->tokens;
 	p.n_prompt = r->n_tokens;

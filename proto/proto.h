@@ -127,7 +127,10 @@
  *     layers: [{layer: int (1-based), top1: int, top1_text: str|bin,
  *               top_prob: float, gap: float}] one per layer,
  *     top: [{id: int, text: str|bin, logit: float, prob: float}] the final
- *          layer's top_k by logit.
+ *          layer's top_k by logit,
+ *     check_cost?: float (the trace method only: wall time of its lens
+ *          evaluations over that of its layers, i.e. one stopping check in
+ *          layers of this prompt, measured on this run).
  *
  * "tokenize"    params: text: str|bin, add_bos?: bool (default true),
  *               parse_special?: bool (default false, as complete).

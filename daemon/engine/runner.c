@@ -210,8 +210,23 @@ int
 runner_trace(struct ctx *c, const int32_t *prompt, uint32_t n_prompt, const atomic_bool *cancel,
 	     struct lens *layers, float *final_logits)
 {
+	return runner_trace_timed(c, prompt, n_prompt, cancel, layers, final_logits, NULL);
+}
+
+double
+runner_trace_check_cost(const struct trace_timing *t)
+{
+	return t->layers_s > 0 && t->lens_s >= 0 ? t->lens_s / t->layers_s : NAN;
+}
+
+int
+runner_trace_timed(struct ctx *c, const int32_t *prompt, uint32_t n_prompt,
+		   const atomic_bool *cancel, struct lens *layers, float *final_logits,
+		   struct trace_timing *t)
+{
 	const struct model *m = ctx_model(c);
 	const uint32_t L = m->hp.n_layers;
+	struct trace_timing tt = {0};
 	int rc;
 
 	if (prompt == NULL || n_prompt == 0 || layers == NULL)
@@ -227,10 +242,18 @@ runner_trace(struct ctx *c, const int32_t *prompt, uint32_t n_prompt, const atom
 	for (uint32_t l = 0; l < L; l++) {
 		if (cancel != NULL && atomic_load(cancel))
 			return -ECANCELED;
-		if ((rc = forward_layer(c, l)) < 0 ||
-		    (rc = forward_lens(c, &layers[l], l + 1 == L ? final_logits : NULL)) < 0)
+		double t0 = util_now(), t1;
+
+		if ((rc = forward_layer(c, l)) < 0)
 			return rc;
+		t1 = util_now();
+		tt.layers_s += t1 - t0;
+		if ((rc = forward_lens(c, &layers[l], l + 1 == L ? final_logits : NULL)) < 0)
+			return rc;
+		tt.lens_s += util_now() - t1;
 	}
+	if (t != NULL)
+		*t = tt;
 	return forward_finish(c, L);
 }
 

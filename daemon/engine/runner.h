@@ -79,4 +79,22 @@ double runner_check_cost(const struct model *m, uint32_t n_tokens);
 int runner_trace(struct ctx *c, const int32_t *prompt, uint32_t n_prompt, const atomic_bool *cancel,
 		 struct lens *layers, float *final_logits);
 
+/** Wall time a trace spent in the layers and in the lens (runner_trace_timed). */
+struct trace_timing {
+	double layers_s; /* every forward_layer of the prompt */
+	double lens_s;   /* every forward_lens (one per layer, as a check at each) */
+};
+
+/** The measured cost of one check in layers of this prompt: lens_s / layers_s (NAN when 0). */
+double runner_trace_check_cost(const struct trace_timing *t);
+
+/**
+ * runner_trace that also times its layers and lens evaluations into *t (when
+ * not NULL): a check priced on the serving machine at the prompt's own
+ * length, what calibration wants instead of runner_check_cost's FLOPs.
+ */
+int runner_trace_timed(struct ctx *c, const int32_t *prompt, uint32_t n_prompt,
+		       const atomic_bool *cancel, struct lens *layers, float *final_logits,
+		       struct trace_timing *t);
+
 #endif

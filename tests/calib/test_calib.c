@@ -448,6 +448,14 @@ test_check_cost(void)
 	ASSERT_OK(calib_run(&cd, &o, &c, &res, NULL));
 	ASSERT(isinf(c.threshold));
 	ASSERT_NEAR(res.net, 0, 0);
+	/* no rule pays: the profile written for it checks no layer and never stops */
+	{
+		struct profile p;
+
+		calib_profile(&p, "t", &c, &res, "m", "", 3, "x");
+		for (uint32_t l = 1; l <= 3; l++)
+			ASSERT(!exitclf_layer_checked(l, p.pol.min_layer, p.pol.stride, 3));
+	}
 	calib_data_deinit(&cd);
 }
 

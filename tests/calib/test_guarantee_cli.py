@@ -108,6 +108,32 @@ def test_guarantee_new_prompts():
     check(e["guarantee"]["m"] == 500 and e["guarantee"]["met"] == (e["agreement"] >= 0.95), e)
 
 
+def test_measured_cost_and_no_pay():
+    # the traces time their lens against their layers; calibrate prices checks from that
+    with open(tmp("cal.trace")) as f:
+        rows = [json.loads(line) for line in f]
+    costs = sorted(r["check_cost"] for r in rows)
+    check(len(costs) == 500 and all(0 < c < 50 for c in costs), costs[:3] + costs[-3:])
+    j = js("calibrate", "--task", "sst2", "--load-trace", tmp("cal.trace"), "--out",
+           tmp("m.yaml"))
+    med = (costs[249] + costs[250]) / 2
+    check(j["check_cost_source"] == "measured" and abs(j["check_cost"] - med) < 1e-9, j)
+    j = js("calibrate", "--task", "sst2", "--load-trace", tmp("cal.trace"), "--out",
+           tmp("m.yaml"), "--check-cost", "0.2")
+    check(j["check_cost_source"] == "given" and j["check_cost"] == 0.2, j)
+    # a check dearer than the layers it could save: no rule pays, calibrate says so and the
+    # profile checks nothing
+    rc, out, err = cli("calibrate", "--task", "sst2", "--load-trace", tmp("cal.trace"),
+                       "--check-cost", "20", "--out", tmp("nopay.yaml"))
+    check(rc == 0 and "no stopping rule saves time" in out and "never stops early" in out,
+          out + err)
+    with open(tmp("nopay.yaml")) as f:
+        check("\nmin_layer: 12\n" in f.read(), "the no-pay profile checks")
+    j = js("calibrate", "--task", "sst2", "--load-trace", tmp("cal.trace"), "--check-cost",
+           "20", "--out", tmp("nopay.yaml"))
+    check(not j["stops_early"] and all(c["net"] == 0 for c in j["candidates"]), j)
+
+
 def test_eval_reports_target():
     dev = subset(os.path.join(FIXTURES, "data", "sst2", "dev.jsonl"), 120, "dev.jsonl")
     e = js("eval", "--task", "sst2", "--data", dev, "--profile", tmp("g.yaml"))
@@ -152,6 +178,7 @@ def main():
     try:
         return run_tests([(f.__name__, f) for f in [test_calibrate_guarantee,
                                                     test_guarantee_new_prompts,
+                                                    test_measured_cost_and_no_pay,
                                                     test_eval_reports_target,
                                                     test_usage_errors]])
     finally:

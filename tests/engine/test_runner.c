@@ -128,6 +128,38 @@ test_trace_matches_golden(void)
 	fixture_close(&f);
 }
 
+/*
+ * runner_trace_timed: the same lens as runner_trace, plus positive layer and
+ * lens times; the measured check cost is their ratio (and NAN without time).
+ */
+static void
+test_trace_timed(void)
+{
+	struct fixture f;
+	json_t *pr;
+	struct lens a[12], b[12];
+	struct trace_timing t = {0};
+	int32_t tok[256];
+	uint32_t n;
+
+	fixture_open(&f, "models/tiny-tasks.gguf", "golden/tiny-tasks/golden.json", 256);
+	ASSERT(f.ok);
+	pr = json_array_get(json_object_get(f.golden, "prompts"), 0);
+	n = json_ids(json_object_get(pr, "tokens"), tok, 256);
+	ASSERT_OK(runner_trace(f.c, tok, n, NULL, a, NULL));
+	ASSERT_OK(runner_trace_timed(f.c, tok, n, NULL, b, NULL, &t));
+	for (int l = 0; l < 12; l++) {
+		ASSERT_EQ(a[l].top1, b[l].top1);
+		ASSERT_NEAR(a[l].gap, b[l].gap, 0);
+	}
+	ASSERT(t.layers_s > 0 && t.lens_s > 0);
+	ASSERT_NEAR(runner_trace_check_cost(&t), t.lens_s / t.layers_s, 0);
+	ASSERT(runner_trace_check_cost(&t) > 0);
+	ASSERT(isnan(runner_trace_check_cost(&(struct trace_timing){0, 1})));
+	ASSERT_OK(runner_trace_timed(f.c, tok, n, NULL, b, NULL, NULL)); /* no timing wanted */
+	fixture_close(&f);
+}
+
 /* With a profile that fires at layer k, exactly k layers run and the answer is layer k's top-1. */
 static void
 test_stop_at_layer_k(void)
@@ -466,7 +498,7 @@ test_generation_last_layer_equals_full(void)
 	fixture_close(&f);
 }
 
-TEST_MAIN(TEST_CASE(test_trace_matches_golden), TEST_CASE(test_stop_at_layer_k),
-	  TEST_CASE(test_runtime_matches_feature_simulation),
+TEST_MAIN(TEST_CASE(test_trace_matches_golden), TEST_CASE(test_trace_timed),
+	  TEST_CASE(test_stop_at_layer_k), TEST_CASE(test_runtime_matches_feature_simulation),
 	  TEST_CASE(test_bad_params_cancel_deadline),
 	  TEST_CASE(test_generation_last_layer_equals_full))
