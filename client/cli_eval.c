@@ -331,6 +331,11 @@ eval_trace(struct batch *b, const char *prof_path, const char *trace_path)
 	if ((rc = profile_load_file(&p, prof_path, &d)) < 0)
 		return rc == -EINVAL ? cli_usage_error(b->cli, b->cmd, "--profile: %s", d.msg)
 				     : cli_fail(b->cli, b->cmd, "--profile: %s", d.msg);
+	if (p.pol.n_answers > 0)
+		return cli_usage_error(b->cli, b->cmd,
+				       "--load-trace: %s uses the answer-set lens, whose logits "
+				       "trace files do not hold; evaluate it with --data",
+				       prof_path);
 	if ((rc = batch_model_info(b, name, sizeof(name), sha, sizeof(sha), NULL)) != 0 ||
 	    (rc = batch_trace_load(b, trace_path)) != 0 ||
 	    (rc = batch_kept(b, &kept, &idx, &k)) != 0)

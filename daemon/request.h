@@ -74,6 +74,8 @@ struct req {
 	bool add_bos, stream, full_depth, trace, eos;
 	bool parse_special; /* control-token text in text becomes control ids */
 	uint32_t max_tokens, top_k;
+	int32_t logit_ids[PROTO_MAX_LOGIT_IDS]; /* trace: ids whose per-layer logits to report */
+	uint32_t n_logit_ids;
 	double temperature, top_p;
 	uint64_t seed;
 	char *stop[PROTO_MAX_STOP]; /* owned */

@@ -49,6 +49,24 @@ void calib_data_deinit(struct calib_data *cd);
 int calib_data_subset(const struct calib_data *src, const uint32_t *idx, uint32_t k,
 		      struct calib_data *out);
 
+/**
+ * The answer set the answer-set lens uses: the distinct final (layer
+ * n_layers) top-1 ids of the rows of cd not skipped (skip may be NULL), most
+ * frequent first, into ids (capacity cap). Returns their count, -E2BIG when
+ * there are more than cap, or -ENOMEM.
+ */
+int calib_answer_set_ids(const struct calib_data *cd, const bool *skip, int32_t *ids, uint32_t cap);
+/**
+ * The features the answer-set lens sees: out (n x n_layers, allocated) has,
+ * at every layer but the last, top1/top_prob/gap of the softmax over the
+ * n_ids logits of ids at that layer alone (logits: n x n_layers x n_ids,
+ * row-major), and at the last layer full's values (the model's own output:
+ * a run that never exits answers with the full lens). Answer ids copied.
+ * Returns 0, -EINVAL or -ENOMEM.
+ */
+int calib_data_answer_set(const struct calib_data *full, const float *logits, const int32_t *ids,
+			  uint32_t n_ids, struct calib_data *out);
+
 enum calib_label {
 	CALIB_LABEL_FINAL = 0, /* layer top-1 == final top-1 */
 	CALIB_LABEL_GOLD,      /* layer top-1 == gold answer id */

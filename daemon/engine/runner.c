@@ -47,6 +47,46 @@ should_stop(const struct run_params *p, enum run_stop *why)
 }
 
 /*
+ * One stopping check after layer (1-based): the lens at the last position
+ * (over the whole vocabulary, or over pol's answer set only), its features,
+ * the classifier. Returns 1 to stop here (*lens is this layer's, s->logits
+ * what the next token is chosen from), 0 to go on, or a negative errno.
+ */
+static int
+check_layer(struct run_state *s, const struct exit_policy *pol, struct exitclf_run *st,
+	    uint32_t layer, struct lens *lens)
+{
+	struct exitclf_feat f;
+	float za[EXIT_MAX_ANSWERS];
+	double t0 = util_now();
+	int rc;
+
+	rc = pol->n_answers > 0 ? forward_lens_rows(s->c, pol->answers, pol->n_answers, lens, za)
+				: forward_lens(s->c, lens, s->logits);
+	s->r->t_features_s += util_now() - t0;
+	s->r->n_checks++;
+	if (rc < 0)
+		return rc;
+	f.gap = lens->gap;
+	f.top_prob = lens->top_prob;
+	f.top1 = lens->top1; /* `stable` compares it with the previous check's */
+	f.layer = layer;
+	f.n_layers = s->n_layers;
+	if (!exitclf_decide(&pol->clf, st, &f))
+		return 0;
+	if (pol->n_answers > 0 && s->p->temperature > 0) {
+		/* sampling: from the softmax over the answer set, the rest impossible */
+		uint32_t V = ctx_model(s->c)->hp.n_vocab;
+
+		for (uint32_t i = 0; i < V; i++)
+			s->logits[i] = -INFINITY;
+		for (uint32_t j = 0; j < pol->n_answers; j++)
+			s->logits[pol->answers[j]] = za[j];
+	}
+	return 1;
+}
+
+/*
  * Runs one batch with the stopping rule of pol (NULL: full depth) and
  * chooses the next token from the exit layer's lens. Returns 0 with *tok
  * and *exit_layer, 1 when cancelled/deadline (r->stop set), or a negative
@@ -72,20 +112,9 @@ run_batch(struct run_state *s, const int32_t *tokens, uint32_t n, const struct e
 		if ((rc = forward_layer(s->c, l)) < 0)
 			return rc;
 		if (pol != NULL && exitclf_layer_checked(l + 1, pol->min_layer, pol->stride, L)) {
-			struct exitclf_feat f;
-			double t0 = util_now();
-
-			rc = forward_lens(s->c, &lens, s->logits);
-			s->r->t_features_s += util_now() - t0;
-			s->r->n_checks++;
-			if (rc < 0)
+			if ((rc = check_layer(s, pol, &st, l + 1, &lens)) < 0)
 				return rc;
-			f.gap = lens.gap;
-			f.top_prob = lens.top_prob;
-			f.top1 = lens.top1; /* `stable` compares it with the previous check's */
-			f.layer = l + 1;
-			f.n_layers = L;
-			if (exitclf_decide(&pol->clf, &st, &f)) {
+			if (rc == 1) {
 				n_run = l + 1;
 				have_lens = true;
 				break;
@@ -157,8 +186,8 @@ runner_run(struct ctx *c, const struct run_params *p, struct run_result *r)
 		const struct exit_policy *bp = pol;
 
 		if (batch != p->prompt && pol != NULL &&
-		    pol->generation == EXIT_GEN_FULL_AFTER_FIRST)
-			bp = NULL;
+		    (pol->generation == EXIT_GEN_FULL_AFTER_FIRST || pol->n_answers > 0))
+			bp = NULL; /* an answer set is for the first token only */
 		if (ctx_n_past(c) + n > ctx_n_ctx(c)) {
 			r->stop = RUN_STOP_CONTEXT;
 			break;
@@ -214,7 +243,7 @@ runner_trace(struct ctx *c, const int32_t *prompt, uint32_t n_prompt, const atom
 }
 
 double
-runner_trace_check_cost(const struct trace_timing *t)
+runner_trace_check_cost(const struct trace_extra *t)
 {
 	return t->layers_s > 0 && t->lens_s >= 0 ? t->lens_s / t->layers_s : NAN;
 }
@@ -222,12 +251,13 @@ runner_trace_check_cost(const struct trace_timing *t)
 int
 runner_trace_timed(struct ctx *c, const int32_t *prompt, uint32_t n_prompt,
 		   const atomic_bool *cancel, struct lens *layers, float *final_logits,
-		   struct trace_timing *t)
+		   struct trace_extra *t)
 {
 	const struct model *m = ctx_model(c);
 	const uint32_t L = m->hp.n_layers;
-	struct trace_timing tt = {0};
-	int rc;
+	struct trace_extra tt = {0};
+	float *z = NULL;
+	int rc = 0;
 
 	if (prompt == NULL || n_prompt == 0 || layers == NULL)
 		return -EINVAL;
@@ -236,25 +266,56 @@ runner_trace_timed(struct ctx *c, const int32_t *prompt, uint32_t n_prompt,
 			return -EINVAL;
 	if (n_prompt > ctx_n_ctx(c))
 		return -ENOSPC;
+	if (t != NULL && t->n_ids > 0) {
+		if (t->ids == NULL || t->id_logits == NULL)
+			return -EINVAL;
+		for (uint32_t j = 0; j < t->n_ids; j++)
+			if (t->ids[j] < 0 || (uint32_t)t->ids[j] >= m->hp.n_vocab)
+				return -EINVAL;
+		if ((z = malloc((size_t)m->hp.n_vocab * sizeof(*z))) == NULL)
+			return -ENOMEM;
+	}
 	ctx_reset(c);
 	if ((rc = forward_begin(c, prompt, n_prompt)) < 0)
-		return rc;
+		goto out;
 	for (uint32_t l = 0; l < L; l++) {
-		if (cancel != NULL && atomic_load(cancel))
-			return -ECANCELED;
-		double t0 = util_now(), t1;
+		float *zl = z != NULL ? z : l + 1 == L ? final_logits : NULL;
+		double t0, t1;
 
+		if (cancel != NULL && atomic_load(cancel)) {
+			rc = -ECANCELED;
+			goto out;
+		}
+		t0 = util_now();
 		if ((rc = forward_layer(c, l)) < 0)
-			return rc;
+			goto out;
 		t1 = util_now();
 		tt.layers_s += t1 - t0;
-		if ((rc = forward_lens(c, &layers[l], l + 1 == L ? final_logits : NULL)) < 0)
-			return rc;
+		if ((rc = forward_lens(c, &layers[l], zl)) < 0)
+			goto out;
 		tt.lens_s += util_now() - t1;
+		if (z != NULL) { /* the answer-set lens's own cost, and the logits it sees */
+			struct lens la;
+
+			t1 = util_now();
+			if ((rc = forward_lens_rows(c, t->ids, t->n_ids, &la, NULL)) < 0)
+				goto out;
+			tt.rows_s += util_now() - t1;
+			for (uint32_t j = 0; j < t->n_ids; j++)
+				t->id_logits[(size_t)l * t->n_ids + j] = z[t->ids[j]];
+			if (l + 1 == L && final_logits != NULL)
+				memcpy(final_logits, z, (size_t)m->hp.n_vocab * sizeof(*z));
+		}
 	}
-	if (t != NULL)
-		*t = tt;
-	return forward_finish(c, L);
+	if (t != NULL) {
+		t->layers_s = tt.layers_s;
+		t->lens_s = tt.lens_s;
+		t->rows_s = tt.rows_s;
+	}
+	rc = forward_finish(c, L);
+out:
+	free(z);
+	return rc;
 }
 
 double

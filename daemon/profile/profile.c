@@ -180,11 +180,12 @@ enum {
 	K_SVM,
 	K_CRF,
 	K_PROVENANCE,
+	K_ANSWER_SET,
 	K_N
 };
 static const char *const top_keys[K_N] = {
     "classifier", "threshold", "min_layer", "stride", "features",   "tokens",
-    "generation", "task",      "svm",       "crf",    "provenance",
+    "generation", "task",      "svm",       "crf",    "provenance", "answer_set",
 };
 
 struct top_ud {
@@ -373,6 +374,38 @@ parse_tokens(const struct yx *c, yaml_node_t *v, yaml_node_t *root, struct exitc
 	return 0;
 }
 
+/* answer_set: 1..EXIT_MAX_ANSWERS distinct token ids, the answer-set lens's rows. */
+static int
+parse_answer_set(const struct yx *c, yaml_node_t *v, struct exit_policy *pol)
+{
+	yaml_node_item_t *it;
+	ptrdiff_t n;
+
+	pol->n_answers = 0;
+	if (v == NULL)
+		return 0;
+	if (v->type != YAML_SEQUENCE_NODE ||
+	    (n = v->data.sequence.items.top - v->data.sequence.items.start) < 1 ||
+	    n > EXIT_MAX_ANSWERS)
+		return yx_err(c, v, "'answer_set' must be a list of 1 to %d token ids",
+			      EXIT_MAX_ANSWERS);
+	it = v->data.sequence.items.start;
+	for (ptrdiff_t j = 0; j < n; j++) {
+		yaml_node_t *e = yaml_document_get_node(c->doc, it[j]);
+		uint32_t id = 0;
+		int rc = e ? get_u32(c, e, "answer_set", 0, INT32_MAX, &id)
+			   : yx_err(c, v, "'answer_set' has a bad entry");
+
+		if (rc < 0)
+			return rc;
+		for (uint32_t k = 0; k < pol->n_answers; k++)
+			if (pol->answers[k] == (int32_t)id)
+				return yx_err(c, e, "token %u listed twice in 'answer_set'", id);
+		pol->answers[pol->n_answers++] = (int32_t)id;
+	}
+	return 0;
+}
+
 /* ~100 lines, on purpose: the schema's cross-key rules in the order profile.h states them. */
 int
 profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, const char *file,
@@ -414,7 +447,8 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 	if (p->pol.clf.kind == EXITCLF_GAP &&
 	    p->pol.clf.features != EXITCLF_FEAT_BIT(EXITCLF_F_GAP))
 		return yx_err(&c, u.node[K_FEATURES], "classifier gap uses exactly [gap]");
-	if ((rc = parse_tokens(&c, u.node[K_TOKENS], node, &p->pol.clf)) < 0)
+	if ((rc = parse_tokens(&c, u.node[K_TOKENS], node, &p->pol.clf)) < 0 ||
+	    (rc = parse_answer_set(&c, u.node[K_ANSWER_SET], &p->pol)) < 0)
 		return rc;
 	if (u.node[K_GENERATION]) {
 		s = scalar(u.node[K_GENERATION]);

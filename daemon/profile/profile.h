@@ -15,6 +15,11 @@
  *                              #   default: [gap] for gap, [gap, top_prob] otherwise
  *   tokens: [846, 841]         # exactly when features lists token: the answer
  *                              #   token ids its indicators stand for (1..16, distinct)
+ *   answer_set: [846, 841]     # optional: the answer-set lens (a deviation from the
+ *                              #   paper): checks compute the features from the softmax
+ *                              #   over these tokens' LM-head rows only (1..64, distinct)
+ *                              #   and an early exit answers with the best of them;
+ *                              #   generated tokens then run at full depth
  *   generation: per_token      # per_token | full_after_first      (default per_token)
  *   task: sst2                 # optional; a file's name gives it otherwise
  *   svm:                       # classifier svm only: score = w·x + b
