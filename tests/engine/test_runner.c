@@ -177,7 +177,7 @@ test_answer_set_lens(void)
 	struct lens lens[12], la, lf;
 	float idl[12 * K], *full, zr[K];
 	struct trace_extra t = {.ids = ids, .n_ids = K};
-	int32_t tok[256], bad = 1 << 20;
+	int32_t tok[256], bad = 1 << 20, top1_l3 = -1;
 	uint32_t n;
 
 	fixture_open(&f, "models/tiny-tasks.gguf", "golden/tiny-tasks/golden.json", 256);
@@ -222,6 +222,8 @@ test_answer_set_lens(void)
 		ASSERT_EQ(la.top1, ids[best]);
 		ASSERT_NEAR(la.top_prob, p1, 1e-6);
 		ASSERT_NEAR(la.gap, p1 - p2, 1e-6);
+		if (l == 2)
+			top1_l3 = la.top1;
 	}
 	ASSERT_EQ(forward_lens_rows(f.c, &bad, 1, &la, NULL), -EINVAL);
 	ASSERT_EQ(forward_lens_rows(f.c, ids, 0, &la, NULL), -EINVAL);
@@ -229,6 +231,42 @@ test_answer_set_lens(void)
 	t.ids = &bad;
 	t.n_ids = 1;
 	ASSERT_EQ(runner_trace_timed(f.c, tok, n, NULL, lens, NULL, &t), -EINVAL);
+	/* a policy on the answer set that fires at its first check (layer 3): the answer is
+	 * the answer set's best there; the generated tokens after it run at full depth */
+	{
+		struct exit_policy pol = {.clf = {.kind = EXITCLF_GAP,
+						  .features = EXITCLF_FEAT_BIT(EXITCLF_F_GAP),
+						  .threshold = 0},
+					  .min_layer = 3,
+					  .stride = 1,
+					  .n_answers = K};
+		struct run_params p = {
+		    .prompt = tok, .n_prompt = n, .max_tokens = 3, .policy = &pol, .top_p = 1};
+		struct run_result r;
+
+		memcpy(pol.answers, ids, sizeof(ids));
+		ASSERT_OK(runner_run(f.c, &p, &r));
+		ASSERT_EQ(r.n_tokens, 3);
+		ASSERT_EQ(r.tokens[0], top1_l3);
+		ASSERT_EQ(r.exit_layers[0], 3);
+		ASSERT_EQ(r.exit_layers[1], 12);
+		ASSERT_EQ(r.exit_layers[2], 12);
+		ASSERT_EQ(r.n_checks, 1);
+		runner_result_free(&r);
+		/* sampling draws from the answer set only */
+		p.temperature = 1;
+		for (uint64_t seed = 1; seed <= 20; seed++) {
+			bool in = false;
+
+			p.seed = seed;
+			p.max_tokens = 1;
+			ASSERT_OK(runner_run(f.c, &p, &r));
+			for (int j = 0; j < K; j++)
+				in |= r.tokens[0] == ids[j];
+			ASSERT(in);
+			runner_result_free(&r);
+		}
+	}
 	free(full);
 	fixture_close(&f);
 }

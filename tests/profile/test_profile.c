@@ -217,6 +217,10 @@ static const struct {
      ":11:5:", "unknown key 'colour'"},
     {"classifier: svm\nthreshold: [1\n", ":3:1:", "flow"}, /* bad YAML */
     {"classifier: gap\nthreshold: 0.5\ncolour: red\n", ":3:1:", "unknown key 'colour'"},
+    {"classifier: gap\nthreshold: 0.5\nanswer_set: []\n", ":3:13:", "list of 1 to 64"},
+    {"classifier: gap\nthreshold: 0.5\nanswer_set: 7\n", ":3:13:", "list of 1 to 64"},
+    {"classifier: gap\nthreshold: 0.5\nanswer_set: [7, 8, 7]\n", ":3:20:", "listed twice"},
+    {"classifier: gap\nthreshold: 0.5\nanswer_set: [7, -1]\n", ":3:17:", "non-negative"},
     {"classifier: gap\nthreshold: 0.5\nthreshold: 0.6\n", ":3:1:", "duplicate key"},
     {"classifier: gap\nthreshold: high\n", ":2:12:", "must be a finite number"},
     {"classifier: gap\nthreshold: {a: 1}\n", ":2:12:", "must be a number"},
@@ -439,6 +443,16 @@ test_round_trip_features(void)
 		ASSERT_OK(profile_load_file(&b, path, &d));
 		ASSERT_EQ(b.pol.clf.features, cs[i].features);
 		ASSERT(memcmp(&a.pol.clf, &b.pol.clf, sizeof(a.pol.clf)) == 0);
+		ASSERT(memcmp(&cs[i], &b.pol.clf, sizeof(b.pol.clf)) == 0);
+		ASSERT_EQ(b.pol.n_answers, 0);
+		/* the answer-set lens: its ids, in order */
+		a.pol.n_answers = i == 3 ? EXIT_MAX_ANSWERS : 3;
+		for (uint32_t j = 0; j < a.pol.n_answers; j++)
+			a.pol.answers[j] = j == 0 ? 4095 : (int32_t)(j * 7);
+		ASSERT_OK(profile_save(&a, path, &d));
+		ASSERT_OK(profile_load_file(&b, path, &d));
+		ASSERT_EQ(b.pol.n_answers, a.pol.n_answers);
+		ASSERT(memcmp(a.pol.answers, b.pol.answers, sizeof(a.pol.answers)) == 0);
 		ASSERT(memcmp(&cs[i], &b.pol.clf, sizeof(b.pol.clf)) == 0);
 	}
 	unlink(path);
