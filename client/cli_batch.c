@@ -667,7 +667,7 @@ struct cal_args {
 	double delta;        /* --guarantee DELTA; 0 without */
 	long guarantee_m;    /* --guarantee-m M: new prompts; -1: the calibration size */
 	const char *lens_s;  /* --lens full|answers|best */
-	bool auto_features;
+	bool auto_features; /* --features auto (the default) */
 	unsigned features; /* 0: the paper's [gap, top_prob] */
 	char default_out[PROFILE_TASK_MAX + 8];
 };
@@ -751,9 +751,8 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
 				return cli_usage_error(cli, argv[0], "--check-cost: '%s'", optarg);
 			break;
 		case 'f':
-			if (strcmp(optarg, "auto") == 0)
-				a->auto_features = true;
-			else if (parse_features(optarg, &a->features) < 0)
+			a->auto_features = strcmp(optarg, "auto") == 0;
+			if (!a->auto_features && parse_features(optarg, &a->features) < 0)
 				return cli_usage_error(
 				    cli, argv[0],
 				    "--features: '%s' is not auto or a comma-separated "
@@ -953,7 +952,8 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 			     .target = 0.99,
 			     .cost = NAN,
 			     .guarantee_m = -1,
-			     .lens_s = "best"};
+			     .lens_s = "best",
+			     .auto_features = true};
 	struct calib_data data[2] = {{0}}, fit[2] = {{0}}, test[2] = {{0}};
 	double cost_l[2], best_net = -INFINITY;
 	int best_lens = 0, n_lens = 1;
