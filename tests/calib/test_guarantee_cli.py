@@ -49,8 +49,9 @@ def subset(src, n, name):
 
 
 def test_calibrate_guarantee():
-    # --guarantee-m 0: the guarantee on the true agreement
-    j = js("calibrate", "--task", "sst2", "--data", CAL, "--guarantee", "0.1",
+    # --guarantee-m 0: the guarantee on the true agreement (the full lens: what the saved
+    # trace holds, so that --load-trace below must give the same)
+    j = js("calibrate", "--task", "sst2", "--data", CAL, "--guarantee", "0.1", "--lens", "full",
            "--guarantee-m", "0", "--save-trace", tmp("cal.trace"), "--out", tmp("g.yaml"))
     g = j["guarantee"]
     check(j["n"] == 500 and g["n"] == 250 and g["delta"] == 0.1 and g["m"] == 0 and
@@ -134,6 +135,27 @@ def test_measured_cost_and_no_pay():
     check(not j["stops_early"] and all(c["net"] == 0 for c in j["candidates"]), j)
 
 
+def test_answer_set_lens_on_daemon():
+    # the answer-set lens calibrated on 120 prompts, then run by the daemon on the same ones:
+    # the runtime's exits (forward_lens_rows) are the ones calibration simulated from the traced
+    # answer logits
+    sub = subset(CAL, 120, "cal120.jsonl")
+    j = js("calibrate", "--task", "sst2", "--data", sub, "--lens", "answers", "--out",
+           tmp("ans.yaml"))
+    check(j["lens"] == "answers" and j["stops_early"] and len(j["answer_set"]) >= 2 and
+          all(c["lens"] == "answers" for c in j["candidates"]), j)
+    with open(tmp("ans.yaml")) as f:
+        check("\nanswer_set: [" in f.read(), "no answer_set in the profile")
+    e = js("eval", "--task", "sst2", "--data", sub, "--profile", tmp("ans.yaml"))
+    check(abs(e["pruning_ratio"] - j["in_sample_pruning_ratio"]) < 1e-9 and
+          e["pruning_ratio"] > 0.3, (e, j))
+    fails(2, "uses the answer-set lens", "eval", "--task", "sst2", "--load-trace",
+          tmp("cal.trace"), "--profile", tmp("ans.yaml"))
+    fails(2, "--lens answers needs --data", "calibrate", "--task", "sst2", "--load-trace",
+          tmp("cal.trace"), "--lens", "answers")
+    fails(2, "--lens", "calibrate", "--task", "sst2", "--data", sub, "--lens", "some")
+
+
 def test_eval_reports_target():
     dev = subset(os.path.join(FIXTURES, "data", "sst2", "dev.jsonl"), 120, "dev.jsonl")
     e = js("eval", "--task", "sst2", "--data", dev, "--profile", tmp("g.yaml"))
@@ -179,6 +201,7 @@ def main():
         return run_tests([(f.__name__, f) for f in [test_calibrate_guarantee,
                                                     test_guarantee_new_prompts,
                                                     test_measured_cost_and_no_pay,
+                                                    test_answer_set_lens_on_daemon,
                                                     test_eval_reports_target,
                                                     test_usage_errors]])
     finally:
