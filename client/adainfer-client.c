@@ -467,8 +467,9 @@ static const struct command commands[] = {
      "by stable, depth and token). --lens full|answers|best: the logit lens over the\n"
      "whole vocabulary, over the final answers calibration saw only (answer-set lens,\n"
      "a deviation from the paper; traces the prompts twice), or both and the better\n"
-     "held-out net saving (default). --guarantee DELTA: with probability >= 1-DELTA the agreement measured on\n"
-     "M new prompts (default: as many as calibrated on; 0: the true agreement) is >= A\n"
+     "held-out net saving (default). --guarantee DELTA: with probability >= 1-DELTA\n"
+     "the agreement measured on M new prompts (default: as many as calibrated on; 0:\n"
+     "the true agreement) is >= A\n"
      "(threshold tested on a held-out half, Clopper-Pearson and the binomial tail of M\n"
      "prompts, DELTA/2 each; see the manual).\n"
      "--save-trace writes the traced features; --load-trace calibrates from them.\n"},

@@ -667,8 +667,8 @@ struct cal_args {
 	double delta;        /* --guarantee DELTA; 0 without */
 	long guarantee_m;    /* --guarantee-m M: new prompts; -1: the calibration size */
 	const char *lens_s;  /* --lens full|answers|best */
-	bool auto_features; /* --features auto (the default) */
-	unsigned features; /* 0: the paper's [gap, top_prob] */
+	bool auto_features;  /* --features auto (the default) */
+	unsigned features;   /* 0: the paper's [gap, top_prob] */
 	char default_out[PROFILE_TASK_MAX + 8];
 };
 
