@@ -29,6 +29,7 @@ batch_free(struct batch *b)
 		free(b->it[i].answer);
 	}
 	free(b->it);
+	free(b->ans_logits);
 	calib_data_deinit(&b->cd);
 }
 
@@ -229,6 +230,7 @@ done_trace(struct batch *b, size_t i, const struct adainfer_value *res)
 		return cli_fail(b->cli, b->cmd, "trace of prompt %zu: expected %u layers", i + 1,
 				L);
 	b->it[i].n_tokens = (uint32_t)tk->u.array.n;
+	b->it[i].check_cost = adainfer_value_float(adainfer_value_get(res, "check_cost"), NAN);
 	for (uint32_t l = 0; l < L; l++) {
 		const struct adainfer_value *e = &ls->u.array.v[l];
 
@@ -337,6 +339,8 @@ trace_save(struct batch *b, const char *path, const struct calib_data *kept, con
 		json_object_set_new(o, "item", json_integer((json_int_t)idx[r] + 1));
 		json_object_set_new(o, "answer_id", json_integer(kept->answer_id[r]));
 		json_object_set_new(o, "n_tokens", json_integer(b->it[idx[r]].n_tokens));
+		if (isfinite(b->it[idx[r]].check_cost))
+			json_object_set_new(o, "check_cost", json_real(b->it[idx[r]].check_cost));
 		json_object_set_new(o, "top1", t);
 		json_object_set_new(o, "top_prob", p);
 		json_object_set_new(o, "gap", g);
@@ -421,7 +425,12 @@ batch_trace_load(struct batch *b, const char *path)
 					     path, lineno, L);
 		else {
 			b->it[i].answer_id = b->cd.answer_id[i] = (int32_t)json_integer_value(a);
+			json_t *cc = json_object_get(o, "check_cost"); /* optional */
+
 			b->it[i].n_tokens = (uint32_t)json_integer_value(k);
+			b->it[i].check_cost = json_is_number(cc) && json_number_value(cc) >= 0
+						  ? json_number_value(cc)
+						  : NAN;
 			b->n++;
 		}
 		json_decref(o);
@@ -472,6 +481,120 @@ batch_check_args(struct batch *b, int optind_, int argc, char **argv)
 	return 0;
 }
 
+static int
+cmp_double(const void *x, const void *y)
+{
+	double a = *(const double *)x, b = *(const double *)y;
+
+	return (a > b) - (a < b);
+}
+
+double
+batch_measured_cost(const struct batch *b, const uint32_t *idx, uint32_t k, bool answers,
+		    uint32_t *n_meas)
+{
+	double *v = malloc((k ? k : 1) * sizeof(*v)), med = NAN;
+	uint32_t m = 0;
+
+	*n_meas = 0;
+	if (v == NULL)
+		return NAN;
+	for (uint32_t j = 0; j < k; j++)
+		if (isfinite(answers ? b->it[idx[j]].check_cost_ans : b->it[idx[j]].check_cost))
+			v[m++] = answers ? b->it[idx[j]].check_cost_ans : b->it[idx[j]].check_cost;
+	if (m > 0) {
+		qsort(v, m, sizeof(*v), cmp_double);
+		med = m % 2 ? v[m / 2] : (v[m / 2 - 1] + v[m / 2]) / 2;
+	}
+	*n_meas = m;
+	free(v);
+	return med;
+}
+
+/* trace with logit_ids: the answer set's logits at every layer */
+static size_t
+build_trace_ids(struct batch *b, size_t i, struct adainfer_member *m, char *scratch)
+{
+	(void)scratch;
+	m[0] = (struct adainfer_member){"prompt", adainfer_strn(b->it[i].prompt, b->it[i].plen)};
+	m[1] = (struct adainfer_member){"top_k", adainfer_int(1)};
+	m[2] = (struct adainfer_member){"logit_ids", adainfer_array(b->ans_vals, b->n_ans)};
+	return 3;
+}
+
+static int
+done_trace_ids(struct batch *b, size_t i, const struct adainfer_value *res)
+{
+	const struct adainfer_value *ls = adainfer_value_get(res, "layers");
+	uint32_t L = b->n_layers, A = b->n_ans;
+
+	b->it[i].check_cost_ans =
+	    adainfer_value_float(adainfer_value_get(res, "check_cost_answers"), NAN);
+	if (ls == NULL || ls->type != ADAINFER_ARRAY || ls->u.array.n != L)
+		return cli_fail(b->cli, b->cmd, "trace of prompt %zu: expected %u layers", i + 1,
+				L);
+	for (uint32_t l = 0; l < L; l++) {
+		const struct adainfer_value *z = adainfer_value_get(&ls->u.array.v[l], "logits");
+
+		if (z == NULL || z->type != ADAINFER_ARRAY || z->u.array.n != A)
+			return cli_fail(b->cli, b->cmd,
+					"trace of prompt %zu: expected %u logits at layer %u "
+					"(a daemon without logit_ids?)",
+					i + 1, A, l + 1);
+		for (uint32_t j = 0; j < A; j++)
+			b->ans_logits[((size_t)i * L + l) * A + j] =
+			    (float)adainfer_value_float(&z->u.array.v[j], NAN);
+	}
+	return 0;
+}
+
+int
+batch_answer_lens(struct batch *b)
+{
+	bool *skip = malloc((b->n ? b->n : 1) * sizeof(*skip));
+	int n;
+
+	if (skip == NULL)
+		return cli_fail(b->cli, b->cmd, "out of memory");
+	for (size_t i = 0; i < b->n; i++)
+		skip[i] = b->it[i].skip;
+	n = calib_answer_set_ids(&b->cd, skip, b->ans_ids, EXIT_MAX_ANSWERS);
+	free(skip);
+	b->n_ans = 0;
+	if (n == -E2BIG) {
+		if (!b->cli->json)
+			printf("more than %d distinct answers: no answer-set lens\n",
+			       EXIT_MAX_ANSWERS);
+		return 0;
+	}
+	if (n <= 0)
+		return n == 0 ? 0 : cli_fail(b->cli, b->cmd, "out of memory");
+	b->n_ans = (uint32_t)n;
+	for (uint32_t j = 0; j < b->n_ans; j++)
+		b->ans_vals[j] = adainfer_int(b->ans_ids[j]);
+	free(b->ans_logits);
+	b->ans_logits = calloc(b->n * b->n_layers * b->n_ans, sizeof(*b->ans_logits));
+	if (b->ans_logits == NULL)
+		return cli_fail(b->cli, b->cmd, "out of memory");
+	return batch_pipeline(b, "answer lens", "trace", build_trace_ids, done_trace_ids, NULL);
+}
+
+int
+batch_answer_data(struct batch *b, const uint32_t *idx, uint32_t k, struct calib_data *out)
+{
+	struct calib_data all = {0};
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (b->n_ans == 0)
+		return -EINVAL;
+	if ((rc = calib_data_answer_set(&b->cd, b->ans_logits, b->ans_ids, b->n_ans, &all)) < 0)
+		return rc;
+	rc = calib_data_subset(&all, idx, k, out);
+	calib_data_deinit(&all);
+	return rc;
+}
+
 /* ---- calibrate ---------------------------------------------------------------------- */
 
 /* "gap,top_prob,stable" -> feature bits. Returns 0 or -EINVAL. */
@@ -518,9 +641,10 @@ cand_fill(json_t *j, const struct exitclf *c, const struct calib_result *r)
 static json_t *
 guarantee_json(const struct calib_guarantee *g)
 {
-	return json_pack("{s:f, s:f, s:i, s:i, s:f, s:f, s:i, s:i, s:s}", "target_agreement",
-			 g->target, "delta", g->delta, "n", (int)g->n, "disagreements",
-			 (int)g->errors, "agreement", g->agreement, "bound", g->bound, "candidates",
+	return json_pack("{s:f, s:f, s:i, s:i, s:i, s:f, s:f, s:f, s:i, s:i, s:s}",
+			 "target_agreement", g->target, "delta", g->delta, "n", (int)g->n, "m",
+			 (int)g->m, "disagreements", (int)g->errors, "agreement", g->agreement,
+			 "bound", g->bound, "fail_bound", g->fail_bound, "candidates",
 			 (int)g->n_candidates, "passed", (int)g->n_passed, "method",
 			 "clopper-pearson");
 }
@@ -541,8 +665,10 @@ struct cal_args {
 	enum calib_label label;
 	double target, cost; /* cost NAN: from the daemon's info */
 	double delta;        /* --guarantee DELTA; 0 without */
-	bool auto_features;
-	unsigned features; /* 0: the paper's [gap, top_prob] */
+	long guarantee_m;    /* --guarantee-m M: new prompts; -1: the calibration size */
+	const char *lens_s;  /* --lens full|answers|best */
+	bool auto_features;  /* --features auto (the default) */
+	unsigned features;   /* 0: the paper's [gap, top_prob] */
 	char default_out[PROFILE_TASK_MAX + 8];
 };
 
@@ -559,6 +685,8 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
 					   {"check-cost", required_argument, NULL, 'k'},
 					   {"features", required_argument, NULL, 'f'},
 					   {"guarantee", required_argument, NULL, 'g'},
+					   {"guarantee-m", required_argument, NULL, 'm'},
+					   {"lens", required_argument, NULL, 'n'},
 					   {"save-trace", required_argument, NULL, 'S'},
 					   {"load-trace", required_argument, NULL, 'L'},
 					   {"help", no_argument, NULL, 'h'},
@@ -596,6 +724,21 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
 				return cli_usage_error(
 				    cli, argv[0], "--guarantee: '%s' is not in (0, 1)", optarg);
 			break;
+		case 'm':
+			a->guarantee_m = strtol(optarg, &end, 10);
+			if (*end != '\0' || end == optarg || a->guarantee_m < 0 ||
+			    a->guarantee_m > 10000000)
+				return cli_usage_error(
+				    cli, argv[0], "--guarantee-m: '%s' is not a count", optarg);
+			break;
+		case 'n':
+			if (strcmp(optarg, "full") != 0 && strcmp(optarg, "answers") != 0 &&
+			    strcmp(optarg, "best") != 0)
+				return cli_usage_error(cli, argv[0],
+						       "--lens: '%s' is not full, answers or best",
+						       optarg);
+			a->lens_s = optarg;
+			break;
 		case 'S':
 			a->save_trace = optarg;
 			break;
@@ -608,9 +751,8 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
 				return cli_usage_error(cli, argv[0], "--check-cost: '%s'", optarg);
 			break;
 		case 'f':
-			if (strcmp(optarg, "auto") == 0)
-				a->auto_features = true;
-			else if (parse_features(optarg, &a->features) < 0)
+			a->auto_features = strcmp(optarg, "auto") == 0;
+			if (!a->auto_features && parse_features(optarg, &a->features) < 0)
 				return cli_usage_error(
 				    cli, argv[0],
 				    "--features: '%s' is not auto or a comma-separated "
@@ -630,7 +772,8 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
 			printf(
 			    "usage: %s calibrate --task T --data FILE.jsonl [--target-agreement A] "
 			    "[--out FILE]\n  [--classifier best|gap|svm|crf] [--label final|gold] "
-			    "[--check-cost C]\n  [--features auto|NAME,...] [--guarantee DELTA] "
+			    "[--check-cost C]\n  [--features auto|NAME,...] [--guarantee DELTA "
+			    "[--guarantee-m M]] "
 			    "[--save-trace FILE | --load-trace FILE]\n(see %s --help)\n",
 			    cli->prog, cli->prog);
 			return CLI_EXIT_OK;
@@ -642,6 +785,10 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
 		if (b->path != NULL || a->save_trace != NULL)
 			return cli_usage_error(cli, argv[0],
 					       "--load-trace replaces --data and --save-trace");
+		if (strcmp(a->lens_s, "answers") == 0)
+			return cli_usage_error(cli, argv[0],
+					       "--lens answers needs --data (trace files hold the "
+					       "full lens only)");
 		b->path = a->load_trace;
 	}
 	if ((rc = batch_check_args(b, optind, argc, argv)) != 0)
@@ -664,9 +811,9 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
  */
 static int
 cal_fit(struct batch *b, const struct cal_args *a, const struct calib_data *kept, double cost,
-	json_t *cands, struct exitclf *best, struct calib_result *best_res)
+	int lens, json_t *cands, struct exitclf *best, struct calib_result *best_res,
+	double *best_net, int *best_lens)
 {
-	double best_net = -INFINITY;
 	struct diag d = {{0}};
 
 	for (int kind = EXITCLF_GAP; kind <= EXITCLF_CRF; kind++) {
@@ -686,15 +833,22 @@ cal_fit(struct batch *b, const struct cal_args *a, const struct calib_data *kept
 			calib_opts_auto_features(&opts);
 		if (calib_run(kept, &opts, &c, &res, &d) < 0)
 			return cli_fail(b->cli, b->cmd, "%s: %s", exitclf_kind_name(kind), d.msg);
-		json_array_append_new(cands, cand_json(&c, &res));
+		{
+			json_t *cj = cand_json(&c, &res);
+
+			json_object_set_new(cj, "lens", json_string(lens ? "answers" : "full"));
+			json_object_set_new(cj, "check_cost", json_real(cost));
+			json_array_append_new(cands, cj);
+		}
 		if (!b->cli->json)
-			printf("%-10s  %9u %6u  %9.4g  %9.3f  %7.3f  %6.3f\n",
-			       exitclf_kind_name(kind), res.min_layer, res.stride, c.threshold,
-			       res.agreement, res.pruning, res.net);
-		if (res.net > best_net) {
-			best_net = res.net;
+			printf("%-4s %-7s  %9u %6u  %9.4g  %9.3f  %7.3f  %6.3f\n",
+			       exitclf_kind_name(kind), lens ? "answers" : "full", res.min_layer,
+			       res.stride, c.threshold, res.agreement, res.pruning, res.net);
+		if (res.net > *best_net) {
+			*best_net = res.net;
 			*best = c;
 			*best_res = res;
+			*best_lens = lens;
 		}
 	}
 	return 0;
@@ -704,7 +858,8 @@ cal_fit(struct batch *b, const struct cal_args *a, const struct calib_data *kept
 static int
 cal_report(struct batch *b, const struct cal_args *a, uint32_t k, json_t *cands,
 	   const struct exitclf *best, const struct calib_result *best_res,
-	   const struct calib_eval *ev, const struct calib_guarantee *g)
+	   const struct calib_eval *ev, const struct calib_guarantee *g, double cost,
+	   const char *cost_src, const struct profile *prof)
 {
 	int rc = 0;
 
@@ -714,6 +869,17 @@ cal_report(struct batch *b, const struct cal_args *a, uint32_t k, json_t *cands,
 			      (int)(b->n - k), "out", a->out_path, "candidates", cands);
 
 		json_object_set_new(j, "stops_early", json_boolean(isfinite(best->threshold)));
+		json_object_set_new(j, "check_cost", json_real(cost));
+		json_object_set_new(j, "check_cost_source", json_string(cost_src));
+		json_object_set_new(j, "lens",
+				    json_string(prof->pol.n_answers ? "answers" : "full"));
+		if (prof->pol.n_answers) {
+			json_t *ids = json_array();
+
+			for (uint32_t i = 0; i < prof->pol.n_answers; i++)
+				json_array_append_new(ids, json_integer(prof->pol.answers[i]));
+			json_object_set_new(j, "answer_set", ids);
+		}
 		if (cand_fill(j, best, best_res) == 0) { /* the chosen one's keys at the top */
 			json_object_set_new(j, g ? "test_pruning_ratio" : "in_sample_pruning_ratio",
 					    json_real(ev->pruning));
@@ -726,7 +892,15 @@ cal_report(struct batch *b, const struct cal_args *a, uint32_t k, json_t *cands,
 		json_decref(j);
 		return rc;
 	}
-	if (g != NULL)
+	if (g != NULL && g->m > 0)
+		printf("\nguarantee: fitted on %u prompts, %u thresholds tested in order on the "
+		       "other %u:\n  %u passed before the first failure; %u disagreements at the "
+		       "chosen one (agreement %.4f),\n  true agreement >= %.4f (Clopper-Pearson at "
+		       "level %.3g); on %u new prompts\n  agreement < %.4g with probability <= "
+		       "%.3g (<= delta %.3g)\n",
+		       k - g->n, g->n_candidates, g->n, g->n_passed, g->errors, g->agreement,
+		       g->bound, 1 - g->delta / 2, g->m, g->target, g->fail_bound, g->delta);
+	else if (g != NULL)
 		printf("\nguarantee: fitted on %u prompts, %u thresholds tested in order on the "
 		       "other %u:\n  %u passed before the first failure; %u disagreements at the "
 		       "chosen one (agreement %.4f),\n  Clopper-Pearson lower bound %.4f at level "
@@ -763,18 +937,26 @@ cal_features(struct batch *b, const struct cal_args *a, char *name, size_t name_
 		return batch_trace_load(b, a->load_trace);
 	}
 	if ((rc = batch_load(b)) != 0 ||
-	    (rc = batch_model_info(b, name, name_sz, sha, sha_sz, cost)) != 0)
+	    (rc = batch_model_info(b, name, name_sz, sha, sha_sz, cost)) != 0 ||
+	    (rc = batch_features(b)) != 0)
 		return rc;
-	return batch_features(b);
+	return strcmp(a->lens_s, "full") == 0 ? 0 : batch_answer_lens(b);
 }
 
 int
 cmd_calibrate(struct cli *cli, int argc, char **argv)
 {
 	struct batch b = {.cli = cli, .cmd = argv[0]};
-	struct cal_args a = {
-	    .kind_s = "best", .label = CALIB_LABEL_FINAL, .target = 0.99, .cost = NAN};
-	struct calib_data kept = {0}, fit = {0}, test = {0};
+	struct cal_args a = {.kind_s = "best",
+			     .label = CALIB_LABEL_FINAL,
+			     .target = 0.99,
+			     .cost = NAN,
+			     .guarantee_m = -1,
+			     .lens_s = "best",
+			     .auto_features = true};
+	struct calib_data data[2] = {{0}}, fit[2] = {{0}}, test[2] = {{0}};
+	double cost_l[2], best_net = -INFINITY;
+	int best_lens = 0, n_lens = 1;
 	struct calib_eval ev = {0};
 	struct exitclf best = {0};
 	struct calib_result best_res = {0};
@@ -782,6 +964,7 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 	struct profile prof;
 	struct diag d = {{0}};
 	double cost;
+	const char *cost_src = "given"; /* --check-cost, measured by the traces, or from FLOPs */
 	char name[128], sha[80];
 	uint32_t *idx = NULL, k = 0;
 	json_t *cands = NULL;
@@ -794,67 +977,119 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 	cost = a.cost;
 	if ((rc = cal_features(&b, &a, name, sizeof(name), sha, sizeof(sha),
 			       isnan(a.cost) ? &cost : NULL)) != 0 ||
-	    (rc = batch_kept(&b, &kept, &idx, &k)) != 0)
+	    (rc = batch_kept(&b, &data[0], &idx, &k)) != 0)
 		goto out;
-	if (a.save_trace != NULL && (rc = trace_save(&b, a.save_trace, &kept, idx)) != 0)
+	if (a.save_trace != NULL && (rc = trace_save(&b, a.save_trace, &data[0], idx)) != 0)
 		goto out;
+	if (b.n_ans > 0) { /* the answer-set lens's features of the same prompts */
+		if (batch_answer_data(&b, idx, k, &data[1]) < 0) {
+			rc = cli_fail(cli, argv[0], "out of memory");
+			goto out;
+		}
+		n_lens = 2;
+	}
 	if (isnan(a.cost)) {
-		/* info's check_cost is for a one-token batch; a check at the end of
-		 * an n-token prompt costs 1/n of that in layers of that prompt. */
-		double inv_n = 0;
+		uint32_t n_meas = 0;
+		double meas = batch_measured_cost(&b, idx, k, false, &n_meas);
 
-		for (uint32_t j = 0; j < k; j++)
-			inv_n += 1.0 / (b.it[idx[j]].n_tokens ? b.it[idx[j]].n_tokens : 1);
-		cost *= inv_n / k;
+		if (n_meas > 0) { /* timed on this machine at these prompts' lengths */
+			cost = meas;
+			cost_src = "measured";
+		} else {
+			/* info's check_cost is for a one-token batch; a check at the end of
+			 * an n-token prompt costs 1/n of that in layers of that prompt. */
+			double inv_n = 0;
+
+			for (uint32_t j = 0; j < k; j++)
+				inv_n += 1.0 / (b.it[idx[j]].n_tokens ? b.it[idx[j]].n_tokens : 1);
+			cost *= inv_n / k;
+			cost_src = "flops";
+		}
+	}
+	cost_l[0] = cost_l[1] = cost;
+	if (n_lens == 2 && isnan(a.cost)) {
+		uint32_t n_meas = 0;
+		double meas = batch_measured_cost(&b, idx, k, true, &n_meas);
+
+		if (n_meas > 0)
+			cost_l[1] = meas;
 	}
 	if ((cands = json_array()) == NULL) {
 		rc = cli_fail(cli, argv[0], "out of memory");
 		goto out;
 	}
 	/* --guarantee: choose the classifier on one half, test thresholds on the other */
-	if (a.delta > 0 && (rc = calib_guarantee_split(&kept, 1, &fit, &test)) < 0) {
-		rc = rc == -EINVAL
-			 ? cli_usage_error(cli, argv[0], "--guarantee needs at least 4 prompts")
-			 : cli_fail(cli, argv[0], "out of memory");
+	for (int l = 0; l < n_lens && a.delta > 0; l++) /* the same split for both lenses */
+		if ((rc = calib_guarantee_split(&data[l], 1, &fit[l], &test[l])) < 0) {
+			rc = rc == -EINVAL ? cli_usage_error(cli, argv[0],
+							     "--guarantee needs at least 4 prompts")
+					   : cli_fail(cli, argv[0], "out of memory");
+			goto out;
+		}
+	if (!cli->json)
+		printf("%u prompts (%zu left out), %u layers, check cost %.3f layers (%s)%s\n", k,
+		       b.n - k, b.n_layers, cost,
+		       strcmp(cost_src, "measured") == 0 ? "measured: median over the traces"
+		       : strcmp(cost_src, "flops") == 0  ? "estimated from FLOPs"
+							 : "--check-cost",
+		       a.delta > 0 ? "; candidates fitted on half of them" : "");
+	if (!cli->json && n_lens == 2)
+		printf("answer-set lens over the %u final answers seen: check cost %.3f layers\n",
+		       b.n_ans, cost_l[1]);
+	if (!cli->json)
+		printf("\nclassifier    min_layer stride  threshold  agreement  pruning     net\n");
+	for (int l = 0; l < n_lens; l++) {
+		if ((l == 0 && strcmp(a.lens_s, "answers") == 0) ||
+		    (l == 1 && strcmp(a.lens_s, "full") == 0))
+			continue;
+		if ((rc = cal_fit(&b, &a, a.delta > 0 ? &fit[l] : &data[l], cost_l[l], l, cands,
+				  &best, &best_res, &best_net, &best_lens)) != 0)
+			goto out;
+	}
+	if (best_net == -INFINITY) {
+		rc = cli_fail(cli, argv[0], "no answer-set lens: the data gave no answers");
 		goto out;
 	}
-	if (!cli->json)
-		printf("%u prompts (%zu left out), %u layers, check cost %.3f layers%s\n\n"
-		       "classifier  min_layer stride  threshold  agreement  pruning     net\n",
-		       k, b.n - k, b.n_layers, cost,
-		       a.delta > 0 ? "; candidates fitted on half of them" : "");
-	if ((rc = cal_fit(&b, &a, a.delta > 0 ? &fit : &kept, cost, cands, &best, &best_res)) != 0)
-		goto out;
 	if (a.delta > 0 &&
-	    calib_guarantee_threshold(&fit, &test, best_res.min_layer, best_res.stride, a.target,
-				      a.delta, &best, &best_res, &g, &d) < 0) {
+	    calib_guarantee_threshold(&fit[best_lens], &test[best_lens], best_res.min_layer,
+				      best_res.stride, a.target, a.delta,
+				      a.guarantee_m < 0 ? k : (uint32_t)a.guarantee_m, &best,
+				      &best_res, &g, &d) < 0) {
 		rc = cli_fail(cli, argv[0], "%s", d.msg);
 		goto out;
 	}
-	if (calib_evaluate(a.delta > 0 ? &test : &kept, &best, best_res.min_layer, best_res.stride,
-			   &ev) < 0) {
+	if (calib_evaluate(a.delta > 0 ? &test[best_lens] : &data[best_lens], &best,
+			   best_res.min_layer, best_res.stride, &ev) < 0) {
 		rc = cli_fail(cli, argv[0], "cannot evaluate the chosen classifier");
 		goto out;
 	}
 	calib_profile(&prof, b.task, &best, &best_res, name, sha, b.n_layers, b.path);
+	if (best_lens == 1 && isfinite(best.threshold)) {
+		prof.pol.n_answers = b.n_ans;
+		memcpy(prof.pol.answers, b.ans_ids, b.n_ans * sizeof(*b.ans_ids));
+	}
 	if (a.delta > 0)
 		prof.prov.guarantee = (struct profile_guarantee){.present = true,
 								 .target = g.target,
 								 .delta = g.delta,
 								 .n = g.n,
 								 .errors = g.errors,
+								 .m = g.m,
 								 .bound = g.bound};
 	if (profile_save(&prof, a.out_path, &d) < 0) {
 		rc = cli_fail(cli, argv[0], "%s", d.msg);
 		goto out;
 	}
-	rc = cal_report(&b, &a, k, cands, &best, &best_res, &ev, a.delta > 0 ? &g : NULL);
+	rc = cal_report(&b, &a, k, cands, &best, &best_res, &ev, a.delta > 0 ? &g : NULL,
+			cost_l[best_lens], cost_src, &prof);
 out:
 	json_decref(cands);
 	calib_eval_free(&ev);
-	calib_data_deinit(&kept);
-	calib_data_deinit(&fit);
-	calib_data_deinit(&test);
+	for (int l = 0; l < 2; l++) {
+		calib_data_deinit(&data[l]);
+		calib_data_deinit(&fit[l]);
+		calib_data_deinit(&test[l]);
+	}
 	free(idx);
 	batch_free(&b);
 	return rc;

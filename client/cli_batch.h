@@ -14,9 +14,11 @@
 struct item {
 	char *prompt, *answer; /* owned; answer NULL when absent */
 	size_t plen, alen;
-	bool skip;         /* the daemon refused it (context, too large) */
-	uint32_t n_tokens; /* prompt tokens (BOS included) from trace */
-	int32_t answer_id; /* the answer's single token, -1 when unknown */
+	bool skip;             /* the daemon refused it (context, too large) */
+	uint32_t n_tokens;     /* prompt tokens (BOS included) from trace */
+	double check_cost;     /* trace's measured cost of one check in layers; NAN when unknown */
+	double check_cost_ans; /* the same for the answer-set lens (batch_answer_lens) */
+	int32_t answer_id;     /* the answer's single token, -1 when unknown */
 	int32_t full_tok, ad_tok;
 	uint32_t exit_layer;
 };
@@ -30,6 +32,12 @@ struct batch {
 	struct calib_data cd;                 /* every item, rows of skipped ones unused */
 	const struct adainfer_value *profile; /* eval --profile, inline */
 	const char *task;
+	/* the answer-set lens (batch_answer_lens): its ids and every item's logits of them at
+	 * every layer (n x n_layers x n_ans); n_ans 0 when not traced */
+	int32_t ans_ids[EXIT_MAX_ANSWERS];
+	uint32_t n_ans;
+	float *ans_logits;
+	struct adainfer_value ans_vals[EXIT_MAX_ANSWERS]; /* ans_ids as request values */
 };
 
 /* Fills up to 8 members of item i's params; returns their count. */
@@ -55,6 +63,16 @@ int batch_pipeline(struct batch *b, const char *label, const char *method, build
 		   done_fn done, double *wall);
 /** Traces every item into b->cd, then finds the answer token of those with an answer. */
 int batch_features(struct batch *b);
+/**
+ * The answer-set lens's inputs, after batch_features: b->ans_ids = the
+ * distinct final top-1s of the items (calib_answer_set_ids), then every
+ * item traced again for their logits at every layer (b->ans_logits).
+ * Returns 0 or an exit status (more than EXIT_MAX_ANSWERS distinct answers:
+ * 0 with n_ans 0 and a note, the lens is not offered).
+ */
+int batch_answer_lens(struct batch *b);
+/** out = the answer-set lens's features of the rows idx[0..k) (calib_data_answer_set). */
+int batch_answer_data(struct batch *b, const uint32_t *idx, uint32_t k, struct calib_data *out);
 /** The rows of b->cd not skipped, copied into out; *idx_out (caller frees) maps them back. */
 int batch_kept(struct batch *b, struct calib_data *out, uint32_t **idx_out, uint32_t *k_out);
 /** Loads the rows calibrate --save-trace wrote (b->n_layers layers each) as b's items and
@@ -63,5 +81,14 @@ int batch_trace_load(struct batch *b, const char *path);
 /** Connects and reads info: b->n_layers, the model's name and sha256, the daemon's check cost. */
 int batch_model_info(struct batch *b, char *name, size_t name_sz, char *sha, size_t sha_sz,
 		     double *cost);
+
+/**
+ * The median over the items idx[0..k) of the check cost their traces
+ * measured (item.check_cost, or with answers item.check_cost_ans), in layers
+ * of each prompt; *n_meas = how many
+ * had one (0: NAN returned, price from FLOPs instead).
+ */
+double batch_measured_cost(const struct batch *b, const uint32_t *idx, uint32_t k, bool answers,
+			   uint32_t *n_meas);
 
 #endif

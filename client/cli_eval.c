@@ -296,14 +296,20 @@ report_guarantee(const struct profile_guarantee *g, double agreement, json_t *j)
 
 	if (j != NULL) {
 		json_object_set_new(j, "guarantee",
-				    json_pack("{s:f, s:f, s:i, s:f, s:b}", "target_agreement",
-					      g->target, "delta", g->delta, "n", (int)g->n, "bound",
-					      g->bound, "met", met));
+				    json_pack("{s:f, s:f, s:i, s:i, s:f, s:b}", "target_agreement",
+					      g->target, "delta", g->delta, "n", (int)g->n, "m",
+					      (int)g->m, "bound", g->bound, "met", met));
 		return;
 	}
-	printf("  guarantee          agreement >= %.4g with probability >= %.3g (bound %.4f on "
-	       "%u prompts)\n  target met         %s (agreement %.4f here)\n",
-	       g->target, 1 - g->delta, g->bound, g->n, met ? "yes" : "no", agreement);
+	if (g->m > 0)
+		printf("  guarantee          agreement >= %.4g on %u new prompts with probability "
+		       ">= %.3g (tested on %u)\n  target met         %s (agreement %.4f here)\n",
+		       g->target, g->m, 1 - g->delta, g->n, met ? "yes" : "no", agreement);
+	else
+		printf(
+		    "  guarantee          agreement >= %.4g with probability >= %.3g (bound %.4f "
+		    "on %u prompts)\n  target met         %s (agreement %.4f here)\n",
+		    g->target, 1 - g->delta, g->bound, g->n, met ? "yes" : "no", agreement);
 }
 
 /*
@@ -325,6 +331,11 @@ eval_trace(struct batch *b, const char *prof_path, const char *trace_path)
 	if ((rc = profile_load_file(&p, prof_path, &d)) < 0)
 		return rc == -EINVAL ? cli_usage_error(b->cli, b->cmd, "--profile: %s", d.msg)
 				     : cli_fail(b->cli, b->cmd, "--profile: %s", d.msg);
+	if (p.pol.n_answers > 0)
+		return cli_usage_error(b->cli, b->cmd,
+				       "--load-trace: %s uses the answer-set lens, whose logits "
+				       "trace files do not hold; evaluate it with --data",
+				       prof_path);
 	if ((rc = batch_model_info(b, name, sizeof(name), sha, sizeof(sha), NULL)) != 0 ||
 	    (rc = batch_trace_load(b, trace_path)) != 0 ||
 	    (rc = batch_kept(b, &kept, &idx, &k)) != 0)

@@ -230,10 +230,12 @@ struct top_item {
 	float logit;
 };
 
-/* The trace map: tokens, n_layers, layers[], top[]. */
+/* The trace map: tokens, n_layers, layers[] (with id_logits: n_layers x r->n_logit_ids, their
+ * logits), top[], check_cost (measured; NAN: none). */
 static int
 pack_trace(msgpack_packer *pk, const struct req *r, const struct vocab *v, uint32_t n_layers,
-	   const struct lens *layers, const float *logits, uint32_t top_k)
+	   const struct lens *layers, const float *logits, uint32_t top_k, double check_cost,
+	   const float *id_logits, double rows_cost)
 {
 	struct top_item top[PROTO_MAX_TOP_K];
 	uint32_t n_top = 0;
@@ -257,17 +259,32 @@ pack_trace(msgpack_packer *pk, const struct req *r, const struct vocab *v, uint3
 	for (uint32_t i = 0; i < v->n_tokens; i++)
 		z += exp((double)logits[i] - maxl);
 
-	PACK(msgpack_pack_map(pk, 4));
+	PACK(msgpack_pack_map(pk, 4 + isfinite(check_cost) + isfinite(rows_cost)));
 	PACK(proto_pack_cstr(pk, PROTO_K_TOKENS));
 	PACK(pack_tokens(pk, r->tokens, r->n_tokens));
+	if (isfinite(check_cost)) {
+		PACK(proto_pack_cstr(pk, PROTO_K_CHECK_COST));
+		PACK(msgpack_pack_double(pk, check_cost));
+	}
+	if (isfinite(rows_cost)) {
+		PACK(proto_pack_cstr(pk, PROTO_K_CHECK_COST_ANSWERS));
+		PACK(msgpack_pack_double(pk, rows_cost));
+	}
 	PACK(proto_pack_cstr(pk, PROTO_K_N_LAYERS));
 	PACK(msgpack_pack_uint32(pk, n_layers));
 	PACK(proto_pack_cstr(pk, PROTO_K_LAYERS));
 	PACK(msgpack_pack_array(pk, n_layers));
 	for (uint32_t l = 0; l < n_layers; l++) {
-		PACK(msgpack_pack_map(pk, 5));
+		PACK(msgpack_pack_map(pk, id_logits != NULL ? 6 : 5));
 		PACK(proto_pack_cstr(pk, PROTO_K_LAYER));
 		PACK(msgpack_pack_uint32(pk, l + 1));
+		if (id_logits != NULL) {
+			PACK(proto_pack_cstr(pk, PROTO_K_LOGITS));
+			PACK(msgpack_pack_array(pk, r->n_logit_ids));
+			for (uint32_t j = 0; j < r->n_logit_ids; j++)
+				PACK(msgpack_pack_double(
+				    pk, id_logits[(size_t)l * r->n_logit_ids + j]));
+		}
 		PACK(proto_pack_cstr(pk, PROTO_K_TOP1));
 		PACK(msgpack_pack_int32(pk, layers[l].top1));
 		PACK(proto_pack_cstr(pk, PROTO_K_TOP1_TEXT));
@@ -295,20 +312,33 @@ pack_trace(msgpack_packer *pk, const struct req *r, const struct vocab *v, uint3
 
 /*
  * Runs the full-depth trace of r's prompt into freshly allocated
- * layers/logits. On failure answers r (cancelled, out of memory, or the
- * engine's reason) and returns the negative errno.
+ * layers/logits, and (when check_cost != NULL) the measured cost of one
+ * check in layers of this prompt (runner_trace_check_cost). On failure answers r (cancelled, out of
+ * memory, or the engine's reason) and returns the negative errno.
  */
 static int
-run_trace(struct exec *e, struct req *r, struct lens **layers, float **logits, exec_emit_fn emit,
-	  void *ud)
+run_trace(struct exec *e, struct req *r, struct lens **layers, float **logits, double *check_cost,
+	  float **id_logits, double *rows_cost, exec_emit_fn emit, void *ud)
 {
+	struct trace_extra t = {0};
 	const struct model *m = &r->snap->model->m;
 	int rc = -ENOMEM;
 
 	*layers = calloc(m->hp.n_layers, sizeof(**layers));
 	*logits = calloc(m->hp.n_vocab, sizeof(**logits));
-	if (*layers != NULL && *logits != NULL)
-		rc = runner_trace(e->ctx, r->tokens, r->n_tokens, &r->cancel, *layers, *logits);
+	if (id_logits != NULL && r->n_logit_ids > 0) {
+		t.ids = r->logit_ids;
+		t.n_ids = r->n_logit_ids;
+		t.id_logits = *id_logits =
+		    calloc((size_t)m->hp.n_layers * r->n_logit_ids, sizeof(**id_logits));
+	}
+	if (*layers != NULL && *logits != NULL && (t.n_ids == 0 || t.id_logits != NULL))
+		rc = runner_trace_timed(e->ctx, r->tokens, r->n_tokens, &r->cancel, *layers,
+					*logits, &t);
+	if (check_cost != NULL)
+		*check_cost = runner_trace_check_cost(&t);
+	if (rows_cost != NULL)
+		*rows_cost = t.n_ids > 0 && t.layers_s > 0 ? t.rows_s / t.layers_s : NAN;
 	if (atomic_load(&r->cancel))
 		rc = -ECANCELED;
 	if (rc == -ECANCELED)
@@ -326,23 +356,26 @@ exec_trace(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 {
 	const struct model *m = &r->snap->model->m;
 	struct lens *layers = NULL;
-	float *logits = NULL;
+	float *logits = NULL, *id_logits = NULL;
+	double cost = NAN, rows_cost = NAN;
 	struct proto_out o;
 	int rc;
 
-	if (run_trace(e, r, &layers, &logits, emit, ud) < 0)
+	if (run_trace(e, r, &layers, &logits, &cost, &id_logits, &rows_cost, emit, ud) < 0)
 		goto out;
 	r->tokens_in = r->n_tokens;
 	r->layers_run = (uint64_t)m->hp.n_layers;
 	proto_out_init(&o);
 	rc = proto_pack_result(&o.pk, r->msgid);
 	if (rc == 0)
-		rc = pack_trace(&o.pk, r, &m->vocab, m->hp.n_layers, layers, logits, r->top_k);
+		rc = pack_trace(&o.pk, r, &m->vocab, m->hp.n_layers, layers, logits, r->top_k, cost,
+				id_logits, rows_cost);
 	r->t_done = util_now();
 	out_emit(&o, rc, r, true, emit, ud);
 out:
 	free(layers);
 	free(logits);
+	free(id_logits);
 }
 
 static void
@@ -564,7 +597,7 @@ pack_complete(msgpack_packer *pk, struct req *r, const struct gen *g, const stru
 	PACK(msgpack_pack_double(pk, util_now() - r->t_submit));
 	if (layers != NULL) {
 		PACK(proto_pack_cstr(pk, PROTO_K_TRACE));
-		PACK(pack_trace(pk, r, v, n_layers, layers, logits, r->top_k));
+		PACK(pack_trace(pk, r, v, n_layers, layers, logits, r->top_k, NAN, NULL, NAN));
 	}
 	if (r->speculative) {
 		PACK(proto_pack_cstr(pk, PROTO_K_SPECULATIVE));
@@ -674,7 +707,7 @@ exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	double t_run;
 	int rc;
 
-	if (r->trace && run_trace(e, r, &layers, &logits, emit, ud) < 0)
+	if (r->trace && run_trace(e, r, &layers, &logits, NULL, NULL, NULL, emit, ud) < 0)
 		goto out;
 	complete_params(r, &g, &p);
 	complete_prefix(e, r, &p, &pu);

@@ -26,8 +26,8 @@ const char *const params_chat_keys[] = {PROTO_K_MESSAGES,    PROTO_K_TEMPLATE, P
 					PROTO_K_FULL_DEPTH,  PROTO_K_TRACE,    PROTO_K_PROFILE,
 					PROTO_K_DEADLINE_MS, PROTO_K_EOS,      PROTO_K_TOP_K,
 					PROTO_K_SPECULATIVE, PROTO_K_DRAFT,    NULL};
-const char *const params_trace_keys[] = {PROTO_K_PROMPT, PROTO_K_TOKENS, PROTO_K_TOP_K,
-					 PROTO_K_PARSE_SPECIAL, NULL};
+const char *const params_trace_keys[] = {PROTO_K_PROMPT,        PROTO_K_TOKENS,    PROTO_K_TOP_K,
+					 PROTO_K_PARSE_SPECIAL, PROTO_K_LOGIT_IDS, NULL};
 const char *const params_tokenize_keys[] = {PROTO_K_TEXT, PROTO_K_ADD_BOS, PROTO_K_PARSE_SPECIAL,
 					    NULL};
 const char *const params_detokenize_keys[] = {PROTO_K_TOKENS, NULL};
@@ -482,6 +482,31 @@ params_chat(const msgpack_object *pm, struct req *r, struct diag *d)
 	return parse_generation(pm, r, d);
 }
 
+/* trace's logit_ids: distinct token ids of the model. */
+static enum proto_err
+parse_logit_ids(const msgpack_object *pm, struct req *r, struct diag *d)
+{
+	const msgpack_object *a;
+	uint32_t V = r->snap->model->m.hp.n_vocab;
+	int rc = proto_get_array(pm, PROTO_K_LOGIT_IDS, PROTO_MAX_LOGIT_IDS, &a, d);
+
+	r->n_logit_ids = 0;
+	if (rc == -ENOENT)
+		return PROTO_ERR_NONE;
+	if (rc < 0)
+		return PROTO_ERR_BAD_REQUEST;
+	for (uint32_t i = 0; i < a->via.array.size; i++) {
+		const msgpack_object *e = &a->via.array.ptr[i];
+
+		if (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER || e->via.u64 >= V) {
+			diag_set(d, -EINVAL, "logit_ids[%u]: expected a token id below %u", i, V);
+			return PROTO_ERR_BAD_REQUEST;
+		}
+		r->logit_ids[r->n_logit_ids++] = (int32_t)e->via.u64;
+	}
+	return PROTO_ERR_NONE;
+}
+
 enum proto_err
 params_trace(const msgpack_object *pm, struct req *r, struct diag *d)
 {
@@ -496,7 +521,7 @@ params_trace(const msgpack_object *pm, struct req *r, struct diag *d)
 		return PROTO_ERR_BAD_REQUEST;
 	if (rc == 0)
 		r->top_k = (uint32_t)iv;
-	return PROTO_ERR_NONE;
+	return parse_logit_ids(pm, r, d);
 }
 
 enum proto_err

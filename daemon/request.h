@@ -76,6 +76,8 @@ struct req {
 	bool speculative;   /* complete/chat: self-speculative decoding with draft drafts */
 	uint32_t draft;     /* 0 = the engine's default */
 	uint32_t max_tokens, top_k;
+	int32_t logit_ids[PROTO_MAX_LOGIT_IDS]; /* trace: ids whose per-layer logits to report */
+	uint32_t n_logit_ids;
 	double temperature, top_p;
 	uint64_t seed;
 	char *stop[PROTO_MAX_STOP]; /* owned */

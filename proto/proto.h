@@ -134,12 +134,20 @@
  *   All token notifications of a request precede its response.
  *
  * "trace"       params: prompt?|tokens?, parse_special? (as complete), top_k?: int
- *               (1..PROTO_MAX_TOP_K, default 10). Full-depth run of the prompt. result:
+ *               (1..PROTO_MAX_TOP_K, default 10), logit_ids?: [int] (1..
+ *               PROTO_MAX_LOGIT_IDS token ids). Full-depth run of the prompt. result:
  *     tokens: [int], n_layers: int,
  *     layers: [{layer: int (1-based), top1: int, top1_text: str|bin,
- *               top_prob: float, gap: float}] one per layer,
+ *               top_prob: float, gap: float, logits?: [float] (with
+ *               logit_ids: the lens logits of those ids, in their order)}]
+ *             one per layer,
  *     top: [{id: int, text: str|bin, logit: float, prob: float}] the final
- *          layer's top_k by logit.
+ *          layer's top_k by logit,
+ *     check_cost?: float (the trace method only: wall time of its lens
+ *          evaluations over that of its layers, i.e. one stopping check in
+ *          layers of this prompt, measured on this run),
+ *     check_cost_answers?: float (with logit_ids: the same for the
+ *          answer-set lens over those ids, timed apart on this run).
  *
  * "tokenize"    params: text: str|bin, add_bos?: bool (default true),
  *               parse_special?: bool (default false, as complete).
@@ -205,6 +213,8 @@ enum proto_kind {
 /** Most stop strings per request, and the longest one in bytes. */
 #define PROTO_MAX_STOP     16
 #define PROTO_MAX_STOP_LEN 256
+/** Most logit_ids of a trace. */
+#define PROTO_MAX_LOGIT_IDS 64
 /** Largest top_k of a trace. */
 #define PROTO_MAX_TOP_K 100
 /** Most drafts per verification of a speculative complete (the engine's RUNNER_DRAFT_MAX). */
@@ -283,6 +293,8 @@ enum proto_kind {
 #define PROTO_K_GAP            "gap"
 #define PROTO_K_TOP            "top"
 #define PROTO_K_LOGIT          "logit"
+#define PROTO_K_LOGITS         "logits"
+#define PROTO_K_LOGIT_IDS      "logit_ids"
 #define PROTO_K_PROB           "prob"
 #define PROTO_K_CANCELLED      "cancelled"
 #define PROTO_K_MODEL_CHANGED  "model_changed"
@@ -297,6 +309,7 @@ enum proto_kind {
 /* ... and those of info's model, limits and profiles, stats and timings. */
 #define PROTO_K_ARCH                  "arch"
 #define PROTO_K_CHECK_COST            "check_cost"
+#define PROTO_K_CHECK_COST_ANSWERS    "check_cost_answers"
 #define PROTO_K_CHAT_TEMPLATE         "chat_template"
 #define PROTO_K_CLASSIFIER            "classifier"
 #define PROTO_K_CONNECTIONS_TOTAL     "connections_total"

@@ -72,6 +72,89 @@ calib_data_subset(const struct calib_data *src, const uint32_t *idx, uint32_t k,
 	return 0;
 }
 
+int
+calib_answer_set_ids(const struct calib_data *cd, const bool *skip, int32_t *ids, uint32_t cap)
+{
+	uint32_t n_ids = 0, *cnt = calloc(cap ? cap : 1, sizeof(*cnt));
+	const uint32_t L = cd->n_layers;
+
+	if (cnt == NULL)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < cd->n; i++) {
+		int32_t t = cd->top1[(size_t)i * L + L - 1];
+		uint32_t j = 0;
+
+		if ((skip != NULL && skip[i]) || t < 0)
+			continue;
+		while (j < n_ids && ids[j] != t)
+			j++;
+		if (j == n_ids) {
+			if (n_ids == cap) {
+				free(cnt);
+				return -E2BIG;
+			}
+			ids[n_ids++] = t;
+		}
+		cnt[j]++;
+	}
+	for (uint32_t a = 1; a < n_ids; a++) /* most frequent first, stable */
+		for (uint32_t b = a; b > 0 && cnt[b] > cnt[b - 1]; b--) {
+			uint32_t tc = cnt[b];
+			int32_t ti = ids[b];
+
+			cnt[b] = cnt[b - 1];
+			ids[b] = ids[b - 1];
+			cnt[b - 1] = tc;
+			ids[b - 1] = ti;
+		}
+	free(cnt);
+	return (int)n_ids;
+}
+
+int
+calib_data_answer_set(const struct calib_data *full, const float *logits, const int32_t *ids,
+		      uint32_t n_ids, struct calib_data *out)
+{
+	const uint32_t L = full->n_layers;
+	int rc;
+
+	if (n_ids == 0 || logits == NULL || ids == NULL)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	if ((rc = calib_data_init(out, full->n, L)) < 0)
+		return rc;
+	memcpy(out->answer_id, full->answer_id, full->n * sizeof(*out->answer_id));
+	for (uint32_t i = 0; i < full->n; i++)
+		for (uint32_t l = 0; l < L; l++) {
+			size_t at = (size_t)i * L + l;
+			const float *z = logits + at * n_ids;
+			uint32_t t1 = 0, t2 = UINT32_MAX;
+			double sum = 0;
+
+			if (l + 1 == L) { /* the model's own output: the full lens */
+				out->top1[at] = full->top1[at];
+				out->top_prob[at] = full->top_prob[at];
+				out->gap[at] = full->gap[at];
+				continue;
+			}
+			for (uint32_t j = 1; j < n_ids; j++) {
+				if (z[j] > z[t1]) {
+					t2 = t1;
+					t1 = j;
+				} else if (t2 == UINT32_MAX || z[j] > z[t2]) {
+					t2 = j;
+				}
+			}
+			for (uint32_t j = 0; j < n_ids; j++)
+				sum += exp((double)z[j] - z[t1]);
+			out->top1[at] = ids[t1];
+			out->top_prob[at] = (float)(1 / sum);
+			out->gap[at] =
+			    (float)((t2 == UINT32_MAX ? 1 : 1 - exp((double)z[t2] - z[t1])) / sum);
+		}
+	return 0;
+}
+
 void
 calib_opts_default(struct calib_opts *o, enum exitclf_kind kind)
 {

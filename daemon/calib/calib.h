@@ -49,6 +49,24 @@ void calib_data_deinit(struct calib_data *cd);
 int calib_data_subset(const struct calib_data *src, const uint32_t *idx, uint32_t k,
 		      struct calib_data *out);
 
+/**
+ * The answer set the answer-set lens uses: the distinct final (layer
+ * n_layers) top-1 ids of the rows of cd not skipped (skip may be NULL), most
+ * frequent first, into ids (capacity cap). Returns their count, -E2BIG when
+ * there are more than cap, or -ENOMEM.
+ */
+int calib_answer_set_ids(const struct calib_data *cd, const bool *skip, int32_t *ids, uint32_t cap);
+/**
+ * The features the answer-set lens sees: out (n x n_layers, allocated) has,
+ * at every layer but the last, top1/top_prob/gap of the softmax over the
+ * n_ids logits of ids at that layer alone (logits: n x n_layers x n_ids,
+ * row-major), and at the last layer full's values (the model's own output:
+ * a run that never exits answers with the full lens). Answer ids copied.
+ * Returns 0, -EINVAL or -ENOMEM.
+ */
+int calib_data_answer_set(const struct calib_data *full, const float *logits, const int32_t *ids,
+			  uint32_t n_ids, struct calib_data *out);
+
 enum calib_label {
 	CALIB_LABEL_FINAL = 0, /* layer top-1 == final top-1 */
 	CALIB_LABEL_GOLD,      /* layer top-1 == gold answer id */
@@ -200,29 +218,43 @@ double calib_betainc(double a, double b, double x);
 double calib_cp_lower(uint32_t k, uint32_t n, double alpha);
 /** One-sided upper limit: the p with P(Bin(n, p) <= k) = alpha (1 when k == n). */
 double calib_cp_upper(uint32_t k, uint32_t n, double alpha);
+/** The disagreements allowed among m prompts for agreement >= target: floor(m (1 - target)). */
+uint32_t calib_allowed_errors(uint32_t m, double target);
+/** P(more than calib_allowed_errors(m, target) disagreements among m prompts at rate p). */
+double calib_fail_prob(uint32_t m, double target, double p);
 /**
- * Whether errors disagreements among n test prompts reject "agreement <
- * target" at level delta: P(Bin(n, 1 - target) <= errors) <= delta, which is
- * calib_cp_lower(n - errors, n, delta) >= target.
+ * Whether errors disagreements among n test prompts pass a candidate at
+ * level delta (see calib_guarantee.c). m == 0, a guarantee on the true
+ * agreement: P(Bin(n, 1 - target) <= errors) <= delta, which is
+ * calib_cp_lower(n - errors, n, delta) >= target. m > 0, on the agreement
+ * measured on m new prompts: calib_fail_prob(m, target, calib_cp_upper(errors,
+ * n, delta / 2)) <= delta / 2.
  */
-bool calib_guarantee_passes(uint32_t errors, uint32_t n, double target, double delta);
+bool calib_guarantee_passes(uint32_t errors, uint32_t n, double target, double delta, uint32_t m);
 /**
- * Fixed-sequence testing over m candidates ordered safe to aggressive:
- * errors[j] disagreements of candidate j on n test prompts. Returns how many
- * lead candidates pass before the first that fails (0..m); the chosen one
- * is the last of them (none when 0).
+ * Fixed-sequence testing over n_cand candidates ordered safe to aggressive:
+ * errors[j] disagreements of candidate j on n test prompts, each tested by
+ * calib_guarantee_passes(.., m). Returns how many lead candidates pass before
+ * the first that fails (0..n_cand); the chosen one is the last of them (none
+ * when 0).
  */
-uint32_t calib_fixed_sequence(const uint32_t *errors, uint32_t m, uint32_t n, double target,
-			      double delta);
+uint32_t calib_fixed_sequence(const uint32_t *errors, uint32_t n_cand, uint32_t n, double target,
+			      double delta, uint32_t m);
 
 /** What a guaranteed threshold rests on. */
 struct calib_guarantee {
-	double target;         /* agreement with full depth guaranteed */
-	double delta;          /* with probability >= 1 - delta over the calibration draw */
-	uint32_t n;            /* test prompts */
-	uint32_t errors;       /* their disagreements at the chosen threshold */
-	double agreement;      /* (n - errors) / n */
-	double bound;          /* calib_cp_lower(n - errors, n, delta) */
+	double target;     /* agreement with full depth guaranteed */
+	double delta;      /* with probability >= 1 - delta over the calibration draw */
+	uint32_t n;        /* test prompts */
+	uint32_t errors;   /* their disagreements at the chosen threshold */
+	double agreement;  /* (n - errors) / n */
+	uint32_t m;        /* new prompts the agreement is guaranteed on; 0: the true agreement */
+	double bound;      /* lower limit of the true agreement: calib_cp_lower(n - errors, n,
+			      delta) when m == 0, 1 - calib_cp_upper(errors, n, delta / 2) when
+			      m > 0 */
+	double fail_bound; /* bound on P(agreement on m new prompts < target): delta/2 +
+			      calib_fail_prob at 1 - bound (<= delta when a rule passed); delta
+			      when m == 0 */
 	uint32_t n_candidates; /* thresholds in the sequence */
 	uint32_t n_passed;     /* passed before the first failure (0: never stop) */
 };
@@ -238,14 +270,16 @@ int calib_guarantee_split(const struct calib_data *cd, uint64_t seed, struct cal
  * Chooses c->threshold for classifier c (fitted on fit only) under
  * min_layer/stride by fixed-sequence testing on test: the candidates are the
  * distinct finite scores c gives the fit prompts, highest first; each is
- * tested by calib_guarantee_passes on its disagreements over test. With no
+ * tested by calib_guarantee_passes(.., m_new) on its disagreements over test
+ * (m_new 0: a guarantee on the true agreement; > 0: on the agreement measured
+ * on m_new new prompts). With no
  * candidate passing, c->threshold = +inf (never stop). res gets the test
  * part's agreement and pruning (net = pruning), g the guarantee. Returns 0
  * or a negative errno with d->msg.
  */
 int calib_guarantee_threshold(const struct calib_data *fit, const struct calib_data *test,
 			      uint32_t min_layer, uint32_t stride, double target, double delta,
-			      struct exitclf *c, struct calib_result *res,
+			      uint32_t m_new, struct exitclf *c, struct calib_result *res,
 			      struct calib_guarantee *g, struct diag *d);
 
 #endif

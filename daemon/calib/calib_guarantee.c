@@ -5,16 +5,30 @@
  * The prompts are split in two at random (fixed seed): the classifier, its
  * schedule and feature set are chosen on the first part as calib_run always
  * does; the second part, never seen by that choice, tests candidate
- * thresholds in a fixed order from safe to aggressive. For each candidate
- * the null hypothesis is "agreement with full depth on new prompts is below
- * the target"; it is rejected when the exact binomial tail
- * P(Bin(n, 1 - target) <= disagreements) is <= delta, i.e. when the
- * one-sided Clopper-Pearson lower limit of agreement at level 1 - delta is
- * >= the target. Fixed-sequence testing stops at the first candidate not
- * rejected and keeps the last one rejected, so the family-wise error is
- * <= delta without any multiplicity correction: with probability >= 1 -
- * delta over the draw of the test part, the chosen threshold's agreement on
- * new prompts from the same distribution is >= the target.
+ * thresholds in a fixed order from safe to aggressive. Fixed-sequence
+ * testing stops at the first candidate not passed and keeps the last one
+ * passed, so the family-wise error is that of one test, with no
+ * multiplicity correction.
+ *
+ * What is guaranteed depends on m:
+ *   - m == 0, the true agreement: a candidate passes when the exact binomial
+ *     tail P(Bin(n, 1 - target) <= disagreements) is <= delta (the one-sided
+ *     Clopper-Pearson lower limit of agreement at 1 - delta is >= target).
+ *     With probability >= 1 - delta the chosen rule's agreement on the
+ *     distribution is >= target; but a finite sample of new prompts measures
+ *     it with noise, and a rule just above target shows below it often.
+ *   - m > 0, the agreement measured on m new prompts (what eval measures on a
+ *     held-out set): with K = floor(m (1 - target)) disagreements allowed among
+ *     them, a candidate passes when, at p_u = the Clopper-Pearson upper limit
+ *     of its disagreement rate at level 1 - delta/2, P(Bin(m, p_u) > K) <=
+ *     delta/2. Soundness: call a candidate bad when P(Bin(m, r) > K) > delta/2
+ *     at its true rate r. The tail rises with the rate, so the first bad
+ *     candidate in the sequence passes only if p_u < r there, which happens
+ *     with probability <= delta/2; so with probability >= 1 - delta/2 the
+ *     chosen one is good, and then m new prompts (independent of the
+ *     calibration) show more than K disagreements with probability <=
+ *     delta/2. Union bound: the measured agreement on m new prompts is below
+ *     target with probability <= delta.
  *
  * Pure maths, like calib.c: no I/O, no aborts on data.
  */
@@ -138,23 +152,45 @@ calib_cp_upper(uint32_t k, uint32_t n, double alpha)
 
 /* ---- fixed-sequence testing --------------------------------------------- */
 
+uint32_t
+calib_allowed_errors(uint32_t m, double target)
+{
+	double k = floor(m * (1 - target) + 1e-9); /* 1e-9: 500 x 0.01 is 5, not 4.99.. */
+
+	return k <= 0 ? 0 : k >= m ? m : (uint32_t)k;
+}
+
+double
+calib_fail_prob(uint32_t m, double target, double p)
+{
+	uint32_t k = calib_allowed_errors(m, target);
+
+	if (k >= m)
+		return 0;
+	return 1 - calib_binom_cdf(k, m, p);
+}
+
 bool
-calib_guarantee_passes(uint32_t errors, uint32_t n, double target, double delta)
+calib_guarantee_passes(uint32_t errors, uint32_t n, double target, double delta, uint32_t m)
 {
 	if (n == 0 || errors > n)
 		return false;
 	if (target <= 0)
 		return true;
+	if (m > 0)
+		return calib_fail_prob(m, target, calib_cp_upper(errors, n, delta / 2)) <=
+		       delta / 2;
 	/* the p-value of "risk > 1 - target": P(Bin(n, 1 - target) <= errors) */
 	return calib_binom_cdf(errors, n, 1 - target) <= delta;
 }
 
 uint32_t
-calib_fixed_sequence(const uint32_t *errors, uint32_t m, uint32_t n, double target, double delta)
+calib_fixed_sequence(const uint32_t *errors, uint32_t n_cand, uint32_t n, double target,
+		     double delta, uint32_t m)
 {
 	uint32_t j = 0;
 
-	while (j < m && calib_guarantee_passes(errors[j], n, target, delta))
+	while (j < n_cand && calib_guarantee_passes(errors[j], n, target, delta, m))
 		j++;
 	return j;
 }
@@ -239,8 +275,8 @@ scores(const struct calib_data *cd, const struct exitclf *c, uint32_t min_layer,
 int
 calib_guarantee_threshold(const struct calib_data *fit, const struct calib_data *test,
 			  uint32_t min_layer, uint32_t stride, double target, double delta,
-			  struct exitclf *c, struct calib_result *res, struct calib_guarantee *g,
-			  struct diag *d)
+			  uint32_t m_new, struct exitclf *c, struct calib_result *res,
+			  struct calib_guarantee *g, struct diag *d)
 {
 	size_t fc, tc, m = 0;
 	double *fsc = NULL, *tsc = NULL, *cand = NULL;
@@ -286,15 +322,20 @@ calib_guarantee_threshold(const struct calib_data *fit, const struct calib_data 
 			err[j] += test->top1[AT(test, i, e)] != test->top1[AT(test, i, L)];
 		}
 	}
-	pass = calib_fixed_sequence(err, (uint32_t)m, test->n, target, delta);
+	pass = calib_fixed_sequence(err, (uint32_t)m, test->n, target, delta, m_new);
 	g->target = target;
 	g->delta = delta;
 	g->n = test->n;
+	g->m = m_new;
 	g->n_candidates = (uint32_t)m;
 	g->n_passed = pass;
 	g->errors = pass ? err[pass - 1] : 0;
 	g->agreement = (double)(test->n - g->errors) / test->n;
-	g->bound = calib_cp_lower(test->n - g->errors, test->n, delta);
+	g->bound = m_new > 0 ? 1 - calib_cp_upper(g->errors, test->n, delta / 2)
+			     : calib_cp_lower(test->n - g->errors, test->n, delta);
+	g->fail_bound = pass == 0   ? 0 /* never stops: agrees everywhere */
+			: m_new > 0 ? calib_fail_prob(m_new, target, 1 - g->bound) + delta / 2
+				    : delta;
 	c->threshold = pass ? cand[pass - 1] : INFINITY;
 	res->min_layer = min_layer;
 	res->stride = stride;

@@ -174,11 +174,19 @@ enum exit_gen {
  * start and how often, and how generation uses it. A stopping profile
  * (daemon/profile) embeds one; the engine never sees the profile itself.
  */
+#define EXIT_MAX_ANSWERS 64
+
 struct exit_policy {
 	struct exitclf clf; /* kind, feature set (clf.features, never 0), parameters, threshold */
 	uint32_t min_layer; /* >= 1 */
 	uint32_t stride;    /* >= 1 */
 	enum exit_gen generation;
+	/* Answer-set lens (a deviation from the paper): when n_answers > 0 each check computes
+	 * the features from the softmax over these tokens' LM-head rows only, and an early exit
+	 * answers with the best of them; only the prompt's batch may exit early (generated
+	 * tokens run at full depth). 0: the full-vocabulary lens. */
+	uint32_t n_answers;
+	int32_t answers[EXIT_MAX_ANSWERS];
 };
 
 #endif

@@ -730,6 +730,41 @@ forward_lens(struct ctx *c, struct lens *out, float *logits)
 }
 
 int
+forward_lens_rows(struct ctx *c, const int32_t *ids, uint32_t n_ids, struct lens *out,
+		  float *logits)
+{
+	const struct model *m = c->m;
+	uint32_t E = m->hp.n_embd;
+	float *z = c->lens_logits, *row;
+	struct lens l;
+
+	/* scratch: the n_ids logits, then one dequantized row, inside lens_logits */
+	if (!c->have_h || out == NULL || n_ids == 0 || n_ids > 256 ||
+	    (size_t)n_ids + E > m->hp.n_vocab)
+		return -EINVAL;
+	row = z + n_ids;
+	ops_rmsnorm(c->lens_x, c->h + (size_t)(c->n_batch - 1) * E, c->out_norm, E, m->hp.rms_eps);
+	for (uint32_t j = 0; j < n_ids; j++) {
+		if (ids[j] < 0 || (uint32_t)ids[j] >= m->hp.n_vocab)
+			return -EINVAL;
+		quant_dequantize_row(
+		    m->output.type,
+		    (const uint8_t *)m->output.data + (size_t)ids[j] * m->output.row_size, row, E);
+		z[j] = quant_dot_f32(row, c->lens_x, E);
+	}
+	if (m->hp.final_softcap != 0.0f)
+		ops_softcap(z, n_ids, m->hp.final_softcap);
+	lens_from_logits(z, n_ids, &l);
+	out->top1 = ids[l.top1];
+	out->top2 = l.top2 < 0 ? -1 : ids[l.top2];
+	out->top_prob = l.top_prob;
+	out->gap = l.gap;
+	if (logits != NULL)
+		memcpy(logits, z, (size_t)n_ids * sizeof(float));
+	return 0;
+}
+
+int
 forward_logits_all(struct ctx *c, float *out)
 {
 	const struct model *m = c->m;

@@ -112,6 +112,16 @@ int forward_layer(struct ctx *c, uint32_t l);
  */
 int forward_lens(struct ctx *c, struct lens *out, float *logits);
 /**
+ * Answer-set lens: the logit lens at the last position over the n_ids rows
+ * ids of the LM head only (n_ids x n_embd multiply-adds instead of n_vocab x
+ * n_embd). out->top1/top2 are token ids from ids, top_prob and gap come from
+ * the softmax over those n_ids logits alone; when logits != NULL it gets
+ * n_ids logits, in the order of ids. Returns 0 or -EINVAL (no batch, n_ids
+ * 0 or above 256, an id out of range).
+ */
+int forward_lens_rows(struct ctx *c, const int32_t *ids, uint32_t n_ids, struct lens *out,
+		      float *logits);
+/**
  * Logits of every batch position on the current residual stream
  * (out: n x n_vocab, row-major). For tests and full traces.
  */

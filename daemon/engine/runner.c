@@ -146,9 +146,12 @@ runner_seq_step_begin(struct run_seq *q)
 	if (q->in_prompt)
 		q->batch = p->prompt + q->n_prompt_done;
 	q->bp = q->pol;
+	/* a chunk before the prompt's last runs at full depth; an answer set is for the first
+	 * token only */
 	if (q->mid_prompt ||
-	    (!q->in_prompt && q->pol != NULL && q->pol->generation == EXIT_GEN_FULL_AFTER_FIRST))
-		q->bp = NULL; /* a chunk before the prompt's last runs at full depth */
+	    (!q->in_prompt && q->pol != NULL &&
+	     (q->pol->generation == EXIT_GEN_FULL_AFTER_FIRST || q->pol->n_answers > 0)))
+		q->bp = NULL;
 	if (ctx_n_past(q->c) + q->n > ctx_n_ctx(q->c)) {
 		q->r->stop = RUN_STOP_CONTEXT;
 		q->done = true;
@@ -179,9 +182,11 @@ runner_seq_interrupted(struct run_seq *q)
 
 /*
  * The stopping rule after layer l (0-based) has run: from the policy's
- * min_layer on, every stride layers, the lens at the last position gives
- * the features and the classifier decides. Returns 1 when the batch ends
- * here (q->n_run, q->lens set), 0 to go on, or a negative errno.
+ * min_layer on, every stride layers, the lens at the last position (over
+ * the whole vocabulary, or over the policy's answer set only) gives the
+ * features and the classifier decides. Returns 1 when the batch ends here
+ * (q->n_run, q->lens set; q->logits what the token is chosen from), 0 to
+ * go on, or a negative errno.
  */
 int
 runner_seq_check(struct run_seq *q, uint32_t l)
@@ -189,13 +194,16 @@ runner_seq_check(struct run_seq *q, uint32_t l)
 	const struct exit_policy *pol = q->bp;
 	const uint32_t L = q->n_layers;
 	struct exitclf_feat f;
+	float za[EXIT_MAX_ANSWERS];
 	double t0;
 	int rc;
 
 	if (pol == NULL || !exitclf_layer_checked(l + 1, pol->min_layer, pol->stride, L))
 		return 0;
 	t0 = util_now();
-	rc = forward_lens(q->c, &q->lens, q->logits);
+	rc = pol->n_answers > 0
+		 ? forward_lens_rows(q->c, pol->answers, pol->n_answers, &q->lens, za)
+		 : forward_lens(q->c, &q->lens, q->logits);
 	q->r->t_features_s += util_now() - t0;
 	q->r->n_checks++;
 	if (rc < 0) {
@@ -210,6 +218,15 @@ runner_seq_check(struct run_seq *q, uint32_t l)
 	f.n_layers = L;
 	if (!exitclf_decide(&pol->clf, &q->st, &f))
 		return 0;
+	if (pol->n_answers > 0 && q->p->temperature > 0) {
+		/* sampling: from the softmax over the answer set, the rest impossible */
+		uint32_t V = ctx_model(q->c)->hp.n_vocab;
+
+		for (uint32_t i = 0; i < V; i++)
+			q->logits[i] = -INFINITY;
+		for (uint32_t j = 0; j < pol->n_answers; j++)
+			q->logits[pol->answers[j]] = za[j];
+	}
 	q->n_run = l + 1;
 	q->have_lens = true;
 	return 1;
@@ -412,9 +429,25 @@ int
 runner_trace(struct ctx *c, const int32_t *prompt, uint32_t n_prompt, const atomic_bool *cancel,
 	     struct lens *layers, float *final_logits)
 {
+	return runner_trace_timed(c, prompt, n_prompt, cancel, layers, final_logits, NULL);
+}
+
+double
+runner_trace_check_cost(const struct trace_extra *t)
+{
+	return t->layers_s > 0 && t->lens_s >= 0 ? t->lens_s / t->layers_s : NAN;
+}
+
+int
+runner_trace_timed(struct ctx *c, const int32_t *prompt, uint32_t n_prompt,
+		   const atomic_bool *cancel, struct lens *layers, float *final_logits,
+		   struct trace_extra *t)
+{
 	const struct model *m = ctx_model(c);
 	const uint32_t L = m->hp.n_layers;
-	int rc;
+	struct trace_extra tt = {0};
+	float *z = NULL;
+	int rc = 0;
 
 	if (prompt == NULL || n_prompt == 0 || layers == NULL)
 		return -EINVAL;
@@ -423,17 +456,56 @@ runner_trace(struct ctx *c, const int32_t *prompt, uint32_t n_prompt, const atom
 			return -EINVAL;
 	if (n_prompt > ctx_n_ctx(c))
 		return -ENOSPC;
+	if (t != NULL && t->n_ids > 0) {
+		if (t->ids == NULL || t->id_logits == NULL)
+			return -EINVAL;
+		for (uint32_t j = 0; j < t->n_ids; j++)
+			if (t->ids[j] < 0 || (uint32_t)t->ids[j] >= m->hp.n_vocab)
+				return -EINVAL;
+		if ((z = malloc((size_t)m->hp.n_vocab * sizeof(*z))) == NULL)
+			return -ENOMEM;
+	}
 	ctx_reset(c);
 	if ((rc = forward_begin(c, prompt, n_prompt)) < 0)
-		return rc;
+		goto out;
 	for (uint32_t l = 0; l < L; l++) {
-		if (cancel != NULL && atomic_load(cancel))
-			return -ECANCELED;
-		if ((rc = forward_layer(c, l)) < 0 ||
-		    (rc = forward_lens(c, &layers[l], l + 1 == L ? final_logits : NULL)) < 0)
-			return rc;
+		float *zl = z != NULL ? z : l + 1 == L ? final_logits : NULL;
+		double t0, t1;
+
+		if (cancel != NULL && atomic_load(cancel)) {
+			rc = -ECANCELED;
+			goto out;
+		}
+		t0 = util_now();
+		if ((rc = forward_layer(c, l)) < 0)
+			goto out;
+		t1 = util_now();
+		tt.layers_s += t1 - t0;
+		if ((rc = forward_lens(c, &layers[l], zl)) < 0)
+			goto out;
+		tt.lens_s += util_now() - t1;
+		if (z != NULL) { /* the answer-set lens's own cost, and the logits it sees */
+			struct lens la;
+
+			t1 = util_now();
+			if ((rc = forward_lens_rows(c, t->ids, t->n_ids, &la, NULL)) < 0)
+				goto out;
+			tt.rows_s += util_now() - t1;
+			for (uint32_t j = 0; j < t->n_ids; j++)
+				t->id_logits[(size_t)l * t->n_ids + j] = z[t->ids[j]];
+			if (l + 1 == L && final_logits != NULL)
+				memcpy(final_logits, z, (size_t)m->hp.n_vocab * sizeof(*z));
+		}
 	}
-	return forward_finish(c, L);
+	if (t != NULL) {
+		t->layers_s = tt.layers_s;
+		t->lens_s = tt.lens_s;
+		t->rows_s = tt.rows_s;
+	}
+	rc = forward_finish(c, L);
+out:
+	free(z);
+	return rc;
 }
 
 double

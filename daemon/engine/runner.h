@@ -205,4 +205,31 @@ int runner_seq_end(struct run_seq *q);
  */
 int runner_step(struct fbatch *fb, struct run_seq *const *seqs, uint32_t n);
 
+/** What runner_trace_timed adds to a trace. */
+struct trace_extra {
+	/* in: when n_ids > 0, id_logits (n_layers x n_ids) gets every layer's lens logits of
+	 * the tokens ids (the answer-set lens's inputs) */
+	const int32_t *ids;
+	uint32_t n_ids;
+	float *id_logits;
+	/* out: wall time spent in the layers and in the lens */
+	double layers_s; /* every forward_layer of the prompt */
+	double lens_s;   /* every forward_lens (one per layer, as a check at each) */
+	double rows_s;   /* with ids: every forward_lens_rows over them (timed apart) */
+};
+
+/** The measured cost of one check in layers of this prompt: lens_s / layers_s (NAN when 0). */
+double runner_trace_check_cost(const struct trace_extra *t);
+
+/**
+ * runner_trace that also times its layers and lens evaluations into *t (when
+ * not NULL): a check priced on the serving machine at the prompt's own
+ * length, what calibration wants instead of runner_check_cost's FLOPs; and
+ * records the logits of t->ids at every layer. -EINVAL for an id out of
+ * range, -ENOMEM.
+ */
+int runner_trace_timed(struct ctx *c, const int32_t *prompt, uint32_t n_prompt,
+		       const atomic_bool *cancel, struct lens *layers, float *final_logits,
+		       struct trace_extra *t);
+
 #endif

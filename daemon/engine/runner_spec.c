@@ -150,10 +150,12 @@ runner_run_speculative(struct ctx *c, const struct run_params *p, struct run_res
 	if (p->temperature != 0 || p->draft > RUNNER_DRAFT_MAX)
 		return -EINVAL; /* greedy only: a sampled draft has no single token to verify */
 	/* nothing to draft with (no policy, or one that checks no layer): full depth is the same */
-	if (pol == NULL ||
+	/* (nor with an answer set: it is for a first token, not for drafts) */
+	if (pol == NULL || pol->n_answers > 0 ||
 	    !exitclf_layer_checked(pol->min_layer, pol->min_layer, pol->stride, m->hp.n_layers)) {
 		plain = *p;
 		plain.mode = RUN_MODE_PLAIN;
+		plain.full_depth = true; /* what the output must equal */
 		return runner_run(c, &plain, r);
 	}
 	s.n_layers = m->hp.n_layers;

@@ -180,11 +180,12 @@ enum {
 	K_SVM,
 	K_CRF,
 	K_PROVENANCE,
+	K_ANSWER_SET,
 	K_N
 };
 static const char *const top_keys[K_N] = {
     "classifier", "threshold", "min_layer", "stride", "features",   "tokens",
-    "generation", "task",      "svm",       "crf",    "provenance",
+    "generation", "task",      "svm",       "crf",    "provenance", "answer_set",
 };
 
 struct top_ud {
@@ -195,8 +196,8 @@ struct top_ud {
 static const char *const prov_keys[] = {"model", "model_sha256", "n_layers", "calibration_data",
 					"date",  "agreement",    "pruning",  "guarantee"};
 
-static const char *const guar_keys[] = {"target_agreement", "delta", "n",
-					"disagreements",    "bound", "method"};
+static const char *const guar_keys[] = {"target_agreement", "delta", "n", "disagreements", "bound",
+					"method",           "m"};
 
 static int
 guar_pair(const struct yx *c, yaml_node_t *v, int idx, void *ud)
@@ -219,6 +220,8 @@ guar_pair(const struct yx *c, yaml_node_t *v, int idx, void *ud)
 		return get_u32(c, v, "disagreements", 0, UINT32_MAX, &g->errors);
 	case 4:
 		return yx_double(c, v, "bound", 0, 1, &g->bound);
+	case 6:
+		return get_u32(c, v, "m", 1, UINT32_MAX, &g->m);
 	default:
 		if (yx_scalar(c, v, "method", &s) < 0)
 			return -EINVAL;
@@ -264,7 +267,7 @@ prov_pair(const struct yx *c, yaml_node_t *v, int idx, void *ud)
 
 		if (rc < 0)
 			return rc;
-		if (seen != (1u << ARRAY_LEN(guar_keys)) - 1)
+		if ((seen & 0x3f) != 0x3f) /* all but m */
 			return yx_err(c, v,
 				      "'provenance.guarantee' needs target_agreement, delta, n, "
 				      "disagreements, bound and method");
@@ -371,6 +374,38 @@ parse_tokens(const struct yx *c, yaml_node_t *v, yaml_node_t *root, struct exitc
 	return 0;
 }
 
+/* answer_set: 1..EXIT_MAX_ANSWERS distinct token ids, the answer-set lens's rows. */
+static int
+parse_answer_set(const struct yx *c, yaml_node_t *v, struct exit_policy *pol)
+{
+	yaml_node_item_t *it;
+	ptrdiff_t n;
+
+	pol->n_answers = 0;
+	if (v == NULL)
+		return 0;
+	if (v->type != YAML_SEQUENCE_NODE ||
+	    (n = v->data.sequence.items.top - v->data.sequence.items.start) < 1 ||
+	    n > EXIT_MAX_ANSWERS)
+		return yx_err(c, v, "'answer_set' must be a list of 1 to %d token ids",
+			      EXIT_MAX_ANSWERS);
+	it = v->data.sequence.items.start;
+	for (ptrdiff_t j = 0; j < n; j++) {
+		yaml_node_t *e = yaml_document_get_node(c->doc, it[j]);
+		uint32_t id = 0;
+		int rc = e ? get_u32(c, e, "answer_set", 0, INT32_MAX, &id)
+			   : yx_err(c, v, "'answer_set' has a bad entry");
+
+		if (rc < 0)
+			return rc;
+		for (uint32_t k = 0; k < pol->n_answers; k++)
+			if (pol->answers[k] == (int32_t)id)
+				return yx_err(c, e, "token %u listed twice in 'answer_set'", id);
+		pol->answers[pol->n_answers++] = (int32_t)id;
+	}
+	return 0;
+}
+
 /* ~100 lines, on purpose: the schema's cross-key rules in the order profile.h states them. */
 int
 profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, const char *file,
@@ -412,7 +447,8 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 	if (p->pol.clf.kind == EXITCLF_GAP &&
 	    p->pol.clf.features != EXITCLF_FEAT_BIT(EXITCLF_F_GAP))
 		return yx_err(&c, u.node[K_FEATURES], "classifier gap uses exactly [gap]");
-	if ((rc = parse_tokens(&c, u.node[K_TOKENS], node, &p->pol.clf)) < 0)
+	if ((rc = parse_tokens(&c, u.node[K_TOKENS], node, &p->pol.clf)) < 0 ||
+	    (rc = parse_answer_set(&c, u.node[K_ANSWER_SET], &p->pol)) < 0)
 		return rc;
 	if (u.node[K_GENERATION]) {
 		s = scalar(u.node[K_GENERATION]);

@@ -15,6 +15,11 @@
  *                              #   default: [gap] for gap, [gap, top_prob] otherwise
  *   tokens: [846, 841]         # exactly when features lists token: the answer
  *                              #   token ids its indicators stand for (1..16, distinct)
+ *   answer_set: [846, 841]     # optional: the answer-set lens (a deviation from the
+ *                              #   paper): checks compute the features from the softmax
+ *                              #   over these tokens' LM-head rows only (1..64, distinct)
+ *                              #   and an early exit answers with the best of them;
+ *                              #   generated tokens then run at full depth
  *   generation: per_token      # per_token | full_after_first      (default per_token)
  *   task: sst2                 # optional; a file's name gives it otherwise
  *   svm:                       # classifier svm only: score = w·x + b
@@ -40,7 +45,10 @@
  *       delta: 0.1             #   with full depth on new prompts >= target_agreement
  *       n: 250                 #   held-out prompts the threshold was tested on
  *       disagreements: 0       #   among them, at the chosen threshold (<= n)
- *       bound: 0.9908          #   one-sided Clopper-Pearson lower limit at 1 - delta
+ *       m: 500                 #   optional: the agreement measured on m new prompts
+ *                              #   is guaranteed (absent: the true agreement)
+ *       bound: 0.9908          #   one-sided Clopper-Pearson lower limit of the true
+ *                              #   agreement at 1 - delta (1 - delta/2 with m)
  *       method: clopper-pearson  # the only method
  *
  * Weights of a feature not in `features` must be absent (they are 0). Every
@@ -73,6 +81,8 @@ struct profile_guarantee {
 	double delta;    /* in (0, 1) */
 	uint32_t n;      /* >= 1 */
 	uint32_t errors; /* disagreements, <= n */
+	uint32_t m;      /* new prompts the agreement is guaranteed on; 0 (absent): the true
+			    agreement */
 	double bound;    /* in [0, 1] */
 };
 

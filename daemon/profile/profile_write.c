@@ -179,6 +179,17 @@ profile_write(const struct profile *p, FILE *f)
 		}
 		ev_seq(&m, false);
 	}
+	if (p->pol.n_answers > 0) {
+		ev_scalar(&m, "answer_set");
+		ev_seq(&m, true);
+		for (uint32_t j = 0; j < p->pol.n_answers; j++) {
+			char b[16];
+
+			snprintf(b, sizeof(b), "%d", p->pol.answers[j]);
+			ev_scalar(&m, b);
+		}
+		ev_seq(&m, false);
+	}
 	kv_str(&m, "generation",
 	       p->pol.generation == EXIT_GEN_PER_TOKEN ? "per_token" : "full_after_first");
 	if (c->kind == EXITCLF_SVM) {
@@ -231,6 +242,8 @@ profile_write(const struct profile *p, FILE *f)
 			kv_num(&m, "delta", g->delta);
 			kv_u32(&m, "n", g->n);
 			kv_u32(&m, "disagreements", g->errors);
+			if (g->m > 0)
+				kv_u32(&m, "m", g->m);
 			kv_num(&m, "bound", g->bound);
 			kv_str(&m, "method", "clopper-pearson");
 			ev_map(&m, false, false);

@@ -448,6 +448,14 @@ test_check_cost(void)
 	ASSERT_OK(calib_run(&cd, &o, &c, &res, NULL));
 	ASSERT(isinf(c.threshold));
 	ASSERT_NEAR(res.net, 0, 0);
+	/* no rule pays: the profile written for it checks no layer and never stops */
+	{
+		struct profile p;
+
+		calib_profile(&p, "t", &c, &res, "m", "", 3, "x");
+		for (uint32_t l = 1; l <= 3; l++)
+			ASSERT(!exitclf_layer_checked(l, p.pol.min_layer, p.pol.stride, 3));
+	}
 	calib_data_deinit(&cd);
 }
 
@@ -618,8 +626,62 @@ test_feature_choice_golden(void)
 	}
 }
 
+/*
+ * The answer-set lens's features by hand: 3 prompts, 3 layers, answers
+ * {7, 9} (7 is the final top-1 of two prompts, 9 of one: 7 first). Layer 1
+ * logits (ln 3, 0) give p = 3/4, 1/4: top1 7, top_prob 0.75, gap 0.5; equal
+ * logits give the lower index (7) and gap 0; the last layer keeps the full
+ * lens's values.
+ */
+static void
+test_answer_set_hand(void)
+{
+	struct calib_data cd, out;
+	int32_t ids[4];
+	bool skip[3] = {false, false, false};
+	float z[3 * 3 * 2];
+
+	ASSERT_OK(calib_data_init(&cd, 3, 3));
+	for (int i = 0; i < 3; i++) {
+		cd.top1[i * 3 + 2] = i == 1 ? 9 : 7;
+		cd.top_prob[i * 3 + 2] = 0.6f;
+		cd.gap[i * 3 + 2] = 0.3f;
+		cd.answer_id[i] = 7;
+	}
+	ASSERT_EQ(calib_answer_set_ids(&cd, skip, ids, 4), 2);
+	ASSERT_EQ(ids[0], 7);
+	ASSERT_EQ(ids[1], 9);
+	ASSERT_EQ(calib_answer_set_ids(&cd, skip, ids, 1), -E2BIG);
+	skip[0] = skip[2] = true; /* only prompt 1 counts: its answer alone */
+	ASSERT_EQ(calib_answer_set_ids(&cd, skip, ids, 4), 1);
+	ASSERT_EQ(ids[0], 9);
+	ids[0] = 7;
+	ids[1] = 9;
+	for (int c = 0; c < 18; c++)
+		z[c] = 0;
+	z[0] = (float)log(3.0); /* prompt 0, layer 1: 7 at ln 3, 9 at 0 */
+	z[2 * 3 + 1] = 2;       /* prompt 1, layer 1: 9 wins by 2 */
+	ASSERT_OK(calib_data_answer_set(&cd, z, ids, 2, &out));
+	ASSERT_EQ(out.top1[0], 7);
+	ASSERT_NEAR(out.top_prob[0], 0.75, 1e-6);
+	ASSERT_NEAR(out.gap[0], 0.5, 1e-6);
+	ASSERT_EQ(out.top1[1], 7); /* layer 2: a tie, the first id */
+	ASSERT_NEAR(out.top_prob[1], 0.5, 1e-6);
+	ASSERT_NEAR(out.gap[1], 0, 1e-6);
+	ASSERT_EQ(out.top1[3], 9);
+	ASSERT_NEAR(out.top_prob[3], 1 / (1 + exp(-2.0)), 1e-6);
+	ASSERT_EQ(out.top1[2], 7); /* the last layer: the full lens */
+	ASSERT_NEAR(out.top_prob[2], 0.6, 1e-7);
+	ASSERT_EQ(out.top1[5], 9);
+	ASSERT_EQ(out.answer_id[2], 7);
+	ASSERT_EQ(calib_data_answer_set(&cd, z, ids, 0, &out), -EINVAL);
+	calib_data_deinit(&out);
+	calib_data_deinit(&cd);
+}
+
 TEST_MAIN(TEST_CASE(test_golden_layer_table), TEST_CASE(test_threshold_sweep_hand),
 	  TEST_CASE(test_threshold_sweep_random), TEST_CASE(test_svm_fit_synthetic),
 	  TEST_CASE(test_crf_fit_synthetic), TEST_CASE(test_bad_input), TEST_CASE(test_render),
 	  TEST_CASE(test_check_cost), TEST_CASE(test_stable_feature_synthetic),
-	  TEST_CASE(test_calibrate_golden), TEST_CASE(test_feature_choice_golden))
+	  TEST_CASE(test_calibrate_golden), TEST_CASE(test_feature_choice_golden),
+	  TEST_CASE(test_answer_set_hand))

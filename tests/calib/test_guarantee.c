@@ -173,13 +173,141 @@ test_passes_is_cp(void)
 				if (fabs(lo - 0.97) <
 				    1e-9) /* the boundary itself: either is right */
 					continue;
-				ASSERT_EQ(calib_guarantee_passes(e, n, 0.97, delta), lo >= 0.97);
+				ASSERT_EQ(calib_guarantee_passes(e, n, 0.97, delta, 0), lo >= 0.97);
 			}
 	/* n = 250, target 0.99, delta 0.1: P(Bin(250, .01) = 0) = 0.081 passes, <= 1 (0.285) not */
-	ASSERT(calib_guarantee_passes(0, 250, 0.99, 0.1));
-	ASSERT(!calib_guarantee_passes(1, 250, 0.99, 0.1));
-	ASSERT(!calib_guarantee_passes(0, 0, 0.99, 0.1));
-	ASSERT(!calib_guarantee_passes(3, 2, 0.99, 0.1));
+	ASSERT(calib_guarantee_passes(0, 250, 0.99, 0.1, 0));
+	ASSERT(!calib_guarantee_passes(1, 250, 0.99, 0.1, 0));
+	ASSERT(!calib_guarantee_passes(0, 0, 0.99, 0.1, 0));
+	ASSERT(!calib_guarantee_passes(3, 2, 0.99, 0.1, 0));
+}
+
+/* The guarantee on m new prompts: allowed errors, the failure tail and the pass rule against
+ * the reference binomial and limits above, and hand-computed cases. */
+static void
+test_passes_new_prompts(void)
+{
+	ASSERT_EQ(calib_allowed_errors(500, 0.99), 5);
+	ASSERT_EQ(calib_allowed_errors(499, 0.99), 4);
+	ASSERT_EQ(calib_allowed_errors(100, 0.99), 1);
+	ASSERT_EQ(calib_allowed_errors(50, 0.99), 0);
+	ASSERT_EQ(calib_allowed_errors(400, 0.9), 40);
+	ASSERT_EQ(calib_allowed_errors(10, 1), 0);
+	for (uint32_t m = 50; m <= 650; m += 150)
+		for (double p = 0.002; p < 0.2; p *= 1.7)
+			ASSERT_NEAR(calib_fail_prob(m, 0.95, p),
+				    1 - ref_cdf((int)floor(m * 0.05 + 1e-9), (int)m, p), 1e-11);
+	ASSERT_EQ(calib_fail_prob(10, 0.001, 0.5), 0); /* every prompt may disagree */
+	for (uint32_t n = 100; n <= 500; n += 200)
+		for (uint32_t e = 0; e <= n / 8; e += 3)
+			for (uint32_t m = 100; m <= 700; m += 300) {
+				double pu = ref_upper((int)e, (int)n, 0.1);
+				double q = 1 - ref_cdf((int)floor(m * 0.1 + 1e-9), (int)m, pu);
+
+				if (fabs(q - 0.1) < 1e-7) /* the boundary itself */
+					continue;
+				ASSERT_EQ(calib_guarantee_passes(e, n, 0.9, 0.2, m), q <= 0.1);
+			}
+	/* n = 400, target 0.9, delta 0.1, m = 400 (40 disagreements allowed): 22 disagreements
+	 * give p_u = 0.077608 and P(Bin(400, p_u) > 40) = 0.0428 <= 0.05, 25 give 0.0862 and
+	 * 0.142 (computed exactly with integer binomial coefficients) */
+	ASSERT_NEAR(calib_cp_upper(22, 400, 0.05), 0.07760800826856468, 1e-9);
+	ASSERT_NEAR(calib_fail_prob(400, 0.9, 0.07760800826856468), 0.042784524523618805, 1e-9);
+	ASSERT_NEAR(calib_fail_prob(400, 0.9, 0.08620109193220243), 0.14233237015569122, 1e-9);
+	ASSERT(calib_guarantee_passes(22, 400, 0.9, 0.1, 400));
+	ASSERT(!calib_guarantee_passes(25, 400, 0.9, 0.1, 400));
+	/* the true-agreement rule passes 25 (P(Bin(400, .1) <= 25) = 0.0078) */
+	ASSERT(calib_guarantee_passes(25, 400, 0.9, 0.1, 0));
+	/* 250 prompts without a disagreement certify agreement 0.99 on the distribution but
+	 * not on 250 new prompts: p_u = 1 - 0.05^(1/250) = 0.011911, P(Bin(250, p_u) > 2) =
+	 * 0.573 */
+	ASSERT_NEAR(calib_fail_prob(250, 0.99, 1 - pow(0.05, 1.0 / 250)), 0.5731529409460929, 1e-9);
+	ASSERT(calib_guarantee_passes(0, 250, 0.99, 0.1, 0));
+	ASSERT(!calib_guarantee_passes(0, 250, 0.99, 0.1, 250));
+	ASSERT(!calib_guarantee_passes(0, 0, 0.9, 0.1, 100));
+}
+
+static uint64_t mc_state = 88172645463325252ull;
+
+static double
+mc_uniform(void)
+{
+	mc_state ^= mc_state << 13;
+	mc_state ^= mc_state >> 7;
+	mc_state ^= mc_state << 17;
+	return (double)(mc_state >> 11) / 9007199254740992.0;
+}
+
+static uint32_t
+mc_binom(uint32_t n, double p)
+{
+	uint32_t k = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		k += mc_uniform() < p;
+	return k;
+}
+
+/*
+ * What the guarantee promises, by simulation: 40 candidates with known true
+ * disagreement rates 0, r, 2r, .. (safe to aggressive), their disagreements
+ * on n test prompts drawn (nested: a prompt that disagrees at one candidate
+ * disagrees at every later one), the chosen candidate then meets m new
+ * prompts.
+ * Two settings: (n 300, m 300, target 0.9, delta 0.2, r 0.003), where the
+ * m rule certifies candidates (mean chosen rate > 0.04) and (n 250, m 500,
+ * target 0.99, delta 0.1, r 0.0005), the shape of the 50-split check, where
+ * it certifies none. The m rule's share of draws whose new prompts agree
+ * below target must be <= delta in both; the true-agreement rule (m = 0) in
+ * the first chooses rates just under 1 - target and fails on new prompts
+ * more often than delta (0.22 > 0.2; 0.08 in the second): what the 50-split
+ * check measured.
+ */
+static void
+test_guarantee_simulated(void)
+{
+	static const struct {
+		uint32_t n, m;
+		double target, delta, r;
+	} set[] = {{300, 300, 0.9, 0.2, 0.003}, {250, 500, 0.99, 0.1, 0.0005}};
+	const uint32_t trials = 2000;
+
+	for (size_t k = 0; k < ARRAY_LEN(set); k++) {
+		uint32_t fail[2] = {0, 0}, n = set[k].n, m = set[k].m;
+		double rate_sum = 0;
+
+		for (int rule = 0; rule < 2; rule++)
+			for (uint32_t t = 0; t < trials; t++) {
+				uint32_t err[40] = {0}, pass;
+
+				/* nested, as thresholds are: a prompt disagrees from the first
+				 * candidate whose rate exceeds its uniform draw on */
+				for (uint32_t i = 0; i < n; i++) {
+					double u = mc_uniform();
+
+					for (int j = 0; j < 40; j++)
+						err[j] += u < set[k].r * j;
+				}
+				pass = calib_fixed_sequence(err, 40, n, set[k].target, set[k].delta,
+							    rule == 0 ? m : 0);
+				if (pass == 0)
+					continue;
+				fail[rule] += mc_binom(m, set[k].r * (pass - 1)) >
+					      calib_allowed_errors(m, set[k].target);
+				if (rule == 0)
+					rate_sum += set[k].r * (pass - 1);
+			}
+		fprintf(stderr,
+			"target %.2f: share of %u new prompts below target %.4f (m rule, mean "
+			"rate %.4f), %.4f (true-agreement rule), delta %.2f\n",
+			set[k].target, m, fail[0] / (double)trials, rate_sum / trials,
+			fail[1] / (double)trials, set[k].delta);
+		ASSERT(fail[0] <= set[k].delta * trials);
+		if (k == 0) {
+			ASSERT(rate_sum / trials > 0.04);
+			ASSERT(fail[1] > set[k].delta * trials);
+		}
+	}
 }
 
 static void
@@ -189,12 +317,12 @@ test_fixed_sequence_hand(void)
 	const uint32_t bad_first[] = {2, 0, 0};
 	const uint32_t all_ok[] = {0, 0, 0};
 
-	ASSERT_EQ(calib_fixed_sequence(seq, 6, 250, 0.99, 0.1), 3);
-	ASSERT_EQ(calib_fixed_sequence(bad_first, 3, 250, 0.99, 0.1), 0);
-	ASSERT_EQ(calib_fixed_sequence(all_ok, 3, 250, 0.99, 0.1), 3);
-	ASSERT_EQ(calib_fixed_sequence(seq, 0, 250, 0.99, 0.1), 0);
+	ASSERT_EQ(calib_fixed_sequence(seq, 6, 250, 0.99, 0.1, 0), 3);
+	ASSERT_EQ(calib_fixed_sequence(bad_first, 3, 250, 0.99, 0.1, 0), 0);
+	ASSERT_EQ(calib_fixed_sequence(all_ok, 3, 250, 0.99, 0.1, 0), 3);
+	ASSERT_EQ(calib_fixed_sequence(seq, 0, 250, 0.99, 0.1, 0), 0);
 	/* a looser delta lets one disagreement through: P(Bin(250, .01) <= 1) = 0.285 */
-	ASSERT_EQ(calib_fixed_sequence(seq, 6, 250, 0.99, 0.3), 6);
+	ASSERT_EQ(calib_fixed_sequence(seq, 6, 250, 0.99, 0.3, 0), 6);
 }
 
 /*
@@ -228,7 +356,7 @@ test_threshold_hand(void)
 		test.top1[i * 3] = i == 200 ? 3 : 7;
 		test.top1[i * 3 + 1] = test.top1[i * 3 + 2] = 7;
 	}
-	ASSERT_OK(calib_guarantee_threshold(&fit, &test, 1, 1, 0.99, 0.1, &c, &res, &g, &d));
+	ASSERT_OK(calib_guarantee_threshold(&fit, &test, 1, 1, 0.99, 0.1, 0, &c, &res, &g, &d));
 	ASSERT_EQ(g.n_candidates, 5);
 	ASSERT_EQ(g.n_passed, 3);
 	ASSERT_NEAR(c.threshold, 0.5, 1e-7);
@@ -242,15 +370,16 @@ test_threshold_hand(void)
 	/* the unsafe prompt first in line: nothing passes, the profile never stops */
 	test.gap[0] = 0.99f;
 	test.top1[0] = 3;
-	ASSERT_OK(calib_guarantee_threshold(&fit, &test, 1, 1, 0.99, 0.1, &c, &res, &g, &d));
+	ASSERT_OK(calib_guarantee_threshold(&fit, &test, 1, 1, 0.99, 0.1, 0, &c, &res, &g, &d));
 	ASSERT_EQ(g.n_passed, 0);
 	ASSERT(isinf(c.threshold));
 	ASSERT_EQ(res.pruning, 0);
 
 	/* bad input: errors, not crashes */
-	ASSERT_EQ(calib_guarantee_threshold(&fit, &test, 1, 1, 0.99, 0, &c, &res, &g, &d), -EINVAL);
+	ASSERT_EQ(calib_guarantee_threshold(&fit, &test, 1, 1, 0.99, 0, 0, &c, &res, &g, &d),
+		  -EINVAL);
 	ASSERT_CONTAINS(d.msg, "delta");
-	ASSERT_EQ(calib_guarantee_threshold(&fit, &test, 1, 1, 1.5, 0.1, &c, &res, &g, &d),
+	ASSERT_EQ(calib_guarantee_threshold(&fit, &test, 1, 1, 1.5, 0.1, 0, &c, &res, &g, &d),
 		  -EINVAL);
 	calib_data_deinit(&fit);
 	calib_data_deinit(&test);
@@ -340,8 +469,8 @@ test_guarantee_golden(void)
 			calib_opts_default(&o, (enum exitclf_kind)k);
 			ASSERT_OK(calib_run(&fit, &o, &c, &res, &d));
 			ASSERT_OK(calib_guarantee_threshold(&fit, &test, res.min_layer, res.stride,
-							    o.target_agreement, 0.1, &c, &gres, &g,
-							    &d));
+							    o.target_agreement, 0.1, 0, &c, &gres,
+							    &g, &d));
 			ASSERT_EQ(g.n, test.n);
 			ASSERT_OK(calib_evaluate(&test, &c, res.min_layer, res.stride, &evt));
 			ASSERT_NEAR(evt.agreement, g.agreement, 1e-12);
@@ -369,5 +498,6 @@ test_guarantee_golden(void)
 }
 
 TEST_MAIN(TEST_CASE(test_binom_cdf), TEST_CASE(test_betainc), TEST_CASE(test_clopper_pearson),
-	  TEST_CASE(test_passes_is_cp), TEST_CASE(test_fixed_sequence_hand),
+	  TEST_CASE(test_passes_is_cp), TEST_CASE(test_passes_new_prompts),
+	  TEST_CASE(test_guarantee_simulated), TEST_CASE(test_fixed_sequence_hand),
 	  TEST_CASE(test_threshold_hand), TEST_CASE(test_split), TEST_CASE(test_guarantee_golden))

@@ -726,7 +726,10 @@ def test_calibrate_eval():
     check("classifier:" in prof and "model_sha256:" in prof, prof)
     j = js("calibrate", "--task", "sst2", "--data", CAL, "--out", PROFILE,
            "--classifier", "svm")
-    check(j["classifier"] == "svm" and j["n"] == 80 and len(j["candidates"]) == 1, j)
+    # one candidate per lens: the full vocabulary and the answer set
+    check(j["classifier"] == "svm" and j["n"] == 80 and len(j["candidates"]) == 2 and
+          sorted(c["lens"] for c in j["candidates"]) == ["answers", "full"] and
+          j["check_cost_source"] == "measured", j)
     check(0 <= j["pruning_ratio"] <= 1 and j["agreement"] >= 0.9, j)
     e = js("eval", "--task", "sst2", "--data", DEV, "--profile", PROFILE)
     for k in ["task", "n", "accuracy_full", "accuracy_adaptive", "agreement", "pruning_ratio",

@@ -128,6 +128,149 @@ test_trace_matches_golden(void)
 	fixture_close(&f);
 }
 
+/*
+ * runner_trace_timed: the same lens as runner_trace, plus positive layer and
+ * lens times; the measured check cost is their ratio (and NAN without time).
+ */
+static void
+test_trace_timed(void)
+{
+	struct fixture f;
+	json_t *pr;
+	struct lens a[12], b[12];
+	struct trace_extra t = {0};
+	int32_t tok[256];
+	uint32_t n;
+
+	fixture_open(&f, "models/tiny-tasks.gguf", "golden/tiny-tasks/golden.json", 256);
+	ASSERT(f.ok);
+	pr = json_array_get(json_object_get(f.golden, "prompts"), 0);
+	n = json_ids(json_object_get(pr, "tokens"), tok, 256);
+	ASSERT_OK(runner_trace(f.c, tok, n, NULL, a, NULL));
+	ASSERT_OK(runner_trace_timed(f.c, tok, n, NULL, b, NULL, &t));
+	for (int l = 0; l < 12; l++) {
+		ASSERT_EQ(a[l].top1, b[l].top1);
+		ASSERT_NEAR(a[l].gap, b[l].gap, 0);
+	}
+	ASSERT(t.layers_s > 0 && t.lens_s > 0);
+	ASSERT_NEAR(runner_trace_check_cost(&t), t.lens_s / t.layers_s, 0);
+	ASSERT(runner_trace_check_cost(&t) > 0);
+	ASSERT(isnan(runner_trace_check_cost(&(struct trace_extra){.layers_s = 0, .lens_s = 1})));
+	ASSERT_OK(runner_trace_timed(f.c, tok, n, NULL, b, NULL, NULL)); /* no timing wanted */
+	fixture_close(&f);
+}
+
+/*
+ * The answer-set lens: runner_trace_timed's per-layer logits of chosen ids
+ * equal the full lens's at those ids (the final layer's against
+ * final_logits), and forward_lens_rows computes the same logits from the LM
+ * head's rows with top1/top_prob/gap of the softmax over them alone,
+ * checked by hand here.
+ */
+static void
+test_answer_set_lens(void)
+{
+	static const int32_t ids[] = {3, 969, 424, 17, 2000};
+	enum { K = 5 };
+	struct fixture f;
+	json_t *pr;
+	struct lens lens[12], la, lf;
+	float idl[12 * K], *full, zr[K];
+	struct trace_extra t = {.ids = ids, .n_ids = K};
+	int32_t tok[256], bad = 1 << 20, top1_l3 = -1;
+	uint32_t n;
+
+	fixture_open(&f, "models/tiny-tasks.gguf", "golden/tiny-tasks/golden.json", 256);
+	ASSERT(f.ok);
+	full = malloc(f.m.hp.n_vocab * sizeof(*full));
+	t.id_logits = idl;
+	pr = json_array_get(json_object_get(f.golden, "prompts"), 13);
+	n = json_ids(json_object_get(pr, "tokens"), tok, 256);
+	ASSERT_OK(runner_trace_timed(f.c, tok, n, NULL, lens, full, &t));
+	for (int j = 0; j < K; j++)
+		ASSERT_NEAR(idl[11 * K + j], full[ids[j]], 0);
+	/* layer by layer: forward_lens_rows against the full lens at the same layer */
+	ctx_reset(f.c);
+	ASSERT_OK(forward_begin(f.c, tok, n));
+	for (uint32_t l = 0; l < 12; l++) {
+		double mx = -INFINITY, sum = 0, p1 = 0, p2 = 0;
+		int best = 0;
+
+		ASSERT_OK(forward_layer(f.c, l));
+		ASSERT_OK(forward_lens(f.c, &lf, full));
+		ASSERT_OK(forward_lens_rows(f.c, ids, K, &la, zr));
+		for (int j = 0; j < K; j++) {
+			ASSERT_NEAR(zr[j], full[ids[j]], 1e-4);
+			ASSERT_NEAR(idl[l * K + j], full[ids[j]], 1e-4);
+			if (zr[j] > mx) {
+				mx = zr[j];
+				best = j;
+			}
+		}
+		for (int j = 0; j < K; j++)
+			sum += exp(zr[j] - mx);
+		for (int j = 0; j < K; j++) {
+			double p = exp(zr[j] - mx) / sum;
+
+			if (p > p1) {
+				p2 = p1;
+				p1 = p;
+			} else if (p > p2) {
+				p2 = p;
+			}
+		}
+		ASSERT_EQ(la.top1, ids[best]);
+		ASSERT_NEAR(la.top_prob, p1, 1e-6);
+		ASSERT_NEAR(la.gap, p1 - p2, 1e-6);
+		if (l == 2)
+			top1_l3 = la.top1;
+	}
+	ASSERT_EQ(forward_lens_rows(f.c, &bad, 1, &la, NULL), -EINVAL);
+	ASSERT_EQ(forward_lens_rows(f.c, ids, 0, &la, NULL), -EINVAL);
+	ASSERT_OK(forward_finish(f.c, 12));
+	t.ids = &bad;
+	t.n_ids = 1;
+	ASSERT_EQ(runner_trace_timed(f.c, tok, n, NULL, lens, NULL, &t), -EINVAL);
+	/* a policy on the answer set that fires at its first check (layer 3): the answer is
+	 * the answer set's best there; the generated tokens after it run at full depth */
+	{
+		struct exit_policy pol = {.clf = {.kind = EXITCLF_GAP,
+						  .features = EXITCLF_FEAT_BIT(EXITCLF_F_GAP),
+						  .threshold = 0},
+					  .min_layer = 3,
+					  .stride = 1,
+					  .n_answers = K};
+		struct run_params p = {
+		    .prompt = tok, .n_prompt = n, .max_tokens = 3, .policy = &pol, .top_p = 1};
+		struct run_result r;
+
+		memcpy(pol.answers, ids, sizeof(ids));
+		ASSERT_OK(runner_run(f.c, &p, &r));
+		ASSERT_EQ(r.n_tokens, 3);
+		ASSERT_EQ(r.tokens[0], top1_l3);
+		ASSERT_EQ(r.exit_layers[0], 3);
+		ASSERT_EQ(r.exit_layers[1], 12);
+		ASSERT_EQ(r.exit_layers[2], 12);
+		ASSERT_EQ(r.n_checks, 1);
+		runner_result_free(&r);
+		/* sampling draws from the answer set only */
+		p.temperature = 1;
+		for (uint64_t seed = 1; seed <= 20; seed++) {
+			bool in = false;
+
+			p.seed = seed;
+			p.max_tokens = 1;
+			ASSERT_OK(runner_run(f.c, &p, &r));
+			for (int j = 0; j < K; j++)
+				in |= r.tokens[0] == ids[j];
+			ASSERT(in);
+			runner_result_free(&r);
+		}
+	}
+	free(full);
+	fixture_close(&f);
+}
+
 /* With a profile that fires at layer k, exactly k layers run and the answer is layer k's top-1. */
 static void
 test_stop_at_layer_k(void)
@@ -466,7 +609,8 @@ test_generation_last_layer_equals_full(void)
 	fixture_close(&f);
 }
 
-TEST_MAIN(TEST_CASE(test_trace_matches_golden), TEST_CASE(test_stop_at_layer_k),
+TEST_MAIN(TEST_CASE(test_trace_matches_golden), TEST_CASE(test_trace_timed),
+	  TEST_CASE(test_answer_set_lens), TEST_CASE(test_stop_at_layer_k),
 	  TEST_CASE(test_runtime_matches_feature_simulation),
 	  TEST_CASE(test_bad_params_cancel_deadline),
 	  TEST_CASE(test_generation_last_layer_equals_full))

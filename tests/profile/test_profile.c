@@ -212,10 +212,15 @@ static const struct {
     {GUAR_("0.1", "11", "    method: clopper-pearson\n"), ":5:5:", "disagreements 11 exceed n 10"},
     {GUAR_("0.1", "0", ""), ":5:5:", "needs target_agreement, delta, n"},
     {GUAR_("0.1", "0", "    method: hoeffding\n"), ":10:13:", "must be clopper-pearson"},
+    {GUAR_("0.1", "0", "    method: clopper-pearson\n    m: 0\n"), ":11:8:", "'m'"},
     {GUAR_("0.1", "0", "    method: clopper-pearson\n    colour: red\n"),
      ":11:5:", "unknown key 'colour'"},
     {"classifier: svm\nthreshold: [1\n", ":3:1:", "flow"}, /* bad YAML */
     {"classifier: gap\nthreshold: 0.5\ncolour: red\n", ":3:1:", "unknown key 'colour'"},
+    {"classifier: gap\nthreshold: 0.5\nanswer_set: []\n", ":3:13:", "list of 1 to 64"},
+    {"classifier: gap\nthreshold: 0.5\nanswer_set: 7\n", ":3:13:", "list of 1 to 64"},
+    {"classifier: gap\nthreshold: 0.5\nanswer_set: [7, 8, 7]\n", ":3:20:", "listed twice"},
+    {"classifier: gap\nthreshold: 0.5\nanswer_set: [7, -1]\n", ":3:17:", "non-negative"},
     {"classifier: gap\nthreshold: 0.5\nthreshold: 0.6\n", ":3:1:", "duplicate key"},
     {"classifier: gap\nthreshold: high\n", ":2:12:", "must be a finite number"},
     {"classifier: gap\nthreshold: {a: 1}\n", ":2:12:", "must be a number"},
@@ -373,6 +378,14 @@ test_round_trip(void)
 	ASSERT_EQ(b.prov.guarantee.n, 250);
 	ASSERT_EQ(b.prov.guarantee.errors, 1);
 	ASSERT_NEAR(b.prov.guarantee.bound, a.prov.guarantee.bound, 0);
+	ASSERT_EQ(b.prov.guarantee.m, 0); /* absent: on the true agreement */
+	/* with m: the agreement on m new prompts */
+	a.prov.guarantee.m = 500;
+	a.prov.guarantee.bound = 1 - calib_cp_upper(1, 250, 0.05);
+	ASSERT_OK(profile_save(&a, path, &d));
+	ASSERT_OK(profile_load_file(&b, path, &d));
+	ASSERT_EQ(b.prov.guarantee.m, 500);
+	ASSERT_NEAR(b.prov.guarantee.bound, a.prov.guarantee.bound, 0);
 	ASSERT(memcmp(&a.pol.clf, &b.pol.clf, sizeof(a.pol.clf)) == 0);
 	/* a calibration that found no safe threshold still saves a loadable profile */
 	c.threshold = INFINITY;
@@ -430,6 +443,16 @@ test_round_trip_features(void)
 		ASSERT_OK(profile_load_file(&b, path, &d));
 		ASSERT_EQ(b.pol.clf.features, cs[i].features);
 		ASSERT(memcmp(&a.pol.clf, &b.pol.clf, sizeof(a.pol.clf)) == 0);
+		ASSERT(memcmp(&cs[i], &b.pol.clf, sizeof(b.pol.clf)) == 0);
+		ASSERT_EQ(b.pol.n_answers, 0);
+		/* the answer-set lens: its ids, in order */
+		a.pol.n_answers = i == 3 ? EXIT_MAX_ANSWERS : 3;
+		for (uint32_t j = 0; j < a.pol.n_answers; j++)
+			a.pol.answers[j] = j == 0 ? 4095 : (int32_t)(j * 7);
+		ASSERT_OK(profile_save(&a, path, &d));
+		ASSERT_OK(profile_load_file(&b, path, &d));
+		ASSERT_EQ(b.pol.n_answers, a.pol.n_answers);
+		ASSERT(memcmp(a.pol.answers, b.pol.answers, sizeof(a.pol.answers)) == 0);
 		ASSERT(memcmp(&cs[i], &b.pol.clf, sizeof(b.pol.clf)) == 0);
 	}
 	unlink(path);
