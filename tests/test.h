@@ -16,6 +16,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* 1 in a build with AddressSanitizer (gcc or clang): slow tests may sample fewer cases there. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_SANITIZED 1
+#endif
+#endif
+#ifndef TEST_SANITIZED
+#define TEST_SANITIZED 0
+#endif
+
 static int test_failed_;
 static int test_skipped_;
 static int test_cur_failed_;

@@ -430,7 +430,8 @@ run_e2e(const char *fixture, enum kv_type kvt, int n_prompts)
 static void
 test_bit_identical_f32(void)
 {
-	run_e2e(NULL, KV_F32, N_PROMPTS);
+	run_e2e(NULL, KV_F32,
+		TEST_SANITIZED ? N_PROMPTS / 3 : N_PROMPTS); /* sanitizers: 4x slower */
 }
 
 static void
