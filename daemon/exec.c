@@ -643,6 +643,13 @@ complete_prefix(struct exec *e, struct req *r, struct run_params *p, struct pref
 {
 	int rc;
 
+	/*
+	 * With prefill_chunk, the chunks before a prompt's last run at full depth and only
+	 * the last one exits; a reused prefix would shift the chunks and be refilled where
+	 * the run without it keeps full-depth rows: early-exit requests then go without.
+	 */
+	if (r->snap->conf.prefill_chunk != 0 && !(r->full_depth || r->profile == NULL))
+		return;
 	if (e->prefix != NULL &&
 	    (rc = prefix_kv_prepare(e->prefix, r->snap->model, r->snap->conf.prefix_cache, e->ctx,
 				    r->tokens, r->n_tokens, r->full_depth || r->profile == NULL,
