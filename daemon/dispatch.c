@@ -77,13 +77,6 @@ reply(struct call *k, const struct method *me)
 			return -ENOMEM;                                                            \
 	} while (0)
 
-static int
-kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
-{
-	P(proto_pack_cstr(pk, k));
-	return msgpack_pack_uint64(pk, v);
-}
-
 /* ---- loop methods --------------------------------------------------------- */
 
 static const char *const no_keys[] = {NULL};
@@ -177,7 +170,7 @@ m_info(struct call *k, msgpack_packer *pk)
 	P(msgpack_pack_map(pk, 8));
 	P(proto_pack_cstr(pk, PROTO_K_VERSION));
 	P(proto_pack_cstr(pk, ADAINFER_VERSION));
-	P(kv_u64(pk, PROTO_K_PROTOCOL, PROTO_VERSION));
+	P(proto_pack_kv_u64(pk, PROTO_K_PROTOCOL, PROTO_VERSION));
 	P(proto_pack_cstr(pk, PROTO_K_MODEL));
 	P(msgpack_pack_map(pk, 18));
 	P(proto_pack_cstr(pk, PROTO_K_NAME));
@@ -188,20 +181,20 @@ m_info(struct call *k, msgpack_packer *pk)
 	P(proto_pack_text(pk, m->path, strlen(m->path)));
 	P(proto_pack_cstr(pk, PROTO_K_SHA256));
 	P(proto_pack_cstr(pk, m->sha256));
-	P(kv_u64(pk, PROTO_K_N_LAYERS, m->hp.n_layers));
-	P(kv_u64(pk, PROTO_K_N_VOCAB, m->hp.n_vocab));
-	P(kv_u64(pk, PROTO_K_N_CTX, s->n_ctx));
-	P(kv_u64(pk, PROTO_K_N_CTX_TRAIN, m->hp.n_ctx_train));
+	P(proto_pack_kv_u64(pk, PROTO_K_N_LAYERS, m->hp.n_layers));
+	P(proto_pack_kv_u64(pk, PROTO_K_N_VOCAB, m->hp.n_vocab));
+	P(proto_pack_kv_u64(pk, PROTO_K_N_CTX, s->n_ctx));
+	P(proto_pack_kv_u64(pk, PROTO_K_N_CTX_TRAIN, m->hp.n_ctx_train));
 	P(proto_pack_cstr(pk, PROTO_K_KV_CACHE));
 	P(proto_pack_cstr(pk, kv_type_name(s->conf.kv_cache)));
-	P(kv_u64(pk, PROTO_K_N_EMBD, m->hp.n_embd));
-	P(kv_u64(pk, PROTO_K_N_HEADS, m->hp.n_heads));
-	P(kv_u64(pk, PROTO_K_N_KV_HEADS, m->hp.n_kv_heads));
-	P(kv_u64(pk, PROTO_K_FILE_TYPE, m->file_type));
-	P(kv_u64(pk, PROTO_K_MAPPED_BYTES, m->map.size));
+	P(proto_pack_kv_u64(pk, PROTO_K_N_EMBD, m->hp.n_embd));
+	P(proto_pack_kv_u64(pk, PROTO_K_N_HEADS, m->hp.n_heads));
+	P(proto_pack_kv_u64(pk, PROTO_K_N_KV_HEADS, m->hp.n_kv_heads));
+	P(proto_pack_kv_u64(pk, PROTO_K_FILE_TYPE, m->file_type));
+	P(proto_pack_kv_u64(pk, PROTO_K_MAPPED_BYTES, m->map.size));
 	P(proto_pack_cstr(pk, PROTO_K_FILE_STATE));
 	P(proto_pack_cstr(pk, file_state_names[model_file_state(s->model)]));
-	P(kv_u64(pk, PROTO_K_RSS_EXTRA_BYTES, rss_extra(m)));
+	P(proto_pack_kv_u64(pk, PROTO_K_RSS_EXTRA_BYTES, rss_extra(m)));
 	P(proto_pack_cstr(pk, PROTO_K_CHAT_TEMPLATE));
 	P(proto_pack_cstr(pk, chat_template_name(s)));
 	P(proto_pack_cstr(pk, PROTO_K_CHECK_COST));
@@ -212,15 +205,15 @@ m_info(struct call *k, msgpack_packer *pk)
 	P(tasks_pack_profiles(s->profiles, pk));
 	P(proto_pack_cstr(pk, PROTO_K_LIMITS));
 	P(msgpack_pack_map(pk, 8));
-	P(kv_u64(pk, PROTO_K_MAX_MESSAGE_BYTES, l->max_message_bytes));
-	P(kv_u64(pk, PROTO_K_MAX_PROMPT_TOKENS, l->max_prompt_tokens));
-	P(kv_u64(pk, PROTO_K_MAX_TOKENS, l->max_tokens));
-	P(kv_u64(pk, PROTO_K_MAX_CONNECTIONS, l->max_connections));
-	P(kv_u64(pk, PROTO_K_MAX_QUEUED, l->max_queued));
-	P(kv_u64(pk, PROTO_K_DEADLINE_MS, l->request_deadline_ms));
-	P(kv_u64(pk, PROTO_K_IDLE_TIMEOUT_MS, l->idle_timeout_ms));
-	P(kv_u64(pk, PROTO_K_MAX_WRITE_QUEUE_BYTES, l->max_write_queue_bytes));
-	P(kv_u64(pk, PROTO_K_WORKERS, (uint64_t)dm->sched.n_workers));
+	P(proto_pack_kv_u64(pk, PROTO_K_MAX_MESSAGE_BYTES, l->max_message_bytes));
+	P(proto_pack_kv_u64(pk, PROTO_K_MAX_PROMPT_TOKENS, l->max_prompt_tokens));
+	P(proto_pack_kv_u64(pk, PROTO_K_MAX_TOKENS, l->max_tokens));
+	P(proto_pack_kv_u64(pk, PROTO_K_MAX_CONNECTIONS, l->max_connections));
+	P(proto_pack_kv_u64(pk, PROTO_K_MAX_QUEUED, l->max_queued));
+	P(proto_pack_kv_u64(pk, PROTO_K_DEADLINE_MS, l->request_deadline_ms));
+	P(proto_pack_kv_u64(pk, PROTO_K_IDLE_TIMEOUT_MS, l->idle_timeout_ms));
+	P(proto_pack_kv_u64(pk, PROTO_K_MAX_WRITE_QUEUE_BYTES, l->max_write_queue_bytes));
+	P(proto_pack_kv_u64(pk, PROTO_K_WORKERS, (uint64_t)dm->sched.n_workers));
 	P(proto_pack_cstr(pk, PROTO_K_KERNELS));
 	P(msgpack_pack_map(pk, 2));
 	P(proto_pack_cstr(pk, PROTO_K_SIMD));
@@ -238,13 +231,13 @@ m_stats(struct call *k, msgpack_packer *pk)
 	P(msgpack_pack_map(pk, 11));
 	P(proto_pack_cstr(pk, PROTO_K_UPTIME_S));
 	P(msgpack_pack_double(pk, util_now() - dm->t_start));
-	P(kv_u64(pk, PROTO_K_CONNECTIONS, dm->host.n_open));
-	P(kv_u64(pk, PROTO_K_CONNECTIONS_TOTAL, dm->host.n_total));
-	P(kv_u64(pk, PROTO_K_QUEUE_DEPTH, sched_queued(&dm->sched)));
-	P(kv_u64(pk, PROTO_K_QUEUE_MAX, dm->snap->conf.limits.max_queued));
-	P(kv_u64(pk, PROTO_K_RUNNING, sched_running(&dm->sched)));
-	P(kv_u64(pk, PROTO_K_TOKENS_IN, dm->stats.tokens_in));
-	P(kv_u64(pk, PROTO_K_TOKENS_OUT, dm->stats.tokens_out));
+	P(proto_pack_kv_u64(pk, PROTO_K_CONNECTIONS, dm->host.n_open));
+	P(proto_pack_kv_u64(pk, PROTO_K_CONNECTIONS_TOTAL, dm->host.n_total));
+	P(proto_pack_kv_u64(pk, PROTO_K_QUEUE_DEPTH, sched_queued(&dm->sched)));
+	P(proto_pack_kv_u64(pk, PROTO_K_QUEUE_MAX, dm->snap->conf.limits.max_queued));
+	P(proto_pack_kv_u64(pk, PROTO_K_RUNNING, sched_running(&dm->sched)));
+	P(proto_pack_kv_u64(pk, PROTO_K_TOKENS_IN, dm->stats.tokens_in));
+	P(proto_pack_kv_u64(pk, PROTO_K_TOKENS_OUT, dm->stats.tokens_out));
 	P(proto_pack_cstr(pk, PROTO_K_SHADOW));
 	P(shadow_pack(&dm->shadow, pk));
 	P(proto_pack_cstr(pk, PROTO_K_TASKS));

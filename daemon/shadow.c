@@ -253,13 +253,6 @@ shadow_current(struct shadow *sh, const struct shadow_job *j)
 	} while (0)
 
 static int
-kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
-{
-	PK(proto_pack_cstr(pk, k));
-	return msgpack_pack_uint64(pk, v);
-}
-
-static int
 kv_f64(msgpack_packer *pk, const char *k, double v)
 {
 	PK(proto_pack_cstr(pk, k));
@@ -276,17 +269,17 @@ pack_task(const struct shadow_task *t, msgpack_packer *pk)
 	shadow_wilson(t->agree, t->runs, &lo, &hi);
 	PK(msgpack_pack_map(pk, 17));
 	PK(kv_f64(pk, PROTO_K_SHADOW_RATE, t->rate));
-	PK(kv_u64(pk, PROTO_K_SHADOW_LIVE, t->live));
+	PK(proto_pack_kv_u64(pk, PROTO_K_SHADOW_LIVE, t->live));
 	PK(kv_f64(pk, PROTO_K_PRUNING_RATIO,
 		  total ? (double)t->layers_skipped / (double)total : 0));
 	PK(proto_pack_cstr(pk, PROTO_K_EXIT_LAYERS));
 	PK(msgpack_pack_array(pk, n_bins));
 	for (uint32_t l = 0; l < n_bins; l++)
 		PK(msgpack_pack_uint64(pk, t->exit_hist[l]));
-	PK(kv_u64(pk, PROTO_K_SHADOW_SAMPLED, t->sampled));
-	PK(kv_u64(pk, PROTO_K_SHADOW_RUNS, t->runs));
-	PK(kv_u64(pk, PROTO_K_SHADOW_AGREE, t->agree));
-	PK(kv_u64(pk, PROTO_K_SHADOW_AGREE_SEQ, t->agree_seq));
+	PK(proto_pack_kv_u64(pk, PROTO_K_SHADOW_SAMPLED, t->sampled));
+	PK(proto_pack_kv_u64(pk, PROTO_K_SHADOW_RUNS, t->runs));
+	PK(proto_pack_kv_u64(pk, PROTO_K_SHADOW_AGREE, t->agree));
+	PK(proto_pack_kv_u64(pk, PROTO_K_SHADOW_AGREE_SEQ, t->agree_seq));
 	PK(kv_f64(pk, PROTO_K_AGREEMENT, t->runs ? (double)t->agree / (double)t->runs : NAN));
 	PK(proto_pack_cstr(pk, PROTO_K_SHADOW_INTERVAL));
 	PK(msgpack_pack_array(pk, 2));
@@ -296,8 +289,8 @@ pack_task(const struct shadow_task *t, msgpack_packer *pk)
 	PK(isnan(t->target) ? msgpack_pack_nil(pk) : msgpack_pack_double(pk, t->target));
 	PK(proto_pack_cstr(pk, PROTO_K_SHADOW_DRIFT));
 	PK(t->drift ? msgpack_pack_true(pk) : msgpack_pack_false(pk));
-	PK(kv_u64(pk, PROTO_K_SHADOW_DROPPED, t->dropped));
-	PK(kv_u64(pk, PROTO_K_SHADOW_PREEMPTED, t->preempted));
+	PK(proto_pack_kv_u64(pk, PROTO_K_SHADOW_DROPPED, t->dropped));
+	PK(proto_pack_kv_u64(pk, PROTO_K_SHADOW_PREEMPTED, t->preempted));
 	PK(kv_f64(pk, PROTO_K_SHADOW_EARLY_S, t->early_s));
 	PK(kv_f64(pk, PROTO_K_SHADOW_FULL_S, t->full_s));
 	PK(kv_f64(pk, PROTO_K_SHADOW_SPEEDUP, t->early_s > 0 ? t->full_s / t->early_s : NAN));

@@ -141,6 +141,14 @@ proto_pack_cstr(msgpack_packer *pk, const char *s)
 	return 0;
 }
 
+int
+proto_pack_kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+	if (proto_pack_cstr(pk, k) < 0 || msgpack_pack_uint64(pk, v) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
 /* Length of the valid UTF-8 sequence at p[0..avail) (no overlongs, no surrogates), or 0. */
 static size_t
 utf8_seq(const unsigned char *p, size_t avail)

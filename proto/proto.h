@@ -473,6 +473,8 @@ char *proto_out_take(struct proto_out *o, int rc, size_t *len);
 
 /** Packs a NUL-terminated string as str. */
 int proto_pack_cstr(msgpack_packer *pk, const char *s);
+/** One map entry: the key k, then the unsigned v. 0 or -ENOMEM. */
+int proto_pack_kv_u64(msgpack_packer *pk, const char *k, uint64_t v);
 /** Packs bytes as str when they are valid UTF-8, else as bin. */
 int proto_pack_text(msgpack_packer *pk, const char *s, size_t len);
 /**
