@@ -383,7 +383,13 @@ k_pinline(struct parse *p, yaml_node_t *v, const char *key)
 		pf = &p->c->inline_profiles[p->c->n_inline_profiles];
 		profile_init(pf);
 		strlcpy_(pf->task, task, sizeof(pf->task));
-		if ((rc = profile_from_node(pf, p->y.doc, pv, p->y.file, p->y.d)) < 0)
+		rc = profile_from_node(pf, p->y.doc, pv, p->y.file, p->y.d);
+		if (pf->pol.clf.probe != NULL) { /* the config keeps no owned weights */
+			profile_deinit(pf);
+			return yx_err(&p->y, pv,
+				      "a probe profile must be a file of profile_dir, not inline");
+		}
+		if (rc < 0)
 			return rc;
 		if (strcmp(pf->task, task) != 0)
 			return yx_err(&p->y, pv, "the profile under '%s' names task '%s'", task,

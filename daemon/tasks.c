@@ -41,7 +41,8 @@ tasks_load(struct profile_set **out, const struct conf *c, const struct model *m
 			return rc;
 		}
 	}
-	if ((rc = profile_set_check_model(ps, m->sha256, m->hp.n_layers, d)) < 0) {
+	if ((rc = profile_set_check_model(ps, m->sha256, m->hp.n_layers, d)) < 0 ||
+	    (rc = profile_set_check_embd(ps, m->hp.n_embd, m->hp.n_layers, d)) < 0) {
 		profile_set_free(ps);
 		return rc;
 	}
@@ -118,6 +119,8 @@ kind_name(enum exitclf_kind k)
 		return "svm";
 	case EXITCLF_CRF:
 		return "crf";
+	case EXITCLF_PROBE:
+		return "probe";
 	}
 	return "unknown";
 }

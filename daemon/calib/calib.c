@@ -40,9 +40,35 @@ calib_data_init(struct calib_data *cd, uint32_t n, uint32_t n_layers)
 	return 0;
 }
 
+int
+calib_data_alloc_hidden(struct calib_data *cd, uint32_t n_embd)
+{
+	size_t cells;
+
+	free(cd->hidden);
+	cd->hidden = NULL;
+	cd->n_embd = 0;
+	if (n_embd == 0 || size_mul(&cells, (size_t)cd->n * cd->n_layers, n_embd) < 0)
+		return -EINVAL;
+	if ((cd->hidden = calloc(cells ? cells : 1, sizeof(*cd->hidden))) == NULL)
+		return -ENOMEM;
+	cd->n_embd = n_embd;
+	return 0;
+}
+
+/* Copies row si of src's hidden states into row di of dst (both allocated). */
+static void
+copy_hidden_row(struct calib_data *dst, uint32_t di, const struct calib_data *src, uint32_t si)
+{
+	size_t row = (size_t)src->n_layers * src->n_embd;
+
+	memcpy(dst->hidden + di * row, src->hidden + si * row, row * sizeof(float));
+}
+
 void
 calib_data_deinit(struct calib_data *cd)
 {
+	free(cd->hidden);
 	free(cd->top1);
 	free(cd->top_prob);
 	free(cd->gap);
@@ -59,6 +85,10 @@ calib_data_subset(const struct calib_data *src, const uint32_t *idx, uint32_t k,
 
 	if ((rc = calib_data_init(out, k, src->n_layers)) < 0)
 		return rc;
+	if (src->hidden != NULL && (rc = calib_data_alloc_hidden(out, src->n_embd)) < 0) {
+		calib_data_deinit(out);
+		return rc;
+	}
 	for (uint32_t j = 0; j < k; j++) {
 		if (idx[j] >= src->n) {
 			calib_data_deinit(out);
@@ -68,6 +98,8 @@ calib_data_subset(const struct calib_data *src, const uint32_t *idx, uint32_t k,
 		memcpy(out->top_prob + j * L, src->top_prob + idx[j] * L, L * sizeof(float));
 		memcpy(out->gap + j * L, src->gap + idx[j] * L, L * sizeof(float));
 		out->answer_id[j] = src->answer_id[idx[j]];
+		if (src->hidden != NULL)
+			copy_hidden_row(out, j, src, idx[j]);
 	}
 	return 0;
 }
@@ -123,6 +155,14 @@ calib_data_answer_set(const struct calib_data *full, const float *logits, const 
 	memset(out, 0, sizeof(*out));
 	if ((rc = calib_data_init(out, full->n, L)) < 0)
 		return rc;
+	if (full->hidden != NULL) {
+		if ((rc = calib_data_alloc_hidden(out, full->n_embd)) < 0) {
+			calib_data_deinit(out);
+			return rc;
+		}
+		for (uint32_t i = 0; i < full->n; i++)
+			copy_hidden_row(out, i, full, i);
+	}
 	memcpy(out->answer_id, full->answer_id, full->n * sizeof(*out->answer_id));
 	for (uint32_t i = 0; i < full->n; i++)
 		for (uint32_t l = 0; l < L; l++) {
@@ -196,6 +236,8 @@ calib_opts_features(const struct calib_opts *o, unsigned features)
 {
 	struct exitclf c = {.kind = o->kind, .features = features};
 
+	if (o->kind == EXITCLF_PROBE) /* the probe's form, not a feature set */
+		return features & CALIB_PROBE_PER_LAYER;
 	return o->kind == EXITCLF_GAP ? EXITCLF_FEAT_BIT(EXITCLF_F_GAP) : exitclf_features(&c);
 }
 
@@ -216,11 +258,13 @@ calib_label_of(const struct calib_data *cd, uint32_t i, uint32_t layer, enum cal
 struct exitclf_feat
 calib_feat_at(const struct calib_data *cd, uint32_t i, uint32_t layer)
 {
-	struct exitclf_feat f = {.gap = cd->gap[AT(cd, i, layer)],
-				 .top_prob = cd->top_prob[AT(cd, i, layer)],
-				 .top1 = cd->top1[AT(cd, i, layer)],
-				 .layer = layer,
-				 .n_layers = cd->n_layers};
+	struct exitclf_feat f = {
+	    .gap = cd->gap[AT(cd, i, layer)],
+	    .top_prob = cd->top_prob[AT(cd, i, layer)],
+	    .top1 = cd->top1[AT(cd, i, layer)],
+	    .layer = layer,
+	    .n_layers = cd->n_layers,
+	    .hidden = cd->hidden != NULL ? cd->hidden + AT(cd, i, layer) * cd->n_embd : NULL};
 
 	return f;
 }
@@ -477,6 +521,7 @@ crossfit_scores(const struct calib_data *cd, const struct calib_opts *o, double 
 			return rc;
 		for (uint32_t i = 0; i < cd->n; i++)
 			score_row(cd, &c, i, o->min_layer, o->stride, sc + AT(cd, i, 1));
+		exitclf_probe_free(c.probe);
 		return 0;
 	}
 	if ((idx = malloc(cd->n * sizeof(*idx))) == NULL)
@@ -503,6 +548,7 @@ crossfit_scores(const struct calib_data *cd, const struct calib_opts *o, double 
 		calib_data_deinit(&fit);
 		for (uint32_t i = f; rc == 0 && i < cd->n; i += o->folds)
 			score_row(cd, &c, i, o->min_layer, o->stride, sc + AT(cd, i, 1));
+		exitclf_probe_free(c.probe);
 	}
 	free(idx);
 	return rc;
@@ -561,6 +607,7 @@ calib_run(const struct calib_data *cd, const struct calib_opts *o, struct exitcl
 	  struct calib_result *res, struct diag *d)
 {
 	struct calib_opts oo = *o;
+	static const unsigned probe_forms[] = {0, CALIB_PROBE_PER_LAYER};
 	struct calib_result best = {0}, cur;
 	unsigned one = o->features;
 	const unsigned *sets = &one;
@@ -571,10 +618,18 @@ calib_run(const struct calib_data *cd, const struct calib_opts *o, struct exitcl
 
 	if (cd->n == 0 || cd->n_layers < 2 || size_mul(&cells, cd->n, cd->n_layers) < 0)
 		return diag_set(d, -EINVAL, "calibration: need prompts and at least 2 layers");
+
 	if (o->n_feature_sets > 0 && o->feature_sets != NULL && o->kind != EXITCLF_GAP) {
 		sets = o->feature_sets;
 		n_sets = o->n_feature_sets;
+	} else if (o->kind == EXITCLF_PROBE) {
+		sets = probe_forms;
+		n_sets = ARRAY_LEN(probe_forms);
 	}
+	if (o->kind == EXITCLF_PROBE && cd->hidden == NULL)
+		return diag_set(d, -EINVAL,
+				"calibration: the probe needs hidden states (trace with "
+				"hidden)");
 	if ((sc = malloc(cells * sizeof(*sc))) == NULL)
 		return diag_set(d, -ENOMEM, "calibration: out of memory");
 	for (uint32_t j = 0; j < n_sets; j++) {

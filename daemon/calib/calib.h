@@ -37,7 +37,15 @@ struct calib_data {
 	float *top_prob;    /* owned, n x n_layers */
 	float *gap;         /* owned, n x n_layers */
 	int32_t *answer_id; /* owned, n; -1 when the gold answer is unknown */
+	/* The hidden-state probe's input (calib_data_alloc_hidden; else 0 and NULL): the
+	 * normalised last-position hidden state of every prompt at every layer,
+	 * n x n_layers x n_embd, row-major (what trace's `hidden` returns). */
+	uint32_t n_embd;
+	float *hidden;
 };
+
+/** Allocates cd->hidden (zeroed) for n_embd. Returns 0, -EINVAL or -ENOMEM. */
+int calib_data_alloc_hidden(struct calib_data *cd, uint32_t n_embd);
 
 /** Allocates an n x n_layers matrix (zeroed, answer ids -1). Returns 0, -EINVAL (n_layers 0) or
  * -ENOMEM. */
@@ -91,6 +99,17 @@ struct calib_opts {
 	uint32_t n_feature_sets;
 };
 
+/*
+ * Classifier probe: `features` holds the probe's form instead of a feature set
+ * (fitted on cd->hidden, L2-regularised linear SVM with balanced classes and
+ * C = svm_c, on the labels of o->label): 0 = one weight vector for every
+ * checked layer plus a bias per layer (the layer as a one-hot feature),
+ * CALIB_PROBE_PER_LAYER = one probe per checked layer. calib_run with
+ * kind probe and no feature_sets tries both and keeps the better held-out
+ * net saving (ties: the shared one, fewer weights).
+ */
+#define CALIB_PROBE_PER_LAYER 1u
+
 /** Fills o with the defaults above for kind. */
 void calib_opts_default(struct calib_opts *o, enum exitclf_kind kind);
 
@@ -111,6 +130,9 @@ bool calib_label_of(const struct calib_data *cd, uint32_t i, uint32_t layer, enu
  * o->features (the kind's default set when 0; gap: [gap]). With token in
  * the set, c->tokens = the final top-1 ids of cd that answer at least 1% of
  * its prompts (and 2), most frequent first, at most EXITCLF_MAX_TOKENS.
+ * Probe: c->probe (overwritten, not freed) gets the weights fitted on
+ * cd->hidden in the form o->features gives (CALIB_PROBE_PER_LAYER); the caller frees
+ * it with exitclf_probe_free.
  * Returns 0, -EINVAL (no checked layer, no data) or -ENOMEM, with d->msg.
  */
 int calib_fit(const struct calib_data *cd, const struct calib_opts *o, struct exitclf *c,

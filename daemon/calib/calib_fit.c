@@ -439,6 +439,135 @@ pick_tokens(const struct calib_data *cd, struct exitclf *c)
 	return 0;
 }
 
+/*
+ * One liblinear fit of the probe: rows (prompt i, checked layer lay[j]) for
+ * j in [j0, j1); features 1..E the normalised hidden state, then (shared
+ * form, j1 - j0 > 1) one indicator per checked layer at E+1+j as that layer's
+ * bias, or (per layer) liblinear's own bias. Writes w_row (E) and the biases
+ * b[lay[j]-1]. Classes balanced; a single class gives a constant decision.
+ */
+static int
+fit_probe_rows(const struct calib_data *cd, const struct calib_opts *o, const uint32_t *lay,
+	       uint32_t j0, uint32_t j1, float *w_row, float *b, struct diag *d)
+{
+	const uint32_t E = cd->n_embd, nj = j1 - j0;
+	const bool shared = nj > 1 || o->features == 0;
+	struct problem prob = {0};
+	struct parameter param = {0};
+	struct model *m = NULL;
+	struct feature_node *nodes = NULL;
+	const char *err;
+	size_t rows = (size_t)cd->n * nj, per = (size_t)E + 2;
+	int rc = 0, labels[2] = {0, 0}, weight_label[2] = {+1, -1};
+	double weight[2], n_pos = 0, n_neg = 0, sign;
+
+	if (rows == 0 || rows > INT32_MAX || per * rows / per != rows)
+		return diag_set(d, -EINVAL, "calibration: no checked layer to fit the probe on");
+	prob.l = (int)rows;
+	prob.n = shared ? (int)(E + nj) : (int)E + 1;
+	prob.bias = shared ? -1 : 1.0;
+	prob.y = malloc(rows * sizeof(*prob.y));
+	prob.x = malloc(rows * sizeof(*prob.x));
+	nodes = malloc(rows * per * sizeof(*nodes));
+	if (!prob.y || !prob.x || !nodes) {
+		rc = diag_set(d, -ENOMEM, "calibration: out of memory");
+		goto out;
+	}
+	for (uint32_t i = 0, r = 0; i < cd->n; i++)
+		for (uint32_t j = j0; j < j1; j++, r++) {
+			struct feature_node *x = nodes + (size_t)r * per;
+			const float *h = cd->hidden + AT(cd, i, lay[j]) * E;
+			uint32_t nx = 0;
+
+			for (uint32_t e = 0; e < E; e++)
+				if (h[e] != 0 && isfinite(h[e]))
+					x[nx++] = (struct feature_node){(int)e + 1, h[e]};
+			if (shared)
+				x[nx++] = (struct feature_node){(int)(E + 1 + j - j0), 1.0};
+			else
+				x[nx++] = (struct feature_node){(int)E + 1, prob.bias};
+			x[nx] = (struct feature_node){-1, 0};
+			prob.x[r] = x;
+			prob.y[r] = calib_label_of(cd, i, lay[j], o->label) ? +1 : -1;
+			if (prob.y[r] > 0)
+				n_pos++;
+			else
+				n_neg++;
+		}
+	memset(w_row, 0, E * sizeof(*w_row));
+	if (n_pos == 0 || n_neg == 0) { /* one class: a constant decision */
+		for (uint32_t j = j0; j < j1; j++)
+			b[lay[j] - 1] = n_pos > 0 ? 1.0f : -1.0f;
+		goto out;
+	}
+	weight[0] = (double)rows / (2 * n_pos);
+	weight[1] = (double)rows / (2 * n_neg);
+	param.solver_type = L2R_L2LOSS_SVC_DUAL;
+	param.eps = 0.01;
+	param.C = o->svm_c > 0 ? o->svm_c : 1.0;
+	param.nr_weight = 2;
+	param.weight_label = weight_label;
+	param.weight = weight;
+	param.p = 0.1;
+	set_print_string_function(liblinear_quiet);
+	if ((err = check_parameter(&prob, &param)) != NULL) {
+		rc = diag_set(d, -EINVAL, "calibration: liblinear: %s", err);
+		goto out;
+	}
+	pthread_mutex_lock(&liblinear_lock); /* seeded row order, as fit_svm */
+	srand(1);
+	m = train(&prob, &param);
+	pthread_mutex_unlock(&liblinear_lock);
+	if (m == NULL) {
+		rc = diag_set(d, -ENOMEM, "calibration: liblinear train failed");
+		goto out;
+	}
+	get_labels(m, labels);
+	sign = labels[0] == +1 ? 1.0 : -1.0;
+	for (uint32_t e = 0; e < E; e++)
+		w_row[e] = (float)(sign * get_decfun_coef(m, (int)e + 1, 0));
+	for (uint32_t j = j0; j < j1; j++)
+		b[lay[j] - 1] =
+		    (float)(sign * (shared ? get_decfun_coef(m, (int)(E + 1 + j - j0), 0)
+					   : get_decfun_bias(m, 0)));
+out:
+	free_and_destroy_model(&m);
+	free(prob.y);
+	free(prob.x);
+	free(nodes);
+	return rc;
+}
+
+/* The probe (o->features: its form, see CALIB_PROBE_PER_LAYER) into c->probe (replaced). */
+static int
+fit_probe(const struct calib_data *cd, const struct calib_opts *o, const uint32_t *lay, uint32_t k,
+	  struct exitclf *c, struct diag *d)
+{
+	const bool per_layer = o->features & CALIB_PROBE_PER_LAYER;
+	struct exitclf_probe *p = NULL;
+	int rc;
+
+	c->features = 0;
+	c->probe = NULL; /* overwritten, not freed: the caller owns what was there */
+	if (cd->hidden == NULL || cd->n_embd == 0)
+		return diag_set(d, -EINVAL, "calibration: the probe needs hidden states");
+	if ((rc = exitclf_probe_new(&p, cd->n_embd, cd->n_layers, per_layer ? cd->n_layers : 1)) <
+	    0)
+		return diag_set(d, rc, "calibration: probe of n_embd %u: %s", cd->n_embd,
+				rc == -ENOMEM ? "out of memory" : "bad shape");
+	if (!per_layer)
+		rc = fit_probe_rows(cd, o, lay, 0, k, p->w, p->b, d);
+	for (uint32_t j = 0; per_layer && j < k && rc == 0; j++)
+		rc = fit_probe_rows(cd, o, lay, j, j + 1, p->w + (size_t)(lay[j] - 1) * cd->n_embd,
+				    p->b, d);
+	if (rc < 0) {
+		exitclf_probe_free(p);
+		return rc;
+	}
+	c->probe = p;
+	return 0;
+}
+
 int
 calib_fit(const struct calib_data *cd, const struct calib_opts *o, struct exitclf *c,
 	  struct diag *d)
@@ -466,6 +595,8 @@ calib_fit(const struct calib_data *cd, const struct calib_opts *o, struct exitcl
 		return fit_svm(cd, o, lay, k, c, d);
 	case EXITCLF_CRF:
 		return fit_crf(cd, o, lay, k, c, d);
+	case EXITCLF_PROBE:
+		return fit_probe(cd, o, lay, k, c, d);
 	}
 	return diag_set(d, -EINVAL, "calibration: unknown classifier kind %d", (int)o->kind);
 }

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MIN_U32(a, b) ((a) < (b) ? (a) : (b))
@@ -24,6 +25,7 @@ static const char *const kind_names[] = {
     [EXITCLF_GAP] = "gap",
     [EXITCLF_SVM] = "svm",
     [EXITCLF_CRF] = "crf",
+    [EXITCLF_PROBE] = "probe",
 };
 
 const char *
@@ -212,6 +214,10 @@ exitclf_score(const struct exitclf *c, struct exitclf_run *r, const struct exitc
 		crf_step(c, r, phi);
 		s = exp(r->log_alpha[EXITCLF_STOP]);
 		break;
+	case EXITCLF_PROBE:
+		if (c->probe != NULL && f->hidden != NULL)
+			s = exitclf_probe_score(c->probe, f->layer, f->hidden);
+		break;
 	}
 	r->prev_top1 = f->top1;
 	r->n_seen++;
@@ -233,4 +239,70 @@ exitclf_crf_filter(const struct exitclf *c, const struct exitclf_feat *x, uint32
 	exitclf_run_init(&r);
 	for (uint32_t t = 0; t < n; t++)
 		p_stop[t] = exitclf_score(c, &r, &x[t]);
+}
+
+/* ---- the hidden-state probe --------------------------------------------- */
+
+int
+exitclf_probe_new(struct exitclf_probe **out, uint32_t n_embd, uint32_t n_layers, uint32_t n_rows)
+{
+	struct exitclf_probe *p;
+
+	*out = NULL;
+	if (n_embd == 0 || n_embd > 65536 || n_layers == 0 || n_layers > 4096 ||
+	    (n_rows != 1 && n_rows != n_layers))
+		return -EINVAL;
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return -ENOMEM;
+	p->n_embd = n_embd;
+	p->n_layers = n_layers;
+	p->n_rows = n_rows;
+	p->w = calloc((size_t)n_rows * n_embd, sizeof(*p->w));
+	p->b = calloc(n_layers, sizeof(*p->b));
+	if (p->w == NULL || p->b == NULL) {
+		exitclf_probe_free(p);
+		return -ENOMEM;
+	}
+	*out = p;
+	return 0;
+}
+
+int
+exitclf_probe_dup(struct exitclf_probe **out, const struct exitclf_probe *p)
+{
+	int rc;
+
+	*out = NULL;
+	if (p == NULL)
+		return 0;
+	if ((rc = exitclf_probe_new(out, p->n_embd, p->n_layers, p->n_rows)) < 0)
+		return rc;
+	memcpy((*out)->w, p->w, (size_t)p->n_rows * p->n_embd * sizeof(*p->w));
+	memcpy((*out)->b, p->b, (size_t)p->n_layers * sizeof(*p->b));
+	return 0;
+}
+
+void
+exitclf_probe_free(struct exitclf_probe *p)
+{
+	if (p == NULL)
+		return;
+	free(p->w);
+	free(p->b);
+	free(p);
+}
+
+double
+exitclf_probe_score(const struct exitclf_probe *p, uint32_t layer, const float *x)
+{
+	const float *w;
+	double s = 0;
+
+	if (layer < 1 || layer > p->n_layers)
+		return -INFINITY;
+	w = p->w + (size_t)(p->n_rows == 1 ? 0 : layer - 1) * p->n_embd;
+	for (uint32_t k = 0; k < p->n_embd; k++)
+		s += (double)w[k] * x[k];
+	s += p->b[layer - 1];
+	return isfinite(s) ? s : -INFINITY;
 }

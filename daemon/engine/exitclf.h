@@ -44,6 +44,7 @@ enum exitclf_kind {
 	EXITCLF_GAP = 0, /* threshold on gap */
 	EXITCLF_SVM,     /* linear decision on [gap, top_prob] */
 	EXITCLF_CRF,     /* linear-chain CRF, filtered marginal of "stop" */
+	EXITCLF_PROBE,   /* linear probe on the normalised hidden state (struct exitclf_probe) */
 };
 
 /** CRF states. */
@@ -82,6 +83,26 @@ struct exitclf_feat {
 	int32_t top1;      /* lens argmax (for stable) */
 	uint32_t layer;    /* 1-based (for depth) */
 	uint32_t n_layers; /* the model's; 0: depth is 0 */
+	/* probe only: the last position's normalised hidden state (final norm of this
+	 * layer's residual stream, what the LM head would see), probe->n_embd floats;
+	 * NULL: the probe scores -inf (never stops). Borrowed. */
+	const float *hidden;
+};
+
+/*
+ * Hidden-state probe (a deviation from the paper): at checked layer l
+ * (1-based), score = w_r · x + b[l-1], x the normalised hidden state, r = 0
+ * when n_rows == 1 (one weight vector for every layer, the layer entering as
+ * its own bias: a one-hot layer feature) or r = l-1 when n_rows == n_layers
+ * (one probe per layer). n_embd multiply-adds per check; the lens runs once,
+ * at the exit layer, for the answer. Built by exitclf_probe_new, immutable
+ * afterwards.
+ */
+struct exitclf_probe {
+	uint32_t n_embd, n_layers;
+	uint32_t n_rows; /* 1 or n_layers */
+	float *w;        /* n_rows x n_embd */
+	float *b;        /* n_layers */
 };
 
 struct exitclf {
@@ -98,7 +119,27 @@ struct exitclf {
 	/* crf: emission weights per state over φ, transitions from -> to */
 	double crf_emit[2][EXITCLF_N_PHI];
 	double crf_trans[2][2];
+	/* probe: its weights; owned by whoever built the classifier (a profile frees it
+	 * with profile_deinit); NULL for the other kinds */
+	struct exitclf_probe *probe;
 };
+
+/**
+ * A zeroed probe of n_rows (1 or n_layers) x n_embd weights and n_layers
+ * biases. Returns 0, -EINVAL (a size 0, above 65536 / 4096, n_rows neither)
+ * or -ENOMEM; caller frees with exitclf_probe_free().
+ */
+int exitclf_probe_new(struct exitclf_probe **out, uint32_t n_embd, uint32_t n_layers,
+		      uint32_t n_rows);
+/** A copy of p (NULL gives NULL). Returns 0 or -ENOMEM. */
+int exitclf_probe_dup(struct exitclf_probe **out, const struct exitclf_probe *p);
+/** Frees p; NULL is fine. */
+void exitclf_probe_free(struct exitclf_probe *p);
+/**
+ * w_r · x + b[layer-1] (see struct exitclf_probe) for x, n_embd floats;
+ * -inf for a layer outside 1..n_layers or a non-finite result. Cannot fail.
+ */
+double exitclf_probe_score(const struct exitclf_probe *p, uint32_t layer, const float *x);
 
 /** Per-request state of the decision (the CRF's forward message). Caller-provided storage. */
 struct exitclf_run {
@@ -151,7 +192,7 @@ int exitclf_feat_parse(const char *name, enum exitclf_feat_id *out);
  */
 char *exitclf_feats_str(unsigned features, char *buf, size_t cap);
 
-/** "gap", "svm", "crf"; NULL for an unknown kind. */
+/** "gap", "svm", "crf", "probe"; NULL for an unknown kind. */
 const char *exitclf_kind_name(enum exitclf_kind k);
 /** Parses a kind name. Returns 0 or -EINVAL. */
 int exitclf_kind_parse(const char *name, enum exitclf_kind *out);

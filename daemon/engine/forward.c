@@ -764,6 +764,17 @@ forward_lens_rows(struct ctx *c, const int32_t *ids, uint32_t n_ids, struct lens
 	return 0;
 }
 
+const float *
+forward_norm_last(struct ctx *c)
+{
+	uint32_t E = c->m->hp.n_embd;
+
+	if (!c->have_h)
+		return NULL;
+	ops_rmsnorm(c->lens_x, c->h + (size_t)(c->n_batch - 1) * E, c->out_norm, E, c->m->hp.rms_eps);
+	return c->lens_x;
+}
+
 int
 forward_logits_all(struct ctx *c, float *out)
 {

@@ -122,6 +122,14 @@ int forward_lens(struct ctx *c, struct lens *out, float *logits);
 int forward_lens_rows(struct ctx *c, const int32_t *ids, uint32_t n_ids, struct lens *out,
 		      float *logits);
 /**
+ * The final norm applied to the last position's current residual stream:
+ * what forward_lens feeds the LM head (n_embd floats), for the hidden-state
+ * probe. Borrowed scratch of c, valid until the next forward_lens,
+ * forward_lens_rows or forward_norm_last call or the next batch; NULL with
+ * no batch.
+ */
+const float *forward_norm_last(struct ctx *c);
+/**
  * Logits of every batch position on the current residual stream
  * (out: n x n_vocab, row-major). For tests and full traces.
  */

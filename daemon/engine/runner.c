@@ -196,28 +196,58 @@ runner_seq_check(struct run_seq *q, uint32_t l)
 	struct exitclf_feat f;
 	float za[EXIT_MAX_ANSWERS];
 	double t0;
+	bool stop;
 	int rc;
 
 	if (pol == NULL || !exitclf_layer_checked(l + 1, pol->min_layer, pol->stride, L))
 		return 0;
 	t0 = util_now();
-	rc = pol->n_answers > 0
-		 ? forward_lens_rows(q->c, pol->answers, pol->n_answers, &q->lens, za)
-		 : forward_lens(q->c, &q->lens, q->logits);
-	q->r->t_features_s += util_now() - t0;
-	q->r->n_checks++;
-	if (rc < 0) {
-		q->rc = rc;
-		q->done = true;
-		return rc;
-	}
-	f.gap = q->lens.gap;
-	f.top_prob = q->lens.top_prob;
-	f.top1 = q->lens.top1; /* `stable` compares it with the previous check's */
 	f.layer = l + 1;
 	f.n_layers = L;
-	if (!exitclf_decide(&pol->clf, &q->st, &f))
-		return 0;
+	if (pol->clf.kind == EXITCLF_PROBE) {
+		/* n_embd multiply-adds on the normalised hidden state; the lens only at the exit */
+		memset(&f, 0, sizeof(f));
+		f.layer = l + 1;
+		f.n_layers = L;
+		f.hidden = forward_norm_last(q->c);
+		q->r->n_checks++;
+		if (f.hidden == NULL) {
+			q->r->t_features_s += util_now() - t0;
+			q->rc = -EINVAL;
+			q->done = true;
+			return q->rc;
+		}
+		stop = exitclf_decide(&pol->clf, &q->st, &f);
+		rc = !stop ? 0
+		     : pol->n_answers > 0
+			 ? forward_lens_rows(q->c, pol->answers, pol->n_answers, &q->lens, za)
+			 : forward_lens(q->c, &q->lens, q->logits);
+		q->r->t_features_s += util_now() - t0;
+		if (rc < 0) {
+			q->rc = rc;
+			q->done = true;
+			return rc;
+		}
+		if (!stop)
+			return 0;
+	} else {
+		rc = pol->n_answers > 0
+			 ? forward_lens_rows(q->c, pol->answers, pol->n_answers, &q->lens, za)
+			 : forward_lens(q->c, &q->lens, q->logits);
+		q->r->t_features_s += util_now() - t0;
+		q->r->n_checks++;
+		if (rc < 0) {
+			q->rc = rc;
+			q->done = true;
+			return rc;
+		}
+		f.gap = q->lens.gap;
+		f.top_prob = q->lens.top_prob;
+		f.top1 = q->lens.top1; /* `stable` compares it with the previous check's */
+		f.hidden = NULL;
+		if (!exitclf_decide(&pol->clf, &q->st, &f))
+			return 0;
+	}
 	if (pol->n_answers > 0 && q->p->temperature > 0) {
 		/* sampling: from the softmax over the answer set, the rest impossible */
 		uint32_t V = ctx_model(q->c)->hp.n_vocab;

@@ -181,11 +181,12 @@ enum {
 	K_CRF,
 	K_PROVENANCE,
 	K_ANSWER_SET,
+	K_PROBE,
 	K_N
 };
 static const char *const top_keys[K_N] = {
-    "classifier", "threshold", "min_layer", "stride", "features",   "tokens",
-    "generation", "task",      "svm",       "crf",    "provenance", "answer_set",
+    "classifier", "threshold", "min_layer", "stride",     "features",   "tokens", "generation",
+    "task",       "svm",       "crf",       "provenance", "answer_set", "probe",
 };
 
 struct top_ud {
@@ -406,6 +407,48 @@ parse_answer_set(const struct yx *c, yaml_node_t *v, struct exit_policy *pol)
 	return 0;
 }
 
+/*
+ * probe: FILE exactly for classifier probe (which takes no features), read
+ * beside the profile file; inline profiles (no file of their own) cannot name
+ * one, so a request never makes the daemon open a file.
+ */
+static int
+parse_probe(const struct yx *c, yaml_node_t *v, yaml_node_t *root, yaml_node_t *feats,
+	    struct profile *p)
+{
+	char path[4096];
+	int rc;
+
+	if (p->pol.clf.kind != EXITCLF_PROBE) {
+		if (v != NULL)
+			return yx_err(c, v, "'probe' given for classifier %s",
+				      exitclf_kind_name(p->pol.clf.kind));
+		return 0;
+	}
+	if (feats != NULL)
+		return yx_err(c, feats, "classifier probe takes no 'features'");
+	p->pol.clf.features = 0;
+	if (v == NULL)
+		return yx_err(c, root, "classifier probe needs 'probe' (its weights file)");
+	if ((rc = get_str(c, v, "probe", p->probe_file, sizeof(p->probe_file))) < 0)
+		return rc;
+	if (p->probe_file[0] == '\0')
+		return yx_err(c, v, "'probe' is empty");
+	if (c->file[0] == '<')
+		return yx_err(c, v, "'probe' is only read from profile files, not %s", c->file);
+	if (profile_probe_resolve(path, sizeof(path), c->file, p->probe_file) < 0)
+		return yx_err(c, v, "'probe' path too long");
+	exitclf_probe_free(p->pol.clf.probe);
+	p->pol.clf.probe = NULL;
+	if ((rc = profile_probe_read(&p->pol.clf.probe, path, c->d)) < 0) {
+		struct diag why;
+
+		strlcpy_(why.msg, c->d != NULL ? c->d->msg : "bad probe file", sizeof(why.msg));
+		return yx_err(c, v, "%s", why.msg);
+	}
+	return 0;
+}
+
 /* ~100 lines, on purpose: the schema's cross-key rules in the order profile.h states them. */
 int
 profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, const char *file,
@@ -420,13 +463,14 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 	if ((rc = yx_walk(&c, node, "the profile", top_keys, K_N, top_pair, &u, NULL)) < 0)
 		return rc;
 	if (u.node[K_CLASSIFIER] == NULL)
-		return yx_err(&c, node, "'classifier' is required (gap, svm or crf)");
+		return yx_err(&c, node, "'classifier' is required (gap, svm, crf or probe)");
 	s = scalar(u.node[K_CLASSIFIER]);
 	if (s == NULL || exitclf_kind_parse(s, &p->pol.clf.kind) < 0)
-		return yx_err(&c, u.node[K_CLASSIFIER], "'classifier' must be gap, svm or crf");
+		return yx_err(&c, u.node[K_CLASSIFIER],
+			      "'classifier' must be gap, svm, crf or probe");
 	if (u.node[K_THRESHOLD] == NULL)
 		return yx_err(&c, node, "'threshold' is required");
-	if (p->pol.clf.kind == EXITCLF_SVM)
+	if (p->pol.clf.kind == EXITCLF_SVM || p->pol.clf.kind == EXITCLF_PROBE)
 		rc = yx_double(&c, u.node[K_THRESHOLD], "threshold", -1e6, 1e6,
 			       &p->pol.clf.threshold);
 	else
@@ -472,6 +516,8 @@ profile_from_node(struct profile *p, yaml_document_t *doc, yaml_node_t *node, co
 	if (u.node[K_CRF] && p->pol.clf.kind != EXITCLF_CRF)
 		return yx_err(&c, u.node[K_CRF], "'crf' parameters given for classifier %s",
 			      exitclf_kind_name(p->pol.clf.kind));
+	if ((rc = parse_probe(&c, u.node[K_PROBE], node, u.node[K_FEATURES], p)) < 0)
+		return rc;
 	if (p->pol.clf.kind == EXITCLF_SVM) {
 		unsigned seen = 0;
 
@@ -580,7 +626,7 @@ profile_load_file(struct profile *p, const char *path, struct diag *d)
 	size_t n;
 	int rc;
 
-	profile_init(p);
+	profile_init(p); /* p must not own a probe here (profile_deinit first) */
 	if ((f = fopen(path, "rb")) == NULL)
 		return diag_set(d, -errno, "%s: %s", path, strerror(errno));
 	buf = malloc(PROFILE_MAX_FILE_BYTES + 1);
@@ -653,6 +699,8 @@ profile_new(void)
 void
 profile_free(struct profile *p)
 {
+	if (p != NULL)
+		profile_deinit(p);
 	free(p);
 }
 
@@ -667,6 +715,8 @@ profile_set_free(struct profile_set *s)
 {
 	if (s == NULL)
 		return;
+	for (size_t i = 0; i < s->n; i++)
+		profile_deinit(&s->v[i]);
 	free(s->v);
 	free(s);
 }
@@ -674,6 +724,7 @@ profile_set_free(struct profile_set *s)
 int
 profile_set_add(struct profile_set *s, const struct profile *p, struct diag *d)
 {
+	struct exitclf_probe *probe;
 	struct profile *v;
 	size_t i;
 
@@ -690,8 +741,11 @@ profile_set_add(struct profile_set *s, const struct profile *p, struct diag *d)
 	if ((v = realloc(s->v, (s->n + 1) * sizeof(*v))) == NULL)
 		return diag_set(d, -ENOMEM, "out of memory");
 	s->v = v;
+	if (exitclf_probe_dup(&probe, p->pol.clf.probe) < 0) /* the set owns a copy */
+		return diag_set(d, -ENOMEM, "out of memory");
 	memmove(&v[i + 1], &v[i], (s->n - i) * sizeof(*v));
 	v[i] = *p;
+	v[i].pol.clf.probe = probe;
 	s->n++;
 	return 0;
 }
@@ -710,6 +764,19 @@ profile_set_find(const struct profile_set *s, const char *task)
 			def = &s->v[i];
 	}
 	return def;
+}
+
+int
+profile_set_check_embd(const struct profile_set *s, uint32_t n_embd, uint32_t n_layers,
+		       struct diag *d)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		int rc = profile_check_embd(&s->v[i], n_embd, n_layers, d);
+
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
 }
 
 int
@@ -763,6 +830,7 @@ profile_set_load_dir(struct profile_set **out, const char *dir, struct diag *d)
 			continue;
 		if ((rc = profile_load_file(p, path, d)) == 0)
 			rc = profile_set_add(s, p, d);
+		profile_deinit(p); /* the set holds its own copy of a probe */
 	}
 	for (int i = 0; i < n; i++)
 		free(names[i]);

@@ -5,7 +5,7 @@
  * (DIR/<task>.yaml); the daemon config and a request may hold the same
  * mapping inline.
  *
- *   classifier: svm            # gap | svm | crf                   (required)
+ *   classifier: svm            # gap | svm | crf | probe           (required)
  *   threshold: 1.66            # stop when score >= threshold      (required)
  *                              #   gap and crf: in [0, 2] (above 1: never stops)
  *   min_layer: 5               # first checked layer, 1-based      (default 1;
@@ -20,6 +20,10 @@
  *                              #   over these tokens' LM-head rows only (1..64, distinct)
  *                              #   and an early exit answers with the best of them;
  *                              #   generated tokens then run at full depth
+ *   probe: sst2.probe.bin      # classifier probe only (required there): the sidecar
+ *                              #   file of its weights (profile_probe.c), relative to
+ *                              #   the profile's directory; profile files only (not
+ *                              #   inline); threshold: any number (a decision value)
  *   generation: per_token      # per_token | full_after_first      (default per_token)
  *   task: sst2                 # optional; a file's name gives it otherwise
  *   svm:                       # classifier svm only: score = w·x + b
@@ -102,8 +106,36 @@ struct profile {
 	char task[PROFILE_TASK_MAX];
 	struct exit_policy pol; /* what the runner applies */
 	struct profile_provenance prov;
-	char source[1024]; /* file (or "<inline>") it was read from, for messages */
+	char source[1024];    /* file (or "<inline>") it was read from, for messages */
+	char probe_file[256]; /* classifier probe: the `probe` value as written ("" otherwise);
+				 pol.clf.probe holds the weights (owned: profile_deinit) */
 };
+
+/** The probe sidecar format version profile_probe_read accepts. */
+#define PROFILE_PROBE_VERSION 1
+
+/**
+ * Reads a probe sidecar (layout in profile_probe.c) into a new probe. Returns
+ * 0, or a negative errno with d->msg for a missing, truncated, oversized,
+ * corrupt (checksum, non-finite weight) or malformed file; never aborts.
+ * Caller frees with exitclf_probe_free().
+ */
+int profile_probe_read(struct exitclf_probe **out, const char *path, struct diag *d);
+/** Writes p as a sidecar to path atomically. Returns 0 or a negative errno with d->msg. */
+int profile_probe_write(const struct exitclf_probe *p, const char *path, struct diag *d);
+/**
+ * The path of sidecar name for a profile read from profile_file: name itself
+ * when absolute or profile_file has no directory, else beside it. 0 or
+ * -ENAMETOOLONG.
+ */
+int profile_probe_resolve(char *out, size_t cap, const char *profile_file, const char *name);
+/**
+ * Refuses a probe profile whose weights are for another shape than the loaded
+ * model's (n_embd, n_layers). 0 for other kinds. Returns 0 or -EINVAL with d->msg.
+ */
+int profile_check_embd(const struct profile *p, uint32_t n_embd, uint32_t n_layers, struct diag *d);
+/** Frees what p owns (a probe's weights); p stays a valid profile without them. */
+void profile_deinit(struct profile *p);
 
 /** Fills p with the defaults (gap, threshold 1, min_layer 1, stride 1, no provenance). */
 void profile_init(struct profile *p);
@@ -175,5 +207,8 @@ const struct profile *profile_set_find(const struct profile_set *s, const char *
 /** profile_check_model on every profile. Returns 0 or the first error. */
 int profile_set_check_model(const struct profile_set *s, const char *model_sha256,
 			    uint32_t n_layers, struct diag *d);
+/** profile_check_embd on every profile of s. */
+int profile_set_check_embd(const struct profile_set *s, uint32_t n_embd, uint32_t n_layers,
+			   struct diag *d);
 
 #endif

@@ -162,13 +162,18 @@ profile_write(const struct profile *p, FILE *f)
 	kv_num(&m, "threshold", c->threshold);
 	kv_u32(&m, "min_layer", p->pol.min_layer);
 	kv_u32(&m, "stride", p->pol.stride);
-	ev_scalar(&m, "features");
-	ev_seq(&m, true);
-	for (int k = 0; k <= EXITCLF_F_TOKEN; k++)
-		if ((feats & EXITCLF_FEAT_BIT(k)) && exitclf_feat_name((enum exitclf_feat_id)k))
-			ev_scalar(&m, exitclf_feat_name((enum exitclf_feat_id)k));
-	ev_seq(&m, false);
-	if (feats & EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN)) {
+	if (c->kind == EXITCLF_PROBE) {
+		kv_str(&m, "probe", p->probe_file); /* the weights: profile_probe_write */
+	} else {
+		ev_scalar(&m, "features");
+		ev_seq(&m, true);
+		for (int k = 0; k <= EXITCLF_F_TOKEN; k++)
+			if ((feats & EXITCLF_FEAT_BIT(k)) &&
+			    exitclf_feat_name((enum exitclf_feat_id)k))
+				ev_scalar(&m, exitclf_feat_name((enum exitclf_feat_id)k));
+		ev_seq(&m, false);
+	}
+	if (c->kind != EXITCLF_PROBE && (feats & EXITCLF_FEAT_BIT(EXITCLF_F_TOKEN))) {
 		ev_scalar(&m, "tokens");
 		ev_seq(&m, true);
 		for (uint32_t j = 0; j < c->n_tokens; j++) {

@@ -290,6 +290,65 @@ test_schedule_and_names(void)
 	ASSERT(exitclf_kind_name((enum exitclf_kind)7) == NULL);
 }
 
-TEST_MAIN(TEST_CASE(test_gap_threshold), TEST_CASE(test_svm_decision), TEST_CASE(test_token),
-	  TEST_CASE(test_crf_forward_marginals), TEST_CASE(test_crf_extreme_weights),
-	  TEST_CASE(test_stable_depth), TEST_CASE(test_schedule_and_names))
+/*
+ * The hidden-state probe, by hand: n_embd 3, 3 layers.
+ * shared: w = [1, -2, 0.5], b = [0, 1, -1]; x = [2, 1, 4]: w·x = 2 - 2 + 2 = 2,
+ *   so layer 1: 2, layer 2: 3, layer 3: 1.
+ * per layer: row 0 = 0 (layer 1: 0), row 1 = [1, 1, 1] (layer 2: 7 + 1 = 8),
+ *   row 2 = [0, 0, 1] (layer 3: 4 + 0).
+ */
+static void
+test_probe(void)
+{
+	struct exitclf_probe *p = NULL, *q = NULL;
+	const float x[3] = {2, 1, 4};
+	struct exitclf c = {.kind = EXITCLF_PROBE, .threshold = 2.5};
+	struct exitclf_run r;
+	struct exitclf_feat f = {.hidden = x, .n_layers = 3};
+
+	ASSERT_EQ(exitclf_probe_new(&p, 0, 3, 1), -EINVAL);
+	ASSERT_EQ(exitclf_probe_new(&p, 3, 3, 2), -EINVAL); /* rows: 1 or n_layers */
+	ASSERT_OK(exitclf_probe_new(&p, 3, 3, 1));
+	p->w[0] = 1, p->w[1] = -2, p->w[2] = 0.5f;
+	p->b[0] = 0, p->b[1] = 1, p->b[2] = -1;
+	ASSERT_NEAR(exitclf_probe_score(p, 1, x), 2, 1e-12);
+	ASSERT_NEAR(exitclf_probe_score(p, 2, x), 3, 1e-12);
+	ASSERT_NEAR(exitclf_probe_score(p, 3, x), 1, 1e-12);
+	ASSERT(exitclf_probe_score(p, 0, x) == -INFINITY);
+	ASSERT(exitclf_probe_score(p, 4, x) == -INFINITY);
+	c.probe = p;
+	exitclf_run_init(&r);
+	f.layer = 1;
+	ASSERT(!exitclf_decide(&c, &r, &f));
+	f.layer = 2;
+	ASSERT(exitclf_decide(&c, &r, &f));
+	f.hidden = NULL; /* no hidden state: never stops */
+	ASSERT(exitclf_score(&c, &r, &f) == -INFINITY);
+	c.probe = NULL;
+	f.hidden = x;
+	ASSERT(exitclf_score(&c, &r, &f) == -INFINITY);
+	ASSERT_OK(exitclf_probe_dup(&q, p));
+	ASSERT_NEAR(exitclf_probe_score(q, 2, x), 3, 1e-12);
+	exitclf_probe_free(p);
+	exitclf_probe_free(q);
+
+	ASSERT_OK(exitclf_probe_new(&p, 3, 3, 3));
+	p->w[3] = 1, p->w[4] = 1, p->w[5] = 1;
+	p->w[8] = 1;
+	p->b[1] = 1;
+	ASSERT_NEAR(exitclf_probe_score(p, 1, x), 0, 1e-12);
+	ASSERT_NEAR(exitclf_probe_score(p, 2, x), 8, 1e-12);
+	ASSERT_NEAR(exitclf_probe_score(p, 3, x), 4, 1e-12);
+	p->w[8] = INFINITY; /* a non-finite score is -inf: continue */
+	ASSERT(exitclf_probe_score(p, 3, x) == -INFINITY);
+	exitclf_probe_free(p);
+	exitclf_probe_free(NULL);
+	ASSERT_OK(exitclf_probe_dup(&q, NULL));
+	ASSERT(q == NULL);
+	ASSERT_STREQ(exitclf_kind_name(EXITCLF_PROBE), "probe");
+}
+
+TEST_MAIN(TEST_CASE(test_probe), TEST_CASE(test_gap_threshold), TEST_CASE(test_svm_decision),
+	  TEST_CASE(test_token), TEST_CASE(test_crf_forward_marginals),
+	  TEST_CASE(test_crf_extreme_weights), TEST_CASE(test_stable_depth),
+	  TEST_CASE(test_schedule_and_names))

@@ -230,7 +230,7 @@ static const struct {
     {"classifier: gap\nthreshold: 0.5\nmin_layer: 0\n", ":3:12:", "out of range"},
     {"classifier: gap\nthreshold: 3\n", ":2:12:", "out of range [0, 2]"},
     {"classifier: gap\nthreshold: .nan\n", ":2:12:", "finite"},
-    {"classifier: tree\nthreshold: 0.5\n", ":1:13:", "gap, svm or crf"},
+    {"classifier: tree\nthreshold: 0.5\n", ":1:13:", "gap, svm, crf or probe"},
     {"threshold: 0.5\n", ":1:1:", "'classifier' is required"},
     {"classifier: gap\n", ":1:1:", "'threshold' is required"},
     {"classifier: svm\nthreshold: 1\n", ":1:1:", "needs an 'svm' section"},
