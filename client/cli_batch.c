@@ -243,6 +243,67 @@ done_trace(struct batch *b, size_t i, const struct adainfer_value *res)
 	return 0;
 }
 
+/* trace with hidden: every layer's normalised hidden state, for the probe */
+static size_t
+build_trace_hidden(struct batch *b, size_t i, struct adainfer_member *m, char *scratch)
+{
+	(void)scratch;
+	m[0] = (struct adainfer_member){"prompt", adainfer_strn(b->it[i].prompt, b->it[i].plen)};
+	m[1] = (struct adainfer_member){"top_k", adainfer_int(1)};
+	m[2] = (struct adainfer_member){"hidden", adainfer_bool(true)};
+	return 3;
+}
+
+static int
+done_trace_hidden(struct batch *b, size_t i, const struct adainfer_value *res)
+{
+	const struct adainfer_value *ls = adainfer_value_get(res, "layers");
+	uint32_t L = b->n_layers;
+
+	b->it[i].check_cost_probe =
+	    adainfer_value_float(adainfer_value_get(res, "check_cost_probe"), NAN);
+	if (ls == NULL || ls->type != ADAINFER_ARRAY || ls->u.array.n != L)
+		return cli_fail(b->cli, b->cmd, "trace of prompt %zu: expected %u layers", i + 1,
+				L);
+	for (uint32_t l = 0; l < L; l++) {
+		const struct adainfer_value *h = adainfer_value_get(&ls->u.array.v[l], "hidden");
+		const uint8_t *p;
+		size_t E;
+
+		if (h == NULL || h->type != ADAINFER_BIN || h->u.str.len == 0 ||
+		    h->u.str.len % 4 != 0 || h->u.str.len / 4 > 65536)
+			return cli_fail(
+			    b->cli, b->cmd,
+			    "trace of prompt %zu: no hidden state at layer %u (a daemon "
+			    "without trace's hidden?)",
+			    i + 1, l + 1);
+		E = h->u.str.len / 4;
+		if (b->cd.hidden == NULL && calib_data_alloc_hidden(&b->cd, (uint32_t)E) < 0)
+			return cli_fail(b->cli, b->cmd, "out of memory");
+		if (E != b->cd.n_embd)
+			return cli_fail(b->cli, b->cmd,
+					"trace of prompt %zu: %zu hidden values, expected %u",
+					i + 1, E, b->cd.n_embd);
+		p = (const uint8_t *)h->u.str.ptr;
+		for (size_t e = 0; e < E; e++) {
+			uint32_t u = (uint32_t)p[4 * e] | (uint32_t)p[4 * e + 1] << 8 |
+				     (uint32_t)p[4 * e + 2] << 16 | (uint32_t)p[4 * e + 3] << 24;
+			float f;
+
+			memcpy(&f, &u, sizeof(f));
+			b->cd.hidden[((size_t)i * L + l) * E + e] = f;
+		}
+	}
+	return 0;
+}
+
+int
+batch_hidden(struct batch *b)
+{
+	return batch_pipeline(b, "hidden states", "trace", build_trace_hidden, done_trace_hidden,
+			      NULL);
+}
+
 /* tokenize(prompt + answer): the answer is one token when it adds exactly one. */
 static size_t
 build_answer(struct batch *b, size_t i, struct adainfer_member *m, char *scratch)
@@ -490,7 +551,7 @@ cmp_double(const void *x, const void *y)
 }
 
 double
-batch_measured_cost(const struct batch *b, const uint32_t *idx, uint32_t k, bool answers,
+batch_measured_cost(const struct batch *b, const uint32_t *idx, uint32_t k, int which,
 		    uint32_t *n_meas)
 {
 	double *v = malloc((k ? k : 1) * sizeof(*v)), med = NAN;
@@ -499,9 +560,15 @@ batch_measured_cost(const struct batch *b, const uint32_t *idx, uint32_t k, bool
 	*n_meas = 0;
 	if (v == NULL)
 		return NAN;
-	for (uint32_t j = 0; j < k; j++)
-		if (isfinite(answers ? b->it[idx[j]].check_cost_ans : b->it[idx[j]].check_cost))
-			v[m++] = answers ? b->it[idx[j]].check_cost_ans : b->it[idx[j]].check_cost;
+	for (uint32_t j = 0; j < k; j++) {
+		const struct item *it = &b->it[idx[j]];
+		double c = which == BATCH_COST_PROBE     ? it->check_cost_probe
+			   : which == BATCH_COST_ANSWERS ? it->check_cost_ans
+							 : it->check_cost;
+
+		if (isfinite(c))
+			v[m++] = c;
+	}
 	if (m > 0) {
 		qsort(v, m, sizeof(*v), cmp_double);
 		med = m % 2 ? v[m / 2] : (v[m / 2 - 1] + v[m / 2]) / 2;
@@ -771,7 +838,8 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
 		case 'h':
 			printf(
 			    "usage: %s calibrate --task T --data FILE.jsonl [--target-agreement A] "
-			    "[--out FILE]\n  [--classifier best|gap|svm|crf] [--label final|gold] "
+			    "[--out FILE]\n  [--classifier best|gap|svm|crf|probe] [--label "
+			    "final|gold] "
 			    "[--check-cost C]\n  [--features auto|NAME,...] [--guarantee DELTA "
 			    "[--guarantee-m M]] "
 			    "[--save-trace FILE | --load-trace FILE]\n(see %s --help)\n",
@@ -796,8 +864,9 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
 	if (strlen(b->task) == 0 || strlen(b->task) >= PROFILE_TASK_MAX || strchr(b->task, '/'))
 		return cli_usage_error(cli, argv[0], "--task: '%s' is not a task name", b->task);
 	if (strcmp(a->kind_s, "best") != 0 && exitclf_kind_parse(a->kind_s, &kk) < 0)
-		return cli_usage_error(
-		    cli, argv[0], "--classifier: '%s' is not best, gap, svm or crf", a->kind_s);
+		return cli_usage_error(cli, argv[0],
+				       "--classifier: '%s' is not best, gap, svm, crf or probe",
+				       a->kind_s);
 	if (a->out_path == NULL) {
 		snprintf(a->default_out, sizeof(a->default_out), "%s.yaml", b->task);
 		a->out_path = a->default_out;
@@ -811,12 +880,12 @@ cal_parse(struct cli *cli, int argc, char **argv, struct batch *b, struct cal_ar
  */
 static int
 cal_fit(struct batch *b, const struct cal_args *a, const struct calib_data *kept, double cost,
-	int lens, json_t *cands, struct exitclf *best, struct calib_result *best_res,
-	double *best_net, int *best_lens)
+	double probe_cost, int lens, json_t *cands, struct exitclf *best,
+	struct calib_result *best_res, double *best_net, int *best_lens)
 {
 	struct diag d = {{0}};
 
-	for (int kind = EXITCLF_GAP; kind <= EXITCLF_CRF; kind++) {
+	for (int kind = EXITCLF_GAP; kind <= EXITCLF_PROBE; kind++) {
 		struct calib_opts opts;
 		struct calib_result res;
 		struct exitclf c = {0};
@@ -824,12 +893,15 @@ cal_fit(struct batch *b, const struct cal_args *a, const struct calib_data *kept
 		if (strcmp(a->kind_s, "best") != 0 &&
 		    strcmp(a->kind_s, exitclf_kind_name(kind)) != 0)
 			continue;
+		if (kind == EXITCLF_PROBE && kept->hidden == NULL)
+			continue; /* no hidden states traced (--load-trace) */
 		calib_opts_default(&opts, (enum exitclf_kind)kind);
 		opts.target_agreement = a->target;
-		opts.check_cost = cost;
+		/* the probe's check: its own cost (the lens at the exit replaces the final one) */
+		opts.check_cost = kind == EXITCLF_PROBE ? probe_cost : cost;
 		opts.label = a->label;
 		opts.features = a->features;
-		if (a->auto_features)
+		if (a->auto_features && kind != EXITCLF_PROBE)
 			calib_opts_auto_features(&opts);
 		if (calib_run(kept, &opts, &c, &res, &d) < 0)
 			return cli_fail(b->cli, b->cmd, "%s: %s", exitclf_kind_name(kind), d.msg);
@@ -837,18 +909,30 @@ cal_fit(struct batch *b, const struct cal_args *a, const struct calib_data *kept
 			json_t *cj = cand_json(&c, &res);
 
 			json_object_set_new(cj, "lens", json_string(lens ? "answers" : "full"));
-			json_object_set_new(cj, "check_cost", json_real(cost));
+			json_object_set_new(cj, "check_cost", json_real(opts.check_cost));
+			if (kind == EXITCLF_PROBE)
+				json_object_set_new(cj, "probe_form",
+						    json_string(res.features & CALIB_PROBE_PER_LAYER
+								    ? "per_layer"
+								    : "shared"));
 			json_array_append_new(cands, cj);
 		}
 		if (!b->cli->json)
-			printf("%-4s %-7s  %9u %6u  %9.4g  %9.3f  %7.3f  %6.3f\n",
+			printf("%-5s %-7s %9u %6u  %9.4g  %9.3f  %7.3f  %6.3f%s\n",
 			       exitclf_kind_name(kind), lens ? "answers" : "full", res.min_layer,
-			       res.stride, c.threshold, res.agreement, res.pruning, res.net);
+			       res.stride, c.threshold, res.agreement, res.pruning, res.net,
+			       kind != EXITCLF_PROBE                  ? ""
+			       : res.features & CALIB_PROBE_PER_LAYER ? "  (one probe per layer)"
+								      : "  (shared, layer bias)");
 		if (res.net > *best_net) {
 			*best_net = res.net;
+			if (best->probe != c.probe)
+				exitclf_probe_free(best->probe); /* the one it replaces */
 			*best = c;
 			*best_res = res;
 			*best_lens = lens;
+		} else {
+			exitclf_probe_free(c.probe);
 		}
 	}
 	return 0;
@@ -940,7 +1024,41 @@ cal_features(struct batch *b, const struct cal_args *a, char *name, size_t name_
 	    (rc = batch_model_info(b, name, name_sz, sha, sha_sz, cost)) != 0 ||
 	    (rc = batch_features(b)) != 0)
 		return rc;
+	if ((strcmp(a->kind_s, "best") == 0 || strcmp(a->kind_s, "probe") == 0) &&
+	    (rc = batch_hidden(b)) != 0)
+		return rc;
 	return strcmp(a->lens_s, "full") == 0 ? 0 : batch_answer_lens(b);
+}
+
+/*
+ * A probe profile's weights: the sidecar OUT-without-.yaml.probe.bin beside
+ * --out, named in the profile by its base name (the daemon reads it beside
+ * the profile). Written before the profile, so a profile never names a
+ * sidecar that is not there.
+ */
+static int
+cal_write_probe(struct batch *b, const struct cal_args *a, struct profile *prof)
+{
+	const char *base = strrchr(a->out_path, '/');
+	char path[4096];
+	struct diag d = {{0}};
+	size_t n;
+
+	base = base != NULL ? base + 1 : a->out_path;
+	n = strlen(base);
+	if (n > 5 && strcmp(base + n - 5, ".yaml") == 0)
+		n -= 5;
+	else if (n > 4 && strcmp(base + n - 4, ".yml") == 0)
+		n -= 4;
+	if ((size_t)snprintf(prof->probe_file, sizeof(prof->probe_file), "%.*s.probe.bin", (int)n,
+			     base) >= sizeof(prof->probe_file) ||
+	    profile_probe_resolve(path, sizeof(path), a->out_path, prof->probe_file) < 0)
+		return cli_fail(b->cli, b->cmd, "--out: path too long for the probe's sidecar");
+	if (profile_probe_write(prof->pol.clf.probe, path, &d) < 0)
+		return cli_fail(b->cli, b->cmd, "%s", d.msg);
+	if (!b->cli->json)
+		printf("probe weights written to %s\n", path);
+	return 0;
 }
 
 int
@@ -955,7 +1073,7 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 			     .lens_s = "best",
 			     .auto_features = true};
 	struct calib_data data[2] = {{0}}, fit[2] = {{0}}, test[2] = {{0}};
-	double cost_l[2], best_net = -INFINITY;
+	double cost_l[2], best_net = -INFINITY, probe_cost = 0;
 	int best_lens = 0, n_lens = 1;
 	struct calib_eval ev = {0};
 	struct exitclf best = {0};
@@ -990,7 +1108,7 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 	}
 	if (isnan(a.cost)) {
 		uint32_t n_meas = 0;
-		double meas = batch_measured_cost(&b, idx, k, false, &n_meas);
+		double meas = batch_measured_cost(&b, idx, k, BATCH_COST_FULL, &n_meas);
 
 		if (n_meas > 0) { /* timed on this machine at these prompts' lengths */
 			cost = meas;
@@ -1007,9 +1125,19 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 		}
 	}
 	cost_l[0] = cost_l[1] = cost;
+	if (data[0].hidden != NULL) {
+		uint32_t n_meas = 0;
+		double meas = batch_measured_cost(&b, idx, k, BATCH_COST_PROBE, &n_meas);
+
+		/* unmeasured: n_embd multiply-adds against a layer's ~12 n_embd^2, i.e. ~0 */
+		probe_cost = isnan(a.cost) ? (n_meas > 0 ? meas : 0) : a.cost;
+		if (!cli->json)
+			printf("hidden-state probe over n_embd %u: check cost %.4f layers\n",
+			       data[0].n_embd, probe_cost);
+	}
 	if (n_lens == 2 && isnan(a.cost)) {
 		uint32_t n_meas = 0;
-		double meas = batch_measured_cost(&b, idx, k, true, &n_meas);
+		double meas = batch_measured_cost(&b, idx, k, BATCH_COST_ANSWERS, &n_meas);
 
 		if (n_meas > 0)
 			cost_l[1] = meas;
@@ -1042,8 +1170,8 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 		if ((l == 0 && strcmp(a.lens_s, "answers") == 0) ||
 		    (l == 1 && strcmp(a.lens_s, "full") == 0))
 			continue;
-		if ((rc = cal_fit(&b, &a, a.delta > 0 ? &fit[l] : &data[l], cost_l[l], l, cands,
-				  &best, &best_res, &best_net, &best_lens)) != 0)
+		if ((rc = cal_fit(&b, &a, a.delta > 0 ? &fit[l] : &data[l], cost_l[l], probe_cost,
+				  l, cands, &best, &best_res, &best_net, &best_lens)) != 0)
 			goto out;
 	}
 	if (best_net == -INFINITY) {
@@ -1068,6 +1196,8 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 		prof.pol.n_answers = b.n_ans;
 		memcpy(prof.pol.answers, b.ans_ids, b.n_ans * sizeof(*b.ans_ids));
 	}
+	if (prof.pol.clf.kind == EXITCLF_PROBE && (rc = cal_write_probe(&b, &a, &prof)) != 0)
+		goto out;
 	if (a.delta > 0)
 		prof.prov.guarantee = (struct profile_guarantee){.present = true,
 								 .target = g.target,
@@ -1085,6 +1215,7 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 out:
 	json_decref(cands);
 	calib_eval_free(&ev);
+	exitclf_probe_free(best.probe);
 	for (int l = 0; l < 2; l++) {
 		calib_data_deinit(&data[l]);
 		calib_data_deinit(&fit[l]);

@@ -18,7 +18,8 @@ struct item {
 	uint32_t n_tokens;     /* prompt tokens (BOS included) from trace */
 	double check_cost;     /* trace's measured cost of one check in layers; NAN when unknown */
 	double check_cost_ans; /* the same for the answer-set lens (batch_answer_lens) */
-	int32_t answer_id;     /* the answer's single token, -1 when unknown */
+	double check_cost_probe; /* the same for the hidden-state probe (batch_hidden) */
+	int32_t answer_id;       /* the answer's single token, -1 when unknown */
 	int32_t full_tok, ad_tok;
 	uint32_t exit_layer;
 };
@@ -64,6 +65,12 @@ int batch_pipeline(struct batch *b, const char *label, const char *method, build
 /** Traces every item into b->cd, then finds the answer token of those with an answer. */
 int batch_features(struct batch *b);
 /**
+ * After batch_features: traces every item again with `hidden`, into
+ * b->cd.hidden (the probe's input) and each item's check_cost_probe.
+ * Returns 0 or an exit status.
+ */
+int batch_hidden(struct batch *b);
+/**
  * The answer-set lens's inputs, after batch_features: b->ans_ids = the
  * distinct final top-1s of the items (calib_answer_set_ids), then every
  * item traced again for their logits at every layer (b->ans_logits).
@@ -82,13 +89,15 @@ int batch_trace_load(struct batch *b, const char *path);
 int batch_model_info(struct batch *b, char *name, size_t name_sz, char *sha, size_t sha_sz,
 		     double *cost);
 
+/** Which check batch_measured_cost prices. */
+enum { BATCH_COST_FULL = 0, BATCH_COST_ANSWERS = 1, BATCH_COST_PROBE = 2 };
 /**
  * The median over the items idx[0..k) of the check cost their traces
- * measured (item.check_cost, or with answers item.check_cost_ans), in layers
- * of each prompt; *n_meas = how many
+ * measured (item.check_cost, .check_cost_ans or .check_cost_probe as which
+ * says), in layers of each prompt; *n_meas = how many
  * had one (0: NAN returned, price from FLOPs instead).
  */
-double batch_measured_cost(const struct batch *b, const uint32_t *idx, uint32_t k, bool answers,
+double batch_measured_cost(const struct batch *b, const uint32_t *idx, uint32_t k, int which,
 			   uint32_t *n_meas);
 
 #endif

@@ -232,10 +232,39 @@ struct top_item {
 
 /* The trace map: tokens, n_layers, layers[] (with id_logits: n_layers x r->n_logit_ids, their
  * logits), top[], check_cost (measured; NAN: none). */
+/* What a trace adds when asked: hidden states (n_layers x n_embd) and the probe's cost. */
+struct trace_hidden {
+	const float *h; /* NULL: none */
+	uint32_t n_embd;
+	double cost; /* NAN: none */
+};
+
+/* n float32 as little-endian bytes in one bin. */
+static int
+pack_f32_bin(msgpack_packer *pk, const float *x, uint32_t n)
+{
+	uint8_t buf[4 * 256];
+
+	PACK(msgpack_pack_bin(pk, (size_t)n * 4));
+	for (uint32_t i = 0; i < n;) {
+		uint32_t k = 0;
+
+		for (; k < 256 && i < n; k++, i++) {
+			uint32_t u;
+
+			memcpy(&u, &x[i], 4);
+			for (int b = 0; b < 4; b++)
+				buf[4 * k + b] = (uint8_t)(u >> (8 * b));
+		}
+		PACK(msgpack_pack_bin_body(pk, buf, (size_t)k * 4));
+	}
+	return 0;
+}
+
 static int
 pack_trace(msgpack_packer *pk, const struct req *r, const struct vocab *v, uint32_t n_layers,
 	   const struct lens *layers, const float *logits, uint32_t top_k, double check_cost,
-	   const float *id_logits, double rows_cost)
+	   const float *id_logits, double rows_cost, const struct trace_hidden *th)
 {
 	struct top_item top[PROTO_MAX_TOP_K];
 	uint32_t n_top = 0;
@@ -259,7 +288,10 @@ pack_trace(msgpack_packer *pk, const struct req *r, const struct vocab *v, uint3
 	for (uint32_t i = 0; i < v->n_tokens; i++)
 		z += exp((double)logits[i] - maxl);
 
-	PACK(msgpack_pack_map(pk, 4 + isfinite(check_cost) + isfinite(rows_cost)));
+	const bool hid = th != NULL && th->h != NULL;
+
+	PACK(msgpack_pack_map(pk, 4 + isfinite(check_cost) + isfinite(rows_cost) +
+				      (hid && isfinite(th->cost))));
 	PACK(proto_pack_cstr(pk, PROTO_K_TOKENS));
 	PACK(pack_tokens(pk, r->tokens, r->n_tokens));
 	if (isfinite(check_cost)) {
@@ -270,14 +302,22 @@ pack_trace(msgpack_packer *pk, const struct req *r, const struct vocab *v, uint3
 		PACK(proto_pack_cstr(pk, PROTO_K_CHECK_COST_ANSWERS));
 		PACK(msgpack_pack_double(pk, rows_cost));
 	}
+	if (hid && isfinite(th->cost)) {
+		PACK(proto_pack_cstr(pk, PROTO_K_CHECK_COST_PROBE));
+		PACK(msgpack_pack_double(pk, th->cost));
+	}
 	PACK(proto_pack_cstr(pk, PROTO_K_N_LAYERS));
 	PACK(msgpack_pack_uint32(pk, n_layers));
 	PACK(proto_pack_cstr(pk, PROTO_K_LAYERS));
 	PACK(msgpack_pack_array(pk, n_layers));
 	for (uint32_t l = 0; l < n_layers; l++) {
-		PACK(msgpack_pack_map(pk, id_logits != NULL ? 6 : 5));
+		PACK(msgpack_pack_map(pk, 5 + (id_logits != NULL) + hid));
 		PACK(proto_pack_cstr(pk, PROTO_K_LAYER));
 		PACK(msgpack_pack_uint32(pk, l + 1));
+		if (hid) {
+			PACK(proto_pack_cstr(pk, PROTO_K_HIDDEN));
+			PACK(pack_f32_bin(pk, th->h + (size_t)l * th->n_embd, th->n_embd));
+		}
 		if (id_logits != NULL) {
 			PACK(proto_pack_cstr(pk, PROTO_K_LOGITS));
 			PACK(msgpack_pack_array(pk, r->n_logit_ids));
@@ -318,11 +358,19 @@ pack_trace(msgpack_packer *pk, const struct req *r, const struct vocab *v, uint3
  */
 static int
 run_trace(struct exec *e, struct req *r, struct lens **layers, float **logits, double *check_cost,
-	  float **id_logits, double *rows_cost, exec_emit_fn emit, void *ud)
+	  float **id_logits, double *rows_cost, struct trace_hidden *th, exec_emit_fn emit,
+	  void *ud)
 {
 	struct trace_extra t = {0};
 	const struct model *m = &r->snap->model->m;
 	int rc = -ENOMEM;
+	bool hid_ok = true;
+
+	if (th != NULL && r->want_hidden) {
+		th->n_embd = m->hp.n_embd;
+		th->h = t.hidden = calloc((size_t)m->hp.n_layers * m->hp.n_embd, sizeof(*t.hidden));
+		hid_ok = t.hidden != NULL;
+	}
 
 	*layers = calloc(m->hp.n_layers, sizeof(**layers));
 	*logits = calloc(m->hp.n_vocab, sizeof(**logits));
@@ -332,13 +380,15 @@ run_trace(struct exec *e, struct req *r, struct lens **layers, float **logits, d
 		t.id_logits = *id_logits =
 		    calloc((size_t)m->hp.n_layers * r->n_logit_ids, sizeof(**id_logits));
 	}
-	if (*layers != NULL && *logits != NULL && (t.n_ids == 0 || t.id_logits != NULL))
+	if (*layers != NULL && *logits != NULL && (t.n_ids == 0 || t.id_logits != NULL) && hid_ok)
 		rc = runner_trace_timed(e->ctx, r->tokens, r->n_tokens, &r->cancel, *layers,
 					*logits, &t);
 	if (check_cost != NULL)
 		*check_cost = runner_trace_check_cost(&t);
 	if (rows_cost != NULL)
 		*rows_cost = t.n_ids > 0 && t.layers_s > 0 ? t.rows_s / t.layers_s : NAN;
+	if (th != NULL)
+		th->cost = t.hidden != NULL && t.layers_s > 0 ? t.probe_s / t.layers_s : NAN;
 	if (atomic_load(&r->cancel))
 		rc = -ECANCELED;
 	if (rc == -ECANCELED)
@@ -358,10 +408,11 @@ exec_trace(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	struct lens *layers = NULL;
 	float *logits = NULL, *id_logits = NULL;
 	double cost = NAN, rows_cost = NAN;
+	struct trace_hidden th = {.cost = NAN};
 	struct proto_out o;
 	int rc;
 
-	if (run_trace(e, r, &layers, &logits, &cost, &id_logits, &rows_cost, emit, ud) < 0)
+	if (run_trace(e, r, &layers, &logits, &cost, &id_logits, &rows_cost, &th, emit, ud) < 0)
 		goto out;
 	r->tokens_in = r->n_tokens;
 	r->layers_run = (uint64_t)m->hp.n_layers;
@@ -369,10 +420,11 @@ exec_trace(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	rc = proto_pack_result(&o.pk, r->msgid);
 	if (rc == 0)
 		rc = pack_trace(&o.pk, r, &m->vocab, m->hp.n_layers, layers, logits, r->top_k, cost,
-				id_logits, rows_cost);
+				id_logits, rows_cost, &th);
 	r->t_done = util_now();
 	out_emit(&o, rc, r, true, emit, ud);
 out:
+	free((void *)th.h);
 	free(layers);
 	free(logits);
 	free(id_logits);
@@ -597,7 +649,8 @@ pack_complete(msgpack_packer *pk, struct req *r, const struct gen *g, const stru
 	PACK(msgpack_pack_double(pk, util_now() - r->t_submit));
 	if (layers != NULL) {
 		PACK(proto_pack_cstr(pk, PROTO_K_TRACE));
-		PACK(pack_trace(pk, r, v, n_layers, layers, logits, r->top_k, NAN, NULL, NAN));
+		PACK(
+		    pack_trace(pk, r, v, n_layers, layers, logits, r->top_k, NAN, NULL, NAN, NULL));
 	}
 	if (r->speculative) {
 		PACK(proto_pack_cstr(pk, PROTO_K_SPECULATIVE));
@@ -714,7 +767,7 @@ exec_complete(struct exec *e, struct req *r, exec_emit_fn emit, void *ud)
 	double t_run;
 	int rc;
 
-	if (r->trace && run_trace(e, r, &layers, &logits, NULL, NULL, NULL, emit, ud) < 0)
+	if (r->trace && run_trace(e, r, &layers, &logits, NULL, NULL, NULL, NULL, emit, ud) < 0)
 		goto out;
 	complete_params(r, &g, &p);
 	complete_prefix(e, r, &p, &pu);

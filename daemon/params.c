@@ -26,8 +26,9 @@ const char *const params_chat_keys[] = {PROTO_K_MESSAGES,    PROTO_K_TEMPLATE, P
 					PROTO_K_FULL_DEPTH,  PROTO_K_TRACE,    PROTO_K_PROFILE,
 					PROTO_K_DEADLINE_MS, PROTO_K_EOS,      PROTO_K_TOP_K,
 					PROTO_K_SPECULATIVE, PROTO_K_DRAFT,    NULL};
-const char *const params_trace_keys[] = {PROTO_K_PROMPT,        PROTO_K_TOKENS,    PROTO_K_TOP_K,
-					 PROTO_K_PARSE_SPECIAL, PROTO_K_LOGIT_IDS, NULL};
+const char *const params_trace_keys[] = {
+    PROTO_K_PROMPT,    PROTO_K_TOKENS, PROTO_K_TOP_K, PROTO_K_PARSE_SPECIAL,
+    PROTO_K_LOGIT_IDS, PROTO_K_HIDDEN, NULL};
 const char *const params_tokenize_keys[] = {PROTO_K_TEXT, PROTO_K_ADD_BOS, PROTO_K_PARSE_SPECIAL,
 					    NULL};
 const char *const params_detokenize_keys[] = {PROTO_K_TOKENS, NULL};
@@ -521,6 +522,9 @@ params_trace(const msgpack_object *pm, struct req *r, struct diag *d)
 		return PROTO_ERR_BAD_REQUEST;
 	if (rc == 0)
 		r->top_k = (uint32_t)iv;
+	r->want_hidden = false;
+	if (!OPT(proto_get_bool(pm, PROTO_K_HIDDEN, &r->want_hidden, d)))
+		return PROTO_ERR_BAD_REQUEST;
 	return parse_logit_ids(pm, r, d);
 }
 

@@ -78,6 +78,7 @@ struct req {
 	uint32_t max_tokens, top_k;
 	int32_t logit_ids[PROTO_MAX_LOGIT_IDS]; /* trace: ids whose per-layer logits to report */
 	uint32_t n_logit_ids;
+	bool want_hidden; /* trace: every layer's normalised last-position hidden state */
 	double temperature, top_p;
 	uint64_t seed;
 	char *stop[PROTO_MAX_STOP]; /* owned */

@@ -135,11 +135,14 @@
  *
  * "trace"       params: prompt?|tokens?, parse_special? (as complete), top_k?: int
  *               (1..PROTO_MAX_TOP_K, default 10), logit_ids?: [int] (1..
- *               PROTO_MAX_LOGIT_IDS token ids). Full-depth run of the prompt. result:
+ *               PROTO_MAX_LOGIT_IDS token ids), hidden?: bool (default false). Full-depth
+ *               run of the prompt. result:
  *     tokens: [int], n_layers: int,
  *     layers: [{layer: int (1-based), top1: int, top1_text: str|bin,
  *               top_prob: float, gap: float, logits?: [float] (with
- *               logit_ids: the lens logits of those ids, in their order)}]
+ *               logit_ids: the lens logits of those ids, in their order), hidden?: bin
+ *               (with hidden: the final norm of the last position's hidden state,
+ *               n_embd float32 little-endian, the probe's input)}]
  *             one per layer,
  *     top: [{id: int, text: str|bin, logit: float, prob: float}] the final
  *          layer's top_k by logit,
@@ -147,7 +150,9 @@
  *          evaluations over that of its layers, i.e. one stopping check in
  *          layers of this prompt, measured on this run),
  *     check_cost_answers?: float (with logit_ids: the same for the
- *          answer-set lens over those ids, timed apart on this run).
+ *          answer-set lens over those ids, timed apart on this run),
+ *     check_cost_probe?: float (with hidden: the same for the hidden-state
+ *          probe's check, the final norm and n_embd multiply-adds).
  *
  * "tokenize"    params: text: str|bin, add_bos?: bool (default true),
  *               parse_special?: bool (default false, as complete).
@@ -295,6 +300,7 @@ enum proto_kind {
 #define PROTO_K_LOGIT          "logit"
 #define PROTO_K_LOGITS         "logits"
 #define PROTO_K_LOGIT_IDS      "logit_ids"
+#define PROTO_K_HIDDEN         "hidden"
 #define PROTO_K_PROB           "prob"
 #define PROTO_K_CANCELLED      "cancelled"
 #define PROTO_K_MODEL_CHANGED  "model_changed"
@@ -310,6 +316,7 @@ enum proto_kind {
 #define PROTO_K_ARCH                  "arch"
 #define PROTO_K_CHECK_COST            "check_cost"
 #define PROTO_K_CHECK_COST_ANSWERS    "check_cost_answers"
+#define PROTO_K_CHECK_COST_PROBE      "check_cost_probe"
 #define PROTO_K_CHAT_TEMPLATE         "chat_template"
 #define PROTO_K_CLASSIFIER            "classifier"
 #define PROTO_K_CONNECTIONS_TOTAL     "connections_total"

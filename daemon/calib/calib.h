@@ -221,7 +221,8 @@ void calib_print_summary(FILE *f, const char *title, const struct calib_eval *ev
  * Builds a calibrated profile: classifier c, min_layer/stride and the held-out
  * numbers from res, provenance from the model and data named. date is filled
  * with the current UTC time. A classifier whose threshold is not finite (no
- * rule pays) becomes a profile that never checks.
+ * rule pays) becomes a profile that never checks (a probe then becomes a gap rule
+ * that never checks). p->pol.clf.probe borrows c->probe: do not profile_deinit p.
  */
 void calib_profile(struct profile *p, const char *task, const struct exitclf *c,
 		   const struct calib_result *res, const char *model_name, const char *model_sha256,

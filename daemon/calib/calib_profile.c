@@ -23,11 +23,16 @@ calib_profile(struct profile *p, const char *task, const struct exitclf *c,
 	p->pol.clf = *c;
 	p->pol.min_layer = res->min_layer ? res->min_layer : 1;
 	p->pol.stride = res->stride ? res->stride : 1;
-	if (!isfinite(p->pol.clf.threshold)) { /* no threshold pays off: never check, never stop */
-		p->pol.clf.threshold = c->kind == EXITCLF_SVM ? 1e6 : 2.0;
+	if (!isfinite(p->pol.clf.threshold)) {  /* no threshold pays off: never check, never stop */
+		if (c->kind == EXITCLF_PROBE) { /* no weights needed for that: a plain gap rule */
+			p->pol.clf.kind = EXITCLF_GAP;
+			p->pol.clf.features = 0;
+			p->pol.clf.probe = NULL;
+		}
+		p->pol.clf.threshold = p->pol.clf.kind == EXITCLF_SVM ? 1e6 : 2.0;
 		p->pol.min_layer = n_layers ? n_layers : 1;
 	}
-	p->pol.clf.features = exitclf_features(c);
+	p->pol.clf.features = p->pol.clf.kind == EXITCLF_PROBE ? 0 : exitclf_features(&p->pol.clf);
 	p->prov.present = true;
 	strlcpy_(p->prov.model, model_name ? model_name : "", sizeof(p->prov.model));
 	strlcpy_(p->prov.model_sha256, model_sha256 ? model_sha256 : "",

@@ -771,7 +771,8 @@ forward_norm_last(struct ctx *c)
 
 	if (!c->have_h)
 		return NULL;
-	ops_rmsnorm(c->lens_x, c->h + (size_t)(c->n_batch - 1) * E, c->out_norm, E, c->m->hp.rms_eps);
+	ops_rmsnorm(c->lens_x, c->h + (size_t)(c->n_batch - 1) * E, c->out_norm, E,
+		    c->m->hp.rms_eps);
 	return c->lens_x;
 }
 

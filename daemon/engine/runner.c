@@ -526,11 +526,30 @@ runner_trace_timed(struct ctx *c, const int32_t *prompt, uint32_t n_prompt,
 			if (l + 1 == L && final_logits != NULL)
 				memcpy(final_logits, z, (size_t)m->hp.n_vocab * sizeof(*z));
 		}
+		if (t != NULL && t->hidden != NULL) { /* a probe check's input and its cost */
+			const uint32_t E = m->hp.n_embd;
+			const float *x;
+			volatile double sink;
+			double s = 0;
+
+			t1 = util_now();
+			if ((x = forward_norm_last(c)) == NULL) {
+				rc = -EINVAL;
+				goto out;
+			}
+			for (uint32_t e = 0; e < E; e++) /* what exitclf_probe_score computes */
+				s += (double)x[e] * x[e];
+			sink = s;
+			(void)sink;
+			tt.probe_s += util_now() - t1;
+			memcpy(t->hidden + (size_t)l * E, x, E * sizeof(*x));
+		}
 	}
 	if (t != NULL) {
 		t->layers_s = tt.layers_s;
 		t->lens_s = tt.lens_s;
 		t->rows_s = tt.rows_s;
+		t->probe_s = tt.probe_s;
 	}
 	rc = forward_finish(c, L);
 out:

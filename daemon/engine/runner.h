@@ -212,10 +212,14 @@ struct trace_extra {
 	const int32_t *ids;
 	uint32_t n_ids;
 	float *id_logits;
+	/* in: when hidden != NULL it gets every layer's normalised last-position hidden state
+	 * (n_layers x n_embd, forward_norm_last), the probe's input */
+	float *hidden;
 	/* out: wall time spent in the layers and in the lens */
 	double layers_s; /* every forward_layer of the prompt */
 	double lens_s;   /* every forward_lens (one per layer, as a check at each) */
 	double rows_s;   /* with ids: every forward_lens_rows over them (timed apart) */
+	double probe_s;  /* with hidden: every probe check (final norm + n_embd multiply-adds) */
 };
 
 /** The measured cost of one check in layers of this prompt: lens_s / layers_s (NAN when 0). */
