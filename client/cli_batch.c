@@ -1211,7 +1211,8 @@ cmd_calibrate(struct cli *cli, int argc, char **argv)
 		goto out;
 	}
 	rc = cal_report(&b, &a, k, cands, &best, &best_res, &ev, a.delta > 0 ? &g : NULL,
-			cost_l[best_lens], cost_src, &prof);
+			best.kind == EXITCLF_PROBE ? probe_cost : cost_l[best_lens], cost_src,
+			&prof);
 out:
 	json_decref(cands);
 	calib_eval_free(&ev);
