@@ -679,9 +679,135 @@ test_answer_set_hand(void)
 	calib_data_deinit(&cd);
 }
 
-TEST_MAIN(TEST_CASE(test_golden_layer_table), TEST_CASE(test_threshold_sweep_hand),
-	  TEST_CASE(test_threshold_sweep_random), TEST_CASE(test_svm_fit_synthetic),
-	  TEST_CASE(test_crf_fit_synthetic), TEST_CASE(test_bad_input), TEST_CASE(test_render),
-	  TEST_CASE(test_check_cost), TEST_CASE(test_stable_feature_synthetic),
-	  TEST_CASE(test_calibrate_golden), TEST_CASE(test_feature_choice_golden),
-	  TEST_CASE(test_answer_set_hand))
+/*
+ * The probe's fit on hidden states that separate the labels along dimension
+ * 0 (+1 once the top-1 is final, -1 before, noise elsewhere): both forms give
+ * w[0] > 0 and classify >= 97% of the rows of each class right; a layer whose
+ * rows are all one class gets the constant decision (w 0, b +1) in the
+ * per-layer form; subsets carry the hidden states; calib_run fits one of the
+ * forms, with features 0, and its held-out exits keep agreement >= the target.
+ */
+static void
+test_probe_fit_synthetic(void)
+{
+	const uint32_t E = 6;
+	struct calib_data cd, sub;
+	uint64_t seed = 99;
+
+	ASSERT_OK(calib_data_init(&cd, 300, 8));
+	fill_synthetic(&cd, 5, 1.0);
+	ASSERT_OK(calib_data_alloc_hidden(&cd, E));
+	for (uint32_t i = 0; i < cd.n; i++)
+		for (uint32_t l = 1; l <= cd.n_layers; l++) {
+			float *h = cd.hidden + ((size_t)i * cd.n_layers + l - 1) * E;
+			bool pos = calib_label_of(&cd, i, l, CALIB_LABEL_FINAL);
+
+			for (uint32_t e = 0; e < E; e++)
+				h[e] = (float)(unif(&seed) - 0.5);
+			h[0] = (float)((pos ? 1 : -1) * (0.6 + 0.4 * unif(&seed)));
+		}
+	for (unsigned form = 0; form <= CALIB_PROBE_PER_LAYER; form++) {
+		struct calib_opts o;
+		struct exitclf c = {0};
+		struct diag d = {{0}};
+		uint32_t ok_pos = 0, n_pos = 0, ok_neg = 0, n_neg = 0;
+
+		calib_opts_default(&o, EXITCLF_PROBE);
+		o.min_layer = 2;
+		o.features = form;
+		ASSERT_OK(calib_fit(&cd, &o, &c, &d));
+		ASSERT(c.probe != NULL);
+		ASSERT_EQ(c.features, 0);
+		ASSERT_EQ(c.probe->n_rows, form ? cd.n_layers : 1);
+		ASSERT_EQ(c.probe->n_embd, E);
+		for (uint32_t i = 0; i < cd.n; i++)
+			for (uint32_t l = 2; l < cd.n_layers; l++) {
+				const float *h = cd.hidden + ((size_t)i * cd.n_layers + l - 1) * E;
+				bool pos = calib_label_of(&cd, i, l, CALIB_LABEL_FINAL);
+				double sc = exitclf_probe_score(c.probe, l, h);
+
+				n_pos += pos;
+				n_neg += !pos;
+				ok_pos += pos && sc > 0;
+				ok_neg += !pos && sc <= 0;
+			}
+		ASSERT(c.probe->w[(size_t)(form ? 3 : 0) * E] > 0);
+		ASSERT(ok_pos >= 0.97 * n_pos);
+		ASSERT(ok_neg >= 0.97 * n_neg);
+		exitclf_probe_free(c.probe);
+	}
+	{ /* subsets and the answer-set copy carry the hidden states */
+		uint32_t idx[2] = {7, 3};
+
+		ASSERT_OK(calib_data_subset(&cd, idx, 2, &sub));
+		ASSERT_EQ(sub.n_embd, E);
+		ASSERT(memcmp(sub.hidden, cd.hidden + (size_t)7 * 8 * E, 8 * E * sizeof(float)) ==
+		       0);
+		ASSERT(memcmp(sub.hidden + 8 * E, cd.hidden + (size_t)3 * 8 * E,
+			      8 * E * sizeof(float)) == 0);
+		calib_data_deinit(&sub);
+	}
+	{
+		struct calib_opts o;
+		struct calib_result res;
+		struct exitclf c = {0};
+		struct calib_eval ev;
+		struct diag d = {{0}};
+
+		calib_opts_default(&o, EXITCLF_PROBE);
+		ASSERT_OK(calib_run(&cd, &o, &c, &res, &d));
+		ASSERT(c.kind == EXITCLF_PROBE && c.probe != NULL && isfinite(c.threshold));
+		ASSERT(res.agreement >= 0.99 && res.pruning > 0.2);
+		ASSERT_OK(calib_evaluate(&cd, &c, res.min_layer, res.stride, &ev));
+		ASSERT(ev.agreement >= 0.99);
+		calib_eval_free(&ev);
+		exitclf_probe_free(c.probe);
+	}
+	/* without hidden states calib_run refuses the probe */
+	{
+		struct calib_data bare;
+		struct calib_opts o;
+		struct calib_result res;
+		struct exitclf c = {0};
+		struct diag d = {{0}};
+
+		ASSERT_OK(calib_data_init(&bare, 20, 4));
+		fill_synthetic(&bare, 1, 1.0);
+		calib_opts_default(&o, EXITCLF_PROBE);
+		ASSERT_EQ(calib_run(&bare, &o, &c, &res, &d), -EINVAL);
+		ASSERT(strstr(d.msg, "hidden") != NULL);
+		calib_data_deinit(&bare);
+	}
+	calib_data_deinit(&cd);
+	/* by hand: 4 prompts, 3 layers, every row of layer 2 positive: per layer, layer 2 gets
+	 * w = 0, b = +1 (a constant "stop") */
+	{
+		struct calib_opts o;
+		struct exitclf c = {0};
+		struct diag d = {{0}};
+
+		ASSERT_OK(calib_data_init(&cd, 4, 3));
+		ASSERT_OK(calib_data_alloc_hidden(&cd, 2));
+		for (uint32_t i = 0; i < 4; i++)
+			for (uint32_t l = 0; l < 3; l++) {
+				cd.top1[i * 3 + l] = 5; /* final from layer 1 on */
+				cd.hidden[(i * 3 + l) * 2] = (float)i;
+			}
+		calib_opts_default(&o, EXITCLF_PROBE);
+		o.min_layer = 2;
+		o.features = CALIB_PROBE_PER_LAYER;
+		ASSERT_OK(calib_fit(&cd, &o, &c, &d));
+		ASSERT(c.probe->w[2] == 0 && c.probe->w[3] == 0);
+		ASSERT(c.probe->b[1] == 1.0f);
+		ASSERT_NEAR(exitclf_probe_score(c.probe, 2, (const float[]){3, 3}), 1, 1e-12);
+		exitclf_probe_free(c.probe);
+		calib_data_deinit(&cd);
+	}
+}
+
+TEST_MAIN(TEST_CASE(test_probe_fit_synthetic), TEST_CASE(test_golden_layer_table),
+	  TEST_CASE(test_threshold_sweep_hand), TEST_CASE(test_threshold_sweep_random),
+	  TEST_CASE(test_svm_fit_synthetic), TEST_CASE(test_crf_fit_synthetic),
+	  TEST_CASE(test_bad_input), TEST_CASE(test_render), TEST_CASE(test_check_cost),
+	  TEST_CASE(test_stable_feature_synthetic), TEST_CASE(test_calibrate_golden),
+	  TEST_CASE(test_feature_choice_golden), TEST_CASE(test_answer_set_hand))
