@@ -142,6 +142,14 @@ load_profile(struct batch *b, const char *path, yaml_document_t *doc, bool *have
 	if ((rc = profile_load_file(&p, path, &d)) < 0)
 		return rc == -EINVAL ? cli_usage_error(b->cli, b->cmd, "--profile: %s", d.msg)
 				     : cli_fail(b->cli, b->cmd, "--profile: %s", d.msg);
+	if (p.pol.clf.kind == EXITCLF_PROBE) { /* its weights are a file: not sent inline */
+		profile_deinit(&p);
+		return cli_usage_error(b->cli, b->cmd,
+				       "--profile %s is a probe profile, whose weights the daemon "
+				       "reads from its profile directory only: put it (and its "
+				       "sidecar) there and run eval --task without --profile",
+				       path);
+	}
 	*p_out = p;
 	if ((f = fopen(path, "rb")) == NULL)
 		return cli_fail(b->cli, b->cmd, "cannot open %s: %s", path, strerror(errno));
@@ -331,11 +339,14 @@ eval_trace(struct batch *b, const char *prof_path, const char *trace_path)
 	if ((rc = profile_load_file(&p, prof_path, &d)) < 0)
 		return rc == -EINVAL ? cli_usage_error(b->cli, b->cmd, "--profile: %s", d.msg)
 				     : cli_fail(b->cli, b->cmd, "--profile: %s", d.msg);
-	if (p.pol.n_answers > 0)
-		return cli_usage_error(b->cli, b->cmd,
-				       "--load-trace: %s uses the answer-set lens, whose logits "
-				       "trace files do not hold; evaluate it with --data",
-				       prof_path);
+	if (p.pol.n_answers > 0 || p.pol.clf.kind == EXITCLF_PROBE) {
+		profile_deinit(&p);
+		return cli_usage_error(
+		    b->cli, b->cmd,
+		    "--load-trace: %s uses the %s, whose inputs "
+		    "trace files do not hold; evaluate it with --data",
+		    prof_path, p.pol.n_answers > 0 ? "answer-set lens" : "hidden-state probe");
+	}
 	if ((rc = batch_model_info(b, name, sizeof(name), sha, sizeof(sha), NULL)) != 0 ||
 	    (rc = batch_trace_load(b, trace_path)) != 0 ||
 	    (rc = batch_kept(b, &kept, &idx, &k)) != 0)

@@ -72,6 +72,17 @@ median(double *x, int n)
 	return n % 2 ? x[n / 2] : (x[n / 2 - 1] + x[n / 2]) / 2;
 }
 
+/* One probe check in layers at decode: n_embd multiply-adds against a layer's weights. */
+static double
+probe_cost(const struct model *m)
+{
+	const struct model_hparams *h = &m->hp;
+	double q = (double)h->n_heads * h->head_dim, kv = (double)h->n_kv_heads * h->head_dim;
+	double layer = (double)h->n_embd * (2 * q + 2 * kv) + 3.0 * h->n_embd * h->n_ff;
+
+	return layer > 0 ? 2.0 * h->n_embd / layer : 0;
+}
+
 static int
 collect(struct ctx *c, const struct prompts *pr, uint32_t L, struct calib_data *cd)
 {
@@ -81,7 +92,8 @@ collect(struct ctx *c, const struct prompts *pr, uint32_t L, struct calib_data *
 
 	if (L > 64)
 		return -EINVAL;
-	if ((rc = calib_data_init(cd, (uint32_t)(pr->count * N_GEN), L)) < 0)
+	if ((rc = calib_data_init(cd, (uint32_t)(pr->count * N_GEN), L)) < 0 ||
+	    (rc = calib_data_alloc_hidden(cd, ctx_model(c)->hp.n_embd)) < 0) /* for the probe */
 		return rc;
 	for (size_t i = 0; i < pr->count; i++) {
 		int32_t tok[MAX_PROMPT + N_GEN], gen[N_GEN];
@@ -99,7 +111,9 @@ collect(struct ctx *c, const struct prompts *pr, uint32_t L, struct calib_data *
 		memcpy(gen, r.tokens, r.n_tokens * sizeof(*gen));
 		for (uint32_t t = 0; t < r.n_tokens; t++, rows++) {
 			/* features of the step that produced gen[t]: prefix = prompt + gen[0..t) */
-			if ((rc = runner_trace(c, tok, n + t, NULL, lens, NULL)) < 0)
+			struct trace_extra te = {.hidden = cd->hidden + rows * L * cd->n_embd};
+
+			if ((rc = runner_trace_timed(c, tok, n + t, NULL, lens, NULL, &te)) < 0)
 				return rc;
 			for (uint32_t l = 0; l < L; l++) {
 				cd->top1[rows * L + l] = lens[l].top1;
@@ -377,7 +391,7 @@ main(int argc, char **argv)
 			fprintf(stderr, "tracing failed\n");
 			goto out;
 		}
-		for (int k = EXITCLF_GAP; k <= EXITCLF_SVM; k++)
+		for (int k = EXITCLF_GAP; k <= EXITCLF_PROBE; k++)
 			for (size_t ti = 0; ti < ARRAY_LEN(targets); ti++) {
 				struct calib_opts o;
 				struct calib_result res;
@@ -385,9 +399,15 @@ main(int argc, char **argv)
 				struct profile p;
 				char name[64];
 
+				if (k == EXITCLF_CRF)
+					continue; /* the gap and svm rows, and the probe */
 				calib_opts_default(&o, (enum exitclf_kind)k);
 				o.target_agreement = targets[ti];
-				o.check_cost = ti < 2 ? 0 : runner_check_cost(&m, 1);
+				/* priced: a lens check's FLOPs; the probe's n_embd against a
+				 * layer's */
+				o.check_cost = ti < 2               ? 0
+					       : k == EXITCLF_PROBE ? probe_cost(&m)
+								    : runner_check_cost(&m, 1);
 				if (calib_run(&cd, &o, &clf, &res, &d) < 0) {
 					fprintf(stderr, "calibration: %s\n", d.msg);
 					goto out;
@@ -400,14 +420,17 @@ main(int argc, char **argv)
 					 ti < 2 ? "" : " priced", p.pol.min_layer, p.pol.stride);
 				print_row(name, &w);
 				failed |= w.sp_eq != w.n_seq;
-				if (w.verify > 0 && w.tokens / w.t_spec > best_tps) {
+				if (w.verify > 0 && w.tokens / w.t_spec > best_tps &&
+				    k != EXITCLF_PROBE) { /* best_pol outlives clf */
 					best_tps = w.tokens / w.t_spec;
 					best_pol = p.pol;
 					snprintf(best_name, sizeof(best_name), "%s", name);
 				}
+				exitclf_probe_free(clf.probe);
 				/* README: at the 0.99 target every stories sequence equals full
 				 * depth */
-				if (defaults && targets[ti] >= 0.99 && w.n_eq != w.n_seq) {
+				if (defaults && targets[ti] >= 0.99 && w.n_eq != w.n_seq &&
+				    k != EXITCLF_PROBE) {
 					fprintf(stderr, "%s: %u/%u sequences equal full depth\n",
 						name, w.n_eq, w.n_seq);
 					failed = true;
