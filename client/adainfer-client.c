@@ -459,7 +459,7 @@ static const struct command commands[] = {
      "is a server error and the daemon keeps the old one.\n"},
     {"calibrate", cmd_calibrate,
      "--task T --data FILE.jsonl [--target-agreement A] [--out FILE]\n"
-     "          [--classifier best|gap|svm|crf] [--label final|gold] [--check-cost C]\n"
+     "          [--classifier best|gap|svm|crf|probe] [--label final|gold] [--check-cost C]\n"
      "          [--features auto|NAME,...] [--lens full|answers|best]\n"
      "          [--guarantee DELTA [--guarantee-m M]]\n"
      "          [--save-trace TRACE | --load-trace TRACE]",
