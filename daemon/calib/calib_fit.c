@@ -43,18 +43,56 @@ svm_index(int k)
 	return k; /* token slots EXITCLF_N_FEAT.. -> 5.. */
 }
 
+/*
+ * Trains the balanced L2-loss linear SVM both fits use (each class carries half
+ * the total loss) on prob, n_pos/n_neg rows labelled +1/-1 (both > 0); *sign
+ * orients its decision values towards "+1 = stop". liblinear's dual solver
+ * visits the rows in an order drawn from rand(): it is seeded, under a lock, so
+ * that a fit depends on its data only (not on what the process fitted before,
+ * nor on a concurrent calibration). The model in *out; 0 or -errno (d set).
+ */
+static int
+svm_train(const struct problem *prob, double n_pos, double n_neg, const struct calib_opts *o,
+	  struct model **out, double *sign, struct diag *d)
+{
+	struct parameter param = {0};
+	int labels[2] = {0, 0}, weight_label[2] = {+1, -1};
+	double weight[2] = {(double)prob->l / (2 * n_pos), (double)prob->l / (2 * n_neg)};
+	struct model *m;
+	const char *err;
+
+	param.solver_type = L2R_L2LOSS_SVC_DUAL;
+	param.eps = 0.01;
+	param.C = o->svm_c > 0 ? o->svm_c : 1.0;
+	param.nr_weight = 2;
+	param.weight_label = weight_label;
+	param.weight = weight;
+	param.p = 0.1;
+	set_print_string_function(liblinear_quiet);
+	if ((err = check_parameter(prob, &param)) != NULL)
+		return diag_set(d, -EINVAL, "calibration: liblinear: %s", err);
+	pthread_mutex_lock(&liblinear_lock);
+	srand(1);
+	m = train(prob, &param);
+	pthread_mutex_unlock(&liblinear_lock);
+	if (m == NULL)
+		return diag_set(d, -ENOMEM, "calibration: liblinear train failed");
+	get_labels(m, labels);
+	*sign = labels[0] == +1 ? 1.0 : -1.0;
+	*out = m;
+	return 0;
+}
+
 static int
 fit_svm(const struct calib_data *cd, const struct calib_opts *o, const uint32_t *lay, uint32_t k,
 	struct exitclf *c, struct diag *d)
 {
 	struct problem prob = {0};
-	struct parameter param = {0};
 	struct model *m = NULL;
 	struct feature_node *nodes = NULL;
-	const char *err;
 	size_t rows;
-	int rc = 0, labels[2] = {0, 0}, weight_label[2] = {+1, -1};
-	double weight[2], n_pos = 0, n_neg = 0, *phi = NULL;
+	int rc = 0;
+	double n_pos = 0, n_neg = 0, sign, *phi = NULL;
 	int slot[EXITCLF_N_PHI], n_slot = calib_phi_slots(c, slot);
 	enum { NODES = EXITCLF_N_PHI + 1 }; /* features, bias, terminator */
 	if (size_mul(&rows, cd->n, k) < 0 || rows == 0 || rows > INT32_MAX)
@@ -100,43 +138,12 @@ fit_svm(const struct calib_data *cd, const struct calib_opts *o, const uint32_t 
 		c->svm_w[EXITCLF_F_BIAS] = n_pos > 0 ? 1.0 : -1.0;
 		goto out;
 	}
-	/* Balanced class weights: each class carries half the total loss. */
-	weight[0] = (double)rows / (2 * n_pos);
-	weight[1] = (double)rows / (2 * n_neg);
-	param.solver_type = L2R_L2LOSS_SVC_DUAL;
-	param.eps = 0.01;
-	param.C = o->svm_c > 0 ? o->svm_c : 1.0;
-	param.nr_weight = 2;
-	param.weight_label = weight_label;
-	param.weight = weight;
-	param.p = 0.1;
-	set_print_string_function(liblinear_quiet);
-	if ((err = check_parameter(&prob, &param)) != NULL) {
-		rc = diag_set(d, -EINVAL, "calibration: liblinear: %s", err);
+	if ((rc = svm_train(&prob, n_pos, n_neg, o, &m, &sign, d)) < 0)
 		goto out;
-	}
-	/* liblinear's dual solver visits the rows in an order drawn from rand(): seed it,
-	 * under a lock, so that a fit depends on its data only (not on what the process
-	 * fitted before, nor on a concurrent calibration). */
-	pthread_mutex_lock(&liblinear_lock);
-	srand(1);
-	m = train(&prob, &param);
-	pthread_mutex_unlock(&liblinear_lock);
-	if (m == NULL) {
-		rc = diag_set(d, -ENOMEM, "calibration: liblinear train failed");
-		goto out;
-	}
-	/* The decision value is oriented towards labels[0]; we want "+1 = stop". */
-	get_labels(m, labels);
-	{
-		double sign = labels[0] == +1 ? 1.0 : -1.0;
-
-		for (int a = 0; a < n_slot; a++)
-			if (slot[a] != EXITCLF_F_BIAS)
-				c->svm_w[slot[a]] =
-				    sign * get_decfun_coef(m, svm_index(slot[a]), 0);
-		c->svm_w[EXITCLF_F_BIAS] = sign * get_decfun_bias(m, 0); /* = bias * w[bias node] */
-	}
+	for (int a = 0; a < n_slot; a++)
+		if (slot[a] != EXITCLF_F_BIAS)
+			c->svm_w[slot[a]] = sign * get_decfun_coef(m, svm_index(slot[a]), 0);
+	c->svm_w[EXITCLF_F_BIAS] = sign * get_decfun_bias(m, 0); /* = bias * w[bias node] */
 out:
 	if (m != NULL)
 		free_and_destroy_model(&m);
@@ -453,13 +460,11 @@ fit_probe_rows(const struct calib_data *cd, const struct calib_opts *o, const ui
 	const uint32_t E = cd->n_embd, nj = j1 - j0;
 	const bool shared = nj > 1 || o->features == 0;
 	struct problem prob = {0};
-	struct parameter param = {0};
 	struct model *m = NULL;
 	struct feature_node *nodes = NULL;
-	const char *err;
 	size_t rows = (size_t)cd->n * nj, per = (size_t)E + 2;
-	int rc = 0, labels[2] = {0, 0}, weight_label[2] = {+1, -1};
-	double weight[2], n_pos = 0, n_neg = 0, sign;
+	int rc = 0;
+	double n_pos = 0, n_neg = 0, sign;
 
 	if (rows == 0 || rows > INT32_MAX || per * rows / per != rows)
 		return diag_set(d, -EINVAL, "calibration: no checked layer to fit the probe on");
@@ -500,30 +505,8 @@ fit_probe_rows(const struct calib_data *cd, const struct calib_opts *o, const ui
 			b[lay[j] - 1] = n_pos > 0 ? 1.0f : -1.0f;
 		goto out;
 	}
-	weight[0] = (double)rows / (2 * n_pos);
-	weight[1] = (double)rows / (2 * n_neg);
-	param.solver_type = L2R_L2LOSS_SVC_DUAL;
-	param.eps = 0.01;
-	param.C = o->svm_c > 0 ? o->svm_c : 1.0;
-	param.nr_weight = 2;
-	param.weight_label = weight_label;
-	param.weight = weight;
-	param.p = 0.1;
-	set_print_string_function(liblinear_quiet);
-	if ((err = check_parameter(&prob, &param)) != NULL) {
-		rc = diag_set(d, -EINVAL, "calibration: liblinear: %s", err);
+	if ((rc = svm_train(&prob, n_pos, n_neg, o, &m, &sign, d)) < 0)
 		goto out;
-	}
-	pthread_mutex_lock(&liblinear_lock); /* seeded row order, as fit_svm */
-	srand(1);
-	m = train(&prob, &param);
-	pthread_mutex_unlock(&liblinear_lock);
-	if (m == NULL) {
-		rc = diag_set(d, -ENOMEM, "calibration: liblinear train failed");
-		goto out;
-	}
-	get_labels(m, labels);
-	sign = labels[0] == +1 ? 1.0 : -1.0;
 	for (uint32_t e = 0; e < E; e++)
 		w_row[e] = (float)(sign * get_decfun_coef(m, (int)e + 1, 0));
 	for (uint32_t j = j0; j < j1; j++)
